@@ -1,1 +1,11 @@
+//! dyno: a dynamometer for language models. The library does the work; the
+//! binary only parses arguments and maps results to exit codes.
+
+pub mod cli;
+pub mod fsutil;
+pub mod plan;
+pub mod sse;
 pub mod suite;
+
+pub use cli::{Cli, run};
+pub mod stats;

@@ -1,1 +1,727 @@
+//! Suites: the YAML format (`raw`), its source positions (`node`), the
+//! diagnostics renderer (`diag`), and `load`, which turns a file into a
+//! resolved, validated [`Suite`]. Nothing after this module sees YAML.
+
+pub mod diag;
 pub mod node;
+pub mod raw;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use diag::Diagnostic;
+use node::{Node, Pos};
+pub use raw::{EndpointKind, Role};
+use raw::{RawMessage, RawParams, RawPrompt, RawSuite};
+
+/// A validated suite: defaults applied, includes expanded, references checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suite {
+    pub name: String,
+    pub description: Option<String>,
+    /// The suite file, as the user named it.
+    pub file: PathBuf,
+    pub endpoints: BTreeMap<String, Endpoint>,
+    pub servers: BTreeMap<String, Server>,
+    pub models: Vec<Model>,
+    pub prompts: Vec<Prompt>,
+    pub matrix: Vec<Axis>,
+    pub outputs: Outputs,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub kind: EndpointKind,
+    pub base_url: Option<String>,
+    /// The variable's name only; its value is read when a request is sent.
+    pub api_key_env: Option<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    pub command: Vec<String>,
+    pub ready: String,
+    pub startup_timeout_s: u32,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub id: String,
+    /// The name sent to the API.
+    pub api_model: String,
+    pub served_by: ServedBy,
+    pub capabilities: Vec<String>,
+    pub size_mb: Option<f64>,
+    pub license: Option<String>,
+    pub params: Params,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServedBy {
+    Endpoint(String),
+    Server(String),
+}
+
+/// Effective request parameters of a model (before matrix axes).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Params {
+    pub rounds: u32,
+    pub warmup: u32,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub seed: u32,
+    pub max_tokens: u32,
+    pub stream: bool,
+    pub timeout_s: f64,
+}
+
+impl Params {
+    pub const BUILT_IN: Params = Params {
+        rounds: 5,
+        warmup: 1,
+        temperature: 0.0,
+        top_p: None,
+        seed: 42,
+        max_tokens: 128,
+        stream: true,
+        timeout_s: 60.0,
+    };
+
+    fn overlay(self, raw: Option<&RawParams>) -> Params {
+        let Some(raw) = raw else { return self };
+        Params {
+            rounds: raw.rounds.unwrap_or(self.rounds),
+            warmup: raw.warmup.unwrap_or(self.warmup),
+            temperature: raw.temperature.unwrap_or(self.temperature),
+            top_p: raw.top_p.or(self.top_p),
+            seed: raw.seed.unwrap_or(self.seed),
+            max_tokens: raw.max_tokens.unwrap_or(self.max_tokens),
+            stream: raw.stream.unwrap_or(self.stream),
+            timeout_s: raw.timeout_s.unwrap_or(self.timeout_s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Prompt {
+    pub id: String,
+    pub messages: Vec<Message>,
+    /// The file the prompt was written in.
+    pub origin: PathBuf,
+    /// Where its `id` stands in that file.
+    #[serde(skip)]
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+/// One matrix axis with its values, in suite order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Axis {
+    Stream(Vec<bool>),
+    Temperature(Vec<f64>),
+    MaxTokens(Vec<u32>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outputs {
+    pub dir: PathBuf,
+    pub templates: Vec<String>,
+}
+
+impl Suite {
+    /// A SHA-256 over the resolved suite, so results can say which suite made them.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex(&Sha256::digest(json))
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Everything wrong with a suite, with the text of every file it points into.
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    pub diagnostics: Vec<Diagnostic>,
+    sources: BTreeMap<PathBuf, String>,
+}
+
+impl LoadError {
+    fn io(file: &Path, err: &std::io::Error) -> LoadError {
+        LoadError {
+            diagnostics: vec![Diagnostic::new(
+                format!("cannot read {}: {err}", file.display()),
+                file,
+                Pos::default(),
+            )],
+            sources: BTreeMap::new(),
+        }
+    }
+
+    /// All diagnostics, rendered, in the order they were found.
+    pub fn render(&self) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| d.render(self.sources.get(&d.file).map_or("", String::as_str)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The process environment, for `${VAR}` interpolation.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Reads, validates and resolves the suite at `file`.
+pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Suite, LoadError> {
+    let text = std::fs::read_to_string(file).map_err(|e| LoadError::io(file, &e))?;
+    let mut loader = Loader {
+        env,
+        diagnostics: Vec::new(),
+        sources: BTreeMap::new(),
+    };
+    let suite = loader.suite(file, text);
+    match suite {
+        Some(suite) if loader.diagnostics.is_empty() => Ok(suite),
+        _ => Err(LoadError {
+            diagnostics: loader.diagnostics,
+            sources: loader.sources,
+        }),
+    }
+}
+
+struct Loader<'e> {
+    env: &'e dyn Fn(&str) -> Option<String>,
+    diagnostics: Vec<Diagnostic>,
+    sources: BTreeMap<PathBuf, String>,
+}
+
+impl Loader<'_> {
+    /// Parses, interpolates and schema-checks one file; returns its tree and
+    /// the typed value when it is sound.
+    fn parse<T: serde::de::DeserializeOwned>(
+        &mut self,
+        file: &Path,
+        text: String,
+        schema: &serde_json::Value,
+    ) -> Option<(Node, T)> {
+        self.sources.insert(file.to_path_buf(), text);
+        let text = self.sources.get(file).map_or("", String::as_str);
+        let mut root = match Node::parse(text) {
+            Ok(root) => root,
+            Err(err) => {
+                let pos = err.location().map_or(Pos::default(), |l| Pos {
+                    line: usize::try_from(l.line()).unwrap_or(0),
+                    col: usize::try_from(l.column()).unwrap_or(0),
+                    len: 1,
+                });
+                let message = yaml_message(&err);
+                self.diagnostics.push(Diagnostic::new(message, file, pos));
+                return None;
+            }
+        };
+        let before = self.diagnostics.len();
+        for (pos, err) in root.interpolate(self.env) {
+            let hint = err.hint();
+            self.diagnostics
+                .push(Diagnostic::new(err.to_string(), file, pos).with_hint(hint));
+        }
+        let json = root.to_json();
+        self.schema_errors(file, &root, &json, schema);
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        match serde_json::from_value::<T>(json) {
+            Ok(value) => Some((root, value)),
+            Err(err) => {
+                self.diagnostics
+                    .push(Diagnostic::new(err.to_string(), file, root.pos));
+                None
+            }
+        }
+    }
+
+    fn schema_errors(
+        &mut self,
+        file: &Path,
+        root: &Node,
+        json: &serde_json::Value,
+        schema: &serde_json::Value,
+    ) {
+        let validator = match jsonschema::validator_for(schema) {
+            Ok(v) => v,
+            Err(err) => {
+                self.diagnostics.push(Diagnostic::new(
+                    format!("internal error: the suite schema does not compile: {err}"),
+                    file,
+                    root.pos,
+                ));
+                return;
+            }
+        };
+        let mut found: Vec<Diagnostic> = Vec::new();
+        for err in validator.iter_errors(json) {
+            let pointer = err.instance_path().as_str().to_string();
+            let node = root.lookup(&pointer).unwrap_or(root);
+            let at = display_pointer(&pointer);
+            match err.kind() {
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    let allowed = allowed_keys(schema, err.schema_path().as_str());
+                    for key in unexpected {
+                        let pos = node.key(key).map_or(node.pos, |k| k.pos);
+                        found.push(
+                            Diagnostic::new(format!("unknown key `{key}` in {at}"), file, pos)
+                                .with_hint(allowed.clone()),
+                        );
+                    }
+                }
+                _ => found.push(Diagnostic::new(
+                    format!("{} at {at}", schema_message(&err)),
+                    file,
+                    node.pos,
+                )),
+            }
+        }
+        found.sort_by_key(|d| (d.pos.line, d.pos.col));
+        found.dedup();
+        self.diagnostics.extend(found);
+    }
+
+    fn suite(&mut self, file: &Path, text: String) -> Option<Suite> {
+        let (root, raw): (Node, RawSuite) = self.parse(file, text, &raw::suite_schema())?;
+        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let at = |pointer: &str| root.lookup(pointer).map_or(root.pos, |n| n.pos);
+
+        let endpoints: BTreeMap<String, Endpoint> = raw
+            .endpoints
+            .iter()
+            .map(|(name, e)| {
+                let kind = e.kind.unwrap_or_default();
+                if kind == EndpointKind::Openai && e.base_url.is_none() {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!("endpoint `{name}` needs a `base_url`"),
+                            file,
+                            root.lookup("/endpoints")
+                                .and_then(|n| n.key(name))
+                                .map_or(root.pos, |k| k.pos),
+                        )
+                        .with_hint(Some(
+                            "for example base_url: http://127.0.0.1:8080/v1".into(),
+                        )),
+                    );
+                }
+                if let Some(url) = &e.base_url
+                    && !(url.starts_with("http://") || url.starts_with("https://"))
+                {
+                    self.diagnostics.push(Diagnostic::new(
+                        format!("base_url `{url}` is not an http:// or https:// URL"),
+                        file,
+                        at(&format!("/endpoints/{}/base_url", escape(name))),
+                    ));
+                }
+                let endpoint = Endpoint {
+                    kind,
+                    base_url: e.base_url.clone(),
+                    api_key_env: e.api_key_env.clone(),
+                    headers: e.headers.clone(),
+                };
+                (name.clone(), endpoint)
+            })
+            .collect();
+
+        let servers: BTreeMap<String, Server> = raw
+            .servers
+            .iter()
+            .map(|(name, s)| {
+                if !s.command.iter().any(|arg| arg.contains("{port}")) {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!("server `{name}` has no `{{port}}` in its command"),
+                            file,
+                            at(&format!("/servers/{}/command", escape(name))),
+                        )
+                        .with_hint(Some(
+                            "dyno picks a free port: pass it as `--port, \"{port}\"`".into(),
+                        )),
+                    );
+                }
+                let server = Server {
+                    command: s.command.clone(),
+                    ready: s.ready.clone().unwrap_or_else(|| "/health".into()),
+                    startup_timeout_s: s.startup_timeout_s.unwrap_or(120),
+                    env: s.env.clone(),
+                };
+                (name.clone(), server)
+            })
+            .collect();
+
+        let defaults = Params::BUILT_IN.overlay(raw.defaults.as_ref());
+        let mut models = Vec::new();
+        let mut model_ids = BTreeSet::new();
+        for (i, m) in raw.models.iter().enumerate() {
+            let here = format!("/models/{i}");
+            if !model_ids.insert(m.id.as_str()) {
+                self.diagnostics.push(Diagnostic::new(
+                    format!("duplicate model id `{}`", m.id),
+                    file,
+                    at(&format!("{here}/id")),
+                ));
+            }
+            let served_by = match (&m.endpoint, &m.server) {
+                (Some(e), None) => {
+                    self.check_ref(
+                        file,
+                        "endpoint",
+                        e,
+                        &endpoints,
+                        at(&format!("{here}/endpoint")),
+                    );
+                    ServedBy::Endpoint(e.clone())
+                }
+                (None, Some(s)) => {
+                    self.check_ref(file, "server", s, &servers, at(&format!("{here}/server")));
+                    ServedBy::Server(s.clone())
+                }
+                _ => {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!(
+                                "model `{}` needs exactly one of `endpoint` or `server`",
+                                m.id
+                            ),
+                            file,
+                            at(&here),
+                        )
+                        .with_hint(defined("endpoints", endpoints.keys().chain(servers.keys()))),
+                    );
+                    continue;
+                }
+            };
+            models.push(Model {
+                id: m.id.clone(),
+                api_model: m.model.clone().unwrap_or_else(|| m.id.clone()),
+                served_by,
+                capabilities: m.capabilities.clone(),
+                size_mb: m.size_mb,
+                license: m.license.clone(),
+                params: defaults.overlay(m.params.as_ref()),
+            });
+        }
+
+        let mut prompts = Vec::new();
+        for (i, p) in raw.prompts.iter().enumerate() {
+            let here = format!("/prompts/{i}");
+            self.prompt_entry(
+                file,
+                &dir,
+                p,
+                &|suffix: &str| at(&format!("{here}{suffix}")),
+                &mut prompts,
+            );
+        }
+        let mut prompt_ids: BTreeMap<&str, &Prompt> = BTreeMap::new();
+        for p in &prompts {
+            if let Some(first) = prompt_ids.insert(&p.id, p) {
+                self.diagnostics.push(Diagnostic::new(
+                    format!(
+                        "duplicate prompt id `{}` (first defined at {}:{})",
+                        p.id,
+                        first.origin.display(),
+                        first.pos.line
+                    ),
+                    &p.origin,
+                    p.pos,
+                ));
+            }
+        }
+
+        let matrix = raw.matrix.map_or_else(Vec::new, |m| {
+            let mut axes = Vec::new();
+            axes.extend(m.stream.map(Axis::Stream));
+            axes.extend(m.temperature.map(Axis::Temperature));
+            axes.extend(m.max_tokens.map(Axis::MaxTokens));
+            axes
+        });
+        let outputs = raw.outputs.unwrap_or_default();
+        let outputs = Outputs {
+            dir: outputs
+                .dir
+                .map(|d| dir.join(d))
+                .unwrap_or_else(|| default_results_dir(&dir, &raw.name)),
+            templates: outputs
+                .templates
+                .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
+        };
+        Some(Suite {
+            name: raw.name,
+            description: raw.description,
+            file: file.to_path_buf(),
+            endpoints,
+            servers,
+            models,
+            prompts,
+            matrix,
+            outputs,
+        })
+    }
+
+    fn check_ref<T>(
+        &mut self,
+        file: &Path,
+        what: &str,
+        name: &str,
+        defined_here: &BTreeMap<String, T>,
+        pos: Pos,
+    ) {
+        if !defined_here.contains_key(name) {
+            self.diagnostics.push(
+                Diagnostic::new(
+                    format!("{what} `{name}` is not defined in this suite"),
+                    file,
+                    pos,
+                )
+                .with_hint(defined(&format!("{what}s"), defined_here.keys())),
+            );
+        }
+    }
+
+    /// Resolves one prompt entry (inline or include) into `out`.
+    fn prompt_entry(
+        &mut self,
+        file: &Path,
+        dir: &Path,
+        p: &RawPrompt,
+        at: &dyn Fn(&str) -> Pos,
+        out: &mut Vec<Prompt>,
+    ) {
+        if let Some(pattern) = &p.include {
+            if p.id.is_some() || p.text.is_some() || p.messages.is_some() || p.system.is_some() {
+                self.diagnostics.push(Diagnostic::new(
+                    "`include` stands alone: move the other keys into the included files",
+                    file,
+                    at(""),
+                ));
+                return;
+            }
+            self.include(file, dir, pattern, at("/include"), out);
+            return;
+        }
+        let Some(id) = &p.id else {
+            self.diagnostics.push(
+                Diagnostic::new("prompt needs an `id`", file, at(""))
+                    .with_hint(Some("for example id: summarize-notes".into())),
+            );
+            return;
+        };
+        let messages = match (&p.text, &p.messages) {
+            (Some(text), None) => {
+                let mut messages = Vec::new();
+                if let Some(system) = &p.system {
+                    messages.push(Message {
+                        role: Role::System,
+                        content: system.clone(),
+                    });
+                }
+                messages.push(Message {
+                    role: Role::User,
+                    content: text.clone(),
+                });
+                messages
+            }
+            (None, Some(list)) if p.system.is_none() => list
+                .iter()
+                .map(|RawMessage { role, content }| Message {
+                    role: *role,
+                    content: content.clone(),
+                })
+                .collect(),
+            _ => {
+                self.diagnostics.push(Diagnostic::new(
+                    format!("prompt `{id}` needs either `text` (with an optional `system`) or `messages`"),
+                    file,
+                    at(""),
+                ));
+                return;
+            }
+        };
+        out.push(Prompt {
+            id: id.clone(),
+            messages,
+            origin: file.to_path_buf(),
+            pos: at("/id"),
+        });
+    }
+
+    fn include(&mut self, file: &Path, dir: &Path, pattern: &str, pos: Pos, out: &mut Vec<Prompt>) {
+        let glob = match globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+        {
+            Ok(glob) => glob.compile_matcher(),
+            Err(err) => {
+                let message = err.kind().to_string();
+                self.diagnostics.push(Diagnostic::new(
+                    format!("invalid glob `{pattern}`: {message}"),
+                    file,
+                    pos,
+                ));
+                return;
+            }
+        };
+        let mut matches = Vec::new();
+        collect_files(dir, dir, &glob, &mut matches);
+        matches.sort();
+        if matches.is_empty() {
+            self.diagnostics.push(
+                Diagnostic::new(format!("`{pattern}` matches no file"), file, pos)
+                    .with_hint(Some(format!("paths are relative to {}", display_dir(dir)))),
+            );
+            return;
+        }
+        let schema = raw::prompt_file_schema();
+        for path in matches {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(err) => {
+                    self.diagnostics.push(Diagnostic::new(
+                        format!("cannot read {}: {err}", path.display()),
+                        file,
+                        pos,
+                    ));
+                    continue;
+                }
+            };
+            let Some((root, list)) = self.parse::<Vec<RawPrompt>>(&path, text, &schema) else {
+                continue;
+            };
+            let sub_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            for (i, p) in list.iter().enumerate() {
+                let at = |suffix: &str| {
+                    root.lookup(&format!("/{i}{suffix}"))
+                        .map_or(root.pos, |n| n.pos)
+                };
+                if p.include.is_some() {
+                    self.diagnostics.push(Diagnostic::new(
+                        "included prompt files cannot include further files",
+                        &path,
+                        at("/include"),
+                    ));
+                    continue;
+                }
+                self.prompt_entry(&path, &sub_dir, p, &at, out);
+            }
+        }
+    }
+}
+
+/// Files under `dir` whose path relative to `base` matches `glob`.
+fn collect_files(base: &Path, dir: &Path, glob: &globset::GlobMatcher, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(base, &path, glob, out);
+        } else if path.strip_prefix(base).is_ok_and(|rel| glob.is_match(rel)) {
+            out.push(path);
+        }
+    }
+}
+
+fn default_results_dir(suite_dir: &Path, name: &str) -> PathBuf {
+    if suite_dir.file_name().is_some_and(|n| n == "suites") {
+        suite_dir.join("..").join("results").join(name)
+    } else {
+        suite_dir.join("results").join(name)
+    }
+}
+
+fn display_dir(dir: &Path) -> String {
+    if dir.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        dir.display().to_string()
+    }
+}
+
+fn defined<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> Option<String> {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    Some(if names.is_empty() {
+        format!("no {what} are defined")
+    } else {
+        format!("defined {what}: {}", names.join(", "))
+    })
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// `/models/0/id` → `models[0].id`; the root is `the suite`.
+fn display_pointer(pointer: &str) -> String {
+    let mut out = String::new();
+    for token in pointer.split('/').skip(1) {
+        if token.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{token}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&token.replace("~1", "/").replace("~0", "~"));
+        }
+    }
+    if out.is_empty() {
+        "the top level".into()
+    } else {
+        format!("`{out}`")
+    }
+}
+
+/// The property names allowed where an `additionalProperties` error fired.
+fn allowed_keys(schema: &serde_json::Value, schema_path: &str) -> Option<String> {
+    let object_path = schema_path.strip_suffix("/additionalProperties")?;
+    let mut node = schema.pointer(object_path)?;
+    if let Some(reference) = node.get("$ref").and_then(|r| r.as_str()) {
+        node = schema.pointer(reference.strip_prefix('#')?)?;
+    }
+    let keys: Vec<&str> = node
+        .get("properties")?
+        .as_object()?
+        .keys()
+        .map(String::as_str)
+        .collect();
+    Some(format!("allowed keys: {}", keys.join(", ")))
+}
+
+/// jsonschema's message, made plainer for the common cases.
+fn schema_message(err: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
+    match err.kind() {
+        K::Required { property } => format!("missing required key {property}"),
+        _ => err.to_string(),
+    }
+}
+
+/// The parser's message without its own snippet (ours follows).
+fn yaml_message(err: &serde_saphyr::Error) -> String {
+    let text = err.without_snippet().to_string();
+    let first = text.lines().next().unwrap_or("invalid YAML").trim();
+    let first = first.split(" at line ").next().unwrap_or(first);
+    format!("invalid YAML: {first}")
+}

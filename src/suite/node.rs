@@ -188,7 +188,7 @@ pub fn interpolate(
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or(InterpolationError::Unterminated)?;
+            let end = closing_brace(body).ok_or(InterpolationError::Unterminated)?;
             let inner = &body[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
@@ -201,7 +201,7 @@ pub fn interpolate(
             }
             match (env(name).filter(|v| !v.is_empty()), default) {
                 (Some(value), _) => out.push_str(&value),
-                (None, Some(default)) => out.push_str(default),
+                (None, Some(default)) => out.push_str(&interpolate(default, env)?),
                 (None, None) => return Err(InterpolationError::Missing(name.to_string())),
             }
             rest = &body[end + 1..];
@@ -212,6 +212,21 @@ pub fn interpolate(
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The index of the `}` that closes a `${`, counting nested `${ }` pairs.
+fn closing_brace(body: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let bytes = body.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'{' if i > 0 && bytes[i - 1] == b'$' => depth += 1,
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 impl<'de> Deserialize<'de> for Value {
@@ -298,9 +313,7 @@ impl<'de> Deserialize<'de> for KeyText {
             Value::Int(i) => Ok(KeyText(i.to_string())),
             Value::Float(f) => Ok(KeyText(f.to_string())),
             Value::Null => Ok(KeyText("null".into())),
-            Value::Seq(_) | Value::Map(_) => {
-                Err(de::Error::custom("mapping keys must be scalars"))
-            }
+            Value::Seq(_) | Value::Map(_) => Err(de::Error::custom("mapping keys must be scalars")),
         }
     }
 }
@@ -334,6 +347,13 @@ mod tests {
             interpolate("${NOPE}", &env),
             Err(InterpolationError::Missing("NOPE".into()))
         );
-        assert_eq!(interpolate("${A", &env), Err(InterpolationError::Unterminated));
+        assert_eq!(
+            interpolate("${A", &env),
+            Err(InterpolationError::Unterminated)
+        );
+        assert_eq!(
+            interpolate("${NOPE:-${HOME}/.cache}/x", &env).unwrap(),
+            "/root/.cache/x"
+        );
     }
 }

@@ -1,0 +1,234 @@
+//! The command line: clap types and the commands' glue. Parses arguments,
+//! calls the library stages, prints; owns the exit codes.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::plan::{self, Filter};
+use crate::suite::{self, raw};
+
+/// dyno: a dynamometer for language models.
+#[derive(Debug, Parser)]
+#[command(name = "dyno", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check suites: YAML, schema and references; errors point at file:line:col.
+    Validate {
+        /// Suite files or globs (`suites/**/*.yaml`).
+        #[arg(required = true)]
+        suites: Vec<String>,
+    },
+    /// Print the cells of a suite in execution order, without sending anything.
+    Plan {
+        suite: PathBuf,
+        /// Keep only models whose id matches this glob (repeatable).
+        #[arg(long = "models", value_name = "GLOB")]
+        models: Vec<String>,
+        /// Keep only prompts whose id matches this glob (repeatable).
+        #[arg(long = "prompts", value_name = "GLOB")]
+        prompts: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the suite JSON schema (or write it with --out).
+    Schema {
+        /// The schema of an included prompt file instead of a suite.
+        #[arg(long)]
+        prompts: bool,
+        /// Write the schema to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Exit codes are API: 0 fine, 1 regression or failure, 2 usage, config or I/O error.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+/// Runs one command; errors are printed here, at the edge.
+pub fn run(cli: Cli) -> ExitCode {
+    let code = match cli.command {
+        Command::Validate { suites } => validate(&suites),
+        Command::Plan {
+            suite,
+            models,
+            prompts,
+            json,
+        } => plan_cmd(&suite, &Filter { models, prompts }, json),
+        Command::Schema { prompts, out } => schema(prompts, out.as_deref()),
+    };
+    ExitCode::from(code)
+}
+
+/// Expands globs among `args` (a plain path is kept as is); sorted per glob.
+pub fn expand_suite_args(args: &[String]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for arg in args {
+        if !arg.contains(['*', '?', '[', '{']) {
+            files.push(PathBuf::from(arg));
+            continue;
+        }
+        let glob = globset::GlobBuilder::new(arg)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("invalid glob `{arg}`: {}", e.kind()))?
+            .compile_matcher();
+        let root = glob_root(arg);
+        let mut found = Vec::new();
+        walk(&root, &mut |p| {
+            if glob.is_match(p) {
+                found.push(p.to_path_buf());
+            }
+        });
+        if found.is_empty() {
+            return Err(format!("`{arg}` matches no file"));
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// The literal directory prefix of a glob (`suites/**/*.yaml` → `suites`).
+fn glob_root(pattern: &str) -> PathBuf {
+    let literal: Vec<&str> = pattern
+        .split('/')
+        .take_while(|part| !part.contains(['*', '?', '[', '{']))
+        .collect();
+    if literal.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(literal.join("/"))
+    }
+}
+
+fn walk(dir: &Path, visit: &mut dyn FnMut(&Path)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let path = path.strip_prefix("./").unwrap_or(&path).to_path_buf();
+        if path.is_dir() {
+            walk(&path, visit);
+        } else {
+            visit(&path);
+        }
+    }
+}
+
+fn validate(args: &[String]) -> u8 {
+    let files = match expand_suite_args(args) {
+        Ok(files) => files,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_ERROR;
+        }
+    };
+    let mut code = EXIT_OK;
+    for file in &files {
+        match suite::load(file, &suite::process_env) {
+            Ok(s) => {
+                let cells = plan::plan(&s, &Filter::default()).map_or(0, |c| c.len());
+                println!(
+                    "ok: {} ({} models, {} prompts, {} requests)",
+                    file.display(),
+                    s.models.len(),
+                    s.prompts.len(),
+                    cells
+                );
+            }
+            Err(err) => {
+                eprint!("{}", err.render());
+                eprintln!(
+                    "{}: {} error{}",
+                    file.display(),
+                    err.diagnostics.len(),
+                    if err.diagnostics.len() == 1 { "" } else { "s" }
+                );
+                code = EXIT_ERROR;
+            }
+        }
+    }
+    code
+}
+
+fn plan_cmd(file: &Path, filter: &Filter, json: bool) -> u8 {
+    let s = match suite::load(file, &suite::process_env) {
+        Ok(s) => s,
+        Err(err) => {
+            eprint!("{}", err.render());
+            return EXIT_ERROR;
+        }
+    };
+    let cells = match plan::plan(&s, filter) {
+        Ok(cells) => cells,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_ERROR;
+        }
+    };
+    let text = if json {
+        match serde_json::to_string_pretty(&cells) {
+            Ok(text) => text + "\n",
+            Err(err) => {
+                eprintln!("error: {err}");
+                return EXIT_ERROR;
+            }
+        }
+    } else {
+        plan::render_text(&cells)
+    };
+    print_stdout(&text)
+}
+
+/// The schema text exactly as committed in `schemas/suite.schema.json`
+/// (or `schemas/prompts.schema.json` for prompt files).
+pub fn schema_text(prompts: bool) -> String {
+    let schema = if prompts {
+        raw::prompt_file_schema()
+    } else {
+        raw::suite_schema()
+    };
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
+fn schema(prompts: bool, out: Option<&Path>) -> u8 {
+    let text = schema_text(prompts);
+    match out {
+        Some(path) => match crate::fsutil::write_atomic(path, text.as_bytes()) {
+            Ok(()) => EXIT_OK,
+            Err(err) => {
+                eprintln!("error: cannot write {}: {err}", path.display());
+                EXIT_ERROR
+            }
+        },
+        None => print_stdout(&text),
+    }
+}
+
+fn print_stdout(text: &str) -> u8 {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => EXIT_OK,
+        // A closed pipe (`dyno plan | head`) is not an error worth a message.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(err) => {
+            eprintln!("error: {err}");
+            EXIT_ERROR
+        }
+    }
+}

@@ -1,0 +1,5 @@
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    dyno::run(dyno::Cli::parse())
+}

@@ -1,0 +1,263 @@
+//! The execution plan: a pure, documented function from a `Suite` to the
+//! ordered list of requests to send. Never touches the network or the disk.
+//!
+//! Order: model-major (in suite order, so one model's server loads once);
+//! then every combination of matrix axes (axes in the order `stream`,
+//! `temperature`, `max_tokens`, values in suite order, the last axis
+//! varying fastest); then warmup rounds before measured rounds; within a
+//! round every prompt in suite order.
+
+use std::fmt::Write as _;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::suite::{Axis, Params, Suite};
+
+/// One request of the plan: a cell (model × prompt × axis values) at one round.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    /// 1-based position in execution order.
+    pub index: usize,
+    /// Stable key of the cell, the same in every round:
+    /// `model/prompt` plus `[axis=value,...]` when the suite has axes.
+    pub key: String,
+    pub model: String,
+    pub prompt: String,
+    /// Axis values of this cell, in axis order, as `name=value`.
+    pub axes: Vec<String>,
+    pub round: Round,
+    /// Effective parameters: the model's, with this cell's axis values.
+    pub params: Params,
+    /// Seed sent with the request, derived from the suite seed and `key`;
+    /// every round of a cell sends the same seed, so rounds repeat the same work.
+    pub seed: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "n", rename_all = "snake_case")]
+pub enum Round {
+    Warmup(u32),
+    Measured(u32),
+}
+
+impl Round {
+    pub fn is_warmup(self) -> bool {
+        matches!(self, Round::Warmup(_))
+    }
+}
+
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Round::Warmup(n) => write!(f, "warmup {n}"),
+            Round::Measured(n) => write!(f, "round {n}"),
+        }
+    }
+}
+
+/// Which models and prompts to keep (globs on ids; empty keeps all).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub models: Vec<String>,
+    pub prompts: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("invalid --{flag} glob `{pattern}`: {reason}")]
+    BadGlob {
+        flag: &'static str,
+        pattern: String,
+        reason: String,
+    },
+    #[error("--{flag} {patterns} matches none of: {available}")]
+    NothingSelected {
+        flag: &'static str,
+        patterns: String,
+        available: String,
+    },
+}
+
+fn glob_set(flag: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, PlanError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = Glob::new(pattern).map_err(|e| PlanError::BadGlob {
+            flag,
+            pattern: pattern.clone(),
+            reason: e.kind().to_string(),
+        })?;
+        builder.add(glob);
+    }
+    builder.build().map(Some).map_err(|e| PlanError::BadGlob {
+        flag,
+        pattern: patterns.join(","),
+        reason: e.kind().to_string(),
+    })
+}
+
+/// Keeps the ids that `set` matches; an error names the ids there were.
+fn select<'a>(
+    flag: &'static str,
+    patterns: &[String],
+    ids: impl Iterator<Item = &'a str> + Clone,
+) -> Result<Vec<&'a str>, PlanError> {
+    let set = glob_set(flag, patterns)?;
+    let kept: Vec<&str> = ids
+        .clone()
+        .filter(|id| set.as_ref().is_none_or(|s| s.is_match(id)))
+        .collect();
+    if kept.is_empty() {
+        return Err(PlanError::NothingSelected {
+            flag,
+            patterns: patterns.join(","),
+            available: ids.collect::<Vec<_>>().join(", "),
+        });
+    }
+    Ok(kept)
+}
+
+/// The cells of `suite` in execution order.
+pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
+    let models = select(
+        "models",
+        &filter.models,
+        suite.models.iter().map(|m| m.id.as_str()),
+    )?;
+    let prompts = select(
+        "prompts",
+        &filter.prompts,
+        suite.prompts.iter().map(|p| p.id.as_str()),
+    )?;
+    let combos = axis_combinations(&suite.matrix);
+    let mut cells = Vec::new();
+    for model in suite
+        .models
+        .iter()
+        .filter(|m| models.contains(&m.id.as_str()))
+    {
+        for combo in &combos {
+            let mut params = model.params;
+            let mut labels = Vec::with_capacity(combo.len());
+            for setting in combo {
+                labels.push(setting.apply(&mut params));
+            }
+            let rounds = (1..=params.warmup)
+                .map(Round::Warmup)
+                .chain((1..=params.rounds).map(Round::Measured));
+            for round in rounds {
+                for prompt in &prompts {
+                    let key = cell_key(&model.id, prompt, &labels);
+                    cells.push(Cell {
+                        index: cells.len() + 1,
+                        seed: derive_seed(params.seed, &key),
+                        key,
+                        model: model.id.clone(),
+                        prompt: (*prompt).to_string(),
+                        axes: labels.clone(),
+                        round,
+                        params,
+                    });
+                }
+            }
+        }
+    }
+    Ok(cells)
+}
+
+fn cell_key(model: &str, prompt: &str, labels: &[String]) -> String {
+    if labels.is_empty() {
+        format!("{model}/{prompt}")
+    } else {
+        format!("{model}/{prompt}[{}]", labels.join(","))
+    }
+}
+
+/// One axis value.
+#[derive(Debug, Clone, Copy)]
+enum Setting {
+    Stream(bool),
+    Temperature(f64),
+    MaxTokens(u32),
+}
+
+impl Setting {
+    /// Applies the value and returns its label (`stream=true`).
+    fn apply(self, params: &mut Params) -> String {
+        match self {
+            Setting::Stream(v) => {
+                params.stream = v;
+                format!("stream={v}")
+            }
+            Setting::Temperature(v) => {
+                params.temperature = v;
+                format!("temperature={v}")
+            }
+            Setting::MaxTokens(v) => {
+                params.max_tokens = v;
+                format!("max_tokens={v}")
+            }
+        }
+    }
+}
+
+/// The cartesian product of the axes, last axis fastest; one empty
+/// combination when there are no axes.
+fn axis_combinations(axes: &[Axis]) -> Vec<Vec<Setting>> {
+    let mut combos: Vec<Vec<Setting>> = vec![Vec::new()];
+    for axis in axes {
+        let values: Vec<Setting> = match axis {
+            Axis::Stream(v) => v.iter().copied().map(Setting::Stream).collect(),
+            Axis::Temperature(v) => v.iter().copied().map(Setting::Temperature).collect(),
+            Axis::MaxTokens(v) => v.iter().copied().map(Setting::MaxTokens).collect(),
+        };
+        combos = combos
+            .iter()
+            .flat_map(|combo| {
+                values.iter().map(move |v| {
+                    let mut next = combo.clone();
+                    next.push(*v);
+                    next
+                })
+            })
+            .collect();
+    }
+    combos
+}
+
+/// A seed in `0..2^31` from the suite seed and the cell key (SHA-256), so it
+/// fits every server's integer seed and never depends on the clock.
+pub fn derive_seed(suite_seed: u32, key: &str) -> u32 {
+    let digest = Sha256::new()
+        .chain_update(suite_seed.to_le_bytes())
+        .chain_update(key.as_bytes())
+        .finalize();
+    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) & 0x7fff_ffff
+}
+
+/// The plan as an aligned text table, one line per cell.
+pub fn render_text(cells: &[Cell]) -> String {
+    let width = |f: &dyn Fn(&Cell) -> usize| cells.iter().map(f).max().unwrap_or(0);
+    let w_index = width(&|c| c.index.to_string().len()).max(1);
+    let w_key = width(&|c| c.key.len()).max(4);
+    let w_round = width(&|c| c.round.to_string().len()).max(5);
+    let mut out = format!(
+        "{:>w_index$}  {:<w_key$}  {:<w_round$}  seed\n",
+        "#", "cell", "round"
+    );
+    for c in cells {
+        let _ = writeln!(
+            out,
+            "{:>w_index$}  {:<w_key$}  {:<w_round$}  {}",
+            c.index,
+            c.key,
+            c.round.to_string(),
+            c.seed
+        );
+    }
+    out
+}

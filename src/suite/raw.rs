@@ -1,0 +1,294 @@
+//! `RawSuite`: the suite file exactly as written (format version 1). serde and
+//! schemars read these types; doc comments become the schema's descriptions.
+//! Nothing here applies defaults or checks references: that is `resolve`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A dyno benchmark suite: models × prompts × rounds, measured against
+/// OpenAI-compatible endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "dyno suite (format version 1)")]
+pub struct RawSuite {
+    /// Suite name; also names the default results directory `results/<name>`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"))]
+    pub name: String,
+    /// What this suite decides, in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Named HTTP endpoints that serve OpenAI-compatible chat completions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, RawEndpoint>,
+    /// Named local servers that dyno starts, measures and stops.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub servers: BTreeMap<String, RawServer>,
+    /// The models to measure, in execution order.
+    #[schemars(length(min = 1))]
+    pub models: Vec<RawModel>,
+    /// The prompt set, in execution order: inline prompts and `include:` globs.
+    #[schemars(length(min = 1))]
+    pub prompts: Vec<RawPrompt>,
+    /// Request parameters and round counts for every model (overridable per model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<RawParams>,
+    /// Extra axes: every listed value multiplies the cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<RawMatrix>,
+    /// Where results and reports are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<RawOutputs>,
+}
+
+/// The kind of service behind an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// Any OpenAI-compatible server (llama-server, Ollama, vLLM, LM Studio, hosted APIs).
+    #[default]
+    Openai,
+    /// Foundry Local: port discovery, alias resolution and model loading.
+    Foundry,
+}
+
+/// An OpenAI-compatible HTTP endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    /// The kind of service (default `openai`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<EndpointKind>,
+    /// Base URL, with or without the trailing `/v1` (e.g. `http://127.0.0.1:8080/v1`).
+    /// Required for `openai` endpoints; `foundry` endpoints discover it when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Name of the environment variable that holds the API key. The key itself
+    /// is never written into results, reports or logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub api_key_env: Option<String>,
+    /// Extra HTTP headers sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A local server process that dyno starts before the first cell that needs
+/// it and stops after the last.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Program and arguments; `{port}` is replaced by a free port chosen by dyno.
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// HTTP path polled until it answers 200 (default `/health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// Seconds to wait for readiness before the server's models fail (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub startup_timeout_s: Option<u32>,
+    /// Extra environment variables for the server process.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// One model to measure, served by an endpoint or by a managed server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Identifier used in results, reports and filters.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"))]
+    pub id: String,
+    /// The endpoint that serves it (a key of `endpoints`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The managed server that serves it (a key of `servers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The model name sent to the API (default: `id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Capability tags shown in reports (e.g. `chat`, `summarize`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// Declared size on disk in MB (10^6 bytes), when dyno cannot measure it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub size_mb: Option<f64>,
+    /// Licence identifier (SPDX where one exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Parameter overrides for this model only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<RawParams>,
+}
+
+/// One entry of the prompt set: an inline prompt (`id` with `text` or
+/// `messages`) or `include:` of prompt files.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrompt {
+    /// Identifier used in results, reports and filters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"))]
+    pub id: Option<String>,
+    /// The user message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A system message sent before `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The whole conversation, instead of `text` and `system`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub messages: Option<Vec<RawMessage>>,
+    /// A glob of prompt files (relative to this file); each file holds a list
+    /// of prompts. Files are taken in path order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<String>,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMessage {
+    /// Who speaks.
+    pub role: Role,
+    /// What is said.
+    pub content: String,
+}
+
+/// The author of a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// Request parameters and round counts. Unset fields inherit (model →
+/// `defaults` → built-in defaults).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawParams {
+    /// Measured rounds per cell (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub rounds: Option<u32>,
+    /// Warmup rounds run first and excluded from statistics (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1000))]
+    pub warmup: Option<u32>,
+    /// Sampling temperature (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling (not sent when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub top_p: Option<f64>,
+    /// Suite seed; each cell's seed derives from it and the cell key (default 42).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
+    /// Maximum output tokens per request (default 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_tokens: Option<u32>,
+    /// Stream the response (needed for time to first token; default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Per-request timeout in seconds (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.001))]
+    pub timeout_s: Option<f64>,
+}
+
+/// Extra axes. Each listed value is its own set of cells; axes multiply.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatrix {
+    /// Streaming on and/or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub stream: Option<Vec<bool>>,
+    /// Temperatures to try.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(range(min = 0.0, max = 2.0)))]
+    pub temperature: Option<Vec<f64>>,
+    /// Output token limits to try.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub max_tokens: Option<Vec<u32>>,
+}
+
+/// Where results and reports go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutputs {
+    /// Results directory, relative to the suite file (default `../results/<name>`
+    /// for suites in `suites/`, else `results/<name>` beside the suite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Report templates to render (default `report.md`, `results.csv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<Vec<String>>,
+}
+
+/// The JSON schema of a suite file (draft 2020-12), as committed in
+/// `schemas/suite.schema.json`.
+pub fn suite_schema() -> serde_json::Value {
+    without_null(serde_json::Value::from(schemars::schema_for!(RawSuite)))
+}
+
+/// The JSON schema of an included prompt file: a list of prompts.
+pub fn prompt_file_schema() -> serde_json::Value {
+    without_null(serde_json::Value::from(schemars::schema_for!(
+        Vec<RawPrompt>
+    )))
+}
+
+/// An optional key is left out, never written as `null`: drops the `null`
+/// alternative schemars adds to every `Option`, so a wrong value gets a
+/// precise error (`"three" is not of type "integer"`) instead of an `anyOf`.
+fn without_null(mut schema: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    fn is_null_type(v: &Value) -> bool {
+        v.as_object()
+            .is_some_and(|o| o.len() == 1 && o.get("type") == Some(&Value::from("null")))
+    }
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::Array(types)) = map.get_mut("type") {
+                    types.retain(|t| t != "null");
+                    if let [only] = types.as_slice() {
+                        let only = only.clone();
+                        map.insert("type".into(), only);
+                    }
+                }
+                let single = match map.get("anyOf") {
+                    Some(Value::Array(alts))
+                        if alts.len() == 2 && alts.iter().any(is_null_type) =>
+                    {
+                        alts.iter().find(|a| !is_null_type(a)).cloned()
+                    }
+                    _ => None,
+                };
+                if let Some(Value::Object(inner)) = single {
+                    map.remove("anyOf");
+                    for (k, val) in inner {
+                        map.entry(k).or_insert(val);
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut schema);
+    schema
+}

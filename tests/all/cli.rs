@@ -1,0 +1,81 @@
+//! The binary: exit codes and what reaches stdout and stderr.
+
+use std::process::{Command, Output};
+
+use crate::{Tree, repo_root};
+
+fn dyno(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dyno"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn shipped_suites_validate_with_exit_0() {
+    let out = dyno(&["validate", "suites/*.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("ok: suites/quickstart.yaml"), "{stdout}");
+}
+
+#[test]
+fn mutated_quickstart_reports_both_errors_at_their_lines_with_exit_2() {
+    let text = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
+    let mutated = text
+        .replace("  rounds: 3\n", "  rounds: \"3\"\n")
+        .replace("prompts:\n", "promts: []\nprompts:\n");
+    let rounds_line = mutated
+        .lines()
+        .position(|l| l == "  rounds: \"3\"")
+        .unwrap()
+        + 1;
+    let unknown_line = mutated.lines().position(|l| l == "promts: []").unwrap() + 1;
+    let tree = Tree::new(&[("quickstart.yaml", &mutated)]);
+    let file = tree.path("quickstart.yaml");
+    let out = dyno(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = tree.anonymize(&String::from_utf8(out.stderr).unwrap());
+    assert!(
+        stderr.contains(&format!("--> DIR/quickstart.yaml:{rounds_line}:11\n")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: \"3\" is not of type \"integer\" at `defaults.rounds`"));
+    assert!(
+        stderr.contains(&format!("--> DIR/quickstart.yaml:{unknown_line}:1\n")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: unknown key `promts` in the top level"));
+}
+
+#[test]
+fn plan_is_byte_identical_across_calls() {
+    let one = dyno(&["plan", "suites/quickstart.yaml"]);
+    let two = dyno(&["plan", "suites/quickstart.yaml"]);
+    assert_eq!(one.status.code(), Some(0));
+    assert_eq!(one.stdout, two.stdout);
+    let json_one = dyno(&["plan", "suites/quickstart.yaml", "--json"]);
+    let json_two = dyno(&["plan", "suites/quickstart.yaml", "--json"]);
+    assert_eq!(json_one.stdout, json_two.stdout);
+    let cells: serde_json::Value = serde_json::from_slice(&json_one.stdout).unwrap();
+    // 2 models × 4 prompts × (1 warmup + 3 rounds).
+    assert_eq!(cells.as_array().unwrap().len(), 32);
+}
+
+#[test]
+fn missing_file_is_exit_2() {
+    let out = dyno(&["validate", "suites/nope.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read suites/nope.yaml"));
+}
+
+#[test]
+fn usage_error_is_exit_2() {
+    assert_eq!(dyno(&["frobnicate"]).status.code(), Some(2));
+}

@@ -1,0 +1,138 @@
+//! The execution plan: count, order, determinism, filters.
+
+use dyno::plan::{self, Filter, Round};
+use dyno::suite;
+
+use crate::{Tree, test_env};
+
+const SUITE: &str = "\
+name: t
+endpoints:
+  local: { base_url: http://127.0.0.1:1/v1 }
+models:
+  - { id: small-a, endpoint: local }
+  - { id: small-b, endpoint: local, params: { rounds: 3, warmup: 0 } }
+  - { id: big, endpoint: local }
+prompts:
+  - { id: p1, text: one }
+  - { id: p2, text: two }
+defaults: { rounds: 2, warmup: 1, seed: 7 }
+matrix: { stream: [true, false], max_tokens: [16, 32, 64] }
+";
+
+fn load() -> (Tree, suite::Suite) {
+    let tree = Tree::new(&[("s.yaml", SUITE)]);
+    let s = suite::load(&tree.path("s.yaml"), &test_env).unwrap();
+    (tree, s)
+}
+
+#[test]
+fn count_is_models_times_prompts_times_rounds_times_axes() {
+    let (_tree, s) = load();
+    let cells = plan::plan(&s, &Filter::default()).unwrap();
+    // small-a and big: 2 prompts × (1 + 2) rounds × 2 × 3 axis values; small-b: 2 × 3 × 6.
+    assert_eq!(cells.len(), 2 * 2 * 3 * 6 + 2 * 3 * 6);
+    let indices: Vec<usize> = cells.iter().map(|c| c.index).collect();
+    assert_eq!(indices, (1..=cells.len()).collect::<Vec<_>>());
+}
+
+#[test]
+fn order_is_model_major_then_axes_then_rounds_then_prompts() {
+    let (_tree, s) = load();
+    let cells = plan::plan(&s, &Filter::default()).unwrap();
+    let head: Vec<(String, Round)> = cells
+        .iter()
+        .take(7)
+        .map(|c| (c.key.clone(), c.round))
+        .collect();
+    let key = |p: &str, axes: &str| format!("small-a/{p}[{axes}]");
+    assert_eq!(
+        head,
+        vec![
+            (key("p1", "stream=true,max_tokens=16"), Round::Warmup(1)),
+            (key("p2", "stream=true,max_tokens=16"), Round::Warmup(1)),
+            (key("p1", "stream=true,max_tokens=16"), Round::Measured(1)),
+            (key("p2", "stream=true,max_tokens=16"), Round::Measured(1)),
+            (key("p1", "stream=true,max_tokens=16"), Round::Measured(2)),
+            (key("p2", "stream=true,max_tokens=16"), Round::Measured(2)),
+            (key("p1", "stream=true,max_tokens=32"), Round::Warmup(1)),
+        ]
+    );
+    let models: Vec<&str> = cells.iter().map(|c| c.model.as_str()).collect();
+    let first_b = models.iter().position(|m| *m == "small-b").unwrap();
+    let first_big = models.iter().position(|m| *m == "big").unwrap();
+    assert!(models[..first_b].iter().all(|m| *m == "small-a"));
+    assert!(models[first_b..first_big].iter().all(|m| *m == "small-b"));
+    assert!(
+        cells[first_b..first_big]
+            .iter()
+            .all(|c| !c.round.is_warmup())
+    );
+    let c = &cells[0];
+    assert!(c.params.stream);
+    assert_eq!(c.params.max_tokens, 16);
+}
+
+#[test]
+fn seeds_are_stable_per_cell_and_differ_between_cells() {
+    let (_tree, s) = load();
+    let cells = plan::plan(&s, &Filter::default()).unwrap();
+    let seeds_of = |key: &str| -> Vec<u32> {
+        cells
+            .iter()
+            .filter(|c| c.key == key)
+            .map(|c| c.seed)
+            .collect()
+    };
+    let a = seeds_of("small-a/p1[stream=true,max_tokens=16]");
+    assert_eq!(a.len(), 3);
+    assert!(a.iter().all(|s| *s == a[0]));
+    assert_ne!(a[0], seeds_of("small-a/p2[stream=true,max_tokens=16]")[0]);
+    assert_eq!(
+        a[0],
+        plan::derive_seed(7, "small-a/p1[stream=true,max_tokens=16]")
+    );
+    assert!(a[0] < 1 << 31);
+}
+
+#[test]
+fn same_suite_same_bytes() {
+    let (_tree, s) = load();
+    let one = serde_json::to_string(&plan::plan(&s, &Filter::default()).unwrap()).unwrap();
+    let (_tree2, s2) = load();
+    let two = serde_json::to_string(&plan::plan(&s2, &Filter::default()).unwrap()).unwrap();
+    assert_eq!(one, two);
+    assert_eq!(
+        plan::render_text(&plan::plan(&s, &Filter::default()).unwrap()),
+        plan::render_text(&plan::plan(&s2, &Filter::default()).unwrap())
+    );
+}
+
+#[test]
+fn filters_select_models_and_prompts_by_glob() {
+    let (_tree, s) = load();
+    let filter = Filter {
+        models: vec!["small-*".into()],
+        prompts: vec!["p2".into()],
+    };
+    let cells = plan::plan(&s, &filter).unwrap();
+    assert_eq!(cells.len(), 3 * 6 + 3 * 6);
+    assert!(
+        cells
+            .iter()
+            .all(|c| c.prompt == "p2" && c.model.starts_with("small-"))
+    );
+
+    let err = plan::plan(
+        &s,
+        &Filter {
+            models: vec!["gpt-*".into()],
+            prompts: vec![],
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--models gpt-* matches none of: small-a, small-b, big"
+    );
+}

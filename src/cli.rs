@@ -39,6 +39,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Validate, plan, execute, record and render one or more suites.
+    Run {
+        /// Suite files or globs.
+        #[arg(required = true)]
+        suites: Vec<String>,
+        /// Keep only models whose id matches this glob (repeatable).
+        #[arg(long = "models", value_name = "GLOB")]
+        models: Vec<String>,
+        /// Keep only prompts whose id matches this glob (repeatable).
+        #[arg(long = "prompts", value_name = "GLOB")]
+        prompts: Vec<String>,
+        /// Write results here instead of the suite's `outputs.dir`.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Print the suite JSON schema (or write it with --out).
     Schema {
         /// The schema of an included prompt file instead of a suite.
@@ -65,6 +83,13 @@ pub fn run(cli: Cli) -> ExitCode {
             prompts,
             json,
         } => plan_cmd(&suite, &Filter { models, prompts }, json),
+        Command::Run {
+            suites,
+            models,
+            prompts,
+            out,
+            quiet,
+        } => run_cmd(&suites, &Filter { models, prompts }, out.as_deref(), quiet),
         Command::Schema { prompts, out } => schema(prompts, out.as_deref()),
     };
     ExitCode::from(code)
@@ -231,4 +256,42 @@ fn print_stdout(text: &str) -> u8 {
             EXIT_ERROR
         }
     }
+}
+
+fn run_cmd(args: &[String], filter: &Filter, out: Option<&Path>, quiet: bool) -> u8 {
+    let files = match expand_suite_args(args) {
+        Ok(files) => files,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_ERROR;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return EXIT_ERROR;
+        }
+    };
+    let mut code = EXIT_OK;
+    for file in &files {
+        let outcome = runtime.block_on(crate::record::run_suite(file, filter, out, quiet));
+        match outcome {
+            Ok(summary) => {
+                println!("{summary}");
+                if summary.failed_requests > 0 {
+                    code = code.max(EXIT_FAILED);
+                }
+            }
+            Err(err) => {
+                eprint!("{err}");
+                code = EXIT_ERROR;
+            }
+        }
+    }
+    code
 }

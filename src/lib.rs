@@ -8,4 +8,10 @@ pub mod sse;
 pub mod suite;
 
 pub use cli::{Cli, run};
+pub mod client;
+pub mod exec;
+pub mod record;
+pub mod report;
+pub mod results;
+pub mod server;
 pub mod stats;

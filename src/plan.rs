@@ -35,7 +35,7 @@ pub struct Cell {
     pub seed: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", content = "n", rename_all = "snake_case")]
 pub enum Round {
     Warmup(u32),

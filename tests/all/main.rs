@@ -1,6 +1,9 @@
 //! dyno's integration tests: one binary, a module per area.
 
 mod cli;
+mod client;
+mod engine;
+mod fixture;
 mod plan;
 mod suite;
 

@@ -1,0 +1,124 @@
+//! One suite run from file to files: load, plan, execute, aggregate, write
+//! `results.json` atomically and render the reports beside it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::exec::{self, ExecOptions};
+use crate::fsutil::write_atomic;
+use crate::plan::{self, Filter};
+use crate::report;
+use crate::results::{self, Environment, Results, Status, SuiteRecord};
+use crate::suite;
+
+/// What a finished run tells the user.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub suite: String,
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub requests: usize,
+    pub failed_requests: usize,
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} requests, {} failed; results in {}",
+            self.suite,
+            self.requests,
+            self.failed_requests,
+            self.dir.display()
+        )?;
+        for file in &self.files {
+            writeln!(f, "  {}", file.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the suite at `file`; errors are rendered for the terminal.
+pub async fn run_suite(
+    file: &Path,
+    filter: &Filter,
+    out: Option<&Path>,
+    quiet: bool,
+) -> Result<RunSummary, String> {
+    let suite = suite::load(file, &suite::process_env).map_err(|e| e.render())?;
+    let cells = plan::plan(&suite, filter).map_err(|e| format!("error: {e}\n"))?;
+    let dir = out.map_or_else(|| suite.outputs.dir.clone(), Path::to_path_buf);
+    let dir = normalize(&dir);
+    let started_at = results::utc_now();
+    let options = ExecOptions {
+        quiet,
+        work_dir: dir.clone(),
+    };
+    let (samples, models) = exec::execute(&suite, &cells, &options).await;
+    let doc = Results {
+        format_version: results::FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at,
+        git_revision: results::git_revision(file.parent().unwrap_or(Path::new("."))),
+        suite: SuiteRecord::of(&suite),
+        environment: Environment::detect(),
+        cells: results::aggregate(&samples),
+        models,
+        samples,
+    };
+    let failed_requests = doc
+        .samples
+        .iter()
+        .filter(|s| s.status == Status::Error)
+        .count();
+    let files = write_outputs(&doc, &dir, &suite.outputs.templates, None)?;
+    let _ = std::fs::remove_file(dir.join("journal.jsonl"));
+    Ok(RunSummary {
+        suite: suite.name,
+        dir,
+        files,
+        requests: doc.samples.len(),
+        failed_requests,
+    })
+}
+
+/// Writes `results.json` and every rendered template into `dir`.
+pub fn write_outputs(
+    doc: &Results,
+    dir: &Path,
+    templates: &[String],
+    override_dir: Option<&Path>,
+) -> Result<Vec<PathBuf>, String> {
+    let json = serde_json::to_string_pretty(doc).map_err(|e| format!("error: {e}\n"))? + "\n";
+    let results_path = dir.join("results.json");
+    write_atomic(&results_path, json.as_bytes())
+        .map_err(|e| format!("error: cannot write {}: {e}\n", results_path.display()))?;
+    let mut files = vec![results_path];
+    for name in templates {
+        let text = report::render(name, doc, override_dir).map_err(|e| format!("error: {e}\n"))?;
+        let path = dir.join(name);
+        write_atomic(&path, text.as_bytes())
+            .map_err(|e| format!("error: cannot write {}: {e}\n", path.display()))?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// `suites/../results/x` → `results/x` (lexically), for readable paths.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir
+                if out
+                    .components()
+                    .next_back()
+                    .is_some_and(|c| matches!(c, std::path::Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}

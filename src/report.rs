@@ -1,0 +1,613 @@
+//! Reports: pure rendering of a results document through minijinja templates;
+//! results in, bytes out. Never reads results or writes files itself (the
+//! only file access is reading `<name>.j2` templates from an override
+//! directory).
+//!
+//! The environment is strict about undefined values, never auto-escapes
+//! (the outputs are Markdown and CSV), uses `trim_blocks`, `lstrip_blocks`
+//! and `keep_trailing_newline`, and adds the filters `ms`, `num`, `pct`,
+//! `md`, `csv` and `fence`. Every number a default template prints goes
+//! through one of the fixed-format filters, so output is byte-stable.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Serde, Value};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+
+/// The built-in templates: `(name, source)`.
+pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
+    ("report.md", include_str!("../templates/report.md.j2")),
+    ("results.csv", include_str!("../templates/results.csv.j2")),
+];
+
+/// What the filters print for a missing (null or undefined) value.
+const MISSING: &str = "–";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The template failed to load, compile or render.
+    #[error("template `{template}`{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Template {
+        template: String,
+        line: Option<usize>,
+        message: String,
+    },
+    /// No default template and no `<name>.j2` in the override directory.
+    #[error("unknown template `{name}` (available: {available})")]
+    Unknown { name: String, available: String },
+}
+
+/// Renders `name` ("report.md" or "results.csv", or a file name found in
+/// `override_dir` as `<name>.j2`) with `ctx` serialized as the template
+/// context. A `<name>.j2` in `override_dir` wins over the built-in template
+/// of the same name; templates may `include`/`import` each other by name.
+pub fn render(
+    name: &str,
+    ctx: &impl serde::Serialize,
+    override_dir: Option<&Path>,
+) -> Result<String, ReportError> {
+    let unknown = || ReportError::Unknown {
+        name: name.to_string(),
+        available: available(override_dir),
+    };
+    if !is_plain_name(name) {
+        return Err(unknown());
+    }
+    let env = environment(override_dir.map(Path::to_path_buf));
+    let template = match env.get_template(name) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::TemplateNotFound => return Err(unknown()),
+        Err(e) => return Err(template_error(name, &e)),
+    };
+    template
+        .render(Value::from(Serde(ctx)))
+        .map_err(|e| template_error(name, &e))
+}
+
+/// The configured environment; templates come from `override_dir` first,
+/// then from [`DEFAULT_TEMPLATES`].
+fn environment(override_dir: Option<PathBuf>) -> Environment<'static> {
+    let mut env = Environment::new();
+    let mut syntax = SyntaxConfig::builder();
+    syntax
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true);
+    // The builder only fails on bad custom delimiters; none are set.
+    if let Ok(syntax) = syntax.build() {
+        env.set_syntax(syntax);
+    }
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    // Debug mode makes errors name the undefined expression.
+    env.set_debug(true);
+    env.add_filter("ms", ms);
+    env.add_filter("num", num);
+    env.add_filter("pct", pct);
+    env.add_filter("md", md);
+    env.add_filter("csv", csv);
+    env.add_filter("fence", fence);
+    env.set_loader(move |name| load(name, override_dir.as_deref()));
+    env
+}
+
+fn load(name: &str, override_dir: Option<&Path>) -> Result<Option<String>, minijinja::Error> {
+    if !is_plain_name(name) {
+        return Ok(None);
+    }
+    if let Some(dir) = override_dir {
+        let path = dir.join(format!("{name}.j2"));
+        match std::fs::read_to_string(&path) {
+            Ok(source) => return Ok(Some(source)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(DEFAULT_TEMPLATES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, source)| (*source).to_string()))
+}
+
+/// A bare file name: no separators, not hidden, not `..`.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && Path::new(name).file_name() == Some(std::ffi::OsStr::new(name))
+}
+
+/// The names `render` accepts, sorted, comma-separated.
+fn available(override_dir: Option<&Path>) -> String {
+    let mut names: Vec<String> = DEFAULT_TEMPLATES
+        .iter()
+        .map(|(n, _)| (*n).to_string())
+        .collect();
+    if let Some(entries) = override_dir.and_then(|d| std::fs::read_dir(d).ok()) {
+        names.extend(entries.filter_map(|e| {
+            let file = e.ok()?.file_name().into_string().ok()?;
+            let stem = file.strip_suffix(".j2")?;
+            is_plain_name(stem).then(|| stem.to_string())
+        }));
+    }
+    names.sort();
+    names.dedup();
+    names.join(", ")
+}
+
+fn template_error(name: &str, err: &minijinja::Error) -> ReportError {
+    let mut message = match (err.kind(), err.detail()) {
+        (ErrorKind::UndefinedError, Some(detail)) => {
+            undefined_message(detail).unwrap_or_else(|| format!("{}: {detail}", err.kind()))
+        }
+        (kind, Some(detail)) => format!("{kind}: {detail}"),
+        (kind, None) => kind.to_string(),
+    };
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(&format!("; caused by: {cause}"));
+        source = cause.source();
+    }
+    ReportError::Template {
+        template: err.name().unwrap_or(name).to_string(),
+        line: err.line(),
+        message,
+    }
+}
+
+/// minijinja's "`foo.bar` is undefined (from line 3)" → "undefined value `foo.bar` (from line 3)".
+fn undefined_message(detail: &str) -> Option<String> {
+    let (expr, rest) = detail.strip_prefix('`')?.split_once("` is undefined")?;
+    Some(format!("undefined value `{expr}`{rest}"))
+}
+
+/// `x` with `decimals` fixed decimals; never `-0.0`.
+fn fixed(x: f64, decimals: usize) -> String {
+    let s = format!("{x:.decimals$}");
+    if s.starts_with('-') && s[1..].bytes().all(|b| b == b'0' || b == b'.') {
+        s[1..].to_string()
+    } else {
+        s
+    }
+}
+
+/// Milliseconds: `123.4 ms` below one second, `1.23 s` from there on;
+/// null/undefined → `–`.
+pub fn ms(value: Option<f64>) -> String {
+    match value {
+        Some(x) if x.is_finite() => {
+            // 999.96 would print as "1000.0 ms"; switch on the rounded value.
+            if x.abs() >= 999.95 {
+                format!("{} s", fixed(x / 1000.0, 2))
+            } else {
+                format!("{} ms", fixed(x, 1))
+            }
+        }
+        _ => MISSING.to_string(),
+    }
+}
+
+/// Fixed decimals (default 0); null/undefined → `–`.
+pub fn num(value: Option<f64>, decimals: Option<u32>) -> String {
+    match value {
+        Some(x) if x.is_finite() => fixed(x, decimals.unwrap_or(0).min(12) as usize),
+        _ => MISSING.to_string(),
+    }
+}
+
+/// A fraction as a percentage with fixed decimals (default 1):
+/// `0.123` → `12.3%`; null/undefined → `–`.
+pub fn pct(value: Option<f64>, decimals: Option<u32>) -> String {
+    match value {
+        Some(x) if x.is_finite() => {
+            format!(
+                "{}%",
+                fixed(x * 100.0, decimals.unwrap_or(1).min(12) as usize)
+            )
+        }
+        _ => MISSING.to_string(),
+    }
+}
+
+/// The text of a scalar for the escaping filters; `None` for null/undefined.
+/// Floats are refused: their default formatting is not a stable format.
+fn scalar_text(filter: &str, value: &Value) -> Result<Option<String>, minijinja::Error> {
+    if value.is_undefined() || value.is_none() {
+        return Ok(None);
+    }
+    if let Some(s) = value.as_str() {
+        return Ok(Some(s.to_string()));
+    }
+    if value.is_number() && !value.is_integer() {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("`{filter}` got a float; format it first with `num(…)`, `ms` or `pct`"),
+        ));
+    }
+    Ok(Some(value.to_string()))
+}
+
+/// One Markdown table cell: `|` → `\|`, line breaks → a space, trimmed;
+/// null/undefined → `–`.
+pub fn md(value: &Value) -> Result<String, minijinja::Error> {
+    let Some(text) = scalar_text("md", value)? else {
+        return Ok(MISSING.to_string());
+    };
+    let text = text.replace("\r\n", " ").replace(['\n', '\r'], " ");
+    Ok(text.trim().replace('|', "\\|"))
+}
+
+/// One CSV field as the csv crate writes it (quoted only when necessary);
+/// null/undefined → an empty field.
+pub fn csv(value: &Value) -> Result<String, minijinja::Error> {
+    let text = scalar_text("csv", value)?.unwrap_or_default();
+    csv_field(&text).map_err(|e| {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("cannot write CSV field: {e}"),
+        )
+    })
+}
+
+fn csv_field(text: &str) -> Result<String, Box<dyn std::error::Error>> {
+    if text.is_empty() {
+        // The writer quotes a lone empty field (`""`); inside a row an empty
+        // field needs no quotes.
+        return Ok(String::new());
+    }
+    let mut writer = ::csv::WriterBuilder::new()
+        .quote_style(::csv::QuoteStyle::Necessary)
+        .terminator(::csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    writer.write_record([text])?;
+    let bytes = writer.into_inner().map_err(|e| e.to_string())?;
+    let mut field = String::from_utf8(bytes)?;
+    if field.ends_with('\n') {
+        field.pop();
+    }
+    Ok(field)
+}
+
+/// A backtick fence longer than any backtick run in the text (at least 3),
+/// so the text can sit inside a fenced code block.
+pub fn fence(value: &Value) -> Result<String, minijinja::Error> {
+    let text = scalar_text("fence", value)?.unwrap_or_default();
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    Ok("`".repeat((longest + 1).max(3)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value as Json, json};
+
+    fn dist(n: u64, base: f64, bounded: bool) -> Json {
+        json!({
+            "n": n, "mean": base * 1.1, "p50": base, "p90": base * 1.5, "p95": base * 1.75,
+            "p99": base * 2.0, "min": base * 0.5, "max": base * 2.5, "p95_bounded": bounded
+        })
+    }
+
+    fn sample(index: u64, key: &str, round: (&str, u64), ok: bool, text: &str) -> Json {
+        json!({
+            "index": index, "key": key, "model": key.split('/').next(), "prompt": "p",
+            "round": {"kind": round.0, "n": round.1}, "warmup": round.0 == "warmup",
+            "status": if ok { "ok" } else { "error" },
+            "error_kind": if ok { Json::Null } else { json!("timeout") },
+            "ttft_ms": if ok { json!(41.25) } else { Json::Null },
+            "e2e_ms": if ok { json!(1234.5) } else { Json::Null },
+            "tpot_ms": if ok { json!(9.75) } else { Json::Null },
+            "decode_tps": if ok { json!(102.5) } else { Json::Null },
+            "output_tokens": if ok { json!(120) } else { Json::Null },
+            "prompt_tokens": if ok { json!(12) } else { Json::Null },
+            "token_source": if ok { json!("usage") } else { Json::Null },
+            "finish_reason": if ok { json!("stop") } else { Json::Null },
+            "text": text
+        })
+    }
+
+    const HOSTILE: &str =
+        "=SUM(A1:A2), \"quoted\" | pipe\nsecond line\r\nthird ``` fence — ünïcödé 🚀";
+
+    fn context(text: &str) -> Json {
+        json!({
+            "suite": {"name": "smoke | test", "description": "A small suite.", "hash": "sha256:abc123"},
+            "tool_version": "0.1.0",
+            "git_revision": null,
+            "started_at": "2026-03-01T12:00:00Z",
+            "environment": {"cpu": "Test CPU @ 3.0GHz", "cores": 8, "ram_mb": 32000, "os": "Linux"},
+            "models": [
+                {"id": "qwen", "license": "apache-2.0", "capabilities": ["chat", "tools"],
+                 "load_ms": 2345.678, "status": "ok", "failure": null},
+                {"id": "broken", "license": null, "capabilities": [], "load_ms": null,
+                 "status": "failed", "failure": "server exited\nwith code 1"}
+            ],
+            "cells": [
+                {"key": "qwen/p", "model": "qwen", "prompt": "p", "requests": 3,
+                 "errors": {"timeout": 1},
+                 "ttft_ms": dist(2, 41.25, false), "e2e_ms": dist(2, 1234.5, false),
+                 "tpot_ms": dist(2, 9.75, false), "decode_tps": dist(2, 102.5, false),
+                 "output_tokens": dist(2, 120.0, false), "server_decode_tps": null},
+                {"key": "broken/p", "model": "broken", "prompt": "p", "requests": 1,
+                 "errors": {"skipped": 1},
+                 "ttft_ms": null, "e2e_ms": null, "tpot_ms": null, "decode_tps": null,
+                 "output_tokens": null, "server_decode_tps": null}
+            ],
+            "samples": [
+                sample(1, "qwen/p", ("warmup", 1), true, "warmup text"),
+                sample(2, "qwen/p", ("measured", 1), false, ""),
+                sample(3, "qwen/p", ("measured", 2), true, text),
+                sample(4, "qwen/p", ("measured", 3), true, "later text"),
+                sample(5, "broken/p", ("measured", 1), false, "")
+            ]
+        })
+    }
+
+    fn write_template(dir: &Path, name: &str, source: &str) {
+        std::fs::write(dir.join(format!("{name}.j2")), source).unwrap();
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("report-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn ms_filter() {
+        assert_eq!(ms(Some(123.44)), "123.4 ms");
+        assert_eq!(ms(Some(0.0)), "0.0 ms");
+        assert_eq!(ms(Some(999.9)), "999.9 ms");
+        assert_eq!(ms(Some(999.96)), "1.00 s");
+        assert_eq!(ms(Some(1000.0)), "1.00 s");
+        assert_eq!(ms(Some(1234.5)), "1.23 s");
+        assert_eq!(ms(Some(61_000.0)), "61.00 s");
+        assert_eq!(ms(Some(-0.01)), "0.0 ms");
+        assert_eq!(ms(None), "–");
+        assert_eq!(ms(Some(f64::NAN)), "–");
+    }
+
+    #[test]
+    fn num_and_pct_filters() {
+        assert_eq!(num(Some(1.23456), Some(2)), "1.23");
+        assert_eq!(num(Some(2.5), None), "2");
+        assert_eq!(num(Some(120.0), Some(1)), "120.0");
+        assert_eq!(num(Some(-0.001), Some(2)), "0.00");
+        assert_eq!(num(None, Some(2)), "–");
+        assert_eq!(pct(Some(0.123), None), "12.3%");
+        assert_eq!(pct(Some(1.0), Some(0)), "100%");
+        assert_eq!(pct(None, None), "–");
+    }
+
+    #[test]
+    fn md_filter() {
+        let v = |s: &str| Value::from(s);
+        assert_eq!(md(&v("  a | b\nc\r\nd  ")).unwrap(), "a \\| b c d");
+        assert_eq!(md(&Value::from(())).unwrap(), "–");
+        assert_eq!(md(&Value::UNDEFINED).unwrap(), "–");
+        assert_eq!(md(&Value::from(42)).unwrap(), "42");
+        assert!(md(&Value::from(1.5)).is_err());
+    }
+
+    #[test]
+    fn csv_filter() {
+        let f = |s: &str| csv(&Value::from(s)).unwrap();
+        assert_eq!(f("plain"), "plain");
+        assert_eq!(f("a,b"), "\"a,b\"");
+        assert_eq!(f("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(f("two\nlines"), "\"two\nlines\"");
+        assert_eq!(f("=1+1"), "=1+1");
+        assert_eq!(f("ünïcödé"), "ünïcödé");
+        assert_eq!(f(""), "");
+        assert_eq!(csv(&Value::from(())).unwrap(), "");
+        assert_eq!(csv(&Value::from(7)).unwrap(), "7");
+        assert!(csv(&Value::from(0.5)).is_err());
+        // Round trip through the reader.
+        let line = format!("{},{}\n", f(HOSTILE), f("x"));
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let record = reader.records().next().unwrap().unwrap();
+        assert_eq!(record.iter().collect::<Vec<_>>(), vec![HOSTILE, "x"]);
+    }
+
+    #[test]
+    fn fence_filter() {
+        assert_eq!(fence(&Value::from("no ticks")).unwrap(), "```");
+        assert_eq!(fence(&Value::from("a ``` b ```` c")).unwrap(), "`````");
+    }
+
+    #[test]
+    fn filters_in_templates() {
+        let dir = temp_dir("filters");
+        write_template(
+            &dir,
+            "f.txt",
+            "{{ a|ms }} {{ a.missing|ms }} {{ n|num(2) }} {{ none|num }} {{ r|pct }} {{ s|md }} {{ s|csv }}\n",
+        );
+        let ctx = json!({"a": 1500.0, "n": 2, "r": 0.5, "s": "x|y,z"});
+        let out = render("f.txt", &ctx, Some(&dir)).unwrap();
+        assert_eq!(out, "1.50 s – 2.00 – 50.0% x\\|y,z \"x|y,z\"\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn report_md_is_deterministic_and_complete() {
+        let ctx = context(HOSTILE);
+        let first = render("report.md", &ctx, None).unwrap();
+        let second = render("report.md", &ctx, None).unwrap();
+        assert_eq!(first.as_bytes(), second.as_bytes());
+        assert!(first.starts_with("# smoke \\| test\n"), "{first}");
+        assert!(first.ends_with('\n') && !first.ends_with("\n\n\n"));
+        for needle in [
+            "A small suite.",
+            "2026-03-01T12:00:00Z",
+            "sha256:abc123",
+            "| qwen | p | 3 | 41.2 ms | 72.2 ms* | 1.36 s | 1.23 s | 2.16 s* | 9.8 ms | 102.5 | – | 132.0 | timeout: 1 |",
+            "| broken | p | 1 | – | – | – | – | – | – | – | – | – | skipped: 1 |",
+            "| qwen | apache-2.0 | chat, tools | 2.35 s | ok |",
+            "| broken | – | – | – | failed: server exited with code 1 |",
+            "p95 needs ≥ 59 samples to be bounded; these have n = 2.",
+            "````\n=SUM(A1:A2)",
+            "No successful measured sample.",
+            "TTFT",
+        ] {
+            assert!(first.contains(needle), "missing {needle:?} in:\n{first}");
+        }
+        assert!(!first.contains("warmup text") && !first.contains("later text"));
+    }
+
+    #[test]
+    fn report_md_truncates_sample_text() {
+        let long = "é".repeat(400);
+        let out = render("report.md", &context(&long), None).unwrap();
+        assert!(out.contains(&format!("{}…\n```", "é".repeat(300))), "{out}");
+        assert!(!out.contains(&"é".repeat(301)));
+    }
+
+    #[test]
+    fn csv_round_trips_hostile_text() {
+        let ctx = context(HOSTILE);
+        let out = render("results.csv", &ctx, None).unwrap();
+        assert_eq!(out, render("results.csv", &ctx, None).unwrap());
+        let mut reader = ::csv::Reader::from_reader(out.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(
+            header.join(","),
+            "model,prompt,key,n,ttft_p50_ms,ttft_p95_ms,e2e_mean_ms,e2e_p50_ms,e2e_p95_ms,\
+             tpot_p50_ms,decode_tps_p50,output_tokens_mean,errors,sample_text"
+        );
+        let rows: Vec<Vec<String>> = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(String::from).collect())
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0],
+            [
+                "qwen", "p", "qwen/p", "3", "41.250", "72.188", "1357.950", "1234.500", "2160.375",
+                "9.750", "102.50", "132.00", "1", HOSTILE
+            ]
+        );
+        assert_eq!(
+            rows[1],
+            [
+                "broken", "p", "broken/p", "1", "", "", "", "", "", "", "", "", "1", ""
+            ]
+        );
+    }
+
+    #[test]
+    fn undefined_variable_names_template_line_and_name() {
+        let dir = temp_dir("undefined");
+        write_template(
+            &dir,
+            "bad.md",
+            "line one\n{% if true %}\n{{ foo }}\n{% endif %}\n",
+        );
+        let err = render("bad.md", &json!({}), Some(&dir)).unwrap_err();
+        match &err {
+            ReportError::Template {
+                template,
+                line,
+                message,
+            } => {
+                assert_eq!(template, "bad.md");
+                assert_eq!(*line, Some(3));
+                assert!(message.contains("`foo`"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            "template `bad.md` line 3: undefined value `foo`"
+        );
+
+        write_template(&dir, "attr.md", "{{ suite.nmae.x }}\n");
+        let err = render("attr.md", &json!({"suite": {"name": "s"}}), Some(&dir)).unwrap_err();
+        assert!(err.to_string().contains("suite.nmae"), "{err}");
+
+        // The default template with a context missing a field.
+        let mut ctx = context("t");
+        ctx.as_object_mut().unwrap().remove("environment");
+        let err = render("report.md", &ctx, None).unwrap_err();
+        assert!(
+            matches!(&err, ReportError::Template { template, line: Some(_), message }
+                if template == "report.md" && message.contains("environment")),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let dir = temp_dir("syntax");
+        write_template(&dir, "broken.md", "ok\n\n{% if %}\n");
+        let err = render("broken.md", &json!({}), Some(&dir)).unwrap_err();
+        assert!(
+            matches!(&err, ReportError::Template { template, line: Some(3), .. } if template == "broken.md"),
+            "{err:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn override_dir_wins_and_extends() {
+        let dir = temp_dir("override");
+        write_template(&dir, "report.md", "custom {{ suite.name }}\n");
+        write_template(
+            &dir,
+            "extra.txt",
+            "{% include \"report.md\" %}{{ tool_version }}\n",
+        );
+        let ctx = context("t");
+        assert_eq!(
+            render("report.md", &ctx, Some(&dir)).unwrap(),
+            "custom smoke | test\n"
+        );
+        assert_eq!(
+            render("extra.txt", &ctx, Some(&dir)).unwrap(),
+            "custom smoke | test\n0.1.0\n"
+        );
+        // Defaults still serve names the directory lacks.
+        assert!(
+            render("results.csv", &ctx, Some(&dir))
+                .unwrap()
+                .starts_with("model,prompt,")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_template() {
+        let dir = temp_dir("unknown");
+        write_template(&dir, "mine.txt", "x");
+        for name in ["nope.md", "../etc/passwd", "", ".hidden"] {
+            match render(name, &json!({}), Some(&dir)).unwrap_err() {
+                ReportError::Unknown { name: n, available } => {
+                    assert_eq!(n, name);
+                    assert_eq!(available, "mine.txt, report.md, results.csv");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let err = render("nope.md", &json!({}), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown template `nope.md` (available: report.md, results.csv)"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,821 @@
+//! Managed servers: start a local server process on a free port, wait until
+//! it is ready, watch it, stop its whole process group; never sends
+//! benchmark requests.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::process::Child;
+
+/// How often readiness, exits and group membership are polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// One readiness request may take at most this long.
+const READY_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `stop` waits after SIGTERM before it sends SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long to wait for the process to be reaped after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How many log lines go into an error.
+const ERROR_LOG_LINES: usize = 10;
+/// `log_tail` reads at most this many bytes from the end of the log.
+const TAIL_BYTES: u64 = 64 * 1024;
+
+/// What to run and how to tell that it is ready.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    /// The server's name in the suite, used in every message.
+    pub name: String,
+    /// Program and arguments; every `{port}` is replaced by the chosen port.
+    pub command: Vec<String>,
+    /// Path polled with `GET` until it answers 200, e.g. `/health`.
+    pub ready_path: String,
+    /// How long the server may take to become ready.
+    pub startup_timeout: Duration,
+    /// Extra environment variables for the server (`{port}` is replaced in
+    /// the values too).
+    pub env: BTreeMap<String, String>,
+    /// Where stdout and stderr are appended; parent directories are created.
+    pub log_path: PathBuf,
+}
+
+/// Why a managed server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "server `{name}`: could not start `{program}`: {source} \
+         (run `make engine` to install the local engine, or check the program path in the server's command)"
+    )]
+    Spawn {
+        name: String,
+        program: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "server `{name}` {status} before it was ready; last log lines (full log: {}):\n{log_tail}",
+        log_path.display()
+    )]
+    ExitedEarly {
+        name: String,
+        status: String,
+        log_tail: String,
+        log_path: PathBuf,
+    },
+    #[error(
+        "server `{name}` was not ready after {timeout_s:.1} s (GET {url} never answered 200) and was killed; \
+         last log lines (full log: {}):\n{log_tail}",
+        log_path.display()
+    )]
+    NotReady {
+        name: String,
+        timeout_s: f64,
+        url: String,
+        log_tail: String,
+        log_path: PathBuf,
+    },
+    #[error("server `{name}`: cannot open log file {}: {source}", path.display())]
+    Log {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("server `{name}`: cannot find a free port on 127.0.0.1: {source}")]
+    Port {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("server `{name}`: cannot build the HTTP client for the readiness check: {source}")]
+    Client {
+        name: String,
+        source: reqwest::Error,
+    },
+}
+
+/// A started server. Dropping it without `stop` SIGKILLs its process group.
+#[derive(Debug)]
+pub struct RunningServer {
+    name: String,
+    child: Child,
+    pid: u32,
+    /// Equal to `pid`: the server leads its own process group.
+    pgid: libc::pid_t,
+    port: u16,
+    log_path: PathBuf,
+    /// Where this run's output starts in the (appended) log file.
+    log_start: u64,
+    load_ms: f64,
+    /// The exit, once it has been seen (the child is then reaped).
+    exited: Option<String>,
+    /// Set once the group has been signalled for good; `Drop` then does nothing.
+    stopped: bool,
+}
+
+impl RunningServer {
+    /// Picks a free 127.0.0.1 port (bind port 0, read it, drop), replaces
+    /// every `{port}` in the command args, spawns the program in its own
+    /// process group, stdout+stderr appended to `log_path` (parent dirs are
+    /// created), stdin null, kill_on_drop; polls
+    /// `GET http://127.0.0.1:{port}{ready_path}` every 50 ms until it returns
+    /// 200 (llama-server answers 503 while loading), measuring load time from
+    /// just before spawn to the first 200. A process that exits before it is
+    /// ready fails at once; one that is not ready in time is killed (whole
+    /// group) before the error is returned.
+    pub async fn start(spec: &ServerSpec) -> Result<RunningServer, ServerError> {
+        let name = spec.name.clone();
+        let port = free_port().map_err(|source| ServerError::Port {
+            name: name.clone(),
+            source,
+        })?;
+        let port_text = port.to_string();
+        let command: Vec<String> = spec
+            .command
+            .iter()
+            .map(|arg| arg.replace("{port}", &port_text))
+            .collect();
+        let Some((program, args)) = command.split_first() else {
+            return Err(ServerError::Spawn {
+                name,
+                program: String::new(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the server's command is empty",
+                ),
+            });
+        };
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(READY_REQUEST_TIMEOUT)
+            .build()
+            .map_err(|source| ServerError::Client {
+                name: name.clone(),
+                source,
+            })?;
+
+        let log_error = |source| ServerError::Log {
+            name: name.clone(),
+            path: spec.log_path.clone(),
+            source,
+        };
+        let (stdout, log_start) = open_log(&spec.log_path, &name, &command).map_err(log_error)?;
+        let stderr = stdout.try_clone().map_err(log_error)?;
+
+        let mut std_command = std::process::Command::new(program);
+        std_command
+            .args(args)
+            .envs(
+                spec.env
+                    .iter()
+                    .map(|(key, value)| (key, value.replace("{port}", &port_text))),
+            )
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0);
+        let mut tokio_command = tokio::process::Command::from(std_command);
+        tokio_command.kill_on_drop(true);
+
+        let started = Instant::now();
+        let spawn_error = |source| ServerError::Spawn {
+            name: name.clone(),
+            program: program.clone(),
+            source,
+        };
+        let child = tokio_command.spawn().map_err(spawn_error)?;
+        let pid = child.id().ok_or_else(|| {
+            spawn_error(std::io::Error::other(
+                "the process exited before its pid was read",
+            ))
+        })?;
+        let pgid = libc::pid_t::try_from(pid).map_err(|_| {
+            spawn_error(std::io::Error::other(format!("pid {pid} is out of range")))
+        })?;
+        // From here on, dropping `server` (an error below, or the caller
+        // dropping this future) kills the whole group.
+        let mut server = RunningServer {
+            name,
+            child,
+            pid,
+            pgid,
+            port,
+            log_path: spec.log_path.clone(),
+            log_start,
+            load_ms: 0.0,
+            exited: None,
+            stopped: false,
+        };
+
+        let path = if spec.ready_path.starts_with('/') {
+            spec.ready_path.clone()
+        } else {
+            format!("/{}", spec.ready_path)
+        };
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let deadline = started + spec.startup_timeout;
+        loop {
+            if let Some(status) = server.exit_status() {
+                return Err(server.fail_exited(status).await);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt = remaining.clamp(POLL_INTERVAL, READY_REQUEST_TIMEOUT);
+            let ready = matches!(
+                client.get(&url).timeout(attempt).send().await,
+                Ok(response) if response.status() == reqwest::StatusCode::OK
+            );
+            if ready {
+                let load = started.elapsed();
+                // A 200 from whatever else took the port does not count.
+                if let Some(status) = server.exit_status() {
+                    return Err(server.fail_exited(status).await);
+                }
+                server.load_ms = load.as_secs_f64() * 1000.0;
+                return Ok(server);
+            }
+            if Instant::now() >= deadline {
+                server.kill_now().await;
+                return Err(ServerError::NotReady {
+                    name: server.name.clone(),
+                    timeout_s: spec.startup_timeout.as_secs_f64(),
+                    url,
+                    log_tail: server.log_tail(ERROR_LOG_LINES),
+                    log_path: server.log_path.clone(),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL.min(remaining)).await;
+        }
+    }
+
+    /// The port the server was started on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The OpenAI-compatible base URL: `http://127.0.0.1:{port}/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// Milliseconds from just before spawn to the first 200 on the ready path.
+    pub fn load_ms(&self) -> f64 {
+        self.load_ms
+    }
+
+    /// The server's pid (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// `Some("exited with status 1")`, `Some("killed by signal 9 (SIGKILL)")`
+    /// and the like once the process has exited; `None` while it runs.
+    /// Never blocks.
+    pub fn exit_status(&mut self) -> Option<String> {
+        if self.exited.is_none()
+            && let Ok(Some(status)) = self.child.try_wait()
+        {
+            self.exited = Some(describe_exit(status));
+        }
+        self.exited.clone()
+    }
+
+    /// The last `n` lines this run wrote to the log (lossy UTF-8), for error
+    /// messages; a note saying so when it wrote nothing.
+    pub fn log_tail(&self, n: usize) -> String {
+        match tail_lines(&self.log_path, self.log_start, n) {
+            Ok(tail) if tail.is_empty() => {
+                format!("(no output in {})", self.log_path.display())
+            }
+            Ok(tail) => tail,
+            Err(err) => format!("(cannot read {}: {err})", self.log_path.display()),
+        }
+    }
+
+    /// SIGTERM to the whole process group, wait up to 5 s for the server
+    /// and everything it started to exit, then SIGKILL the group; reaps the
+    /// child. Never panics.
+    pub async fn stop(mut self) {
+        if self.stopped {
+            return;
+        }
+        signal_group(self.pgid, libc::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            if self.exit_status().is_some() && !group_alive(self.pgid) {
+                self.stopped = true;
+                return;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        self.kill_now().await;
+    }
+
+    /// SIGKILL the group, reap the child, and give the kernel a moment to
+    /// take the rest of the group down.
+    async fn kill_now(&mut self) {
+        signal_group(self.pgid, libc::SIGKILL);
+        self.stopped = true;
+        if self.exited.is_none()
+            && let Ok(Ok(status)) = tokio::time::timeout(KILL_WAIT, self.child.wait()).await
+        {
+            self.exited = Some(describe_exit(status));
+        }
+        let deadline = Instant::now() + KILL_WAIT;
+        while group_alive(self.pgid) && Instant::now() < deadline {
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The leader exited before it was ready: kill what it left behind and
+    /// say why.
+    async fn fail_exited(&mut self, status: String) -> ServerError {
+        self.kill_now().await;
+        ServerError::ExitedEarly {
+            name: self.name.clone(),
+            status,
+            log_tail: self.log_tail(ERROR_LOG_LINES),
+            log_path: self.log_path.clone(),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if !self.stopped {
+            signal_group(self.pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Binds 127.0.0.1:0, reads the port the kernel chose and frees it again.
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Opens the log for appending (creating its directory), writes a marker
+/// line for this run, and returns the file and the offset after the marker.
+fn open_log(path: &Path, name: &str, command: &[String]) -> std::io::Result<(File, u64)> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    writeln!(
+        file,
+        "--- dyno: starting server `{name}`: {} ---",
+        command.join(" ")
+    )?;
+    let start = file.metadata()?.len();
+    Ok((file, start))
+}
+
+/// The last `n` lines of `path` from byte `start` on, reading at most
+/// `TAIL_BYTES` from the end.
+fn tail_lines(path: &Path, start: u64, n: usize) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let from = start.max(len.saturating_sub(TAIL_BYTES));
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if from > start && !lines.is_empty() {
+        // The first line was cut by the byte limit.
+        lines.remove(0);
+    }
+    let skip = lines.len().saturating_sub(n);
+    Ok(lines[skip..].join("\n"))
+}
+
+/// "exited with status 3", "killed by signal 9 (SIGKILL)", ...
+fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
+    }
+    if let Some(signal) = status.signal() {
+        let name = match signal {
+            libc::SIGHUP => " (SIGHUP)",
+            libc::SIGINT => " (SIGINT)",
+            libc::SIGQUIT => " (SIGQUIT)",
+            libc::SIGILL => " (SIGILL)",
+            libc::SIGABRT => " (SIGABRT)",
+            libc::SIGBUS => " (SIGBUS)",
+            libc::SIGFPE => " (SIGFPE)",
+            libc::SIGKILL => " (SIGKILL)",
+            libc::SIGSEGV => " (SIGSEGV)",
+            libc::SIGPIPE => " (SIGPIPE)",
+            libc::SIGTERM => " (SIGTERM)",
+            _ => "",
+        };
+        let core = if status.core_dumped() {
+            ", core dumped"
+        } else {
+            ""
+        };
+        return format!("killed by signal {signal}{name}{core}");
+    }
+    format!("exited ({status})")
+}
+
+/// `kill(2)`: `target` is a pid, or minus a process group id. True if the
+/// signal was delivered (or, for signal 0, the target exists).
+fn send_signal(target: libc::pid_t, signal: libc::c_int) -> bool {
+    // SAFETY: kill(2) takes two integers and reads or writes no memory of
+    // this process. Callers pass only pids and (negated) process group ids
+    // of processes this module started; `signal_group` rules out 0 and -1,
+    // which would mean our own group and every process.
+    unsafe { libc::kill(target, signal) == 0 }
+}
+
+/// Sends `signal` to every process in group `pgid`.
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) -> bool {
+    pgid > 1 && send_signal(-pgid, signal)
+}
+
+/// Whether group `pgid` still has a member that is not a zombie. Orphans
+/// may stay zombies for a while (or for good, under an init that does not
+/// reap), so `kill(-pgid, 0)` alone is not enough where `/proc` can tell.
+fn group_alive(pgid: libc::pid_t) -> bool {
+    if !signal_group(pgid, 0) {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+            .and_then(proc_stat)
+            .is_some_and(|(state, group)| group == pgid && !matches!(state, 'Z' | 'X'))
+    })
+}
+
+/// State letter and process group of `pid` from `/proc/{pid}/stat`.
+fn proc_stat(pid: libc::pid_t) -> Option<(char, libc::pid_t)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parens.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_path(test: &str) -> PathBuf {
+        std::env::temp_dir()
+            .join(format!("dyno-server-test-{}-{test}", std::process::id()))
+            .join("server.log")
+    }
+
+    fn spec(test: &str, command: &[&str], ready_path: &str, timeout: Duration) -> ServerSpec {
+        ServerSpec {
+            name: format!("test-{test}"),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            ready_path: ready_path.to_string(),
+            startup_timeout: timeout,
+            env: BTreeMap::new(),
+            log_path: log_path(test),
+        }
+    }
+
+    /// Removes the test's log directory.
+    fn cleanup(spec: &ServerSpec) {
+        if let Some(dir) = spec.log_path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// Gone, or a zombie nobody has reaped yet.
+    fn process_gone(pid: libc::pid_t) -> bool {
+        !send_signal(pid, 0) || proc_stat(pid).is_none_or(|(state, _)| matches!(state, 'Z' | 'X'))
+    }
+
+    /// Waits (up to 5 s) until `path` has a line `key=PID` and returns PID.
+    async fn pid_from_log(path: &Path, key: &str) -> libc::pid_t {
+        let prefix = format!("{key}=");
+        for _ in 0..100 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if let Some(pid) = text
+                .lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .and_then(|pid| pid.trim().parse().ok())
+            {
+                return pid;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        panic!("no `{key}=` line in {}", path.display());
+    }
+
+    const PYTHON_SERVER: &[&str] = &[
+        "python3",
+        "-m",
+        "http.server",
+        "{port}",
+        "--bind",
+        "127.0.0.1",
+    ];
+
+    #[tokio::test]
+    async fn python_server_becomes_ready_on_the_chosen_port() {
+        let spec = spec("ready", PYTHON_SERVER, "/", Duration::from_secs(30));
+        let mut server = RunningServer::start(&spec).await.expect("server starts");
+        let port = server.port();
+        assert_ne!(port, 0);
+        assert_eq!(server.base_url(), format!("http://127.0.0.1:{port}/v1"));
+        assert!(server.load_ms() > 0.0, "load_ms = {}", server.load_ms());
+        assert!(server.exit_status().is_none());
+        // `{port}` was substituted: the server really listens there.
+        let response = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(spec.log_path.exists());
+        let pid = libc::pid_t::try_from(server.pid()).unwrap();
+        server.stop().await;
+        assert!(process_gone(pid));
+        cleanup(&spec);
+    }
+
+    #[tokio::test]
+    async fn env_and_ready_path_without_slash() {
+        let mut spec = spec(
+            "env",
+            &[
+                "sh",
+                "-c",
+                "echo \"got=$DYNO_TEST_PORT\"; exec python3 -m http.server \"$0\" --bind 127.0.0.1",
+                "{port}",
+            ],
+            "",
+            Duration::from_secs(30),
+        );
+        spec.env.insert("DYNO_TEST_PORT".into(), "p{port}".into());
+        let server = RunningServer::start(&spec).await.expect("server starts");
+        let log = std::fs::read_to_string(&spec.log_path).unwrap();
+        assert!(
+            log.contains(&format!("got=p{}", server.port())),
+            "log: {log}"
+        );
+        server.stop().await;
+        cleanup(&spec);
+    }
+
+    #[tokio::test]
+    async fn immediate_exit_is_exited_early_with_the_log() {
+        let spec = spec(
+            "exits",
+            &["sh", "-c", "echo boom >&2; exit 3", "{port}"],
+            "/health",
+            Duration::from_secs(30),
+        );
+        let started = Instant::now();
+        let err = RunningServer::start(&spec).await.expect_err("must fail");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not wait for the timeout"
+        );
+        assert!(
+            matches!(&err, ServerError::ExitedEarly { status, .. } if status == "exited with status 3"),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("boom"), "{message}");
+        assert!(message.contains("exited with status 3"), "{message}");
+        assert!(message.contains("test-exits"), "{message}");
+        cleanup(&spec);
+    }
+
+    #[tokio::test]
+    async fn never_ready_times_out_and_kills_the_group() {
+        let spec = spec(
+            "never-ready",
+            &[
+                "sh",
+                "-c",
+                "echo pid=$$; sleep 30 & echo bg=$!; sleep 30",
+                "{port}",
+            ],
+            "/health",
+            Duration::from_secs(1),
+        );
+        let started = Instant::now();
+        let err = RunningServer::start(&spec)
+            .await
+            .expect_err("must time out");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(1), "{waited:?}");
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        assert!(
+            matches!(&err, ServerError::NotReady { timeout_s, .. } if *timeout_s == 1.0),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("test-never-ready"), "{message}");
+        assert!(message.contains("pid="), "{message}");
+        let pid = pid_from_log(&spec.log_path, "pid").await;
+        let bg = pid_from_log(&spec.log_path, "bg").await;
+        // The leader was reaped by us: kill(2) fails outright.
+        assert!(!send_signal(pid, 0), "leader {pid} still exists");
+        assert!(process_gone(bg), "background child {bg} still runs");
+        assert!(!group_alive(pid), "group {pid} still has live members");
+        cleanup(&spec);
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_spawn_error() {
+        let spec = spec(
+            "missing",
+            &["/nonexistent/dyno-no-such-server", "--port", "{port}"],
+            "/health",
+            Duration::from_secs(5),
+        );
+        let err = RunningServer::start(&spec).await.expect_err("must fail");
+        assert!(
+            matches!(&err, ServerError::Spawn { program, .. } if program == "/nonexistent/dyno-no-such-server"),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("test-missing"), "{message}");
+        assert!(message.contains("make engine"), "{message}");
+        cleanup(&spec);
+    }
+
+    #[tokio::test]
+    async fn empty_command_is_a_spawn_error() {
+        let spec = spec("empty", &[], "/health", Duration::from_secs(5));
+        let err = RunningServer::start(&spec).await.expect_err("must fail");
+        assert!(matches!(err, ServerError::Spawn { .. }), "{err:?}");
+        cleanup(&spec);
+    }
+
+    #[tokio::test]
+    async fn stop_kills_the_whole_group_including_grandchildren() {
+        let spec = spec(
+            "grandchild",
+            &[
+                "sh",
+                "-c",
+                "sleep 60 & echo bg=$!; exec python3 -m http.server \"$0\" --bind 127.0.0.1",
+                "{port}",
+            ],
+            "/",
+            Duration::from_secs(30),
+        );
+        let server = RunningServer::start(&spec).await.expect("server starts");
+        let pid = libc::pid_t::try_from(server.pid()).unwrap();
+        let bg = pid_from_log(&spec.log_path, "bg").await;
+        assert!(!process_gone(bg), "grandchild should run before stop");
+        let stopping = Instant::now();
+        server.stop().await;
+        // SIGTERM was enough: no wait for the 5 s grace period.
+        assert!(stopping.elapsed() < STOP_GRACE, "{:?}", stopping.elapsed());
+        assert!(!send_signal(pid, 0), "leader {pid} still exists");
+        assert!(process_gone(bg), "grandchild {bg} still runs");
+        assert!(!group_alive(pid));
+        cleanup(&spec);
+    }
+
+    #[tokio::test]
+    async fn stop_escalates_to_sigkill_when_sigterm_is_ignored() {
+        let spec = spec(
+            "ignores-term",
+            &[
+                "sh",
+                "-c",
+                "trap '' TERM; exec python3 -m http.server \"$0\" --bind 127.0.0.1",
+                "{port}",
+            ],
+            "/",
+            Duration::from_secs(30),
+        );
+        let server = RunningServer::start(&spec).await.expect("server starts");
+        let pid = libc::pid_t::try_from(server.pid()).unwrap();
+        let stopping = Instant::now();
+        server.stop().await;
+        assert!(stopping.elapsed() >= STOP_GRACE, "{:?}", stopping.elapsed());
+        assert!(!send_signal(pid, 0), "server {pid} survived SIGKILL");
+        cleanup(&spec);
+    }
+
+    #[tokio::test]
+    async fn exit_status_reports_a_server_killed_from_outside() {
+        let spec = spec("killed", PYTHON_SERVER, "/", Duration::from_secs(30));
+        let mut server = RunningServer::start(&spec).await.expect("server starts");
+        assert_eq!(server.exit_status(), None);
+        let pid = libc::pid_t::try_from(server.pid()).unwrap();
+        assert!(send_signal(pid, libc::SIGKILL));
+        let mut status = None;
+        for _ in 0..100 {
+            status = server.exit_status();
+            if status.is_some() {
+                break;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        let status = status.expect("exit is seen");
+        assert!(status.starts_with("killed by signal 9"), "{status}");
+        // Stable once seen, and stop() after an exit is harmless.
+        assert_eq!(server.exit_status(), Some(status));
+        server.stop().await;
+        cleanup(&spec);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_running_server_kills_its_group() {
+        let spec = spec(
+            "dropped",
+            &[
+                "sh",
+                "-c",
+                "sleep 60 & echo bg=$!; exec python3 -m http.server \"$0\" --bind 127.0.0.1",
+                "{port}",
+            ],
+            "/",
+            Duration::from_secs(30),
+        );
+        let server = RunningServer::start(&spec).await.expect("server starts");
+        let bg = pid_from_log(&spec.log_path, "bg").await;
+        drop(server);
+        let mut gone = false;
+        for _ in 0..100 {
+            gone = process_gone(bg);
+            if gone {
+                break;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        assert!(gone, "grandchild {bg} survived the drop");
+        cleanup(&spec);
+    }
+
+    #[test]
+    fn log_tail_reads_only_this_runs_last_lines() {
+        let path = log_path("tail");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let (mut file, start) = open_log(&path, "tail", &["x".into()]).unwrap();
+        for i in 0..30 {
+            writeln!(file, "line {i}").unwrap();
+        }
+        assert_eq!(
+            tail_lines(&path, start, 3).unwrap(),
+            "line 27\nline 28\nline 29"
+        );
+        assert_eq!(tail_lines(&path, start, 100).unwrap().lines().count(), 30);
+        // A second run appends; its tail starts after its own marker.
+        let (mut file, start) = open_log(&path, "tail", &["x".into()]).unwrap();
+        assert_eq!(tail_lines(&path, start, 10).unwrap(), "");
+        writeln!(file, "second \u{fffd} {}", String::from_utf8_lossy(&[0xff])).unwrap();
+        assert_eq!(tail_lines(&path, start, 10).unwrap().lines().count(), 1);
+        // Longer than the byte limit: the cut first line is dropped.
+        let long = "y".repeat(1000);
+        for _ in 0..200 {
+            writeln!(file, "{long}").unwrap();
+        }
+        let tail = tail_lines(&path, start, 1000).unwrap();
+        assert!(tail.lines().all(|line| line == long));
+        assert!(tail.lines().count() < 200);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn exit_descriptions() {
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(3 << 8)),
+            "exited with status 3"
+        );
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(9)),
+            "killed by signal 9 (SIGKILL)"
+        );
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(15)),
+            "killed by signal 15 (SIGTERM)"
+        );
+    }
+
+    #[test]
+    fn signal_group_refuses_our_own_group_and_everyone() {
+        assert!(!signal_group(0, 0));
+        assert!(!signal_group(1, 0));
+    }
+}

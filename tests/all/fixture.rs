@@ -1,0 +1,153 @@
+//! A scripted OpenAI-compatible server (axum on 127.0.0.1:0) that releases
+//! chunks on a programmed timetable, so metric code is tested against known
+//! truth, and that produces the faults a real server cannot be made to
+//! produce on demand. Each model name selects a script.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// One step of a script: wait, then send these bytes.
+pub type Step = (Duration, String);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn chunk(delta: Value, finish: Option<&str>) -> String {
+    let c = json!({
+        "id": "x", "object": "chat.completion.chunk",
+        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }]
+    });
+    format!("data: {c}\n\n")
+}
+
+fn usage(completion: u64) -> String {
+    let c = json!({ "id": "x", "choices": [], "usage": {
+        "prompt_tokens": 12, "completion_tokens": completion, "total_tokens": 12 + completion } });
+    format!("data: {c}\n\n")
+}
+
+/// Role-only chunk at 5 ms, first content at 150 ms, 19 more tokens 20 ms
+/// apart, then (optionally) a usage chunk and `[DONE]`.
+pub fn timetable(first_token_ms: u64, with_usage: bool) -> Vec<Step> {
+    let mut steps = vec![(
+        ms(5),
+        chunk(json!({ "role": "assistant", "content": "" }), None),
+    )];
+    steps.push((
+        ms(first_token_ms - 5),
+        chunk(json!({ "content": "tok0" }), None),
+    ));
+    for i in 1..20 {
+        let finish = (i == 19).then_some("length");
+        steps.push((
+            ms(20),
+            chunk(json!({ "content": format!(" tok{i}") }), finish),
+        ));
+    }
+    if with_usage {
+        steps.push((ms(0), usage(20)));
+    }
+    steps.push((ms(0), "data: [DONE]\n\n".into()));
+    steps
+}
+
+fn script(model: &str) -> Option<Vec<Step>> {
+    let steps = match model {
+        "timetable" => timetable(150, true),
+        "slower-first-token" => timetable(200, true),
+        "no-usage" => timetable(150, false),
+        "timings-only" => {
+            let mut steps = timetable(150, false);
+            let timings = json!({ "choices": [], "timings": { "predicted_n": 20, "predicted_per_second": 50.0 } });
+            steps.insert(steps.len() - 1, (ms(0), format!("data: {timings}\n\n")));
+            steps
+        }
+        "garbage" => vec![
+            (ms(5), chunk(json!({ "content": "a" }), None)),
+            (ms(5), "data: {not json\n\n".into()),
+        ],
+        "early-eof" => vec![
+            (ms(5), chunk(json!({ "content": "a" }), None)),
+            (ms(5), chunk(json!({ "content": "b" }), None)),
+            (ms(5), "data: {\"choices\":[{\"delta\":{\"content\":\"c".into()),
+        ],
+        "error-payload" => vec![
+            (ms(5), chunk(json!({ "content": "a" }), None)),
+            (ms(5), "data: {\"error\":{\"message\":\"out of memory\"}}\n\n".into()),
+        ],
+        "slow" => vec![(ms(3000), chunk(json!({ "content": "late" }), Some("stop")))],
+        // CRLF, comments, keep-alives, events split mid-line and mid-CRLF.
+        "oddities" => vec![
+            (ms(2), ": keep-alive\r\n\r\n".into()),
+            (ms(2), "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\r\n\r".into()),
+            (ms(2), "\n: ping\r\n\r\ndata: {\"choices\":[{\"delta\":{\"cont".into()),
+            (ms(40), "ent\":\"Hel\"}}]}\r\n\r\n".into()),
+            (ms(10), "data: {\"choices\":[{\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\r\n\r\n".into()),
+            (ms(1), "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\r\n\r\ndata: [DONE]\r\n\r\n".into()),
+        ],
+        _ => return None,
+    };
+    Some(steps)
+}
+
+async fn chat(body: String) -> Response {
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let model = request["model"].as_str().unwrap_or("").to_string();
+    match model.as_str() {
+        "http-500" => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"error":{"message":"internal failure"}}"#,
+            )
+                .into_response();
+        }
+        "non-stream" => {
+            tokio::time::sleep(ms(100)).await;
+            let body = json!({
+                "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Hello there" }, "finish_reason": "stop" }],
+                "usage": { "prompt_tokens": 5, "completion_tokens": 2 }
+            });
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response();
+        }
+        _ => {}
+    }
+    let Some(steps) = script(&model) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!(r#"{{"error":{{"message":"model '{model}' not found"}}}}"#),
+        )
+            .into_response();
+    };
+    let stream = futures_util::stream::unfold(steps.into_iter(), |mut steps| async move {
+        let (wait, bytes) = steps.next()?;
+        tokio::time::sleep(wait).await;
+        Some((Ok::<_, std::io::Error>(bytes), steps))
+    });
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Starts the fixture; returns its base URL (`http://127.0.0.1:PORT/v1`).
+pub async fn start() -> String {
+    let app = Router::new().route("/v1/chat/completions", post(chat));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    format!("http://{addr}/v1")
+}

@@ -42,8 +42,11 @@ pub async fn execute(
     cells: &[Cell],
     options: &ExecOptions,
 ) -> (Vec<Sample>, Vec<ModelRun>) {
+    // One fresh connection per request: a pooled connection that the server
+    // closed while idle fails the next request on send (a client artifact,
+    // not a server fault); connect time on loopback is tens of microseconds.
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(4)
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap_or_default();
     let progress = if options.quiet {

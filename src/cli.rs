@@ -152,13 +152,16 @@ fn walk(dir: &Path, visit: &mut dyn FnMut(&Path)) {
     }
 }
 
+/// The suite files named by `args`; `None` after printing why there are none.
+fn suite_files(args: &[String]) -> Option<Vec<PathBuf>> {
+    expand_suite_args(args)
+        .map_err(|message| eprintln!("error: {message}"))
+        .ok()
+}
+
 fn validate(args: &[String]) -> u8 {
-    let files = match expand_suite_args(args) {
-        Ok(files) => files,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return EXIT_ERROR;
-        }
+    let Some(files) = suite_files(args) else {
+        return EXIT_ERROR;
     };
     let mut code = EXIT_OK;
     for file in &files {
@@ -259,12 +262,8 @@ fn print_stdout(text: &str) -> u8 {
 }
 
 fn run_cmd(args: &[String], filter: &Filter, out: Option<&Path>, quiet: bool) -> u8 {
-    let files = match expand_suite_args(args) {
-        Ok(files) => files,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return EXIT_ERROR;
-        }
+    let Some(files) = suite_files(args) else {
+        return EXIT_ERROR;
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

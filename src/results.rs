@@ -112,31 +112,18 @@ impl Sample {
 /// Distribution of one metric over a cell's measured rounds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dist {
-    pub n: usize,
-    pub mean: f64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub min: f64,
-    pub max: f64,
+    #[serde(flatten)]
+    pub summary: stats::Summary,
     /// Whether n is large enough for a 95% one-sided bound on p95.
     pub p95_bounded: bool,
 }
 
 impl Dist {
     pub fn of(values: &[f64]) -> Option<Dist> {
-        let s = stats::summarize(values)?;
+        let summary = stats::summarize(values)?;
         Some(Dist {
-            n: s.n,
-            mean: s.mean,
-            p50: s.p50,
-            p90: s.p90,
-            p95: s.p95,
-            p99: s.p99,
-            min: s.min,
-            max: s.max,
-            p95_bounded: stats::percentile_is_bounded(s.n, 0.95),
+            p95_bounded: stats::percentile_is_bounded(summary.n, 0.95),
+            summary,
         })
     }
 }

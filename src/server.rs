@@ -668,10 +668,11 @@ mod tests {
         cleanup(&spec);
     }
 
-    #[tokio::test]
-    async fn stop_kills_the_whole_group_including_grandchildren() {
-        let spec = spec(
-            "grandchild",
+    /// A ready server (python's http.server) whose shell leaves a background
+    /// `sleep` behind and logs its pid as `bg=PID`.
+    fn server_with_grandchild(name: &str) -> ServerSpec {
+        spec(
+            name,
             &[
                 "sh",
                 "-c",
@@ -680,7 +681,12 @@ mod tests {
             ],
             "/",
             Duration::from_secs(30),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn stop_kills_the_whole_group_including_grandchildren() {
+        let spec = server_with_grandchild("grandchild");
         let server = RunningServer::start(&spec).await.expect("server starts");
         let pid = libc::pid_t::try_from(server.pid()).unwrap();
         let bg = pid_from_log(&spec.log_path, "bg").await;
@@ -742,17 +748,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_a_running_server_kills_its_group() {
-        let spec = spec(
-            "dropped",
-            &[
-                "sh",
-                "-c",
-                "sleep 60 & echo bg=$!; exec python3 -m http.server \"$0\" --bind 127.0.0.1",
-                "{port}",
-            ],
-            "/",
-            Duration::from_secs(30),
-        );
+        let spec = server_with_grandchild("dropped");
         let server = RunningServer::start(&spec).await.expect("server starts");
         let bg = pid_from_log(&spec.log_path, "bg").await;
         drop(server);

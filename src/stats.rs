@@ -30,7 +30,7 @@ pub const BOUND_CONFIDENCE: f64 = 0.95;
 // ---------------------------------------------------------------------------
 
 /// Summary of one sample; percentiles use linear interpolation (numpy's default).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Number of values.
     pub n: usize,

@@ -57,6 +57,14 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Re-render the reports of stored results, without running anything.
+    Report {
+        /// A results.json file, or the directory that holds it.
+        results: PathBuf,
+        /// Use templates from this directory (`report.md.j2`, ...) over the built-in ones.
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
     /// Print the suite JSON schema (or write it with --out).
     Schema {
         /// The schema of an included prompt file instead of a suite.
@@ -90,6 +98,18 @@ pub fn run(cli: Cli) -> ExitCode {
             out,
             quiet,
         } => run_cmd(&suites, &Filter { models, prompts }, out.as_deref(), quiet),
+        Command::Report { results, templates } => {
+            match crate::record::rerender(&results, templates.as_deref()) {
+                Ok(files) => {
+                    let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+                    print_stdout(&list)
+                }
+                Err(err) => {
+                    eprint!("{err}");
+                    EXIT_ERROR
+                }
+            }
+        }
         Command::Schema { prompts, out } => schema(prompts, out.as_deref()),
     };
     ExitCode::from(code)

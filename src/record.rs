@@ -94,14 +94,65 @@ pub fn write_outputs(
     write_atomic(&results_path, json.as_bytes())
         .map_err(|e| format!("error: cannot write {}: {e}\n", results_path.display()))?;
     let mut files = vec![results_path];
-    for name in templates {
-        let text = report::render(name, doc, override_dir).map_err(|e| format!("error: {e}\n"))?;
-        let path = dir.join(name);
-        write_atomic(&path, text.as_bytes())
-            .map_err(|e| format!("error: cannot write {}: {e}\n", path.display()))?;
-        files.push(path);
-    }
+    files.extend(write_reports(doc, dir, templates, override_dir)?);
     Ok(files)
+}
+
+/// Renders every template into `dir`; all are rendered before any is
+/// written, so a template error leaves the existing reports untouched.
+fn write_reports(
+    doc: &Results,
+    dir: &Path,
+    templates: &[String],
+    override_dir: Option<&Path>,
+) -> Result<Vec<PathBuf>, String> {
+    let rendered = templates
+        .iter()
+        .map(|name| {
+            report::render(name, doc, override_dir)
+                .map(|text| (dir.join(name), text))
+                .map_err(|e| format!("error: {e}\n"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (path, text) in &rendered {
+        write_atomic(path, text.as_bytes())
+            .map_err(|e| format!("error: cannot write {}: {e}\n", path.display()))?;
+    }
+    Ok(rendered.into_iter().map(|(path, _)| path).collect())
+}
+
+/// Re-renders the reports of a stored results file (or a directory holding
+/// `results.json`) without contacting any endpoint.
+pub fn rerender(results: &Path, override_dir: Option<&Path>) -> Result<Vec<PathBuf>, String> {
+    let file = if results.is_dir() {
+        results.join("results.json")
+    } else {
+        results.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("error: cannot read {}: {e}\n", file.display()))?;
+    let doc: Results = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "error: {} is not a dyno results file: {e}\n",
+            file.display()
+        )
+    })?;
+    if doc.format_version != results::FORMAT_VERSION {
+        return Err(format!(
+            "error: {} has results format {}, this dyno reads format {}\n",
+            file.display(),
+            doc.format_version,
+            results::FORMAT_VERSION
+        ));
+    }
+    let templates: Vec<String> = doc
+        .suite
+        .resolved
+        .pointer("/outputs/templates")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]);
+    let dir = file.parent().unwrap_or(Path::new("."));
+    write_reports(&doc, dir, &templates, override_dir)
 }
 
 /// `suites/../results/x` → `results/x` (lexically), for readable paths.

@@ -79,3 +79,35 @@ fn missing_file_is_exit_2() {
 fn usage_error_is_exit_2() {
     assert_eq!(dyno(&["frobnicate"]).status.code(), Some(2));
 }
+
+#[test]
+fn report_reproduces_the_committed_quickstart_report_byte_for_byte() {
+    let committed = repo_root().join("results/quickstart");
+    let json = std::fs::read_to_string(committed.join("results.json")).unwrap();
+    let tree = Tree::new(&[("q/results.json", &json)]);
+    let dir = tree.path("q");
+    for _ in 0..2 {
+        let out = dyno(&["report", dir.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for name in ["report.md", "results.csv"] {
+            assert_eq!(
+                std::fs::read(dir.join(name)).unwrap(),
+                std::fs::read(committed.join(name)).unwrap(),
+                "{name} differs: re-render with `dyno report results/quickstart`"
+            );
+        }
+    }
+}
+
+#[test]
+fn report_on_a_non_results_file_is_exit_2() {
+    let tree = Tree::new(&[("results.json", "{\"hello\": 1}")]);
+    let out = dyno(&["report", tree.path("results.json").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a dyno results file"));
+}

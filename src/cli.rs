@@ -65,6 +65,18 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
     },
+    /// Compare two results: files, directories, or a git revision and a path.
+    /// Exit 1 when a cell REGRESSED (after Benjamini–Hochberg), else 0.
+    Compare {
+        /// BASE (a results file or directory, or a git revision), or NEW alone
+        /// to compare against its last committed version.
+        first: String,
+        /// NEW (a results file or directory).
+        second: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the suite JSON schema (or write it with --out).
     Schema {
         /// The schema of an included prompt file instead of a suite.
@@ -110,6 +122,11 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Compare {
+            first,
+            second,
+            json,
+        } => compare_cmd(&first, second.as_deref(), json),
         Command::Schema { prompts, out } => schema(prompts, out.as_deref()),
     };
     ExitCode::from(code)
@@ -313,4 +330,24 @@ fn run_cmd(args: &[String], filter: &Filter, out: Option<&Path>, quiet: bool) ->
         }
     }
     code
+}
+
+fn compare_cmd(first: &str, second: Option<&str>, json: bool) -> u8 {
+    let [(base, base_label), (new, new_label)] = match crate::compare::load_sides(first, second) {
+        Ok(sides) => sides,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_ERROR;
+        }
+    };
+    let comparison = crate::compare::compare(&base, &new, &base_label, &new_label);
+    let text = if json {
+        serde_json::to_string_pretty(&comparison).unwrap_or_default() + "\n"
+    } else {
+        crate::compare::render_text(&comparison)
+    };
+    match print_stdout(&text) {
+        EXIT_OK if comparison.regressed() => EXIT_FAILED,
+        code => code,
+    }
 }

@@ -9,6 +9,7 @@ pub mod suite;
 
 pub use cli::{Cli, run};
 pub mod client;
+pub mod compare;
 pub mod exec;
 pub mod record;
 pub mod report;

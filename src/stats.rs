@@ -174,7 +174,8 @@ pub struct HodgesLehmann {
 }
 
 /// Outcome of [`compare_samples`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     /// Significantly worse by more than the noise threshold.
     Regressed,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod client;
+mod compare;
 mod engine;
 mod fixture;
 mod plan;

@@ -1,0 +1,405 @@
+//! Comparing two results documents: per cell and metric, one value per
+//! measured round, through `stats::compare_samples`, with Benjamini–Hochberg
+//! across everything for the exit code. Reads results (files or git
+//! objects); never runs a suite.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::results::{Results, Sample, Status};
+use crate::stats::{self, Verdict};
+
+/// A metric compared across runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    TtftMs,
+    E2eMs,
+    TpotMs,
+    DecodeTps,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 4] = [
+        Metric::TtftMs,
+        Metric::E2eMs,
+        Metric::TpotMs,
+        Metric::DecodeTps,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::TtftMs => "ttft_ms",
+            Metric::E2eMs => "e2e_ms",
+            Metric::TpotMs => "tpot_ms",
+            Metric::DecodeTps => "decode_tps",
+        }
+    }
+
+    fn value(self, s: &Sample) -> Option<f64> {
+        match self {
+            Metric::TtftMs => s.ttft_ms,
+            Metric::E2eMs => s.e2e_ms,
+            Metric::TpotMs => s.tpot_ms,
+            Metric::DecodeTps => s.decode_tps,
+        }
+    }
+
+    fn higher_is_better(self) -> bool {
+        self == Metric::DecodeTps
+    }
+
+    /// Default noise threshold: what a quiet machine's run-to-run spread stays under.
+    pub fn default_noise(self) -> f64 {
+        match self {
+            Metric::TtftMs => 0.10,
+            Metric::E2eMs | Metric::TpotMs | Metric::DecodeTps => 0.05,
+        }
+    }
+}
+
+/// Significance level of each test and false-discovery rate across tests.
+pub const ALPHA: f64 = 0.05;
+
+/// One cell × metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub key: String,
+    pub metric: Metric,
+    pub base_median: Option<f64>,
+    pub new_median: Option<f64>,
+    pub verdict: Verdict,
+    pub confirmed: bool,
+    /// Hodges–Lehmann ratio new/base in the metric's own direction.
+    pub ratio: Option<f64>,
+    pub ci: Option<(f64, f64)>,
+    pub p: Option<f64>,
+    /// Benjamini–Hochberg adjusted p across every row.
+    pub p_adjusted: Option<f64>,
+    pub n_base: usize,
+    pub n_new: usize,
+    /// Regressed and still significant after Benjamini–Hochberg.
+    pub gates: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub base: String,
+    pub new: String,
+    pub rows: Vec<Row>,
+    pub only_in_base: Vec<String>,
+    pub only_in_new: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Comparison {
+    /// Whether any regression survives Benjamini–Hochberg (exit code 1).
+    pub fn regressed(&self) -> bool {
+        self.rows.iter().any(|r| r.gates)
+    }
+}
+
+fn values(doc: &Results, key: &str, metric: Metric) -> Vec<f64> {
+    doc.samples
+        .iter()
+        .filter(|s| !s.warmup && s.status == Status::Ok && s.key == key)
+        .filter_map(|s| metric.value(s))
+        .collect()
+}
+
+fn keys(doc: &Results) -> Vec<String> {
+    doc.cells.iter().map(|c| c.key.clone()).collect()
+}
+
+/// Compares `new` against `base`.
+pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str) -> Comparison {
+    let base_keys = keys(base);
+    let new_keys = keys(new);
+    let mut rows = Vec::new();
+    for key in base_keys.iter().filter(|k| new_keys.contains(k)) {
+        for metric in Metric::ALL {
+            let (b, n) = (values(base, key, metric), values(new, key, metric));
+            if b.is_empty() && n.is_empty() {
+                continue;
+            }
+            let c = stats::compare_samples(
+                &b,
+                &n,
+                metric.higher_is_better(),
+                metric.default_noise(),
+                ALPHA,
+            );
+            // stats orients the ratio so that > 1 is worse; report it in the
+            // metric's own direction (new / base).
+            let flip = |r: f64| {
+                if metric.higher_is_better() {
+                    1.0 / r
+                } else {
+                    r
+                }
+            };
+            rows.push(Row {
+                key: key.clone(),
+                metric,
+                base_median: stats::percentile(&b, 0.5),
+                new_median: stats::percentile(&n, 0.5),
+                verdict: c.verdict,
+                confirmed: c.confirmed,
+                ratio: c.ratio.map(flip),
+                ci: c.ci.map(|(lo, hi)| {
+                    let (a, b) = (flip(lo), flip(hi));
+                    (a.min(b), a.max(b))
+                }),
+                p: c.p,
+                p_adjusted: None,
+                n_base: c.n_base,
+                n_new: c.n_new,
+                gates: false,
+            });
+        }
+    }
+    let tested: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].p.is_some()).collect();
+    let p_values: Vec<f64> = tested.iter().filter_map(|&i| rows[i].p).collect();
+    let bh = stats::benjamini_hochberg(&p_values, ALPHA);
+    for (j, &i) in tested.iter().enumerate() {
+        rows[i].p_adjusted = bh.adjusted.get(j).copied();
+        rows[i].gates =
+            rows[i].verdict == Verdict::Regressed && bh.rejected.get(j).copied().unwrap_or(false);
+    }
+    rows.sort_by_key(|r| verdict_rank(r.verdict));
+    let mut warnings = Vec::new();
+    if base.environment != new.environment {
+        warnings.push(format!(
+            "the runs come from different machines: base {} ({} cores), new {} ({} cores)",
+            base.environment.cpu,
+            base.environment.cores,
+            new.environment.cpu,
+            new.environment.cores
+        ));
+    }
+    if rows
+        .iter()
+        .any(|r| r.n_base < stats::MIN_ROUNDS || r.n_new < stats::MIN_ROUNDS)
+    {
+        warnings.push(format!(
+            "cells with fewer than {} rounds a side are INCONCLUSIVE: raise `rounds` in the suite",
+            stats::MIN_ROUNDS
+        ));
+    }
+    Comparison {
+        base: base_label.to_string(),
+        new: new_label.to_string(),
+        rows,
+        only_in_base: base_keys
+            .iter()
+            .filter(|k| !new_keys.contains(k))
+            .cloned()
+            .collect(),
+        only_in_new: new_keys
+            .iter()
+            .filter(|k| !base_keys.contains(k))
+            .cloned()
+            .collect(),
+        warnings,
+    }
+}
+
+fn verdict_rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::Regressed => 0,
+        Verdict::Improved => 1,
+        Verdict::Inconclusive => 2,
+        Verdict::Unchanged => 3,
+    }
+}
+
+fn verdict_text(row: &Row) -> String {
+    let name = match row.verdict {
+        Verdict::Regressed => "REGRESSED",
+        Verdict::Improved => "IMPROVED",
+        Verdict::Unchanged => "UNCHANGED",
+        Verdict::Inconclusive => "INCONCLUSIVE",
+    };
+    if row.confirmed {
+        format!("{name} (confirmed)")
+    } else {
+        name.to_string()
+    }
+}
+
+fn fixed(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+/// The comparison as an aligned terminal table, regressions first.
+pub fn render_text(c: &Comparison) -> String {
+    let mut table: Vec<[String; 8]> = vec![[
+        "cell".into(),
+        "metric".into(),
+        "base p50".into(),
+        "new p50".into(),
+        "ratio [95% CI]".into(),
+        "p (BH)".into(),
+        "n".into(),
+        "verdict".into(),
+    ]];
+    for r in &c.rows {
+        let ci =
+            r.ci.map_or_else(String::new, |(lo, hi)| format!(" [{lo:.3}, {hi:.3}]"));
+        table.push([
+            r.key.clone(),
+            r.metric.name().to_string(),
+            fixed(r.base_median, 2),
+            fixed(r.new_median, 2),
+            format!("{}{ci}", fixed(r.ratio, 3)),
+            format!("{} ({})", fixed(r.p, 4), fixed(r.p_adjusted, 4)),
+            format!("{}/{}", r.n_base, r.n_new),
+            verdict_text(r),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = format!("base: {}\nnew:  {}\n\n", c.base, c.new);
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    for key in &c.only_in_base {
+        let _ = writeln!(out, "only in base: {key}");
+    }
+    for key in &c.only_in_new {
+        let _ = writeln!(out, "only in new: {key}");
+    }
+    for w in &c.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if c.regressed() {
+            "verdict: REGRESSED (significant after Benjamini–Hochberg at q = 0.05)"
+        } else {
+            "verdict: no regression"
+        }
+    );
+    out
+}
+
+/// A side of a comparison: a results file, a directory holding
+/// `results.json`, or `REV` / `REV:path` read from git objects.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} is not a dyno results file: {reason}")]
+    Parse { what: String, reason: String },
+    #[error("`{rev}` is neither a file nor a git revision holding {path}: {reason}")]
+    Git {
+        rev: String,
+        path: String,
+        reason: String,
+    },
+}
+
+fn results_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("results.json")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn parse(text: &str, what: &str) -> Result<Results, LoadError> {
+    serde_json::from_str(text).map_err(|e| LoadError::Parse {
+        what: what.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads a side given as a path.
+pub fn load_path(path: &Path) -> Result<(Results, String), LoadError> {
+    let file = results_file(path);
+    let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io {
+        path: file.clone(),
+        source,
+    })?;
+    let label = file.display().to_string();
+    Ok((parse(&text, &label)?, label))
+}
+
+/// Reads `file` as it was at git revision `rev` (no checkout).
+pub fn load_revision(rev: &str, file: &Path) -> Result<(Results, String), LoadError> {
+    let file = results_file(file);
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let git_err = |reason: String| LoadError::Git {
+        rev: rev.to_string(),
+        path: file.display().to_string(),
+        reason,
+    };
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .arg("show")
+        .arg(format!("{rev}:./{name}"))
+        .output()
+        .map_err(|e| git_err(e.to_string()))?;
+    if !out.status.success() {
+        return Err(git_err(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    let label = format!("{}@{rev}", file.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok((parse(&text, &label)?, label))
+}
+
+/// Resolves the command's arguments: `compare NEW` (base = `HEAD` version of
+/// NEW), `compare BASE NEW` with paths, or a revision for BASE.
+pub fn load_sides(first: &str, second: Option<&str>) -> Result<[(Results, String); 2], LoadError> {
+    match second {
+        None => {
+            let new = load_path(Path::new(first))?;
+            let base = load_revision("HEAD", Path::new(first))?;
+            Ok([base, new])
+        }
+        Some(second) => {
+            let new = load_path(Path::new(second))?;
+            let base = if Path::new(first).exists() {
+                load_path(Path::new(first))?
+            } else {
+                load_revision(first, Path::new(second))?
+            };
+            Ok([base, new])
+        }
+    }
+}
+
+/// Summary counts by verdict, for notes and logs.
+pub fn counts(c: &Comparison) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in &c.rows {
+        *counts.entry(verdict_text(r)).or_insert(0) += 1;
+    }
+    counts
+}

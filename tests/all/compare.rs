@@ -1,0 +1,112 @@
+//! Comparing runs end to end on the timetable fixture (known truth: the
+//! first-token delay is programmed), and reading a base from git history.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dyno::compare::{self, Metric};
+use dyno::plan::Filter;
+use dyno::record;
+use dyno::stats::Verdict;
+
+use crate::{Tree, fixture};
+
+/// Runs an 8-round suite against the fixture, serving `script` as model `m`.
+async fn run(base_url: &str, script: &str, dir: &Path) -> PathBuf {
+    let suite = format!(
+        "name: cmp\nendpoints:\n  fx: {{ base_url: \"{base_url}\" }}\nmodels:\n  - {{ id: m, endpoint: fx, model: {script} }}\nprompts:\n  - {{ id: p, text: hi }}\ndefaults: {{ rounds: 8, warmup: 1, max_tokens: 32 }}\n"
+    );
+    let file = dir.join(format!("{script}.yaml"));
+    std::fs::write(&file, suite).unwrap();
+    let out = dir.join(script);
+    record::run_suite(&file, &Filter::default(), Some(&out), true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    out.join("results.json")
+}
+
+fn ttft(c: &compare::Comparison) -> &compare::Row {
+    c.rows.iter().find(|r| r.metric == Metric::TtftMs).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_configuration_is_no_regression_and_a_slower_first_token_is() {
+    let base_url = fixture::start().await;
+    let tree = Tree::new(&[]);
+    let a = run(&base_url, "timetable", tree.dir.path()).await;
+    let a2_dir = tree.path("again");
+    std::fs::create_dir_all(&a2_dir).unwrap();
+    let a2 = run(&base_url, "timetable", &a2_dir).await;
+    let slow = run(&base_url, "slower-first-token", tree.dir.path()).await;
+    let load = |p: &Path| compare::load_path(p).unwrap().0;
+
+    let same = compare::compare(&load(&a), &load(&a2), "a", "a2");
+    assert!(!same.regressed(), "{}", compare::render_text(&same));
+    assert!(same.rows.iter().all(|r| r.verdict != Verdict::Regressed));
+
+    let worse = compare::compare(&load(&a), &load(&slow), "a", "slow");
+    let row = ttft(&worse);
+    assert_eq!(
+        row.verdict,
+        Verdict::Regressed,
+        "{}",
+        compare::render_text(&worse)
+    );
+    assert!(worse.regressed());
+    // 150 ms → 200 ms.
+    let ratio = row.ratio.unwrap();
+    assert!((1.15..1.45).contains(&ratio), "ratio {ratio}");
+    assert_eq!((row.n_base, row.n_new), (8, 8));
+
+    let better = compare::compare(&load(&slow), &load(&a), "slow", "a");
+    assert_eq!(ttft(&better).verdict, Verdict::Improved);
+    assert!(!better.regressed());
+
+    // The binary's exit codes, and a base read from git history.
+    let bin = env!("CARGO_BIN_EXE_dyno");
+    let status = |args: &[&str]| Command::new(bin).args(args).output().unwrap().status.code();
+    assert_eq!(
+        status(&["compare", a.to_str().unwrap(), a2.to_str().unwrap()]),
+        Some(0)
+    );
+    assert_eq!(
+        status(&["compare", a.to_str().unwrap(), slow.to_str().unwrap()]),
+        Some(1)
+    );
+
+    let repo = tree.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let tracked = repo.join("results.json");
+    git(&["init", "-q"]);
+    for source in [&a, &a2, &slow] {
+        std::fs::copy(source, &tracked).unwrap();
+        git(&["add", "results.json"]);
+        git(&["commit", "-q", "-m", "run"]);
+    }
+    let tracked = tracked.to_str().unwrap();
+    // HEAD holds the slow run, HEAD~1 the repeat of the fast one.
+    assert_eq!(status(&["compare", "HEAD~1", tracked]), Some(1));
+    // NEW alone: the base is the committed version, identical here.
+    assert_eq!(status(&["compare", tracked]), Some(0));
+    assert_eq!(status(&["compare", "no-such-rev", tracked]), Some(2));
+}

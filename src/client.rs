@@ -348,6 +348,35 @@ async fn tokenize(client: &reqwest::Client, target: &Target, text: &str) -> Opti
     Some(value.get("tokens")?.as_array()?.len() as u64)
 }
 
+/// What the server says it is: llama.cpp's `/props` `build_info`, or
+/// Ollama's `/api/version`; `None` when it says nothing.
+pub async fn server_version(client: &reqwest::Client, target: &Target) -> Option<String> {
+    let root = target.server_root();
+    for (path, field) in [("/props", "build_info"), ("/api/version", "version")] {
+        let mut request = client
+            .get(format!("{root}{path}"))
+            .timeout(Duration::from_secs(5));
+        if let Some(key) = &target.api_key {
+            request = request.bearer_auth(key);
+        }
+        let Ok(response) = request.send().await else {
+            return None;
+        };
+        if !response.status().is_success() {
+            continue;
+        }
+        let value: Option<Value> = response.json().await.ok();
+        if let Some(version) = value
+            .as_ref()
+            .and_then(|v| v.get(field))
+            .and_then(Value::as_str)
+        {
+            return Some(version.to_string());
+        }
+    }
+    None
+}
+
 fn transport_error(err: &reqwest::Error) -> Failure {
     if err.is_timeout() {
         (ErrorKind::Timeout, "request timed out".into())

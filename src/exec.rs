@@ -25,6 +25,8 @@ pub struct ModelRun {
     pub capabilities: Vec<String>,
     /// Managed server: spawn → ready, in milliseconds.
     pub load_ms: Option<f64>,
+    /// What the server reports as its version (llama.cpp `build_info`).
+    pub server_version: Option<String>,
     pub status: Status,
     pub failure: Option<String>,
 }
@@ -74,6 +76,7 @@ pub async fn execute(
             license: model.license.clone(),
             capabilities: model.capabilities.clone(),
             load_ms: None,
+            server_version: None,
             status: Status::Ok,
             failure: None,
         };
@@ -117,6 +120,9 @@ pub async fn execute(
             },
         };
         let mut failure: Option<String> = target.as_ref().err().cloned();
+        if let Ok(target) = &target {
+            run.server_version = client::server_version(&http, target).await;
+        }
         for cell in group {
             let sample = match (&target, &failure) {
                 (Ok(target), None) => {

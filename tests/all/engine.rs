@@ -22,6 +22,11 @@ async fn quickstart_measures_both_real_models() {
     for model in &doc.models {
         assert_eq!(model.status, Status::Ok, "{model:?}");
         assert!(model.load_ms.unwrap() > 0.0);
+        let version = model.server_version.as_deref().unwrap_or("");
+        assert!(
+            !version.is_empty(),
+            "llama-server reports its build: {model:?}"
+        );
     }
     for s in doc.samples.iter().filter(|s| !s.warmup) {
         assert!(!s.text.trim().is_empty(), "{}: empty output", s.key);

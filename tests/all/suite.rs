@@ -304,3 +304,20 @@ fn committed_schemas_match_the_code() {
         );
     }
 }
+
+#[test]
+fn recorded_suite_redacts_header_values() {
+    let yaml = GOOD.replace(
+        "    base_url:",
+        "    headers: { Authorization: \"Bearer ${DYNO_TEST_HOST}-token\" }\n    base_url:",
+    );
+    let tree = Tree::new(&[("s.yaml", &yaml)]);
+    let s = suite::load(&tree.path("s.yaml"), &test_env).unwrap();
+    assert_eq!(
+        s.endpoints["local"].headers["Authorization"],
+        "Bearer 127.0.0.1-token"
+    );
+    let record = serde_json::to_string(&dyno::results::SuiteRecord::of(&s)).unwrap();
+    assert!(!record.contains("127.0.0.1-token"), "{record}");
+    assert!(record.contains("<redacted>"));
+}

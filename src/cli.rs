@@ -77,6 +77,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A metric across the git history of a results file, with the commits
+    /// that introduced a step.
+    History {
+        /// A results.json file (or its directory) tracked in git.
+        results: PathBuf,
+        /// ttft_ms, e2e_ms, tpot_ms or decode_tps.
+        #[arg(long, default_value = "e2e_ms")]
+        metric: crate::compare::Metric,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the suite JSON schema (or write it with --out).
     Schema {
         /// The schema of an included prompt file instead of a suite.
@@ -127,6 +139,11 @@ pub fn run(cli: Cli) -> ExitCode {
             second,
             json,
         } => compare_cmd(&first, second.as_deref(), json),
+        Command::History {
+            results,
+            metric,
+            json,
+        } => history_cmd(&results, metric, json),
         Command::Schema { prompts, out } => schema(prompts, out.as_deref()),
     };
     ExitCode::from(code)
@@ -350,4 +367,21 @@ fn compare_cmd(first: &str, second: Option<&str>, json: bool) -> u8 {
         EXIT_OK if comparison.regressed() => EXIT_FAILED,
         code => code,
     }
+}
+
+fn history_cmd(results: &Path, metric: crate::compare::Metric, json: bool) -> u8 {
+    let (points, steps) = match crate::compare::history(results, metric) {
+        Ok(history) => history,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_ERROR;
+        }
+    };
+    let text = if json {
+        let doc = serde_json::json!({ "metric": metric.name(), "points": points, "steps": steps });
+        serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+    } else {
+        crate::compare::render_history(metric, &points, &steps)
+    };
+    print_stdout(&text)
 }

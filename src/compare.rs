@@ -406,3 +406,117 @@ pub fn counts(c: &Comparison) -> BTreeMap<String, usize> {
     }
     counts
 }
+
+/// One commit of a results file's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryPoint {
+    pub commit: String,
+    pub subject: String,
+    /// Geometric mean over the cells of each cell's median.
+    pub value: Option<f64>,
+    pub cells: usize,
+}
+
+/// The metric across the git history of `file`, oldest first, and the
+/// indices of the commits that introduced a step (change points).
+pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<usize>), LoadError> {
+    let file = results_file(file);
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "--reverse", "--format=%H%x09%s", "--", &name])
+        .output()
+        .map_err(|source| LoadError::Io {
+            path: file.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(LoadError::Git {
+            rev: "log".into(),
+            path: file.display().to_string(),
+            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let mut points = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (commit, subject) = line.split_once('\t').unwrap_or((line, ""));
+        // A commit that deleted the file, or an older format, is skipped.
+        let Ok((doc, _)) = load_revision(commit, &file) else {
+            continue;
+        };
+        let medians: Vec<f64> = keys(&doc)
+            .iter()
+            .filter_map(|key| stats::percentile(&values(&doc, key, metric), 0.5))
+            .filter(|v| *v > 0.0)
+            .collect();
+        let value = (!medians.is_empty())
+            .then(|| (medians.iter().map(|v| v.ln()).sum::<f64>() / medians.len() as f64).exp());
+        points.push(HistoryPoint {
+            commit: commit.chars().take(12).collect(),
+            subject: subject.to_string(),
+            value,
+            cells: medians.len(),
+        });
+    }
+    let series: Vec<f64> = points.iter().filter_map(|p| p.value).collect();
+    let valued: Vec<usize> = (0..points.len())
+        .filter(|&i| points[i].value.is_some())
+        .collect();
+    let steps = stats::change_points(&series, ALPHA)
+        .into_iter()
+        .filter_map(|i| valued.get(i).copied())
+        .collect();
+    Ok((points, steps))
+}
+
+/// The history as a table, with each step marked.
+pub fn render_history(metric: Metric, points: &[HistoryPoint], steps: &[usize]) -> String {
+    let mut out = format!("commit        {:>12}  cells  subject\n", metric.name());
+    for (i, p) in points.iter().enumerate() {
+        let mark = if steps.contains(&i) { "  <- step" } else { "" };
+        let _ = writeln!(
+            out,
+            "{:<12}  {:>12}  {:>5}  {}{mark}",
+            p.commit,
+            fixed(p.value, 2),
+            p.cells,
+            p.subject
+        );
+    }
+    for &i in steps {
+        if let (Some(before), Some(at)) =
+            (i.checked_sub(1).and_then(|b| points.get(b)), points.get(i))
+        {
+            let _ = writeln!(
+                out,
+                "\nthe step came with commit {} ({}): {} → {}",
+                at.commit,
+                at.subject,
+                fixed(before.value, 2),
+                fixed(at.value, 2)
+            );
+        }
+    }
+    out
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Metric, String> {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+                format!("unknown metric `{s}`; one of: {}", names.join(", "))
+            })
+    }
+}

@@ -109,4 +109,41 @@ async fn same_configuration_is_no_regression_and_a_slower_first_token_is() {
     // NEW alone: the base is the committed version, identical here.
     assert_eq!(status(&["compare", tracked]), Some(0));
     assert_eq!(status(&["compare", "no-such-rev", tracked]), Some(2));
+
+    // History in a fresh repository: 16 commits whose E2E follows vector E6
+    // (a step at the 9th).
+    std::fs::remove_dir_all(repo.join(".git")).unwrap();
+    git(&["init", "-q"]);
+    let series = [
+        410.0, 405.0, 415.0, 408.0, 412.0, 406.0, 411.0, 409.0, 440.0, 436.0, 445.0, 438.0, 442.0,
+        439.0, 444.0, 437.0,
+    ];
+    let template: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    for (i, value) in series.iter().enumerate() {
+        let mut doc = template.clone();
+        for sample in doc["samples"].as_array_mut().unwrap() {
+            sample["e2e_ms"] = serde_json::json!(value);
+        }
+        std::fs::write(tracked, serde_json::to_string(&doc).unwrap()).unwrap();
+        git(&["add", "results.json"]);
+        git(&["commit", "-q", "-m", &format!("change {}", i + 1)]);
+    }
+    let (points, steps) = compare::history(Path::new(tracked), Metric::E2eMs).unwrap();
+    assert_eq!(points.len(), 16);
+    assert_eq!(
+        steps,
+        vec![8],
+        "{}",
+        compare::render_history(Metric::E2eMs, &points, &steps)
+    );
+    assert_eq!(points[8].subject, "change 9");
+    let out = Command::new(bin)
+        .args(["history", tracked, "--metric", "e2e_ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("the step came with commit"), "{text}");
+    assert!(text.contains("(change 9): 409.00 → 440.00"), "{text}");
 }

@@ -76,6 +76,9 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also write the comparison as Markdown (for a pull-request comment).
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
     },
     /// A metric across the git history of a results file, with the commits
     /// that introduced a step.
@@ -138,7 +141,8 @@ pub fn run(cli: Cli) -> ExitCode {
             first,
             second,
             json,
-        } => compare_cmd(&first, second.as_deref(), json),
+            markdown,
+        } => compare_cmd(&first, second.as_deref(), json, markdown.as_deref()),
         Command::History {
             results,
             metric,
@@ -349,7 +353,7 @@ fn run_cmd(args: &[String], filter: &Filter, out: Option<&Path>, quiet: bool) ->
     code
 }
 
-fn compare_cmd(first: &str, second: Option<&str>, json: bool) -> u8 {
+fn compare_cmd(first: &str, second: Option<&str>, json: bool, markdown: Option<&Path>) -> u8 {
     let [(base, base_label), (new, new_label)] = match crate::compare::load_sides(first, second) {
         Ok(sides) => sides,
         Err(err) => {
@@ -358,6 +362,18 @@ fn compare_cmd(first: &str, second: Option<&str>, json: bool) -> u8 {
         }
     };
     let comparison = crate::compare::compare(&base, &new, &base_label, &new_label);
+    if let Some(path) = markdown {
+        let written = crate::compare::render_markdown(&comparison, None)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                crate::fsutil::write_atomic(path, text.as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            });
+        if let Err(err) = written {
+            eprintln!("error: {err}");
+            return EXIT_ERROR;
+        }
+    }
     let text = if json {
         serde_json::to_string_pretty(&comparison).unwrap_or_default() + "\n"
     } else {

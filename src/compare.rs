@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::results::{Results, Sample, Status};
 use crate::stats::{self, Verdict};
+use crate::suite::CompareSettings;
 
 /// A metric compared across runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,20 +53,22 @@ impl Metric {
         self == Metric::DecodeTps
     }
 
-    /// Default noise threshold. Rounds within one run share a server
-    /// launch, so they miss the launch-to-launch spread: two identical
-    /// quickstart runs (8 rounds) on a 2-core machine differed by up to 6.7%
-    /// in E2E, TPOT and decode tok/s, every round agreeing. 10% keeps an
-    /// A/A comparison quiet there and still catches a 15% slowdown.
-    pub fn default_noise(self) -> f64 {
+    /// This metric's noise threshold in `settings`.
+    pub fn noise(self, settings: &CompareSettings) -> f64 {
         match self {
-            Metric::TtftMs | Metric::E2eMs | Metric::TpotMs | Metric::DecodeTps => 0.10,
+            Metric::TtftMs => settings.noise_ttft,
+            Metric::E2eMs => settings.noise_e2e,
+            Metric::TpotMs => settings.noise_tpot,
+            Metric::DecodeTps => settings.noise_tokens_per_s,
         }
     }
 }
 
-/// Significance level of each test and false-discovery rate across tests.
+/// Significance level for history's change points.
 pub const ALPHA: f64 = 0.05;
+
+/// The bootstrap's fixed seed: the same inputs always give the same interval.
+const BOOTSTRAP_SEED: u64 = 42;
 
 /// One cell × metric.
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +89,11 @@ pub struct Row {
     pub n_new: usize,
     /// Regressed and still significant after Benjamini–Hochberg.
     pub gates: bool,
+    pub base_p95: Option<f64>,
+    pub new_p95: Option<f64>,
+    /// Seeded-bootstrap 95% interval of the p95 ratio new/base, only when
+    /// both sides have enough samples (59) to bound a p95.
+    pub p95_ratio_ci: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,8 +125,19 @@ fn keys(doc: &Results) -> Vec<String> {
     doc.cells.iter().map(|c| c.key.clone()).collect()
 }
 
-/// Compares `new` against `base`.
+/// The compare settings recorded with a run's suite (defaults when absent).
+pub fn settings_of(doc: &Results) -> CompareSettings {
+    doc.suite
+        .resolved
+        .get("compare")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Compares `new` against `base`, with the new run's suite settings.
 pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str) -> Comparison {
+    let settings = settings_of(new);
+    let alpha = settings.alpha;
     let base_keys = keys(base);
     let new_keys = keys(new);
     let mut rows = Vec::new();
@@ -132,8 +151,8 @@ pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str)
                 &b,
                 &n,
                 metric.higher_is_better(),
-                metric.default_noise(),
-                ALPHA,
+                metric.noise(&settings),
+                alpha,
             );
             // stats orients the ratio so that > 1 is worse; report it in the
             // metric's own direction (new / base).
@@ -161,12 +180,20 @@ pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str)
                 n_base: c.n_base,
                 n_new: c.n_new,
                 gates: false,
+                base_p95: stats::percentile(&b, 0.95),
+                new_p95: stats::percentile(&n, 0.95),
+                p95_ratio_ci: (stats::percentile_is_bounded(b.len(), 0.95)
+                    && stats::percentile_is_bounded(n.len(), 0.95))
+                .then(|| {
+                    stats::bootstrap_quantile_ratio_ci(&b, &n, 0.95, 10_000, BOOTSTRAP_SEED, alpha)
+                })
+                .flatten(),
             });
         }
     }
     let tested: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].p.is_some()).collect();
     let p_values: Vec<f64> = tested.iter().filter_map(|&i| rows[i].p).collect();
-    let bh = stats::benjamini_hochberg(&p_values, ALPHA);
+    let bh = stats::benjamini_hochberg(&p_values, alpha);
     for (j, &i) in tested.iter().enumerate() {
         rows[i].p_adjusted = bh.adjusted.get(j).copied();
         rows[i].gates =
@@ -235,6 +262,21 @@ fn verdict_text(row: &Row) -> String {
 
 fn fixed(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "–".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+/// The comparison as Markdown for a pull-request comment
+/// (`templates/compare.md.j2`, overridable).
+pub fn render_markdown(
+    c: &Comparison,
+    override_dir: Option<&Path>,
+) -> Result<String, crate::report::ReportError> {
+    let verdicts: Vec<String> = c.rows.iter().map(verdict_text).collect();
+    let ctx = serde_json::json!({
+        "comparison": c,
+        "verdicts": verdicts,
+        "regressed": c.regressed(),
+    });
+    crate::report::render("compare.md", &ctx, override_dir)
 }
 
 /// The comparison as an aligned terminal table, regressions first.

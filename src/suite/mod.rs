@@ -30,6 +30,52 @@ pub struct Suite {
     pub prompts: Vec<Prompt>,
     pub matrix: Vec<Axis>,
     pub outputs: Outputs,
+    pub compare: CompareSettings,
+}
+
+/// How `dyno compare` judges this suite's results (fractions, 0.1 = 10%).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct CompareSettings {
+    pub alpha: f64,
+    pub noise_ttft: f64,
+    pub noise_e2e: f64,
+    pub noise_tpot: f64,
+    pub noise_tokens_per_s: f64,
+}
+
+impl Default for CompareSettings {
+    /// 10% everywhere: rounds within one run share a server launch and miss
+    /// the launch-to-launch spread, which reached 6.7% between two identical
+    /// quickstart runs on a 2-core machine; 5% cried wolf there.
+    fn default() -> Self {
+        CompareSettings {
+            alpha: 0.05,
+            noise_ttft: 0.10,
+            noise_e2e: 0.10,
+            noise_tpot: 0.10,
+            noise_tokens_per_s: 0.10,
+        }
+    }
+}
+
+impl CompareSettings {
+    fn from_raw(raw: Option<&raw::RawCompare>) -> CompareSettings {
+        let defaults = CompareSettings::default();
+        let Some(raw) = raw else { return defaults };
+        let noise = raw.noise.clone().unwrap_or_default();
+        let pct = |v: &Option<String>, default: f64| {
+            v.as_deref()
+                .and_then(|t| t.trim_end_matches('%').parse::<f64>().ok())
+                .map_or(default, |p| p / 100.0)
+        };
+        CompareSettings {
+            alpha: raw.alpha.unwrap_or(defaults.alpha),
+            noise_ttft: pct(&noise.ttft, defaults.noise_ttft),
+            noise_e2e: pct(&noise.e2e, defaults.noise_e2e),
+            noise_tpot: pct(&noise.tpot, defaults.noise_tpot),
+            noise_tokens_per_s: pct(&noise.tokens_per_s, defaults.noise_tokens_per_s),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -468,6 +514,7 @@ impl Loader<'_> {
                 .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
         };
         Some(Suite {
+            compare: CompareSettings::from_raw(raw.compare.as_ref()),
             name: raw.name,
             description: raw.description,
             file: file.to_path_buf(),

@@ -40,6 +40,44 @@ pub struct RawSuite {
     /// Where results and reports are written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<RawOutputs>,
+    /// How `dyno compare` judges changes in this suite's results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<RawCompare>,
+}
+
+/// Settings of `dyno compare`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompare {
+    /// Significance level of each test and false-discovery rate (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0001, max = 0.5))]
+    pub alpha: Option<f64>,
+    /// Noise thresholds: a change smaller than this is UNCHANGED (default 10% each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<RawNoise>,
+}
+
+/// Per-metric noise thresholds, written as percentages (`"10%"`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNoise {
+    /// Time to first token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?%$"))]
+    pub ttft: Option<String>,
+    /// End-to-end latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?%$"))]
+    pub e2e: Option<String>,
+    /// Time per output token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?%$"))]
+    pub tpot: Option<String>,
+    /// Decode tokens per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?%$"))]
+    pub tokens_per_s: Option<String>,
 }
 
 /// The kind of service behind an endpoint.

@@ -58,6 +58,11 @@ async fn same_configuration_is_no_regression_and_a_slower_first_token_is() {
     assert!((1.15..1.45).contains(&ratio), "ratio {ratio}");
     assert_eq!((row.n_base, row.n_new), (8, 8));
 
+    let markdown = compare::render_markdown(&worse, None).unwrap();
+    assert!(markdown.contains("**REGRESSED**"), "{markdown}");
+    assert!(markdown.contains("| m/p | ttft_ms |"), "{markdown}");
+    assert_eq!(markdown, compare::render_markdown(&worse, None).unwrap());
+
     let better = compare::compare(&load(&slow), &load(&a), "slow", "a");
     assert_eq!(ttft(&better).verdict, Verdict::Improved);
     assert!(!better.regressed());

@@ -321,3 +321,19 @@ fn recorded_suite_redacts_header_values() {
     assert!(!record.contains("127.0.0.1-token"), "{record}");
     assert!(record.contains("<redacted>"));
 }
+
+#[test]
+fn compare_settings_resolve_from_percentages() {
+    let yaml =
+        format!("{GOOD}compare:\n  alpha: 0.01\n  noise: {{ ttft: 20%, tokens_per_s: 2.5% }}\n");
+    let tree = Tree::new(&[("s.yaml", &yaml)]);
+    let s = suite::load(&tree.path("s.yaml"), &test_env).unwrap();
+    assert_eq!(s.compare.alpha, 0.01);
+    assert!((s.compare.noise_ttft - 0.20).abs() < 1e-12);
+    assert!((s.compare.noise_tokens_per_s - 0.025).abs() < 1e-12);
+    assert_eq!(s.compare.noise_e2e, 0.10);
+
+    let bad = format!("{GOOD}compare:\n  noise: {{ ttft: 0.2 }}\n");
+    let out = errors(&bad, &[]);
+    assert!(out.contains("at `compare.noise.ttft`"), "{out}");
+}

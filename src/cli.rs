@@ -91,6 +91,9 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also write the trend as an SVG chart.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Print the suite JSON schema (or write it with --out).
     Schema {
@@ -147,7 +150,8 @@ pub fn run(cli: Cli) -> ExitCode {
             results,
             metric,
             json,
-        } => history_cmd(&results, metric, json),
+            svg,
+        } => history_cmd(&results, metric, json, svg.as_deref()),
         Command::Schema { prompts, out } => schema(prompts, out.as_deref()),
     };
     ExitCode::from(code)
@@ -385,7 +389,12 @@ fn compare_cmd(first: &str, second: Option<&str>, json: bool, markdown: Option<&
     }
 }
 
-fn history_cmd(results: &Path, metric: crate::compare::Metric, json: bool) -> u8 {
+fn history_cmd(
+    results: &Path,
+    metric: crate::compare::Metric,
+    json: bool,
+    svg: Option<&Path>,
+) -> u8 {
     let (points, steps) = match crate::compare::history(results, metric) {
         Ok(history) => history,
         Err(err) => {
@@ -393,6 +402,13 @@ fn history_cmd(results: &Path, metric: crate::compare::Metric, json: bool) -> u8
             return EXIT_ERROR;
         }
     };
+    if let Some(path) = svg {
+        let chart = crate::compare::history_svg(metric, &points, &steps);
+        if let Err(err) = crate::fsutil::write_atomic(path, chart.as_bytes()) {
+            eprintln!("error: cannot write {}: {err}", path.display());
+            return EXIT_ERROR;
+        }
+    }
     let text = if json {
         let doc = serde_json::json!({ "metric": metric.name(), "points": points, "steps": steps });
         serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"

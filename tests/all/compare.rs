@@ -143,10 +143,23 @@ async fn same_configuration_is_no_regression_and_a_slower_first_token_is() {
         compare::render_history(Metric::E2eMs, &points, &steps)
     );
     assert_eq!(points[8].subject, "change 9");
+    let svg = compare::history_svg(Metric::E2eMs, &points, &steps);
+    assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
+    assert_eq!(svg.matches("<circle ").count(), 16);
+    assert_eq!(svg.matches("stroke-dasharray").count(), 1);
+    let svg_path = tree.path("trend.svg");
     let out = Command::new(bin)
-        .args(["history", tracked, "--metric", "e2e_ms"])
+        .args([
+            "history",
+            tracked,
+            "--metric",
+            "e2e_ms",
+            "--svg",
+            svg_path.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
+    assert_eq!(std::fs::read_to_string(&svg_path).unwrap(), svg);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("the step came with commit"), "{text}");

@@ -386,17 +386,24 @@ pub fn load_path(path: &Path) -> Result<(Results, String), LoadError> {
     Ok((parse(&text, &label)?, label))
 }
 
-/// Reads `file` as it was at git revision `rev` (no checkout).
-pub fn load_revision(rev: &str, file: &Path) -> Result<(Results, String), LoadError> {
-    let file = results_file(file);
+/// The results file named by `path`, the directory to run git in, and the
+/// file's name there.
+fn git_location(path: &Path) -> (PathBuf, PathBuf, String) {
+    let file = results_file(path);
     let dir = file
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    (file, dir, name)
+}
+
+/// Reads `file` as it was at git revision `rev` (no checkout).
+pub fn load_revision(rev: &str, file: &Path) -> Result<(Results, String), LoadError> {
+    let (file, dir, name) = git_location(file);
     let git_err = |reason: String| LoadError::Git {
         rev: rev.to_string(),
         path: file.display().to_string(),
@@ -462,15 +469,7 @@ pub struct HistoryPoint {
 /// The metric across the git history of `file`, oldest first, and the
 /// indices of the commits that introduced a step (change points).
 pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<usize>), LoadError> {
-    let file = results_file(file);
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let (file, dir, name) = git_location(file);
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)

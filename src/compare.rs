@@ -3,7 +3,6 @@
 //! across everything for the exit code. Reads results (files or git
 //! objects); never runs a suite.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -445,15 +444,6 @@ pub fn load_sides(first: &str, second: Option<&str>) -> Result<[(Results, String
             Ok([base, new])
         }
     }
-}
-
-/// Summary counts by verdict, for notes and logs.
-pub fn counts(c: &Comparison) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for r in &c.rows {
-        *counts.entry(verdict_text(r)).or_insert(0) += 1;
-    }
-    counts
 }
 
 /// One commit of a results file's history.

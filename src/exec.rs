@@ -11,31 +11,132 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{self, ChatRequest, Target};
-use crate::plan::Cell;
+use crate::plan::{self, Cell};
+use crate::resources::{self, GpuSnapshot, Rapl, Sampler};
 use crate::results::{ErrorKind, Sample, Status};
 use crate::server::{RunningServer, ServerSpec};
-use crate::suite::{ServedBy, Suite};
+use crate::suite::{Model, ServedBy, Server, Suite};
 
-/// How one model fared.
+/// How one model (in one server variant) fared: each server launch, the
+/// model's footprint on disk and what the GPU held.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRun {
     pub id: String,
+    /// The server variant (`threads=2`), when its server declares variants.
+    #[serde(default)]
+    pub variant: Option<String>,
     pub api_model: String,
     pub license: Option<String>,
     pub capabilities: Vec<String>,
-    /// Managed server: spawn → ready, in milliseconds.
+    /// Managed server: spawn → ready of the first launch, in milliseconds.
     pub load_ms: Option<f64>,
+    /// Every launch of the managed server (one per round with `cold_start`).
+    #[serde(default)]
+    pub launches: Vec<Launch>,
+    /// Files on disk and their total size.
+    #[serde(default)]
+    pub footprint: Option<Footprint>,
+    /// GPU memory and utilisation right after the first load (`nvidia-smi`);
+    /// `None` on machines without an NVIDIA GPU.
+    #[serde(default)]
+    pub gpu: Option<GpuSnapshot>,
     /// What the server reports as its version (llama.cpp `build_info`).
     pub server_version: Option<String>,
     pub status: Status,
     pub failure: Option<String>,
 }
 
+impl ModelRun {
+    /// `smollm2-135m` or `smollm2-135m [threads=2]`.
+    pub fn label(&self) -> String {
+        label(&self.id, self.variant.as_deref())
+    }
+}
+
+/// `model` or `model [variant]`: how reports name a model in one variant.
+pub fn label(model: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(v) => format!("{model} [{v}]"),
+        None => model.to_string(),
+    }
+}
+
+/// One start of a managed server, measured while it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Launch {
+    /// Spawn → ready, in milliseconds.
+    pub load_ms: f64,
+    /// Resident memory of the process tree once ready, before any request (MB).
+    pub rss_idle_mb: Option<f64>,
+    /// Peak and median resident memory over the whole launch (MB).
+    pub rss_peak_mb: Option<f64>,
+    pub rss_median_mb: Option<f64>,
+    /// Memory readings taken (≥ 10 per second while it ran).
+    pub rss_samples: usize,
+    /// CPU time of the process tree over the launch, all cores, in seconds.
+    pub cpu_s: Option<f64>,
+    /// How the launch ended when the server died under dyno.
+    pub exit: Option<String>,
+}
+
+/// A model's files on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Footprint {
+    pub files: Vec<FileSize>,
+    /// Total bytes of the files that exist.
+    pub bytes: u64,
+    /// `bytes` in MB (10^6 bytes).
+    pub mb: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileSize {
+    pub path: String,
+    /// `None` when the file cannot be read.
+    pub bytes: Option<u64>,
+}
+
+impl Footprint {
+    /// Sizes of `files`; `None` when there are none.
+    pub fn of(files: &[PathBuf]) -> Option<Footprint> {
+        if files.is_empty() {
+            return None;
+        }
+        let files: Vec<FileSize> = resources::file_bytes(files)
+            .into_iter()
+            .map(|(path, bytes)| FileSize {
+                path: path.display().to_string(),
+                bytes,
+            })
+            .collect();
+        let bytes = files.iter().filter_map(|f| f.bytes).sum();
+        Some(Footprint {
+            files,
+            bytes,
+            mb: bytes as f64 / MB,
+        })
+    }
+}
+
+/// Bytes per MB: reports use decimal megabytes throughout.
+pub const MB: f64 = 1e6;
+
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
     pub quiet: bool,
     /// Directory for server logs and the request journal.
     pub work_dir: PathBuf,
+}
+
+/// The state shared by every request of a run.
+struct Runner<'a> {
+    suite: &'a Suite,
+    options: &'a ExecOptions,
+    http: reqwest::Client,
+    progress: ProgressBar,
+    journal: Journal,
+    rapl: Option<Rapl>,
+    samples: Vec<Sample>,
 }
 
 /// Runs `cells` (in order) and returns every sample and each model's fate.
@@ -60,118 +161,235 @@ pub async fn execute(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut journal = Journal::open(&options.work_dir.join("journal.jsonl"));
-    let mut samples = Vec::with_capacity(cells.len());
+    let mut runner = Runner {
+        suite,
+        options,
+        http,
+        progress,
+        journal: Journal::open(&options.work_dir.join("journal.jsonl")),
+        rapl: if suite.energy.ignore_rapl {
+            None
+        } else {
+            Rapl::open()
+        },
+        samples: Vec::with_capacity(cells.len()),
+    };
     let mut runs = Vec::new();
-    for group in cells.chunk_by(|a, b| a.model == b.model) {
+    for group in cells.chunk_by(|a, b| a.model == b.model && a.variant == b.variant) {
         let Some(model) = group
             .first()
             .and_then(|c| suite.models.iter().find(|m| m.id == c.model))
         else {
             continue;
         };
+        let variant = group.first().map_or(&[][..], |c| c.variant.as_slice());
         let mut run = ModelRun {
             id: model.id.clone(),
+            variant: plan::variant_label(variant),
             api_model: model.api_model.clone(),
             license: model.license.clone(),
             capabilities: model.capabilities.clone(),
             load_ms: None,
+            launches: Vec::new(),
+            footprint: Footprint::of(&model.files),
+            gpu: None,
             server_version: None,
             status: Status::Ok,
             failure: None,
         };
-        let mut server: Option<RunningServer> = None;
-        let target = match &model.served_by {
-            ServedBy::Endpoint(name) => suite
-                .endpoints
-                .get(name)
-                .map(|e| Target {
-                    base_url: e.base_url.clone().unwrap_or_default(),
-                    api_key: e.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()),
-                    headers: e.headers.clone(),
-                })
-                .ok_or_else(|| format!("endpoint `{name}` is not defined")),
-            ServedBy::Server(name) => match suite.servers.get(name) {
-                None => Err(format!("server `{name}` is not defined")),
-                Some(spec) => {
-                    progress.set_message(format!("{}: starting server `{name}`", model.id));
-                    let spec = ServerSpec {
-                        name: name.clone(),
-                        command: spec.command.clone(),
-                        ready_path: spec.ready.clone(),
-                        startup_timeout: Duration::from_secs(u64::from(spec.startup_timeout_s)),
-                        env: spec.env.clone(),
-                        log_path: options.work_dir.join("logs").join(format!("{name}.log")),
+        let failure = match &model.served_by {
+            ServedBy::Endpoint(name) => match suite.endpoints.get(name) {
+                Some(e) => {
+                    let target = Target {
+                        base_url: e.base_url.clone().unwrap_or_default(),
+                        api_key: e.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()),
+                        headers: e.headers.clone(),
                     };
-                    match RunningServer::start(&spec).await {
-                        Ok(running) => {
-                            run.load_ms = Some(running.load_ms());
-                            let target = Target {
-                                base_url: running.base_url(),
-                                api_key: None,
-                                headers: BTreeMap::new(),
-                            };
-                            server = Some(running);
-                            Ok(target)
-                        }
-                        Err(err) => Err(err.to_string()),
-                    }
+                    run.server_version = client::server_version(&runner.http, &target).await;
+                    runner.cells(model, group, &target, None).await
                 }
+                None => Some(format!("endpoint `{name}` is not defined")),
+            },
+            ServedBy::Server(name) => match suite.servers.get(name) {
+                Some(server) => {
+                    runner
+                        .launches(model, name, server, variant, group, &mut run)
+                        .await
+                }
+                None => Some(format!("server `{name}` is not defined")),
             },
         };
-        let mut failure: Option<String> = target.as_ref().err().cloned();
-        if let Ok(target) = &target {
-            run.server_version = client::server_version(&http, target).await;
-        }
-        for cell in group {
-            let sample = match (&target, &failure) {
-                (Ok(target), None) => {
-                    progress
-                        .set_message(format!("{} · {} · {}", cell.model, cell.prompt, cell.round));
-                    let mut sample =
-                        measure(&http, target, suite, model.api_model.as_str(), cell).await;
-                    if sample.status == Status::Error
-                        && let Some(running) = server.as_mut()
-                        && let Some(status) = running.exit_status()
-                    {
-                        let message = format!(
-                            "server {status} during the request; last log lines:\n{}",
-                            running.log_tail(10)
-                        );
-                        sample.error_kind = Some(ErrorKind::ServerExited);
-                        sample.error = Some(message.clone());
-                        failure = Some(message);
-                    }
-                    if let Some(tps) = sample.decode_tps {
-                        progress.set_message(format!(
-                            "{} · {} · {:.1} tok/s",
-                            cell.model, cell.prompt, tps
-                        ));
-                    }
-                    sample
-                }
-                (_, Some(reason)) | (Err(reason), None) => skipped(cell, reason),
-            };
-            journal.append(&sample);
-            samples.push(sample);
-            progress.inc(1);
-        }
         if let Some(reason) = failure {
-            progress.println(format!(
+            runner.progress.println(format!(
                 "warning: model `{}` failed: {}",
-                model.id,
+                run.label(),
                 first_line(&reason)
             ));
             run.status = Status::Error;
             run.failure = Some(reason);
         }
-        if let Some(running) = server {
-            running.stop().await;
-        }
+        run.load_ms = run.launches.first().map(|l| l.load_ms);
         runs.push(run);
     }
-    progress.finish_and_clear();
-    (samples, runs)
+    runner.progress.finish_and_clear();
+    (runner.samples, runs)
+}
+
+impl Runner<'_> {
+    /// Runs a model's cells on its managed server: one launch for all of
+    /// them, or one per round with `cold_start`. Returns why the model failed.
+    async fn launches(
+        &mut self,
+        model: &Model,
+        name: &str,
+        server: &Server,
+        variant: &[(String, String)],
+        group: &[Cell],
+        run: &mut ModelRun,
+    ) -> Option<String> {
+        let segments: Vec<&[Cell]> = if model.cold_start {
+            group.chunk_by(|a, b| a.round == b.round).collect()
+        } else {
+            vec![group]
+        };
+        let label = run.label();
+        let log_name = match plan::variant_label(variant) {
+            Some(v) => format!("{name}[{v}].log"),
+            None => format!("{name}.log"),
+        };
+        for (i, segment) in segments.iter().enumerate() {
+            self.progress
+                .set_message(format!("{label}: starting server `{name}`"));
+            let spec = ServerSpec {
+                name: name.to_string(),
+                command: server
+                    .command
+                    .iter()
+                    .map(|a| Server::substitute(a, variant))
+                    .collect(),
+                ready_path: server.ready.clone(),
+                startup_timeout: Duration::from_secs(u64::from(server.startup_timeout_s)),
+                env: server
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Server::substitute(v, variant)))
+                    .collect(),
+                log_path: self.options.work_dir.join("logs").join(&log_name),
+            };
+            let mut running = match RunningServer::start(&spec).await {
+                Ok(running) => running,
+                Err(err) => {
+                    let reason = err.to_string();
+                    let rest: Vec<&Cell> = segments[i..].iter().flat_map(|s| s.iter()).collect();
+                    for cell in rest {
+                        self.record(skipped(cell, &reason));
+                    }
+                    return Some(reason);
+                }
+            };
+            let sampler = Sampler::start(running.pid(), resources::DEFAULT_PERIOD);
+            let whole = sampler.mark();
+            let idle = sampler.window(&whole);
+            if i == 0 {
+                run.gpu = resources::gpu_snapshot();
+            }
+            let target = Target {
+                base_url: running.base_url(),
+                api_key: None,
+                headers: BTreeMap::new(),
+            };
+            if run.server_version.is_none() {
+                run.server_version = client::server_version(&self.http, &target).await;
+            }
+            let failure = self
+                .cells(model, segment, &target, Some((&mut running, &sampler)))
+                .await;
+            let total = sampler.window(&whole);
+            run.launches.push(Launch {
+                load_ms: running.load_ms(),
+                rss_idle_mb: idle.rss_peak_bytes.map(|b| b as f64 / MB),
+                rss_peak_mb: total.rss_peak_bytes.map(|b| b as f64 / MB),
+                rss_median_mb: total.rss_median_bytes.map(|b| b / MB),
+                rss_samples: total.samples,
+                cpu_s: total.cpu_s,
+                exit: running.exit_status(),
+            });
+            drop(sampler);
+            running.stop().await;
+            if let Some(reason) = failure {
+                let rest: Vec<&Cell> = segments[i + 1..].iter().flat_map(|s| s.iter()).collect();
+                for cell in rest {
+                    self.record(skipped(cell, &reason));
+                }
+                return Some(reason);
+            }
+        }
+        None
+    }
+
+    /// Sends `cells` in order to `target`. With a managed server, measures
+    /// its memory and CPU around each request, marks the first request
+    /// cold, and once the server has died skips the rest. Returns why the
+    /// model failed.
+    async fn cells(
+        &mut self,
+        model: &Model,
+        cells: &[Cell],
+        target: &Target,
+        mut server: Option<(&mut RunningServer, &Sampler)>,
+    ) -> Option<String> {
+        let mut failure: Option<String> = None;
+        for (i, cell) in cells.iter().enumerate() {
+            if let Some(reason) = &failure {
+                self.record(skipped(cell, reason));
+                continue;
+            }
+            self.progress
+                .set_message(format!("{} · {} · {}", cell.model, cell.prompt, cell.round));
+            let mark = server.as_ref().map(|(_, sampler)| sampler.mark());
+            let energy_before = self.rapl.as_ref().and_then(Rapl::read_domains);
+            let mut sample = measure(&self.http, target, self.suite, &model.api_model, cell).await;
+            if let (Some(rapl), Some(before)) = (&self.rapl, energy_before)
+                && let Some(after) = rapl.read_domains()
+            {
+                sample.energy_j = rapl.delta_uj(&before, &after).map(|uj| uj as f64 / 1e6);
+            }
+            if let Some((running, sampler)) = server.as_mut() {
+                sample.cold = i == 0;
+                if let Some(mark) = &mark {
+                    let window = sampler.window(mark);
+                    sample.rss_peak_mb = window.rss_peak_bytes.map(|b| b as f64 / MB);
+                    sample.rss_median_mb = window.rss_median_bytes.map(|b| b / MB);
+                    sample.cpu_ms = window.cpu_s.map(|s| s * 1000.0);
+                }
+                if sample.status == Status::Error
+                    && let Some(status) = running.exit_status()
+                {
+                    let message = format!(
+                        "server {status} during the request; last log lines:\n{}",
+                        running.log_tail(10)
+                    );
+                    sample.error_kind = Some(ErrorKind::ServerExited);
+                    sample.error = Some(message.clone());
+                    failure = Some(message);
+                }
+            }
+            if let Some(tps) = sample.decode_tps {
+                self.progress.set_message(format!(
+                    "{} · {} · {:.1} tok/s",
+                    cell.model, cell.prompt, tps
+                ));
+            }
+            self.record(sample);
+        }
+        failure
+    }
+
+    fn record(&mut self, sample: Sample) {
+        self.journal.append(&sample);
+        self.samples.push(sample);
+        self.progress.inc(1);
+    }
 }
 
 async fn measure(
@@ -249,6 +467,12 @@ fn blank(cell: &Cell) -> Sample {
         finish_reason: None,
         text: String::new(),
         server_timings: None,
+        variant: plan::variant_label(&cell.variant),
+        cold: false,
+        rss_peak_mb: None,
+        rss_median_mb: None,
+        cpu_ms: None,
+        energy_j: None,
     }
 }
 

@@ -1,9 +1,11 @@
 //! dyno: a dynamometer for language models. The library does the work; the
 //! binary only parses arguments and maps results to exit codes.
 
+pub mod charts;
 pub mod cli;
 pub mod fsutil;
 pub mod plan;
+pub mod quality;
 pub mod sse;
 pub mod suite;
 
@@ -13,6 +15,7 @@ pub mod compare;
 pub mod exec;
 pub mod record;
 pub mod report;
+pub mod resources;
 pub mod results;
 pub mod server;
 pub mod stats;

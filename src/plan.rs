@@ -2,7 +2,8 @@
 //! ordered list of requests to send. Never touches the network or the disk.
 //!
 //! Order: model-major (in suite order, so one model's server loads once);
-//! then every combination of matrix axes (axes in the order `stream`,
+//! then every variant of its managed server (each one launch, last variant
+//! fastest); then every combination of matrix axes (axes in the order `stream`,
 //! `temperature`, `max_tokens`, values in suite order, the last axis
 //! varying fastest); then warmup rounds before measured rounds; within a
 //! round every prompt in suite order.
@@ -13,7 +14,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::suite::{Axis, Params, Suite};
+use crate::suite::{Axis, Params, ServedBy, Server, Suite};
 
 /// One request of the plan: a cell (model × prompt × axis values) at one round.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,6 +28,9 @@ pub struct Cell {
     pub prompt: String,
     /// Axis values of this cell, in axis order, as `name=value`.
     pub axes: Vec<String>,
+    /// The server variant (name, value) pairs this cell runs under; each
+    /// distinct variant is its own server launch.
+    pub variant: Vec<(String, String)>,
     pub round: Round,
     /// Effective parameters: the model's, with this cell's axis values.
     pub params: Params,
@@ -140,9 +144,19 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
         .iter()
         .filter(|m| models.contains(&m.id.as_str()))
     {
-        for combo in &combos {
+        let variants = match &model.served_by {
+            ServedBy::Server(name) => suite
+                .servers
+                .get(name)
+                .map_or_else(|| vec![Vec::new()], Server::variant_combinations),
+            ServedBy::Endpoint(_) => vec![Vec::new()],
+        };
+        for (variant, combo) in variants
+            .iter()
+            .flat_map(|v| combos.iter().map(move |c| (v, c)))
+        {
             let mut params = model.params;
-            let mut labels = Vec::with_capacity(combo.len());
+            let mut labels: Vec<String> = variant.iter().map(|(k, v)| format!("{k}={v}")).collect();
             for setting in combo {
                 labels.push(setting.apply(&mut params));
             }
@@ -159,6 +173,7 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
                         model: model.id.clone(),
                         prompt: (*prompt).to_string(),
                         axes: labels.clone(),
+                        variant: variant.clone(),
                         round,
                         params,
                     });
@@ -167,6 +182,17 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
         }
     }
     Ok(cells)
+}
+
+/// A variant as a label, `threads=2,gpu_layers=99`; `None` without variants.
+pub fn variant_label(variant: &[(String, String)]) -> Option<String> {
+    (!variant.is_empty()).then(|| {
+        variant
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
 }
 
 fn cell_key(model: &str, prompt: &str, labels: &[String]) -> String {

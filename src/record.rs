@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::charts;
 use crate::exec::{self, ExecOptions};
 use crate::fsutil::write_atomic;
 use crate::plan::{self, Filter};
@@ -55,7 +56,11 @@ pub async fn run_suite(
         work_dir: dir.clone(),
     };
     let (samples, models) = exec::execute(&suite, &cells, &options).await;
+    let summaries = results::summarize_models(&models, &samples, &suite.energy);
+    let highlights = results::highlights(&summaries, &samples);
     let doc = Results {
+        summaries,
+        highlights,
         format_version: results::FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at,
@@ -98,6 +103,27 @@ pub fn write_outputs(
     Ok(files)
 }
 
+/// One chart series per model (and variant): its warm, measured, successful requests.
+fn chart_series(doc: &Results) -> Vec<charts::Series> {
+    doc.summaries
+        .iter()
+        .map(|m| {
+            let warm: Vec<&results::Sample> = doc
+                .samples
+                .iter()
+                .filter(|s| s.model == m.model && s.variant == m.variant)
+                .filter(|s| results::is_warm_measured(s) && s.status == Status::Ok)
+                .collect();
+            charts::Series {
+                label: m.label.clone(),
+                ttft_ms: warm.iter().filter_map(|s| s.ttft_ms).collect(),
+                e2e_ms: warm.iter().filter_map(|s| s.e2e_ms).collect(),
+                decode_tps: warm.iter().filter_map(|s| s.decode_tps).collect(),
+            }
+        })
+        .collect()
+}
+
 /// Renders every template into `dir`; all are rendered before any is
 /// written, so a template error leaves the existing reports untouched.
 fn write_reports(
@@ -106,7 +132,7 @@ fn write_reports(
     templates: &[String],
     override_dir: Option<&Path>,
 ) -> Result<Vec<PathBuf>, String> {
-    let rendered = templates
+    let mut rendered = templates
         .iter()
         .map(|name| {
             report::render(name, doc, override_dir)
@@ -114,6 +140,12 @@ fn write_reports(
                 .map_err(|e| format!("error: {e}\n"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let charts = charts::render_all(&chart_series(doc)).map_err(|e| format!("error: {e}\n"))?;
+    rendered.extend(
+        charts
+            .into_iter()
+            .map(|chart| (dir.join("charts").join(chart.file), chart.svg)),
+    );
     for (path, text) in &rendered {
         write_atomic(path, text.as_bytes())
             .map_err(|e| format!("error: cannot write {}: {e}\n", path.display()))?;
@@ -137,12 +169,13 @@ pub fn rerender(results: &Path, override_dir: Option<&Path>) -> Result<Vec<PathB
             file.display()
         )
     })?;
-    if doc.format_version != results::FORMAT_VERSION {
+    if !results::READABLE_FORMATS.contains(&doc.format_version) {
         return Err(format!(
-            "error: {} has results format {}, this dyno reads format {}\n",
+            "error: {} has results format {}, this dyno reads formats {}–{}\n",
             file.display(),
             doc.format_version,
-            results::FORMAT_VERSION
+            results::READABLE_FORMATS.start(),
+            results::READABLE_FORMATS.end(),
         ));
     }
     let templates: Vec<String> = doc

@@ -11,7 +11,10 @@ use crate::plan::Round;
 use crate::stats;
 
 /// Version of the results format; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Formats this version reads: format 2 only added fields (with defaults).
+pub const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 /// Where an output-token count came from, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +94,26 @@ pub struct Sample {
     pub text: String,
     /// The server's own timings (llama.cpp `timings`), as sent.
     pub server_timings: Option<BTreeMap<String, f64>>,
+    /// The server variant (`threads=2`), when the server declares variants.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// The first request after its managed server became ready. Cold
+    /// requests are aggregated apart and left out of the cell statistics.
+    #[serde(default)]
+    pub cold: bool,
+    /// Peak and median resident memory of the server's process tree while
+    /// this request ran, in MB (10^6 bytes).
+    #[serde(default)]
+    pub rss_peak_mb: Option<f64>,
+    #[serde(default)]
+    pub rss_median_mb: Option<f64>,
+    /// CPU time the server's process tree spent during this request (all
+    /// cores), in milliseconds.
+    #[serde(default)]
+    pub cpu_ms: Option<f64>,
+    /// Package energy during this request (RAPL), in joules.
+    #[serde(default)]
+    pub energy_j: Option<f64>,
 }
 
 impl Sample {
@@ -143,13 +166,30 @@ pub struct CellStats {
     pub output_tokens: Option<Dist>,
     /// Server-reported decode speed (llama.cpp `timings.predicted_per_second`).
     pub server_decode_tps: Option<Dist>,
+    /// The server variant (`threads=2`), when the server declares variants.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Highest resident memory of the server's process tree during the
+    /// cell's requests, in MB.
+    #[serde(default)]
+    pub rss_peak_mb: Option<f64>,
+    /// Server CPU time per output token, in milliseconds.
+    #[serde(default)]
+    pub cpu_ms_per_token: Option<f64>,
 }
 
-/// Aggregates every cell of `samples` (warmup excluded), in first-seen order.
+/// Whether a sample counts in warm statistics: measured (not warmup) and
+/// not the cold first request of a server launch.
+pub fn is_warm_measured(s: &Sample) -> bool {
+    !s.warmup && !s.cold
+}
+
+/// Aggregates every cell of `samples` (warmup and cold requests excluded),
+/// in first-seen order.
 pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
     let mut order: Vec<&str> = Vec::new();
     let mut by_key: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
-    for s in samples.iter().filter(|s| !s.warmup) {
+    for s in samples.iter().filter(|s| is_warm_measured(s)) {
         by_key
             .entry(&s.key)
             .or_insert_with(|| {
@@ -184,13 +224,286 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                 tpot_ms: dist(&|s| s.tpot_ms),
                 decode_tps: dist(&|s| s.decode_tps),
                 output_tokens: dist(&|s| s.output_tokens.map(|t| t as f64)),
-                server_decode_tps: dist(&|s| {
-                    s.server_timings
-                        .as_ref()
-                        .and_then(|t| t.get("predicted_per_second").copied())
-                }),
+                server_decode_tps: dist(&|s| server_decode_tps(s)),
+                variant: first.variant.clone(),
+                rss_peak_mb: ok.iter().filter_map(|s| s.rss_peak_mb).reduce(f64::max),
+                cpu_ms_per_token: per_token(ok.iter().map(|s| (s.cpu_ms, s.output_tokens))),
             })
         })
+        .collect()
+}
+
+fn server_decode_tps(s: &Sample) -> Option<f64> {
+    s.server_timings
+        .as_ref()
+        .and_then(|t| t.get("predicted_per_second").copied())
+}
+
+/// Σ value / Σ tokens over the pairs where both are known; `None` without tokens.
+fn per_token(pairs: impl Iterator<Item = (Option<f64>, Option<u64>)>) -> Option<f64> {
+    let (total, tokens) = pairs
+        .filter_map(|(v, t)| Some((v?, t?)))
+        .fold((0.0, 0u64), |(a, n), (v, t)| (a + v, n + t));
+    (tokens > 0).then(|| total / tokens as f64)
+}
+
+/// Where energy figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergySource {
+    /// Package energy counters read around each request.
+    Rapl,
+    /// The suite's declared `energy.watts` × each request's wall time.
+    Declared,
+}
+
+/// One model in one server variant, over all its prompts: the report's
+/// summary row. Warm figures pool the measured, non-cold requests of every
+/// prompt; cold figures are the first request of each server launch
+/// (warmup or not: a warmup round exists to absorb exactly that request).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub model: String,
+    pub variant: Option<String>,
+    /// `model` or `model [variant]`.
+    pub label: String,
+    /// Measured requests and how many failed.
+    pub requests: usize,
+    pub errors: usize,
+    pub ttft_ms: Option<Dist>,
+    pub e2e_ms: Option<Dist>,
+    pub tpot_ms: Option<Dist>,
+    pub decode_tps: Option<Dist>,
+    pub output_tokens: Option<Dist>,
+    pub server_decode_tps: Option<Dist>,
+    /// Client decode tok/s p50 ÷ server decode tok/s p50: near 1 when the
+    /// client measures the model, well below 1 when the client is slow.
+    pub decode_ratio: Option<f64>,
+    pub cold_ttft_ms: Option<Dist>,
+    pub cold_e2e_ms: Option<Dist>,
+    /// Spawn → ready, median over launches.
+    pub load_ms: Option<f64>,
+    pub launches: usize,
+    /// Resident memory once loaded and idle (median over launches), peak
+    /// (highest over launches) and median while serving, in MB.
+    pub rss_idle_mb: Option<f64>,
+    pub rss_peak_mb: Option<f64>,
+    pub rss_median_mb: Option<f64>,
+    /// Server CPU time per output token (warm requests), in milliseconds.
+    pub cpu_ms_per_token: Option<f64>,
+    /// Size of the model's files on disk, in MB and bytes.
+    pub model_file_mb: Option<f64>,
+    pub model_file_bytes: Option<u64>,
+    pub gpu_memory_mb: Option<f64>,
+    pub gpu_utilization_pct: Option<f64>,
+    pub energy_source: Option<EnergySource>,
+    pub joules_per_token: Option<f64>,
+    /// Electricity cost per million output tokens, in `currency`.
+    pub cost_per_million_tokens: Option<f64>,
+    pub currency: Option<String>,
+    pub license: Option<String>,
+    pub capabilities: Vec<String>,
+    pub status: Status,
+}
+
+/// The summary row of every model run, in run order.
+pub fn summarize_models(
+    runs: &[crate::exec::ModelRun],
+    samples: &[Sample],
+    energy: &crate::suite::EnergySettings,
+) -> Vec<ModelSummary> {
+    runs.iter()
+        .map(|run| {
+            let mine: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| s.model == run.id && s.variant == run.variant)
+                .collect();
+            let measured: Vec<&Sample> = mine.iter().copied().filter(|s| !s.warmup).collect();
+            let warm: Vec<&Sample> = measured
+                .iter()
+                .copied()
+                .filter(|s| !s.cold && s.status == Status::Ok)
+                .collect();
+            let cold: Vec<&Sample> = mine
+                .iter()
+                .copied()
+                .filter(|s| s.cold && s.status == Status::Ok)
+                .collect();
+            let dist = |of: &[&Sample], f: &dyn Fn(&Sample) -> Option<f64>| {
+                Dist::of(&of.iter().filter_map(|s| f(s)).collect::<Vec<_>>())
+            };
+            let decode_tps = dist(&warm, &|s| s.decode_tps);
+            let server_decode = dist(&warm, &|s| server_decode_tps(s));
+            let (energy_source, joules_per_token) = if warm.iter().any(|s| s.energy_j.is_some()) {
+                (
+                    Some(EnergySource::Rapl),
+                    per_token(warm.iter().map(|s| (s.energy_j, s.output_tokens))),
+                )
+            } else if let Some(watts) = energy.watts {
+                (
+                    Some(EnergySource::Declared),
+                    per_token(
+                        warm.iter()
+                            .map(|s| (s.e2e_ms.map(|ms| watts * ms / 1000.0), s.output_tokens)),
+                    ),
+                )
+            } else {
+                (None, None)
+            };
+            let launches = &run.launches;
+            let median = |values: Vec<f64>| stats::summarize(&values).map(|s| s.p50);
+            ModelSummary {
+                model: run.id.clone(),
+                variant: run.variant.clone(),
+                label: run.label(),
+                requests: measured.len(),
+                errors: measured
+                    .iter()
+                    .filter(|s| s.status == Status::Error)
+                    .count(),
+                ttft_ms: dist(&warm, &|s| s.ttft_ms),
+                e2e_ms: dist(&warm, &|s| s.e2e_ms),
+                tpot_ms: dist(&warm, &|s| s.tpot_ms),
+                decode_ratio: decode_tps
+                    .as_ref()
+                    .zip(server_decode.as_ref())
+                    .filter(|(_, server)| server.summary.p50 > 0.0)
+                    .map(|(client, server)| client.summary.p50 / server.summary.p50),
+                decode_tps,
+                server_decode_tps: server_decode,
+                output_tokens: dist(&warm, &|s| s.output_tokens.map(|t| t as f64)),
+                cold_ttft_ms: dist(&cold, &|s| s.ttft_ms),
+                cold_e2e_ms: dist(&cold, &|s| s.e2e_ms),
+                load_ms: median(launches.iter().map(|l| l.load_ms).collect()),
+                launches: launches.len(),
+                rss_idle_mb: median(launches.iter().filter_map(|l| l.rss_idle_mb).collect()),
+                rss_peak_mb: launches
+                    .iter()
+                    .filter_map(|l| l.rss_peak_mb)
+                    .reduce(f64::max),
+                rss_median_mb: median(launches.iter().filter_map(|l| l.rss_median_mb).collect()),
+                cpu_ms_per_token: per_token(warm.iter().map(|s| (s.cpu_ms, s.output_tokens))),
+                model_file_mb: run.footprint.as_ref().map(|f| f.mb),
+                model_file_bytes: run.footprint.as_ref().map(|f| f.bytes),
+                gpu_memory_mb: run.gpu.as_ref().and_then(|g| g.memory_used_mb),
+                gpu_utilization_pct: run.gpu.as_ref().and_then(|g| g.utilization_pct),
+                energy_source,
+                joules_per_token,
+                cost_per_million_tokens: joules_per_token
+                    .zip(energy.price_per_kwh)
+                    .map(|(j, price)| j * 1e6 / 3.6e6 * price),
+                currency: energy.currency.clone(),
+                license: run.license.clone(),
+                capabilities: run.capabilities.clone(),
+                status: run.status,
+            }
+        })
+        .collect()
+}
+
+/// The best model on one metric, against the runner-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Highlight {
+    /// What was compared, e.g. `fastest TTFT`.
+    pub title: String,
+    /// The metric in the summary row (`ttft_ms`, `decode_tps`, ...).
+    pub metric: String,
+    /// The unit the values are printed in (`ms`, `tok/s`, `MB`, ...).
+    pub unit: String,
+    pub best: String,
+    pub best_value: f64,
+    pub runner_up: Option<String>,
+    pub runner_up_value: Option<f64>,
+    /// How many times better the best is (≥ 1).
+    pub margin: Option<f64>,
+    /// Two-sided Mann–Whitney U p-value between the two models' requests.
+    pub p: Option<f64>,
+    /// p < 0.05: the difference is more than request-to-request noise.
+    pub distinguishable: Option<bool>,
+}
+
+/// Fastest TTFT, highest decode tok/s and smallest memory among `summaries`,
+/// each against the runner-up with a Mann–Whitney U test on their warm requests.
+pub fn highlights(summaries: &[ModelSummary], samples: &[Sample]) -> Vec<Highlight> {
+    type Value = fn(&ModelSummary) -> Option<f64>;
+    type PerRequest = fn(&Sample) -> Option<f64>;
+    let metrics: [(&str, &str, &str, bool, Value, PerRequest); 3] = [
+        (
+            "fastest time to first token",
+            "ttft_ms",
+            "ms",
+            false,
+            |m| m.ttft_ms.as_ref().map(|d| d.summary.p50),
+            |s| s.ttft_ms,
+        ),
+        (
+            "highest decode speed",
+            "decode_tps",
+            "tok/s",
+            true,
+            |m| m.decode_tps.as_ref().map(|d| d.summary.p50),
+            |s| s.decode_tps,
+        ),
+        (
+            "smallest memory",
+            "rss_peak_mb",
+            "MB",
+            false,
+            |m| m.rss_peak_mb,
+            |s| s.rss_peak_mb,
+        ),
+    ];
+    let warm = |m: &ModelSummary, f: PerRequest| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|s| s.model == m.model && s.variant == m.variant)
+            .filter(|s| is_warm_measured(s) && s.status == Status::Ok)
+            .filter_map(f)
+            .collect()
+    };
+    metrics
+        .into_iter()
+        .filter_map(
+            |(title, metric, unit, higher_is_better, value, per_request)| {
+                let mut ranked: Vec<(&ModelSummary, f64)> = summaries
+                    .iter()
+                    .filter_map(|m| Some((m, value(m).filter(|v| v.is_finite())?)))
+                    .collect();
+                ranked.sort_by(|a, b| {
+                    let order = a.1.total_cmp(&b.1);
+                    if higher_is_better {
+                        order.reverse()
+                    } else {
+                        order
+                    }
+                });
+                let (best, best_value) = *ranked.first()?;
+                let runner = ranked.get(1).copied();
+                let test = runner.and_then(|(r, _)| {
+                    stats::mann_whitney_u(&warm(best, per_request), &warm(r, per_request))
+                });
+                let margin = runner.and_then(|(_, v)| {
+                    let ratio = if higher_is_better {
+                        best_value / v
+                    } else {
+                        v / best_value
+                    };
+                    ratio.is_finite().then_some(ratio)
+                });
+                Some(Highlight {
+                    title: title.to_string(),
+                    metric: metric.to_string(),
+                    unit: unit.to_string(),
+                    best: best.label.clone(),
+                    best_value,
+                    runner_up: runner.map(|(r, _)| r.label.clone()),
+                    runner_up_value: runner.map(|(_, v)| v),
+                    margin,
+                    p: test.as_ref().map(|t| t.p),
+                    distinguishable: test.map(|t| t.p < 0.05),
+                })
+            },
+        )
         .collect()
 }
 
@@ -283,6 +596,12 @@ pub struct Results {
     pub suite: SuiteRecord,
     pub environment: Environment,
     pub models: Vec<crate::exec::ModelRun>,
+    /// One row per model (and server variant), pooled over prompts.
+    #[serde(default)]
+    pub summaries: Vec<ModelSummary>,
+    /// Best model per metric, against the runner-up.
+    #[serde(default)]
+    pub highlights: Vec<Highlight>,
     pub cells: Vec<CellStats>,
     pub samples: Vec<Sample>,
 }

@@ -31,6 +31,16 @@ pub struct Suite {
     pub matrix: Vec<Axis>,
     pub outputs: Outputs,
     pub compare: CompareSettings,
+    pub energy: EnergySettings,
+}
+
+/// Declared power and price (see `RawEnergy`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct EnergySettings {
+    pub watts: Option<f64>,
+    pub price_per_kwh: Option<f64>,
+    pub currency: Option<String>,
+    pub ignore_rapl: bool,
 }
 
 /// How `dyno compare` judges this suite's results (fractions, 0.1 = 10%).
@@ -93,6 +103,37 @@ pub struct Server {
     pub ready: String,
     pub startup_timeout_s: u32,
     pub env: BTreeMap<String, String>,
+    /// Variant names and their values (as text), in name order.
+    pub variants: Vec<(String, Vec<String>)>,
+    pub cold_start: bool,
+}
+
+impl Server {
+    /// Every combination of variant values, the last variant fastest; one
+    /// empty combination when the server has no variants.
+    pub fn variant_combinations(&self) -> Vec<Vec<(String, String)>> {
+        let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+        for (name, values) in &self.variants {
+            combos = combos
+                .iter()
+                .flat_map(|combo| {
+                    values.iter().map(move |v| {
+                        let mut next = combo.clone();
+                        next.push((name.clone(), v.clone()));
+                        next
+                    })
+                })
+                .collect();
+        }
+        combos
+    }
+
+    /// `text` with `{name}` replaced by each variant value of `variant`.
+    pub fn substitute(text: &str, variant: &[(String, String)]) -> String {
+        variant.iter().fold(text.to_string(), |acc, (name, value)| {
+            acc.replace(&format!("{{{name}}}"), value)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +145,10 @@ pub struct Model {
     pub capabilities: Vec<String>,
     pub size_mb: Option<f64>,
     pub license: Option<String>,
+    /// Files whose total size is the model's footprint on disk.
+    pub files: Vec<PathBuf>,
+    /// Restart the managed server before every round.
+    pub cold_start: bool,
     pub params: Params,
 }
 
@@ -406,11 +451,18 @@ impl Loader<'_> {
                         )),
                     );
                 }
+                self.check_variants(file, name, s, &at);
                 let server = Server {
                     command: s.command.clone(),
                     ready: s.ready.clone().unwrap_or_else(|| "/health".into()),
                     startup_timeout_s: s.startup_timeout_s.unwrap_or(120),
                     env: s.env.clone(),
+                    variants: s
+                        .variants
+                        .iter()
+                        .map(|(k, vs)| (k.clone(), vs.iter().map(ToString::to_string).collect()))
+                        .collect(),
+                    cold_start: s.cold_start.unwrap_or(false),
                 };
                 (name.clone(), server)
             })
@@ -458,6 +510,20 @@ impl Loader<'_> {
                     continue;
                 }
             };
+            let server = match &served_by {
+                ServedBy::Server(name) => servers.get(name),
+                ServedBy::Endpoint(_) => None,
+            };
+            let files = if m.files.is_empty() {
+                server.map_or_else(Vec::new, |s| {
+                    crate::resources::model_files_in_command(&s.command)
+                        .into_iter()
+                        .map(PathBuf::from)
+                        .collect()
+                })
+            } else {
+                m.files.iter().map(|f| dir.join(f)).collect()
+            };
             models.push(Model {
                 id: m.id.clone(),
                 api_model: m.model.clone().unwrap_or_else(|| m.id.clone()),
@@ -465,6 +531,10 @@ impl Loader<'_> {
                 capabilities: m.capabilities.clone(),
                 size_mb: m.size_mb,
                 license: m.license.clone(),
+                files,
+                cold_start: m
+                    .cold_start
+                    .unwrap_or_else(|| server.is_some_and(|s| s.cold_start)),
                 params: defaults.overlay(m.params.as_ref()),
             });
         }
@@ -513,7 +583,14 @@ impl Loader<'_> {
                 .templates
                 .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
         };
+        let energy = raw.energy.unwrap_or_default();
         Some(Suite {
+            energy: EnergySettings {
+                watts: energy.watts,
+                price_per_kwh: energy.price_per_kwh,
+                currency: energy.currency,
+                ignore_rapl: energy.ignore_rapl.unwrap_or(false),
+            },
             compare: CompareSettings::from_raw(raw.compare.as_ref()),
             name: raw.name,
             description: raw.description,
@@ -525,6 +602,58 @@ impl Loader<'_> {
             matrix,
             outputs,
         })
+    }
+
+    /// Every `{name}` placeholder of a server's command and env is `{port}`
+    /// or a declared variant, and every variant is used somewhere.
+    fn check_variants(
+        &mut self,
+        file: &Path,
+        name: &str,
+        server: &raw::RawServer,
+        at: &dyn Fn(&str) -> Pos,
+    ) {
+        let texts: Vec<&String> = server.command.iter().chain(server.env.values()).collect();
+        let declared: Vec<&str> = server.variants.keys().map(String::as_str).collect();
+        for (i, arg) in server.command.iter().enumerate() {
+            for placeholder in placeholders(arg) {
+                if placeholder != "port" && !declared.contains(&placeholder) {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!("`{{{placeholder}}}` in the command of server `{name}` is not a variant"),
+                            file,
+                            at(&format!("/servers/{}/command/{i}", escape(name))),
+                        )
+                        .with_hint(Some(if declared.is_empty() {
+                            format!("declare it, e.g. variants: {{ {placeholder}: [1, 2] }}")
+                        } else {
+                            format!("declared variants: {}", declared.join(", "))
+                        })),
+                    );
+                }
+            }
+        }
+        for (variant, values) in &server.variants {
+            let here = format!("/servers/{}/variants/{}", escape(name), escape(variant));
+            let token = format!("{{{variant}}}");
+            if !texts.iter().any(|t| t.contains(&token)) {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("variant `{variant}` of server `{name}` is not used: no `{token}` in its command or env"),
+                        file,
+                        at(&here),
+                    )
+                    .with_hint(Some(format!("pass it, e.g. `--{}, \"{token}\"`", variant.replace('_', "-")))),
+                );
+            }
+            if values.is_empty() {
+                self.diagnostics.push(Diagnostic::new(
+                    format!("variant `{variant}` of server `{name}` lists no values"),
+                    file,
+                    at(&here),
+                ));
+            }
+        }
     }
 
     fn check_ref<T>(
@@ -714,6 +843,27 @@ fn defined<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> Option<St
     } else {
         format!("defined {what}: {}", names.join(", "))
     })
+}
+
+/// The `name`s of `{name}` placeholders (lowercase identifiers) in `text`.
+fn placeholders(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(close) = rest.find('}') {
+            let name = &rest[..close];
+            if !name.is_empty()
+                && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                found.push(name);
+            }
+        }
+    }
+    found
 }
 
 fn escape(key: &str) -> String {

@@ -43,6 +43,32 @@ pub struct RawSuite {
     /// How `dyno compare` judges changes in this suite's results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compare: Option<RawCompare>,
+    /// Power and price, for energy and cost per output token where the
+    /// machine does not expose RAPL energy counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<RawEnergy>,
+}
+
+/// Power draw and electricity price. Energy per request is read from RAPL
+/// package counters when the machine exposes them; otherwise it is
+/// `watts` × the request's wall time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnergy {
+    /// Average power of the machine while it serves, in watts (used without RAPL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub watts: Option<f64>,
+    /// Electricity price per kWh, for cost per million output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub price_per_kwh: Option<f64>,
+    /// Currency of `price_per_kwh` (e.g. `EUR`), shown beside costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Use the declared `watts` even where RAPL counters are readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_rapl: Option<bool>,
 }
 
 /// Settings of `dyno compare`.
@@ -130,6 +156,38 @@ pub struct RawServer {
     /// Extra environment variables for the server process.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Configurations measured side by side, each its own launch: every
+    /// `{name}` in `command` (or in `env` values) takes each listed value in
+    /// turn, e.g. `threads: [1, 2]` or `gpu_layers: [0, 99]` (without/with
+    /// acceleration). Several variants multiply.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": "^[a-z_][a-z0-9_]*$"}))]
+    pub variants: BTreeMap<String, Vec<VariantValue>>,
+    /// Restart the server before every round, so each round starts cold and
+    /// cold starts get their own statistics (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<bool>,
+}
+
+/// One value of a server variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum VariantValue {
+    Integer(i64),
+    Number(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl std::fmt::Display for VariantValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VariantValue::Integer(v) => write!(f, "{v}"),
+            VariantValue::Number(v) => write!(f, "{v}"),
+            VariantValue::Bool(v) => write!(f, "{v}"),
+            VariantValue::Text(v) => f.write_str(v),
+        }
+    }
 }
 
 /// One model to measure, served by an endpoint or by a managed server.
@@ -158,6 +216,15 @@ pub struct RawModel {
     /// Licence identifier (SPDX where one exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    /// The model's files on disk, whose total size is its footprint
+    /// (relative to the suite file). Default for a managed server: the
+    /// `-m`/`--model` arguments of its command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// Restart its managed server before every round (cold-start statistics;
+    /// default: the server's `cold_start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<bool>,
     /// Parameter overrides for this model only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<RawParams>,

@@ -64,8 +64,8 @@ fn plan_is_byte_identical_across_calls() {
     let json_two = dyno(&["plan", "suites/quickstart.yaml", "--json"]);
     assert_eq!(json_one.stdout, json_two.stdout);
     let cells: serde_json::Value = serde_json::from_slice(&json_one.stdout).unwrap();
-    // 2 models × 4 prompts × (1 warmup + 3 rounds).
-    assert_eq!(cells.as_array().unwrap().len(), 32);
+    // 2 models × 2 thread variants × 4 prompts × (1 warmup + 3 rounds).
+    assert_eq!(cells.as_array().unwrap().len(), 64);
 }
 
 #[test]

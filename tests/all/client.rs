@@ -86,6 +86,12 @@ fn sample_of(m: &Measurement) -> dyno::results::Sample {
         finish_reason: m.finish_reason.clone(),
         text: m.text.clone(),
         server_timings: None,
+        variant: None,
+        cold: false,
+        rss_peak_mb: None,
+        rss_median_mb: None,
+        cpu_ms: None,
+        energy_j: None,
     }
 }
 

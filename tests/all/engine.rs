@@ -4,9 +4,17 @@
 
 use dyno::plan::Filter;
 use dyno::record;
-use dyno::results::{Results, Status, TokenSource};
+use dyno::results::{ErrorKind, Results, Status, TokenSource};
 
 use crate::repo_root;
+
+/// Where `scripts/setup-engine.sh` installed the engine.
+fn engine_cache() -> std::path::PathBuf {
+    std::env::var_os("DYNO_CACHE").map_or_else(
+        || std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/dyno"),
+        std::path::PathBuf::from,
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_measures_both_real_models() {
@@ -18,7 +26,9 @@ async fn quickstart_measures_both_real_models() {
     let text = std::fs::read_to_string(out.path().join("results.json")).unwrap();
     let doc: Results = serde_json::from_str(&text).unwrap();
     assert_eq!(summary.failed_requests, 0, "{:#?}", doc.models);
-    assert_eq!(doc.samples.len(), 2 * 4 * 4);
+    // 2 models × 2 thread variants × 4 prompts × (1 warmup + 3 rounds).
+    assert_eq!(doc.samples.len(), 2 * 2 * 4 * 4);
+    assert_eq!(doc.models.len(), 4, "one run per model and variant");
     for model in &doc.models {
         assert_eq!(model.status, Status::Ok, "{model:?}");
         assert!(model.load_ms.unwrap() > 0.0);
@@ -26,6 +36,66 @@ async fn quickstart_measures_both_real_models() {
         assert!(
             !version.is_empty(),
             "llama-server reports its build: {model:?}"
+        );
+    }
+    let cache = engine_cache();
+    for (model, file) in [
+        ("smollm2-135m", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ("gemma3-270m", "gemma-3-270m-Q4_K_M.gguf"),
+    ] {
+        let bytes = std::fs::metadata(cache.join("models").join(file))
+            .unwrap()
+            .len();
+        for variant in ["threads=1", "threads=2"] {
+            let s = doc
+                .summaries
+                .iter()
+                .find(|s| s.model == model && s.variant.as_deref() == Some(variant))
+                .unwrap_or_else(|| panic!("no summary for {model} {variant}"));
+            assert_eq!(
+                s.model_file_bytes,
+                Some(bytes),
+                "{model}: footprint is the file size"
+            );
+            assert_eq!(s.model_file_mb, Some(bytes as f64 / 1e6));
+            let rss_peak = s.rss_peak_mb.unwrap();
+            let idle = s.rss_idle_mb.unwrap();
+            eprintln!(
+                "{model} [{variant}]: load {:.0} ms, rss idle {idle:.1} MB, peak {rss_peak:.1} MB, \
+                 file {:.1} MB, cold TTFT {:.1} ms, warm TTFT p50 {:.1} ms, decode p50 {:.1} tok/s, \
+                 cpu {:.2} ms/token",
+                s.load_ms.unwrap(),
+                bytes as f64 / 1e6,
+                s.cold_ttft_ms.as_ref().unwrap().summary.p50,
+                s.ttft_ms.as_ref().unwrap().summary.p50,
+                s.decode_tps.as_ref().unwrap().summary.p50,
+                s.cpu_ms_per_token.unwrap(),
+            );
+            assert!(
+                rss_peak > bytes as f64 / 1e6,
+                "{model}: the server holds the model in memory"
+            );
+            assert!(rss_peak >= idle);
+            assert!(s.cpu_ms_per_token.unwrap() > 0.0);
+            assert_eq!(s.launches, 1);
+            assert!(s.gpu_memory_mb.is_none() || std::path::Path::new("/dev/nvidia0").exists());
+        }
+        // Two threads decode faster than one: two launches, measured apart.
+        let tps = |variant: &str| {
+            doc.summaries
+                .iter()
+                .find(|s| s.model == model && s.variant.as_deref() == Some(variant))
+                .and_then(|s| s.decode_tps.as_ref())
+                .map(|d| d.summary.p50)
+                .unwrap()
+        };
+        assert_ne!(tps("threads=1"), tps("threads=2"), "{model}");
+    }
+    for s in doc.samples.iter().filter(|s| s.cold) {
+        assert_eq!(
+            s.round,
+            dyno::plan::Round::Warmup(1),
+            "the cold request is the first one"
         );
     }
     for s in doc.samples.iter().filter(|s| !s.warmup) {
@@ -36,7 +106,10 @@ async fn quickstart_measures_both_real_models() {
         assert!(s.ttft_ms.unwrap() < s.e2e_ms.unwrap());
         assert!(s.server_timings.is_some(), "llama-server sends timings");
     }
-    assert_eq!(doc.cells.len(), 8);
+    assert_eq!(doc.cells.len(), 16);
+    for chart in ["latency.svg", "decode-tps.svg", "ttft-vs-tps.svg"] {
+        assert!(out.path().join("charts").join(chart).is_file());
+    }
     assert!(out.path().join("report.md").is_file());
     assert!(out.path().join("results.csv").is_file());
     assert!(!out.path().join("journal.jsonl").exists());
@@ -78,7 +151,8 @@ async fn a_server_that_cannot_start_fails_its_model_and_the_run_goes_on() {
         &std::fs::read_to_string(dir.path().join("out/results.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(summary.failed_requests, 4);
+    // Two thread variants of the broken server, one prompt, 1 warmup + 3 rounds.
+    assert_eq!(summary.failed_requests, 8);
     let smollm = &doc.models[0];
     assert_eq!(smollm.status, Status::Error);
     let failure = smollm.failure.as_deref().unwrap();
@@ -87,7 +161,87 @@ async fn a_server_that_cannot_start_fails_its_model_and_the_run_goes_on() {
         failure.contains("missing.gguf"),
         "the log tail explains why: {failure}"
     );
-    assert_eq!(doc.models[1].status, Status::Ok);
+    assert!(
+        doc.models
+            .iter()
+            .filter(|m| m.id == "gemma3-270m")
+            .all(|m| m.status == Status::Ok)
+    );
+    assert!(
+        doc.samples
+            .iter()
+            .filter(|s| s.model == "gemma3-270m")
+            .all(|s| s.status == Status::Ok)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
+    // One variant each, long answers so a request is in flight when the kill lands.
+    let suite_text = quickstart
+        .replace(
+            "variants: { threads: [1, 2] }",
+            "variants: { threads: [2] }",
+        )
+        .replace("max_tokens: 96", "max_tokens: 400");
+    let suite = dir.path().join("crash.yaml");
+    std::fs::write(&suite, suite_text).unwrap();
+    let out = dir.path().join("out");
+    let journal = out.join("journal.jsonl");
+    let killer = tokio::spawn(async move {
+        // After the first sample is recorded, kill SmolLM2's server.
+        loop {
+            let lines = std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count());
+            if lines >= 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let victim = dyno::resources::tree_pids(std::process::id())
+            .into_iter()
+            .find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("SmolLM2-135M"))
+            })
+            .expect("SmolLM2's server runs");
+        // SAFETY: plain kill(2) on a pid this test's process started.
+        unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    });
+    let filter = Filter {
+        models: vec![],
+        prompts: vec!["size-latency".into()],
+    };
+    let summary = record::run_suite(&suite, &filter, Some(&out), true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    killer.await.unwrap();
+    let doc: Results =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(summary.requests, 8, "every planned request is recorded");
+    let smollm: Vec<_> = doc
+        .samples
+        .iter()
+        .filter(|s| s.model == "smollm2-135m")
+        .collect();
+    let exited = smollm
+        .iter()
+        .find(|s| s.error_kind == Some(ErrorKind::ServerExited))
+        .expect("the request the kill interrupted");
+    let message = exited.error.as_deref().unwrap();
+    assert!(message.contains("killed by signal 9"), "{message}");
+    assert!(message.contains("last log lines"), "{message}");
+    let after: Vec<_> = smollm.iter().filter(|s| s.index > exited.index).collect();
+    assert!(
+        after
+            .iter()
+            .all(|s| s.error_kind == Some(ErrorKind::Skipped)),
+        "{after:?}"
+    );
+    assert_eq!(doc.models[0].status, Status::Error);
+    assert_eq!(doc.models[1].status, Status::Ok, "the next model runs");
     assert!(
         doc.samples
             .iter()

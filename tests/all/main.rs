@@ -6,6 +6,7 @@ mod compare;
 mod engine;
 mod fixture;
 mod plan;
+mod report;
 mod suite;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,1788 @@
+//! Output quality: deterministic checks on a model's reply, parsing of an LLM
+//! judge's reply into a score, and the CSV of human annotations.
+//!
+//! This module owns the suite-side check types exactly as written
+//! ([`CheckSpec`]), compiling them ([`Check`]), evaluating them against one
+//! output text ([`CheckResult`]), the weighted pass rate, judge-reply parsing
+//! ([`parse_judge_reply`], [`JudgeScale`]), output-text hashing
+//! ([`text_hash`]) and the annotation CSV format ([`AnnotationRow`]).
+//!
+//! It must never touch the network, the file system or a model: the judge
+//! prompt is sent elsewhere, JSON schemas are inline (no `$ref` is fetched),
+//! and the annotation functions turn rows into CSV text and back (`&str` /
+//! `String`); the caller reads and writes the files. Nothing here panics on
+//! user input.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexBuilder};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Longest quoted text (in chars) shown in a label or a reason.
+const SHOWN_CHARS: usize = 60;
+
+// ---------------------------------------------------------------------------
+// Suite side
+// ---------------------------------------------------------------------------
+
+/// One deterministic check on a model's output: exactly one check kind
+/// (`contains`, `regex`, `max_words`, …) and, optionally, `case_insensitive`
+/// and `weight`. Short form `- contains: retriev`; long form
+/// `- { contains: retriev, case_insensitive: true, weight: 2 }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// Passes when the output contains this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub contains: Option<String>,
+    /// Passes when the output contains at least one of these texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(length(min = 1)))]
+    pub contains_any: Option<Vec<String>>,
+    /// Passes when the output contains every one of these texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(length(min = 1)))]
+    pub contains_all: Option<Vec<String>>,
+    /// Passes when the output does not contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub not_contains: Option<String>,
+    /// Passes when this regular expression (Rust `regex` syntax) matches
+    /// somewhere in the output; anchor it with `^`/`$` to match the whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// Passes when the output, after leading whitespace, begins with this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub starts_with: Option<String>,
+    /// Passes when the output equals this text, ignoring leading and trailing
+    /// whitespace on both sides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+    /// Passes when the output has at least this many words (split on Unicode
+    /// whitespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_words: Option<u32>,
+    /// Passes when the output has at most this many words (split on Unicode
+    /// whitespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_words: Option<u32>,
+    /// `true`: passes when the output is one JSON document; surrounding
+    /// whitespace is ignored, and so is a `json` code fence around all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("const" = true))]
+    pub is_json: Option<bool>,
+    /// Passes when the output is JSON (as for `is_json`) that validates against
+    /// this JSON schema, written inline (draft 2020-12 unless `$schema` says
+    /// otherwise; no remote `$ref`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("type" = ["object", "boolean"]))]
+    pub json_schema: Option<Value>,
+    /// Compare text ignoring case (default false). Applies to `contains`,
+    /// `contains_any`, `contains_all`, `not_contains`, `starts_with`, `equals`
+    /// and `regex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_insensitive: Option<bool>,
+    /// Weight of this check in the output's pass rate (default 1; 0 reports
+    /// the check without counting it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub weight: Option<f64>,
+}
+
+/// The check kinds, in the order they are documented.
+const KINDS: [&str; 11] = [
+    "contains",
+    "contains_any",
+    "contains_all",
+    "not_contains",
+    "regex",
+    "starts_with",
+    "equals",
+    "min_words",
+    "max_words",
+    "is_json",
+    "json_schema",
+];
+
+/// One kind key present in a [`CheckSpec`], borrowed.
+enum Kind<'a> {
+    Contains(&'a str),
+    ContainsAny(&'a [String]),
+    ContainsAll(&'a [String]),
+    NotContains(&'a str),
+    Regex(&'a str),
+    StartsWith(&'a str),
+    Equals(&'a str),
+    MinWords(u32),
+    MaxWords(u32),
+    IsJson(bool),
+    JsonSchema(&'a Value),
+}
+
+impl Kind<'_> {
+    /// The YAML key of this kind.
+    fn key(&self) -> &'static str {
+        match self {
+            Kind::Contains(_) => "contains",
+            Kind::ContainsAny(_) => "contains_any",
+            Kind::ContainsAll(_) => "contains_all",
+            Kind::NotContains(_) => "not_contains",
+            Kind::Regex(_) => "regex",
+            Kind::StartsWith(_) => "starts_with",
+            Kind::Equals(_) => "equals",
+            Kind::MinWords(_) => "min_words",
+            Kind::MaxWords(_) => "max_words",
+            Kind::IsJson(_) => "is_json",
+            Kind::JsonSchema(_) => "json_schema",
+        }
+    }
+
+    /// Whether `case_insensitive` means something for this kind.
+    fn compares_text(&self) -> bool {
+        !matches!(
+            self,
+            Kind::MinWords(_) | Kind::MaxWords(_) | Kind::IsJson(_) | Kind::JsonSchema(_)
+        )
+    }
+}
+
+/// Why a [`CheckSpec`] does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CheckError {
+    /// The key of the check item at fault (`regex`, `json_schema`, `weight`,
+    /// …), or `""` when the item as a whole is at fault (it has no check kind).
+    pub field: &'static str,
+    /// What is wrong, in one line.
+    pub message: String,
+}
+
+impl CheckError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl CheckSpec {
+    /// The check kinds present, in documented order.
+    fn kinds(&self) -> Vec<Kind<'_>> {
+        let mut out = Vec::new();
+        if let Some(v) = &self.contains {
+            out.push(Kind::Contains(v));
+        }
+        if let Some(v) = &self.contains_any {
+            out.push(Kind::ContainsAny(v));
+        }
+        if let Some(v) = &self.contains_all {
+            out.push(Kind::ContainsAll(v));
+        }
+        if let Some(v) = &self.not_contains {
+            out.push(Kind::NotContains(v));
+        }
+        if let Some(v) = &self.regex {
+            out.push(Kind::Regex(v));
+        }
+        if let Some(v) = &self.starts_with {
+            out.push(Kind::StartsWith(v));
+        }
+        if let Some(v) = &self.equals {
+            out.push(Kind::Equals(v));
+        }
+        if let Some(v) = self.min_words {
+            out.push(Kind::MinWords(v));
+        }
+        if let Some(v) = self.max_words {
+            out.push(Kind::MaxWords(v));
+        }
+        if let Some(v) = self.is_json {
+            out.push(Kind::IsJson(v));
+        }
+        if let Some(v) = &self.json_schema {
+            out.push(Kind::JsonSchema(v));
+        }
+        out
+    }
+
+    /// The check kind's key (`"contains"`, `"regex"`, …): the first one
+    /// present, or `None` for an item without one.
+    pub fn kind_key(&self) -> Option<&'static str> {
+        self.kinds().first().map(Kind::key)
+    }
+
+    /// The weight in the pass rate, with the default (1) applied.
+    pub fn weight(&self) -> f64 {
+        self.weight.unwrap_or(1.0)
+    }
+
+    /// Checks the item and compiles it: exactly one kind, a valid regex or
+    /// JSON schema, non-empty texts, a finite non-negative weight, and
+    /// `case_insensitive` only on kinds that compare text.
+    pub fn compile(&self) -> Result<Check, CheckError> {
+        let kinds = self.kinds();
+        let kind = match kinds.as_slice() {
+            [] => {
+                return Err(CheckError::new(
+                    "",
+                    format!("a check needs one of: {}", KINDS.join(", ")),
+                ));
+            }
+            [one] => one,
+            [first, second, ..] => {
+                return Err(CheckError::new(
+                    second.key(),
+                    format!(
+                        "one check per list item: `{}` and `{}` are both here; write them as two items",
+                        first.key(),
+                        second.key()
+                    ),
+                ));
+            }
+        };
+        let weight = self.weight();
+        if !weight.is_finite() || weight < 0.0 {
+            return Err(CheckError::new(
+                "weight",
+                format!("weight must be a number >= 0, not {weight}"),
+            ));
+        }
+        let ci = self.case_insensitive.unwrap_or(false);
+        if ci && !kind.compares_text() {
+            return Err(CheckError::new(
+                "case_insensitive",
+                format!("case_insensitive does not apply to `{}`", kind.key()),
+            ));
+        }
+        let (rule, label) = compile_kind(kind, ci)?;
+        let label = if ci {
+            format!("{label} (case-insensitive)")
+        } else {
+            label
+        };
+        Ok(Check {
+            label,
+            weight,
+            rule,
+        })
+    }
+}
+
+/// The rule and the short label of one kind.
+fn compile_kind(kind: &Kind<'_>, ci: bool) -> Result<(Rule, String), CheckError> {
+    let field = kind.key();
+    Ok(match *kind {
+        Kind::Contains(text) => (
+            Rule::Contains(Literal::new(text, ci, Anchor::None, field)?),
+            format!("contains {}", quote(text)),
+        ),
+        Kind::ContainsAny(texts) => (
+            Rule::ContainsAny(literals(texts, ci, field)?),
+            format!("contains_any [{}]", quote_list(texts)),
+        ),
+        Kind::ContainsAll(texts) => (
+            Rule::ContainsAll(literals(texts, ci, field)?),
+            format!("contains_all [{}]", quote_list(texts)),
+        ),
+        Kind::NotContains(text) => (
+            Rule::NotContains(Literal::new(text, ci, Anchor::None, field)?),
+            format!("not_contains {}", quote(text)),
+        ),
+        Kind::Regex(pattern) => {
+            let re = RegexBuilder::new(pattern)
+                .case_insensitive(ci)
+                .build()
+                .map_err(|e| {
+                    CheckError::new(field, format!("invalid regex: {}", regex_message(&e)))
+                })?;
+            (Rule::Regex(re), format!("regex /{}/", shorten(pattern)))
+        }
+        Kind::StartsWith(text) => (
+            Rule::StartsWith(Literal::new(text, ci, Anchor::Start, field)?),
+            format!("starts_with {}", quote(text)),
+        ),
+        Kind::Equals(text) => (
+            Rule::Equals(Literal::new(text.trim(), ci, Anchor::Whole, field)?),
+            format!("equals {}", quote(text.trim())),
+        ),
+        Kind::MinWords(n) => (Rule::MinWords(n), format!("min_words {n}")),
+        Kind::MaxWords(n) => (Rule::MaxWords(n), format!("max_words {n}")),
+        Kind::IsJson(true) => (Rule::IsJson, "is_json".to_string()),
+        Kind::IsJson(false) => {
+            return Err(CheckError::new(
+                field,
+                "`is_json: false` checks nothing; write `is_json: true` or remove it",
+            ));
+        }
+        Kind::JsonSchema(schema) => (
+            Rule::JsonSchema(Box::new(compile_schema(schema)?)),
+            "json_schema".to_string(),
+        ),
+    })
+}
+
+/// Literals for a list kind; the list must not be empty.
+fn literals(texts: &[String], ci: bool, field: &'static str) -> Result<Vec<Literal>, CheckError> {
+    if texts.is_empty() {
+        return Err(CheckError::new(
+            field,
+            format!("`{field}` needs at least one text"),
+        ));
+    }
+    texts
+        .iter()
+        .map(|t| Literal::new(t, ci, Anchor::None, field))
+        .collect()
+}
+
+/// The inline schema, compiled (validated against its meta-schema first).
+fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, CheckError> {
+    if let Value::Object(map) = schema
+        && map.len() == 1
+        && map.get("file").is_some_and(Value::is_string)
+    {
+        return Err(CheckError::new(
+            "json_schema",
+            "json_schema takes the schema itself, inline; `file:` references are not supported",
+        ));
+    }
+    jsonschema::validator_for(schema).map_err(|e| {
+        let at = e.instance_path().as_str();
+        let message = if at.is_empty() {
+            format!("invalid JSON schema: {e}")
+        } else {
+            format!("invalid JSON schema at {at}: {e}")
+        };
+        CheckError::new("json_schema", message)
+    })
+}
+
+/// The one-line reason of a regex syntax error (regex's own message spans
+/// several lines with a caret under the pattern).
+fn regex_message(err: &regex::Error) -> String {
+    match err {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .unwrap_or(text)
+            .to_string(),
+        regex::Error::CompiledTooBig(limit) => {
+            format!("the compiled regex is larger than the {limit}-byte limit")
+        }
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Compiled checks
+// ---------------------------------------------------------------------------
+
+/// A compiled check, ready to evaluate against outputs.
+#[derive(Debug, Clone)]
+pub struct Check {
+    label: String,
+    weight: f64,
+    rule: Rule,
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    Contains(Literal),
+    ContainsAny(Vec<Literal>),
+    ContainsAll(Vec<Literal>),
+    NotContains(Literal),
+    Regex(Regex),
+    StartsWith(Literal),
+    Equals(Literal),
+    MinWords(u32),
+    MaxWords(u32),
+    IsJson,
+    JsonSchema(Box<jsonschema::Validator>),
+}
+
+/// Where a literal must sit in the text.
+#[derive(Debug, Clone, Copy)]
+enum Anchor {
+    None,
+    Start,
+    Whole,
+}
+
+/// A text to find; case-insensitive literals become escaped regexes, so byte
+/// offsets refer to the original output.
+#[derive(Debug, Clone)]
+struct Literal {
+    text: String,
+    anchor: Anchor,
+    folded: Option<Regex>,
+}
+
+impl Literal {
+    fn new(text: &str, ci: bool, anchor: Anchor, field: &'static str) -> Result<Self, CheckError> {
+        if text.is_empty() && !matches!(anchor, Anchor::Whole) {
+            return Err(CheckError::new(
+                field,
+                format!("`{field}` needs a non-empty text (an empty one always matches)"),
+            ));
+        }
+        let folded = if ci {
+            let escaped = regex::escape(text);
+            let pattern = match anchor {
+                Anchor::None => escaped,
+                Anchor::Start => format!(r"\A(?:{escaped})"),
+                Anchor::Whole => format!(r"\A(?:{escaped})\z"),
+            };
+            let re = RegexBuilder::new(&pattern)
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| CheckError::new(field, regex_message(&e)))?;
+            Some(re)
+        } else {
+            None
+        };
+        Ok(Self {
+            text: text.to_string(),
+            anchor,
+            folded,
+        })
+    }
+
+    /// Byte offset and matched text of the first occurrence, honouring the
+    /// anchor.
+    fn find<'t>(&self, hay: &'t str) -> Option<(usize, &'t str)> {
+        if let Some(re) = &self.folded {
+            return re.find(hay).map(|m| (m.start(), m.as_str()));
+        }
+        let found = match self.anchor {
+            Anchor::None => hay.find(&self.text),
+            Anchor::Start => hay.starts_with(&self.text).then_some(0),
+            Anchor::Whole => (hay == self.text).then_some(0),
+        }?;
+        hay.get(found..found + self.text.len()).map(|m| (found, m))
+    }
+}
+
+/// The outcome of one check on one output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Short label of the check, e.g. `contains "retriev"`.
+    pub check: String,
+    /// Whether the output passed.
+    pub passed: bool,
+    /// Why it passed or failed, e.g. `found "retriev" at byte 10`,
+    /// `missing "retriev"`, `83 words > 80`.
+    pub reason: String,
+    /// The check's weight in the pass rate.
+    pub weight: f64,
+}
+
+impl Check {
+    /// Short label, e.g. `contains "retriev"` or `max_words 80`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Weight in the pass rate.
+    pub fn weight(&self) -> f64 {
+        self.weight
+    }
+
+    /// Runs the check on one output text.
+    pub fn evaluate(&self, text: &str) -> CheckResult {
+        let (passed, reason) = self.judge(text);
+        CheckResult {
+            check: self.label.clone(),
+            passed,
+            reason,
+            weight: self.weight,
+        }
+    }
+
+    fn judge(&self, text: &str) -> (bool, String) {
+        match &self.rule {
+            Rule::Contains(lit) => match lit.find(text) {
+                Some((at, m)) => (true, format!("found {} at byte {at}", quote(m))),
+                None => (false, format!("missing {}", quote(&lit.text))),
+            },
+            Rule::ContainsAny(lits) => match lits.iter().find_map(|l| l.find(text)) {
+                Some((at, m)) => (true, format!("found {} at byte {at}", quote(m))),
+                None => {
+                    let all: Vec<&str> = lits.iter().map(|l| l.text.as_str()).collect();
+                    (false, format!("none of {} found", quote_list(&all)))
+                }
+            },
+            Rule::ContainsAll(lits) => {
+                let missing: Vec<&str> = lits
+                    .iter()
+                    .filter(|l| l.find(text).is_none())
+                    .map(|l| l.text.as_str())
+                    .collect();
+                if missing.is_empty() {
+                    (true, format!("all {} found", lits.len()))
+                } else {
+                    (
+                        false,
+                        format!(
+                            "missing {} ({} of {})",
+                            quote_list(&missing),
+                            missing.len(),
+                            lits.len()
+                        ),
+                    )
+                }
+            }
+            Rule::NotContains(lit) => match lit.find(text) {
+                Some((at, m)) => (false, format!("found {} at byte {at}", quote(m))),
+                None => (true, format!("no {}", quote(&lit.text))),
+            },
+            Rule::Regex(re) => match re.find(text) {
+                Some(m) => (
+                    true,
+                    format!("matched {} at byte {}", quote(m.as_str()), m.start()),
+                ),
+                None => (false, "no match".to_string()),
+            },
+            Rule::StartsWith(lit) => {
+                let body = text.trim_start();
+                match lit.find(body) {
+                    Some((_, m)) => (true, format!("starts with {}", quote(m))),
+                    None => {
+                        let head = prefix_chars(body, lit.text.chars().count().max(1));
+                        (false, format!("starts with {} instead", quote(head)))
+                    }
+                }
+            }
+            Rule::Equals(lit) => {
+                let body = text.trim();
+                match lit.find(body) {
+                    Some(_) => (true, "equal".to_string()),
+                    None => (false, format!("output is {}", quote(body))),
+                }
+            }
+            Rule::MinWords(min) => {
+                let n = word_count(text);
+                if n >= u64::from(*min) {
+                    (true, format!("{} >= {min}", words(n)))
+                } else {
+                    (false, format!("{} < {min}", words(n)))
+                }
+            }
+            Rule::MaxWords(max) => {
+                let n = word_count(text);
+                if n <= u64::from(*max) {
+                    (true, format!("{} <= {max}", words(n)))
+                } else {
+                    (false, format!("{} > {max}", words(n)))
+                }
+            }
+            Rule::IsJson => match parse_json_output(text) {
+                Ok((value, fenced)) => (
+                    true,
+                    format!("valid JSON {}{}", json_kind(&value), fence_note(fenced)),
+                ),
+                Err(e) => (false, format!("not JSON: {e}")),
+            },
+            Rule::JsonSchema(validator) => match parse_json_output(text) {
+                Ok((value, fenced)) => {
+                    let mut errors = validator.iter_errors(&value);
+                    match errors.next() {
+                        None => (
+                            true,
+                            format!(
+                                "JSON {}{} matches the schema",
+                                json_kind(&value),
+                                fence_note(fenced)
+                            ),
+                        ),
+                        Some(first) => {
+                            let path = first.instance_path().as_str();
+                            let at = if path.is_empty() { "(root)" } else { path };
+                            let more = errors.count();
+                            let more = match more {
+                                0 => String::new(),
+                                1 => " (and 1 more error)".to_string(),
+                                n => format!(" (and {n} more errors)"),
+                            };
+                            (false, format!("schema violation at {at}: {first}{more}"))
+                        }
+                    }
+                }
+                Err(e) => (false, format!("not JSON: {e}")),
+            },
+        }
+    }
+}
+
+/// Words in `text`: runs of non-whitespace between Unicode whitespace.
+fn word_count(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
+fn words(n: u64) -> String {
+    if n == 1 {
+        "1 word".to_string()
+    } else {
+        format!("{n} words")
+    }
+}
+
+fn fence_note(fenced: bool) -> &'static str {
+    if fenced { " in a ```json fence" } else { "" }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The output as one JSON document: the whole text after trimming, or the
+/// body of a single ```` ```json ```` (or bare ```` ``` ````) fence that is
+/// the whole text. The flag says whether it was fenced.
+fn parse_json_output(text: &str) -> Result<(Value, bool), serde_json::Error> {
+    let trimmed = text.trim();
+    if let Some(body) = sole_fence(trimmed) {
+        return serde_json::from_str(body).map(|v| (v, true));
+    }
+    serde_json::from_str(trimmed).map(|v| (v, false))
+}
+
+/// The body of the fenced block that makes up all of `text`, if it is one.
+fn sole_fence(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix("```")?;
+    let (info, body) = rest.split_once('\n')?;
+    let info = info.trim();
+    if !(info.is_empty() || info.eq_ignore_ascii_case("json")) {
+        return None;
+    }
+    let body = body.trim_end().strip_suffix("```")?;
+    (!body.contains("```")).then_some(body)
+}
+
+/// The weighted share of passed checks (0–1); `None` when there are no
+/// results or their weights sum to zero. Negative or non-finite weights
+/// count as zero.
+pub fn pass_rate(results: &[CheckResult]) -> Option<f64> {
+    let weight = |r: &CheckResult| {
+        if r.weight.is_finite() && r.weight > 0.0 {
+            r.weight
+        } else {
+            0.0
+        }
+    };
+    let total: f64 = results.iter().map(weight).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let passed: f64 = results.iter().filter(|r| r.passed).map(weight).sum();
+    Some(passed / total)
+}
+
+/// The first `n` chars of `s`.
+fn prefix_chars(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// `s` cut to [`SHOWN_CHARS`] chars, with `…` when cut.
+fn shorten(s: &str) -> String {
+    let head = prefix_chars(s, SHOWN_CHARS);
+    if head.len() < s.len() {
+        format!("{head}…")
+    } else {
+        head.to_string()
+    }
+}
+
+/// `s` in double quotes with escapes (`"a\nb"`), cut to [`SHOWN_CHARS`] chars.
+fn quote(s: &str) -> String {
+    let head = prefix_chars(s, SHOWN_CHARS);
+    if head.len() < s.len() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
+fn quote_list<S: AsRef<str>>(items: &[S]) -> String {
+    items
+        .iter()
+        .map(|s| quote(s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------
+// Judge replies
+// ---------------------------------------------------------------------------
+
+/// A judge's score scale, written `"min-max"` (e.g. `"1-5"`, `"0-10"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(extend("pattern" = r"^\s*[0-9]+\s*-\s*[0-9]+\s*$"))]
+pub struct JudgeScale {
+    /// Lowest score.
+    pub min: u32,
+    /// Highest score (greater than `min`).
+    pub max: u32,
+}
+
+/// Why a judge scale string is not `"min-max"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid judge scale {text:?}: {reason}")]
+pub struct JudgeScaleError {
+    /// The text as written.
+    pub text: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl JudgeScale {
+    /// `(min, max)`, as [`parse_judge_reply`] takes it.
+    pub fn bounds(&self) -> (u32, u32) {
+        (self.min, self.max)
+    }
+}
+
+impl Default for JudgeScale {
+    /// The common 1–5 scale.
+    fn default() -> Self {
+        Self { min: 1, max: 5 }
+    }
+}
+
+impl FromStr for JudgeScale {
+    type Err = JudgeScaleError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| JudgeScaleError {
+            text: s.to_string(),
+            reason,
+        };
+        let (lo, hi) = s
+            .split_once('-')
+            .ok_or_else(|| err("expected `min-max`, e.g. `1-5`"))?;
+        let min: u32 = lo
+            .trim()
+            .parse()
+            .map_err(|_| err("min is not a whole number >= 0"))?;
+        let max: u32 = hi
+            .trim()
+            .parse()
+            .map_err(|_| err("max is not a whole number >= 0"))?;
+        if min >= max {
+            return Err(err("min must be less than max"));
+        }
+        Ok(Self { min, max })
+    }
+}
+
+impl fmt::Display for JudgeScale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
+impl TryFrom<String> for JudgeScale {
+    type Error = JudgeScaleError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<JudgeScale> for String {
+    fn from(value: JudgeScale) -> Self {
+        value.to_string()
+    }
+}
+
+/// What a judge's reply says about the score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeParse {
+    /// A score inside the scale.
+    Score(f64),
+    /// A score was given, but outside the scale.
+    OutOfRange(f64),
+    /// No score could be read (refusal, no number, or ambiguous numbers).
+    Unparseable,
+}
+
+/// Reads the score out of a judge model's reply, for a scale `(min, max)`.
+///
+/// In order of preference: a `score`/`rating`/`grade` key of a JSON object
+/// (the whole reply, a fenced block, or the outermost `{…}`); a labelled
+/// score with a colon (`Score: 4`, `**Score:** 4/5`; the last one wins);
+/// a labelled score without one (`score - 4`, `a score of 4`); `N/max` or
+/// `N out of max`; a verb phrase (`I'd give it a 4`); and finally a lone
+/// number, only when it is the only number in the reply and the reply is
+/// not a refusal.
+pub fn parse_judge_reply(reply: &str, scale: (u32, u32)) -> JudgeParse {
+    let (min, max) = scale;
+    let score = match json_score(reply, max) {
+        JsonScore::Found(v) => Some(v),
+        JsonScore::Unusable => None,
+        JsonScore::Absent => text_score(reply, max),
+    };
+    match score {
+        Some(v) if v.is_finite() => {
+            if v >= f64::from(min) && v <= f64::from(max) {
+                JudgeParse::Score(v)
+            } else {
+                JudgeParse::OutOfRange(v)
+            }
+        }
+        _ => JudgeParse::Unparseable,
+    }
+}
+
+enum JsonScore {
+    Found(f64),
+    /// A score key whose value is not a number (`null`, `"n/a"`).
+    Unusable,
+    Absent,
+}
+
+/// Score keys of a JSON reply, compared ignoring ASCII case.
+const SCORE_KEYS: [&str; 5] = ["score", "rating", "grade", "final_score", "overall_score"];
+
+fn json_score(reply: &str, max: u32) -> JsonScore {
+    for candidate in json_candidates(reply) {
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(candidate) else {
+            continue;
+        };
+        let Some((_, value)) = map
+            .iter()
+            .find(|(k, _)| SCORE_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s)))
+        else {
+            continue;
+        };
+        let score = match value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok().or_else(|| text_score(s, max)),
+            _ => None,
+        };
+        return score.map_or(JsonScore::Unusable, JsonScore::Found);
+    }
+    JsonScore::Absent
+}
+
+/// Texts that may be a JSON object: the whole reply, each fenced block, and
+/// the span from the first `{` to the last `}`.
+fn json_candidates(reply: &str) -> Vec<&str> {
+    let mut out = vec![reply.trim()];
+    for block in reply.split("```").skip(1).step_by(2) {
+        let body = block.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+        out.push(body.trim());
+    }
+    if let (Some(open), Some(close)) = (reply.find('{'), reply.rfind('}'))
+        && open < close
+    {
+        out.push(&reply[open..=close]);
+    }
+    out
+}
+
+/// A number: digits with an optional decimal part.
+const NUM: &str = r"(-?\d+(?:\.\d+)?)";
+/// Markup and quotes that may surround a label or a number.
+const MARKUP: &str = r#"[*_\s"'`]*"#;
+/// An optional parenthesised aside after a label, e.g. `Score (1-5):`.
+const ASIDE: &str = r#"(?:\([^)\n]{0,30}\)[*_\s"'`]*)?"#;
+
+static LABEL_COLON: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"(?i)\b(?:score|rating|grade|overall|verdict)\b{MARKUP}{ASIDE}[:=]{MARKUP}{NUM}"
+    ))
+    .ok()
+});
+
+static LABEL_LOOSE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"(?i)\b(?:score|rating|grade)\b{MARKUP}{ASIDE}(?:-|–|—|\bis\b|\bof\b)?{MARKUP}{NUM}"
+    ))
+    .ok()
+});
+
+static FRACTION: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?i)(\d+(?:\.\d+)?)\s*(?:/|\bout\s+of\b)\s*(\d+(?:\.\d+)?)").ok()
+});
+
+static VERB: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"(?i)\b(?:rate|rated|give|giving|gave|assign|award|score)\s+(?:(?:it|this|that|the)\s+(?:\w+\s+)?)?(?:(?:a|an)\s+)?{NUM}"
+    ))
+    .ok()
+});
+
+static NUMBER: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(NUM).ok());
+
+static REFUSAL: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(?:i\s+(?:cannot|can\s*not|can't|can’t|am\s+unable|won't|will\s+not|am\s+not\s+able)|i'm\s+(?:unable|not\s+able|sorry)|i\s+am\s+sorry|as\s+an\s+ai)\b",
+    )
+    .ok()
+});
+
+/// Captured number `i` of a match, parsed.
+fn capture_number(caps: &regex::Captures<'_>, i: usize) -> Option<f64> {
+    caps.get(i).and_then(|m| m.as_str().parse::<f64>().ok())
+}
+
+/// The score in free text, by the preference order of [`parse_judge_reply`].
+fn text_score(reply: &str, max: u32) -> Option<f64> {
+    let (Some(colon), Some(loose), Some(fraction), Some(verb), Some(number), Some(refusal)) = (
+        LABEL_COLON.as_ref(),
+        LABEL_LOOSE.as_ref(),
+        FRACTION.as_ref(),
+        VERB.as_ref(),
+        NUMBER.as_ref(),
+        REFUSAL.as_ref(),
+    ) else {
+        return None;
+    };
+    // 1. `Score: 4`: the last one is the final verdict.
+    if let Some(v) = colon
+        .captures_iter(reply)
+        .filter_map(|c| capture_number(&c, 1))
+        .last()
+    {
+        return Some(v);
+    }
+    // 2. `score - 4`, `a score of 4`: the first one; later ones tend to be
+    // hypothetical ("a score of 5 would need …").
+    if let Some(v) = loose
+        .captures_iter(reply)
+        .find_map(|c| capture_number(&c, 1))
+    {
+        return Some(v);
+    }
+    // 3. `4/5`, `4 out of 5` over the scale's maximum.
+    let fractions: Vec<(f64, f64)> = fraction
+        .captures_iter(reply)
+        .filter(|c| {
+            c.get(0)
+                .is_some_and(|m| stands_alone(reply, m.start(), m.end()))
+        })
+        .filter_map(|c| Some((capture_number(&c, 1)?, capture_number(&c, 2)?)))
+        .collect();
+    if let Some((v, _)) = fractions
+        .iter()
+        .rev()
+        .find(|(_, over)| *over == f64::from(max))
+    {
+        return Some(*v);
+    }
+    if refusal.is_match(reply) {
+        return None;
+    }
+    // 4. `I'd give it a 4`.
+    if let Some(v) = verb
+        .captures_iter(reply)
+        .find_map(|c| capture_number(&c, 1))
+    {
+        return Some(v);
+    }
+    // 5. The only number, or the only fraction (`8/10` on a 1-5 scale).
+    let numbers: Vec<f64> = number
+        .find_iter(reply)
+        .filter_map(|m| {
+            let text = m.as_str();
+            // A `-` glued to a word or a number is a hyphen, not a sign.
+            let glued = m.start() > 0
+                && reply[..m.start()]
+                    .chars()
+                    .next_back()
+                    .is_some_and(char::is_alphanumeric);
+            let text = if glued {
+                text.trim_start_matches('-')
+            } else {
+                text
+            };
+            text.parse::<f64>().ok()
+        })
+        .collect();
+    match (numbers.as_slice(), fractions.as_slice()) {
+        ([only], _) => Some(*only),
+        ([_, _], [(v, _)]) => Some(*v),
+        _ => None,
+    }
+}
+
+/// Whether the fraction at `start..end` is not part of a longer run such as
+/// a date (`2024/05/01`) or a version (`1.2/3`).
+fn stands_alone(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    !before.is_some_and(|c| c == '/' || c == '.' || c.is_ascii_digit())
+        && !after.is_some_and(|c| c == '/' || c.is_ascii_digit())
+}
+
+// ---------------------------------------------------------------------------
+// Human annotations
+// ---------------------------------------------------------------------------
+
+/// Key of an output text in annotation files: the first 16 hex digits of
+/// its SHA-256.
+pub fn text_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// One human annotation: a score and a note on one model output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnnotationRow {
+    /// Model id.
+    pub model: String,
+    /// Prompt id.
+    pub prompt: String,
+    /// [`text_hash`] of `output`: the key that ties the annotation to results.
+    pub output_hash: String,
+    /// The output text, for the annotator to read.
+    pub output: String,
+    /// The annotator's score; `None` while unscored (an empty cell).
+    pub score: Option<f64>,
+    /// Free-text note.
+    pub note: String,
+}
+
+impl AnnotationRow {
+    /// An unscored row for `output`, with its hash filled in.
+    pub fn new(model: &str, prompt: &str, output: &str) -> Self {
+        Self {
+            model: model.to_string(),
+            prompt: prompt.to_string(),
+            output_hash: text_hash(output),
+            output: output.to_string(),
+            score: None,
+            note: String::new(),
+        }
+    }
+
+    /// Whether `output_hash` is still the hash of `output` (an annotator may
+    /// have edited the text).
+    pub fn hash_matches(&self) -> bool {
+        self.output_hash == text_hash(&self.output)
+    }
+}
+
+/// The annotation CSV's columns, in written order.
+pub const ANNOTATION_COLUMNS: [&str; 6] =
+    ["model", "prompt", "output_hash", "output", "score", "note"];
+
+/// Why annotation CSV cannot be written or read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AnnotationError {
+    /// The CSV itself is malformed (e.g. a row with the wrong number of fields).
+    #[error("annotations CSV, line {line}: {message}")]
+    Csv {
+        /// 1-based line where the problem was found (0 when unknown).
+        line: u64,
+        /// The CSV reader's or writer's message.
+        message: String,
+    },
+    /// A required column is absent from the header row.
+    #[error(
+        "annotations CSV has no `{0}` column (expected: model, prompt, output_hash, output, score, note)"
+    )]
+    MissingColumn(&'static str),
+    /// A score cell is neither empty nor a finite number.
+    #[error(
+        "annotations CSV, line {line}: score {value:?} is not a number (leave it empty for no score)"
+    )]
+    BadScore {
+        /// 1-based line where the row starts.
+        line: u64,
+        /// The cell as written.
+        value: String,
+    },
+    /// A row to write has a NaN or infinite score.
+    #[error("annotation row {index} has a non-finite score")]
+    NonFiniteScore {
+        /// 0-based index of the row.
+        index: usize,
+    },
+}
+
+fn csv_error(err: csv::Error) -> AnnotationError {
+    AnnotationError::Csv {
+        line: err.position().map_or(0, csv::Position::line),
+        message: match err.kind() {
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => format!("{len} fields where the header has {expected_len}"),
+            _ => err.to_string(),
+        },
+    }
+}
+
+/// The rows as CSV text with a header row ([`ANNOTATION_COLUMNS`]); any text
+/// (commas, quotes, newlines) is quoted so it reads back unchanged.
+pub fn write_annotations_csv(rows: &[AnnotationRow]) -> Result<String, AnnotationError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(ANNOTATION_COLUMNS).map_err(csv_error)?;
+    for (index, row) in rows.iter().enumerate() {
+        let score = match row.score {
+            Some(s) if !s.is_finite() => return Err(AnnotationError::NonFiniteScore { index }),
+            Some(s) => s.to_string(),
+            None => String::new(),
+        };
+        writer
+            .write_record([
+                row.model.as_str(),
+                row.prompt.as_str(),
+                row.output_hash.as_str(),
+                row.output.as_str(),
+                score.as_str(),
+                row.note.as_str(),
+            ])
+            .map_err(csv_error)?;
+    }
+    let bytes = writer.into_inner().map_err(|e| AnnotationError::Csv {
+        line: 0,
+        message: e.to_string(),
+    })?;
+    String::from_utf8(bytes).map_err(|e| AnnotationError::Csv {
+        line: 0,
+        message: e.to_string(),
+    })
+}
+
+/// Rows of annotation CSV text. Columns are found by header name (any order;
+/// extra columns are ignored; a leading byte-order mark is skipped). An
+/// empty or blank score cell is `None`.
+pub fn read_annotations_csv(text: &str) -> Result<Vec<AnnotationRow>, AnnotationError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(csv_error)?.clone();
+    let column = |name: &'static str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+            .ok_or(AnnotationError::MissingColumn(name))
+    };
+    let [model, prompt, hash, output, score, note] = [
+        column("model")?,
+        column("prompt")?,
+        column("output_hash")?,
+        column("output")?,
+        column("score")?,
+        column("note")?,
+    ];
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(csv_error)?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let cell = |i: usize| record.get(i).unwrap_or("").to_string();
+        let raw_score = cell(score);
+        let parsed = match raw_score.trim() {
+            "" => None,
+            s => match s.parse::<f64>() {
+                Ok(v) if v.is_finite() => Some(v),
+                _ => {
+                    return Err(AnnotationError::BadScore {
+                        line,
+                        value: raw_score,
+                    });
+                }
+            },
+        };
+        rows.push(AnnotationRow {
+            model: cell(model),
+            prompt: cell(prompt),
+            output_hash: cell(hash),
+            output: cell(output),
+            score: parsed,
+            note: cell(note),
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(value: Value) -> CheckSpec {
+        serde_json::from_value(value).expect("check spec deserializes")
+    }
+
+    fn run(value: Value, text: &str) -> CheckResult {
+        spec(value)
+            .compile()
+            .expect("check compiles")
+            .evaluate(text)
+    }
+
+    fn compile_err(value: Value) -> CheckError {
+        spec(value).compile().expect_err("check must not compile")
+    }
+
+    #[track_caller]
+    fn assert_result(r: &CheckResult, passed: bool, reason: &str) {
+        assert_eq!(r.passed, passed, "{r:?}");
+        assert_eq!(r.reason, reason, "{r:?}");
+    }
+
+    const TEXT: &str = "We use retrieval-augmented generation here.";
+
+    #[test]
+    fn contains() {
+        let r = run(json!({"contains": "retriev"}), TEXT);
+        assert_eq!(r.check, r#"contains "retriev""#);
+        assert_eq!(r.weight, 1.0);
+        assert_result(&r, true, r#"found "retriev" at byte 7"#);
+        let r = run(json!({"contains": "Retriev"}), TEXT);
+        assert_result(&r, false, r#"missing "Retriev""#);
+    }
+
+    #[test]
+    fn contains_case_insensitive() {
+        let r = run(
+            json!({"contains": "RETRIEV", "case_insensitive": true}),
+            TEXT,
+        );
+        assert_eq!(r.check, r#"contains "RETRIEV" (case-insensitive)"#);
+        assert_result(&r, true, r#"found "retriev" at byte 7"#);
+        // Offsets are bytes of the original text, even past multi-byte chars.
+        let r = run(
+            json!({"contains": "straße", "case_insensitive": true}),
+            "Één STRASSE, één STRAẞE",
+        );
+        assert_result(&r, true, r#"found "STRAẞE" at byte 21"#);
+        let r = run(json!({"contains": "xyz", "case_insensitive": true}), TEXT);
+        assert_result(&r, false, r#"missing "xyz""#);
+    }
+
+    #[test]
+    fn contains_any() {
+        let r = run(json!({"contains_any": ["vector", "generation"]}), TEXT);
+        assert_eq!(r.check, r#"contains_any ["vector", "generation"]"#);
+        assert_result(&r, true, r#"found "generation" at byte 27"#);
+        let r = run(json!({"contains_any": ["vector", "index"]}), TEXT);
+        assert_result(&r, false, r#"none of "vector", "index" found"#);
+        let r = run(
+            json!({"contains_any": ["VECTOR", "WE USE"], "case_insensitive": true}),
+            TEXT,
+        );
+        assert_result(&r, true, r#"found "We use" at byte 0"#);
+    }
+
+    #[test]
+    fn contains_all() {
+        let r = run(json!({"contains_all": ["We", "generation"]}), TEXT);
+        assert_result(&r, true, "all 2 found");
+        let r = run(json!({"contains_all": ["We", "vector", "index"]}), TEXT);
+        assert_result(&r, false, r#"missing "vector", "index" (2 of 3)"#);
+        let r = run(
+            json!({"contains_all": ["we", "GENERATION"], "case_insensitive": true}),
+            TEXT,
+        );
+        assert_result(&r, true, "all 2 found");
+    }
+
+    #[test]
+    fn not_contains() {
+        let r = run(json!({"not_contains": "As an AI"}), TEXT);
+        assert_eq!(r.check, r#"not_contains "As an AI""#);
+        assert_result(&r, true, r#"no "As an AI""#);
+        let r = run(json!({"not_contains": "here"}), TEXT);
+        assert_result(&r, false, r#"found "here" at byte 38"#);
+        let r = run(
+            json!({"not_contains": "HERE", "case_insensitive": true}),
+            TEXT,
+        );
+        assert_result(&r, false, r#"found "here" at byte 38"#);
+    }
+
+    #[test]
+    fn regex() {
+        let r = run(json!({"regex": r"^\d+"}), "42 apples");
+        assert_eq!(r.check, r"regex /^\d+/");
+        assert_result(&r, true, r#"matched "42" at byte 0"#);
+        let r = run(json!({"regex": r"^\d+"}), "apples: 42");
+        assert_result(&r, false, "no match");
+        let r = run(
+            json!({"regex": "APPLE", "case_insensitive": true}),
+            "apples: 42",
+        );
+        assert_eq!(r.check, "regex /APPLE/ (case-insensitive)");
+        assert_result(&r, true, r#"matched "apple" at byte 0"#);
+    }
+
+    #[test]
+    fn starts_with() {
+        let r = run(json!({"starts_with": "Yes"}), "  Yes, it does.");
+        assert_result(&r, true, r#"starts with "Yes""#);
+        let r = run(json!({"starts_with": "Yes"}), "Sure! Yes.");
+        assert_result(&r, false, r#"starts with "Sur" instead"#);
+        let r = run(
+            json!({"starts_with": "yes", "case_insensitive": true}),
+            "YES.",
+        );
+        assert_result(&r, true, r#"starts with "YES""#);
+        let r = run(
+            json!({"starts_with": "yes", "case_insensitive": true}),
+            "oh yes",
+        );
+        assert_result(&r, false, r#"starts with "oh " instead"#);
+    }
+
+    #[test]
+    fn equals() {
+        let r = run(json!({"equals": "Paris"}), "Paris\n");
+        assert_eq!(r.check, r#"equals "Paris""#);
+        assert_result(&r, true, "equal");
+        let r = run(json!({"equals": "Paris"}), "Paris, France");
+        assert_result(&r, false, r#"output is "Paris, France""#);
+        let r = run(
+            json!({"equals": "paris", "case_insensitive": true}),
+            " PARIS ",
+        );
+        assert_result(&r, true, "equal");
+        let r = run(
+            json!({"equals": "paris", "case_insensitive": true}),
+            "PARISIAN",
+        );
+        assert_result(&r, false, r#"output is "PARISIAN""#);
+    }
+
+    #[test]
+    fn word_limits() {
+        let r = run(json!({"min_words": 3}), "one two\tthree\u{3000}four");
+        assert_eq!(r.check, "min_words 3");
+        assert_result(&r, true, "4 words >= 3");
+        let r = run(json!({"min_words": 3}), "single");
+        assert_result(&r, false, "1 word < 3");
+        let r = run(json!({"max_words": 2}), "one two");
+        assert_result(&r, true, "2 words <= 2");
+        let long = vec!["w"; 83].join(" ");
+        let r = run(json!({"max_words": 80}), &long);
+        assert_result(&r, false, "83 words > 80");
+    }
+
+    #[test]
+    fn is_json() {
+        let r = run(json!({"is_json": true}), " {\"a\": [1, 2]}\n");
+        assert_eq!(r.check, "is_json");
+        assert_result(&r, true, "valid JSON object");
+        let r = run(json!({"is_json": true}), "```json\n[1, 2]\n```\n");
+        assert_result(&r, true, "valid JSON array in a ```json fence");
+        let r = run(json!({"is_json": true}), "Here it is: {\"a\": 1}");
+        assert_result(&r, false, "not JSON: expected value at line 1 column 1");
+        // Prose around a fence is not a JSON output.
+        let r = run(json!({"is_json": true}), "Sure:\n```json\n{}\n```");
+        assert!(!r.passed);
+    }
+
+    #[test]
+    fn json_schema() {
+        let schema = json!({
+            "json_schema": {
+                "type": "object",
+                "required": ["name", "tags"],
+                "properties": {"name": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}
+            }
+        });
+        let r = run(schema.clone(), r#"{"name": "x", "tags": ["a"]}"#);
+        assert_eq!(r.check, "json_schema");
+        assert_result(&r, true, "JSON object matches the schema");
+        let r = run(
+            schema.clone(),
+            "```json\n{\"name\": \"x\", \"tags\": []}\n```",
+        );
+        assert_result(
+            &r,
+            true,
+            "JSON object in a ```json fence matches the schema",
+        );
+        let r = run(schema.clone(), r#"{"name": "x", "tags": ["a", 3]}"#);
+        assert_result(
+            &r,
+            false,
+            r#"schema violation at /tags/1: 3 is not of type "string""#,
+        );
+        let r = run(schema.clone(), r#"{"name": 1}"#);
+        assert!(!r.passed);
+        assert!(r.reason.ends_with("(and 1 more error)"), "{}", r.reason);
+        let r = run(schema, "nope");
+        assert_result(&r, false, "not JSON: expected ident at line 1 column 2");
+    }
+
+    #[test]
+    fn weights_and_pass_rate() {
+        let checks = [
+            json!({"contains": "retriev", "weight": 3}),
+            json!({"contains": "missing", "weight": 1}),
+            json!({"max_words": 1, "weight": 0}),
+        ];
+        let results: Vec<CheckResult> = checks.into_iter().map(|c| run(c, TEXT)).collect();
+        assert_eq!(results[0].weight, 3.0);
+        assert_eq!(pass_rate(&results), Some(0.75));
+        assert_eq!(pass_rate(&[]), None);
+        assert_eq!(pass_rate(&results[2..]), None);
+        let unweighted: Vec<CheckResult> = [json!({"contains": "We"}), json!({"contains": "no"})]
+            .into_iter()
+            .map(|c| run(c, TEXT))
+            .collect();
+        assert_eq!(pass_rate(&unweighted), Some(0.5));
+    }
+
+    #[test]
+    fn compile_errors_name_the_field() {
+        let e = compile_err(json!({"regex": "(unclosed"}));
+        assert_eq!(e.field, "regex");
+        assert_eq!(e.message, "invalid regex: unclosed group");
+        let e = compile_err(json!({"json_schema": {"type": "objekt"}}));
+        assert_eq!(e.field, "json_schema");
+        assert!(
+            e.message.starts_with("invalid JSON schema at /type: "),
+            "{e}"
+        );
+        let e = compile_err(json!({"json_schema": {"minLength": "three"}}));
+        assert_eq!(e.field, "json_schema");
+        assert!(e.message.contains("/minLength"), "{e}");
+        let e = compile_err(json!({"json_schema": {"file": "schemas/x.json"}}));
+        assert_eq!(e.field, "json_schema");
+        assert!(e.message.contains("inline"), "{e}");
+        let e = compile_err(json!({}));
+        assert_eq!(e.field, "");
+        assert!(
+            e.message.starts_with("a check needs one of: contains, "),
+            "{e}"
+        );
+        let e = compile_err(json!({"weight": 2}));
+        assert_eq!(e.field, "");
+        let e = compile_err(json!({"contains": "a", "regex": "b"}));
+        assert_eq!(e.field, "regex");
+        assert_eq!(
+            e.message,
+            "one check per list item: `contains` and `regex` are both here; write them as two items"
+        );
+        let e = compile_err(json!({"max_words": 3, "case_insensitive": true}));
+        assert_eq!(e.field, "case_insensitive");
+        assert_eq!(e.message, "case_insensitive does not apply to `max_words`");
+        let e = compile_err(json!({"contains": "a", "weight": -1}));
+        assert_eq!(e.field, "weight");
+        let e = compile_err(json!({"contains": ""}));
+        assert_eq!(e.field, "contains");
+        let e = compile_err(json!({"contains_any": []}));
+        assert_eq!(e.field, "contains_any");
+        let e = compile_err(json!({"contains_all": ["a", ""]}));
+        assert_eq!(e.field, "contains_all");
+        let e = compile_err(json!({"is_json": false}));
+        assert_eq!(e.field, "is_json");
+    }
+
+    #[test]
+    fn deserializes_short_and_long_forms() {
+        let items: Vec<CheckSpec> = serde_json::from_value(json!([
+            {"contains": "retriev"},
+            {"contains_any": ["a", "b"]},
+            {"regex": "^\\d+"},
+            {"max_words": 80},
+            {"is_json": true},
+            {"json_schema": {"type": "object"}},
+            {"contains": "foo", "case_insensitive": true, "weight": 2},
+        ]))
+        .expect("deserializes");
+        assert_eq!(items[0].contains.as_deref(), Some("retriev"));
+        assert_eq!(items[0].weight(), 1.0);
+        assert_eq!(items[3].max_words, Some(80));
+        assert_eq!(items[5].kind_key(), Some("json_schema"));
+        assert_eq!(
+            items[6],
+            CheckSpec {
+                contains: Some("foo".into()),
+                case_insensitive: Some(true),
+                weight: Some(2.0),
+                ..CheckSpec::default()
+            }
+        );
+        for item in &items {
+            item.compile().expect("compiles");
+        }
+        // Serializing writes only what was set.
+        assert_eq!(
+            serde_json::to_value(&items[6]).expect("serializes"),
+            json!({"contains": "foo", "case_insensitive": true, "weight": 2.0})
+        );
+    }
+
+    #[test]
+    fn deserialization_errors() {
+        let err = serde_json::from_value::<CheckSpec>(json!({"contain": "x"}))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(
+            err.starts_with("unknown field `contain`, expected one of `contains`"),
+            "{err}"
+        );
+        let err = serde_json::from_value::<CheckSpec>(json!({"max_words": "eighty"}))
+            .expect_err("wrong type")
+            .to_string();
+        assert!(err.contains("expected u32"), "{err}");
+        assert!(serde_json::from_value::<CheckSpec>(json!("contains")).is_err());
+    }
+
+    #[test]
+    fn schema_accepts_the_shapes() {
+        let schema = serde_json::to_value(schemars::schema_for!(Vec<CheckSpec>)).expect("schema");
+        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        let good = json!([
+            {"contains": "retriev"},
+            {"contains_any": ["a", "b"], "weight": 0.5},
+            {"json_schema": {"type": "object"}},
+            {"json_schema": true},
+            {"is_json": true},
+            {"regex": "x", "case_insensitive": true},
+        ]);
+        assert!(validator.is_valid(&good));
+        for bad in [
+            json!([{"contain": "x"}]),
+            json!([{"is_json": false}]),
+            json!([{"max_words": -1}]),
+            json!([{"contains_any": []}]),
+            json!([{"json_schema": "x"}]),
+            json!([{"contains": "x", "weight": -2}]),
+        ] {
+            assert!(!validator.is_valid(&bad), "{bad}");
+        }
+        let scale = serde_json::to_value(schemars::schema_for!(JudgeScale)).expect("schema");
+        assert_eq!(scale["type"], "string");
+        assert!(scale["pattern"].is_string());
+    }
+
+    #[test]
+    #[ignore = "prints the schema; run with --ignored --nocapture"]
+    fn print_schema() {
+        let schema = schemars::schema_for!(Vec<CheckSpec>);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&schema).expect("serializes")
+        );
+        let scale = schemars::schema_for!(JudgeScale);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&scale).expect("serializes")
+        );
+    }
+
+    #[test]
+    fn judge_replies() {
+        use JudgeParse::{OutOfRange, Score, Unparseable};
+        let cases: &[(&str, (u32, u32), JudgeParse)] = &[
+            ("Score: 4", (1, 5), Score(4.0)),
+            ("score - 4", (1, 5), Score(4.0)),
+            ("**Score:** 4/5", (1, 5), Score(4.0)),
+            ("4/5", (1, 5), Score(4.0)),
+            ("I'd rate this a 4 out of 5.", (1, 5), Score(4.0)),
+            ("Rating: 3.5", (1, 5), Score(3.5)),
+            (
+                r#"{"score": 4, "reason": "covers 3 of 4 points"}"#,
+                (1, 5),
+                Score(4.0),
+            ),
+            (
+                "Here is my verdict:\n```json\n{\"score\": 2, \"reason\": \"Score: 5 is too high\"}\n```",
+                (1, 5),
+                Score(2.0),
+            ),
+            ("4", (1, 5), Score(4.0)),
+            ("Score: 7", (1, 5), OutOfRange(7.0)),
+            ("I cannot evaluate this.", (1, 5), Unparseable),
+            (
+                "I'm sorry, but I can't help with rating this (policy 2).",
+                (1, 5),
+                Unparseable,
+            ),
+            ("The answer lists 3 items. Score: 5", (1, 5), Score(5.0)),
+            (
+                "The answer lists 3 items and misses 2.",
+                (1, 5),
+                Unparseable,
+            ),
+            ("Score (1-5): 4", (1, 5), Score(4.0)),
+            (
+                "Initial score: 3. After checking the sources, final score: 4.",
+                (1, 5),
+                Score(4.0),
+            ),
+            (
+                "I give it a score of 4; a score of 5 would need citations.",
+                (1, 5),
+                Score(4.0),
+            ),
+            (
+                "Covered 3/4 requirements. I'd give it a 4.",
+                (1, 5),
+                Score(4.0),
+            ),
+            ("8/10", (1, 5), OutOfRange(8.0)),
+            ("Score: 8/10", (0, 10), Score(8.0)),
+            (
+                "The response is accurate and concise.\n\nRating: **5**",
+                (1, 5),
+                Score(5.0),
+            ),
+            (r#"{"rating": "4/5"}"#, (1, 5), Score(4.0)),
+            (
+                r#"{"score": null, "reason": "cannot judge"}"#,
+                (1, 5),
+                Unparseable,
+            ),
+            ("Score: N/A", (1, 5), Unparseable),
+            ("Score: -1", (1, 5), OutOfRange(-1.0)),
+            ("", (1, 5), Unparseable),
+            ("Score: 0", (0, 1), Score(0.0)),
+            ("On 2024/05/01 the answer was fine.", (1, 5), Unparseable),
+            ("Final verdict = 3", (1, 5), Score(3.0)),
+            ("\"score\": 4,\n\"reason\": \"ok\"", (1, 5), Score(4.0)),
+        ];
+        assert!(cases.len() >= 15);
+        for (reply, scale, expected) in cases {
+            assert_eq!(
+                parse_judge_reply(reply, *scale),
+                *expected,
+                "reply {reply:?} on {scale:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn judge_parse_serializes() {
+        assert_eq!(
+            serde_json::to_value(JudgeParse::Score(4.0)).expect("serializes"),
+            json!({"score": 4.0})
+        );
+        assert_eq!(
+            serde_json::to_value(JudgeParse::OutOfRange(7.0)).expect("serializes"),
+            json!({"out_of_range": 7.0})
+        );
+        assert_eq!(
+            serde_json::to_value(JudgeParse::Unparseable).expect("serializes"),
+            json!("unparseable")
+        );
+        let back: JudgeParse = serde_json::from_value(json!({"score": 3.5})).expect("reads");
+        assert_eq!(back, JudgeParse::Score(3.5));
+    }
+
+    #[test]
+    fn judge_scale() {
+        let s: JudgeScale = serde_json::from_value(json!("1-5")).expect("parses");
+        assert_eq!(s, JudgeScale { min: 1, max: 5 });
+        assert_eq!(s.bounds(), (1, 5));
+        let s: JudgeScale = " 0 - 10 ".parse().expect("parses");
+        assert_eq!(s.to_string(), "0-10");
+        assert_eq!(serde_json::to_value(s).expect("serializes"), json!("0-10"));
+        for bad in ["5-1", "3-3", "1to5", "a-5", "1-", "-1-5"] {
+            assert!(bad.parse::<JudgeScale>().is_err(), "{bad}");
+        }
+        let err = serde_json::from_value::<JudgeScale>(json!("5-1"))
+            .expect_err("min > max")
+            .to_string();
+        assert_eq!(
+            err,
+            r#"invalid judge scale "5-1": min must be less than max"#
+        );
+    }
+
+    #[test]
+    fn hashes() {
+        assert_eq!(text_hash(""), "e3b0c44298fc1c14");
+        assert_eq!(text_hash("abc"), "ba7816bf8f01cfea");
+        assert_eq!(text_hash("abc").len(), 16);
+    }
+
+    #[test]
+    fn annotations_round_trip_hostile_text() {
+        let hostile = [
+            "plain",
+            "commas, and \"quotes\", and 'single'",
+            "line one\nline two\r\nline three\r",
+            "  leading and trailing spaces  ",
+            "=HYPERLINK(\"http://x\")",
+            "",
+            "\"",
+            "tab\there; semicolon; ünïcødé ✓ \u{0}",
+        ];
+        let mut rows: Vec<AnnotationRow> = hostile
+            .iter()
+            .enumerate()
+            .map(|(i, text)| AnnotationRow::new("m,1", &format!("p\"{i}"), text))
+            .collect();
+        rows[0].score = Some(4.0);
+        rows[1].score = Some(3.5);
+        rows[2].note = "note with\nnewline, comma and \"quote\"".into();
+        let csv = write_annotations_csv(&rows).expect("writes");
+        assert!(csv.starts_with("model,prompt,output_hash,output,score,note\n"));
+        let back = read_annotations_csv(&csv).expect("reads");
+        assert_eq!(back, rows);
+        assert!(back.iter().all(AnnotationRow::hash_matches));
+        // A byte-order mark (spreadsheet export) is skipped.
+        assert_eq!(
+            read_annotations_csv(&format!("\u{feff}{csv}")).expect("reads"),
+            rows
+        );
+    }
+
+    #[test]
+    fn annotations_read_errors_and_columns() {
+        let text = "note,score,output,output_hash,prompt,model,extra\n\
+                    ok,,out,h,p,m,x\n\
+                    \"multi\nline\", 2 ,out,h,p,m,x\n\
+                    bad,four,out,h,p,m,x\n";
+        match read_annotations_csv(text) {
+            Err(AnnotationError::BadScore { line, value }) => {
+                assert_eq!((line, value.as_str()), (5, "four"));
+            }
+            other => panic!("expected BadScore, got {other:?}"),
+        }
+        let ok = read_annotations_csv(&text.replace("four", "")).expect("reads");
+        assert_eq!(ok.len(), 3);
+        assert_eq!(ok[0].score, None);
+        assert_eq!(ok[1].score, Some(2.0));
+        assert_eq!(ok[1].note, "multi\nline");
+        let err = read_annotations_csv("model,prompt,output\n").expect_err("missing column");
+        assert_eq!(err, AnnotationError::MissingColumn("output_hash"));
+        let err = read_annotations_csv("model,prompt,output_hash,output,score,note\na,b\n")
+            .expect_err("short row");
+        assert_eq!(
+            err,
+            AnnotationError::Csv {
+                line: 2,
+                message: "2 fields where the header has 6".into()
+            }
+        );
+        let err =
+            read_annotations_csv("model,prompt,output_hash,output,score,note\na,b,c,d,NaN,f\n")
+                .expect_err("NaN");
+        assert!(matches!(err, AnnotationError::BadScore { line: 2, .. }));
+        let mut row = AnnotationRow::new("m", "p", "o");
+        row.score = Some(f64::INFINITY);
+        assert_eq!(
+            write_annotations_csv(&[row]),
+            Err(AnnotationError::NonFiniteScore { index: 0 })
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! Reports from a synthetic results document with known numbers: snapshots
+//! of the Markdown and CSV, byte stability, hostile text, the charts.
+
+use dyno::exec::{Footprint, Launch, ModelRun};
+use dyno::plan::Round;
+use dyno::record;
+use dyno::results::{self, Environment, Results, Sample, Status, SuiteRecord};
+use dyno::suite::EnergySettings;
+
+use crate::Tree;
+
+pub const HOSTILE: &str =
+    "=SUM(A1:A2), \"quoted\" | pipe\nsecond line\r\nthird ``` fence — ünïcödé 🚀";
+
+fn sample(
+    model: &str,
+    variant: Option<&str>,
+    prompt: &str,
+    round: Round,
+    ms: (f64, f64),
+) -> Sample {
+    let key = match variant {
+        Some(v) => format!("{model}/{prompt}[{v}]"),
+        None => format!("{model}/{prompt}"),
+    };
+    let (ttft, e2e) = ms;
+    let tokens = 40;
+    let mut s = Sample {
+        index: 0,
+        key,
+        model: model.into(),
+        prompt: prompt.into(),
+        round,
+        warmup: round.is_warmup(),
+        seed: 7,
+        stream: true,
+        status: Status::Ok,
+        error_kind: None,
+        error: None,
+        ttft_ms: Some(ttft),
+        ttfo_reasoning_ms: None,
+        e2e_ms: Some(e2e),
+        itl_ms: vec![],
+        tpot_ms: None,
+        output_tokens: Some(tokens),
+        prompt_tokens: Some(12),
+        token_source: Some(results::TokenSource::Usage),
+        decode_tps: None,
+        finish_reason: Some("stop".into()),
+        text: format!("{model} answers {prompt}"),
+        server_timings: Some(
+            [("predicted_per_second".to_string(), 39_000.0 / (e2e - ttft))]
+                .into_iter()
+                .collect(),
+        ),
+        variant: variant.map(String::from),
+        cold: false,
+        rss_peak_mb: Some(if model == "alpha" { 310.0 } else { 455.0 } + ttft / 100.0),
+        rss_median_mb: Some(if model == "alpha" { 300.0 } else { 450.0 }),
+        cpu_ms: Some(e2e * 1.5),
+        energy_j: None,
+    };
+    s.derive_rates();
+    s
+}
+
+fn run(id: &str, variant: Option<&str>, load_ms: f64, rss: f64) -> ModelRun {
+    ModelRun {
+        id: id.into(),
+        variant: variant.map(String::from),
+        api_model: id.into(),
+        license: Some("apache-2.0".into()),
+        capabilities: vec!["chat".into()],
+        load_ms: Some(load_ms),
+        launches: vec![Launch {
+            load_ms,
+            rss_idle_mb: Some(rss - 20.0),
+            rss_peak_mb: Some(rss),
+            rss_median_mb: Some(rss - 10.0),
+            rss_samples: 200,
+            cpu_s: Some(12.5),
+            exit: None,
+        }],
+        footprint: Some(Footprint {
+            files: vec![],
+            bytes: (rss * 300_000.0) as u64,
+            mb: rss * 0.3,
+        }),
+        gpu: None,
+        server_version: Some("b1234".into()),
+        status: Status::Ok,
+        failure: None,
+    }
+}
+
+/// Two models, one with two variants; two prompts (one with hostile
+/// output), a warmup (cold) round and five measured rounds each.
+pub fn synthetic() -> Results {
+    let mut samples = Vec::new();
+    let launches = [
+        ("alpha", Some("threads=1"), 20.0, 900.0),
+        ("alpha", Some("threads=2"), 12.0, 520.0),
+        ("beta", None, 30.0, 1400.0),
+    ];
+    for (model, variant, ttft, e2e) in launches {
+        let mut first = true;
+        for round in std::iter::once(Round::Warmup(1)).chain((1..=5).map(Round::Measured)) {
+            for prompt in ["rag", "hostile"] {
+                let jitter = f64::from(samples.len() as u32 % 5);
+                let mut s = sample(
+                    model,
+                    variant,
+                    prompt,
+                    round,
+                    (ttft + jitter, e2e + 10.0 * jitter),
+                );
+                s.cold = std::mem::take(&mut first);
+                if s.cold {
+                    s.ttft_ms = Some(ttft * 4.0);
+                }
+                if prompt == "hostile" {
+                    s.text = HOSTILE.into();
+                }
+                s.index = samples.len() + 1;
+                samples.push(s);
+            }
+        }
+    }
+    let mut failed = sample("beta", None, "rag", Round::Measured(5), (0.0, 0.0));
+    failed.status = Status::Error;
+    failed.error_kind = Some(results::ErrorKind::Timeout);
+    failed.ttft_ms = None;
+    failed.e2e_ms = None;
+    failed.decode_tps = None;
+    failed.tpot_ms = None;
+    samples.retain(|s| !(s.model == "beta" && s.prompt == "rag" && s.round == Round::Measured(5)));
+    samples.push(failed);
+    let models = vec![
+        run("alpha", Some("threads=1"), 310.0, 330.0),
+        run("alpha", Some("threads=2"), 305.0, 335.0),
+        run("beta", None, 1140.0, 470.0),
+    ];
+    let energy = EnergySettings {
+        watts: Some(15.0),
+        price_per_kwh: Some(0.3),
+        currency: Some("EUR".into()),
+        ignore_rapl: false,
+    };
+    let summaries = results::summarize_models(&models, &samples, &energy);
+    let highlights = results::highlights(&summaries, &samples);
+    Results {
+        format_version: results::FORMAT_VERSION,
+        tool_version: "0.1.0".into(),
+        started_at: "2026-03-01T12:00:00Z".into(),
+        git_revision: Some("0123456789abcdef".into()),
+        suite: SuiteRecord {
+            name: "synthetic | suite".into(),
+            description: Some("Known numbers.".into()),
+            file: "suites/synthetic.yaml".into(),
+            hash: "abc123".into(),
+            resolved: serde_json::json!({"outputs": {"templates": ["report.md", "results.csv"]}}),
+        },
+        environment: Environment {
+            cpu: "Test CPU".into(),
+            cores: 2,
+            ram_mb: 24000,
+            os: "Linux".into(),
+        },
+        models,
+        summaries,
+        highlights,
+        cells: results::aggregate(&samples),
+        samples,
+    }
+}
+
+#[test]
+fn summaries_pool_warm_requests_and_keep_cold_ones_apart() {
+    let doc = synthetic();
+    assert_eq!(doc.summaries.len(), 3);
+    let alpha1 = &doc.summaries[0];
+    assert_eq!(alpha1.label, "alpha [threads=1]");
+    // 5 measured rounds × 2 prompts; the cold request was the warmup.
+    assert_eq!(alpha1.requests, 10);
+    let cold = alpha1.cold_ttft_ms.as_ref().unwrap();
+    assert_eq!((cold.summary.n, cold.summary.p50), (1, 80.0));
+    assert!(alpha1.ttft_ms.as_ref().unwrap().summary.max < 25.0);
+    // 15 W × E2E seconds / 40 tokens.
+    let j = alpha1.joules_per_token.unwrap();
+    assert!((0.33..0.36).contains(&j), "{j}");
+    let cost = alpha1.cost_per_million_tokens.unwrap();
+    assert!((cost - j * 1e6 / 3.6e6 * 0.3).abs() < 1e-9);
+    let ratio = alpha1.decode_ratio.unwrap();
+    assert!((0.99..1.01).contains(&ratio), "{ratio}");
+    let beta = &doc.summaries[2];
+    assert_eq!((beta.requests, beta.errors), (10, 1));
+    assert_eq!(beta.model_file_bytes, Some(141_000_000));
+    let fastest = &doc.highlights[0];
+    assert_eq!(fastest.best, "alpha [threads=2]");
+    assert_eq!(fastest.runner_up.as_deref(), Some("alpha [threads=1]"));
+    assert_eq!(fastest.distinguishable, Some(true));
+}
+
+#[test]
+fn report_and_csv_snapshots() {
+    let doc = synthetic();
+    let report = dyno::report::render("report.md", &doc, None).unwrap();
+    assert_eq!(
+        report,
+        dyno::report::render("report.md", &doc, None).unwrap()
+    );
+    insta::assert_snapshot!("report_md", report);
+    let csv = dyno::report::render("results.csv", &doc, None).unwrap();
+    insta::assert_snapshot!("results_csv", csv);
+}
+
+#[test]
+fn csv_round_trips_hostile_model_output() {
+    let doc = synthetic();
+    let csv = dyno::report::render("results.csv", &doc, None).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let text_column = header.iter().position(|h| h == "sample_text").unwrap();
+    let key_column = header.iter().position(|h| h == "key").unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), doc.cells.len());
+    let hostile = rows
+        .iter()
+        .find(|r| &r[key_column] == "alpha/hostile[threads=1]")
+        .unwrap();
+    assert_eq!(&hostile[text_column], HOSTILE);
+}
+
+#[test]
+fn charts_parse_as_svg_with_one_series_per_model() {
+    let doc = synthetic();
+    let tree = Tree::new(&[]);
+    let dir = tree.path("out");
+    let files = record::write_outputs(&doc, &dir, &["report.md".into()], None).unwrap();
+    let charts: Vec<_> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    assert_eq!(charts.len(), 3, "{files:?}");
+    for chart in charts {
+        let text = std::fs::read_to_string(chart).unwrap();
+        let svg = roxmltree::Document::parse(&text).unwrap();
+        assert_eq!(svg.root_element().tag_name().name(), "svg");
+        let texts: Vec<&str> = svg
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .map(str::trim)
+            .collect();
+        for summary in &doc.summaries {
+            let hits = texts.iter().filter(|t| **t == summary.label).count();
+            assert_eq!(
+                hits,
+                1,
+                "{}: {} in {texts:?}",
+                chart.display(),
+                summary.label
+            );
+        }
+    }
+    // Rendering again gives the same bytes.
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    record::write_outputs(&doc, &dir, &["report.md".into()], None).unwrap();
+    let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    assert_eq!(before, after);
+}

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::results::{ErrorKind, TokenSource};
 use crate::sse::SseFramer;
-use crate::suite::{Message, Role};
+use crate::suite::Message;
 
 /// Where to send requests. The API key is held here only; it is never
 /// formatted into errors, logs or results.
@@ -72,14 +72,7 @@ impl ChatRequest {
         let messages: Vec<Value> = self
             .messages
             .iter()
-            .map(|m| {
-                let role = match m.role {
-                    Role::System => "system",
-                    Role::User => "user",
-                    Role::Assistant => "assistant",
-                };
-                json!({ "role": role, "content": m.content })
-            })
+            .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
             .collect();
         let mut body = json!({
             "model": self.model,
@@ -470,7 +463,7 @@ mod tests {
         let req = ChatRequest {
             model: "m".into(),
             messages: vec![Message {
-                role: Role::User,
+                role: crate::suite::Role::User,
                 content: "hi".into(),
             }],
             temperature: 0.0,

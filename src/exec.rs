@@ -10,12 +10,15 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::adapter::{
+    self, Adapter, AdapterSpec, AdapterTokenSource, GenerateParams, GenerationErrorKind,
+};
 use crate::client::{self, ChatRequest, Target};
 use crate::plan::{self, Cell};
-use crate::resources::{self, GpuSnapshot, Rapl, Sampler};
-use crate::results::{ErrorKind, Sample, Status};
+use crate::resources::{self, GpuSnapshot, Rapl, Sampler, Window};
+use crate::results::{ErrorKind, Sample, Status, TokenSource};
 use crate::server::{RunningServer, ServerSpec};
-use crate::suite::{Model, ServedBy, Server, Suite};
+use crate::suite::{Endpoint, EndpointKind, Model, ServedBy, Server, Suite};
 
 /// How one model (in one server variant) fared: each server launch, the
 /// model's footprint on disk and what the GPU held.
@@ -77,6 +80,20 @@ pub struct Launch {
     pub cpu_s: Option<f64>,
     /// How the launch ended when the server died under dyno.
     pub exit: Option<String>,
+}
+
+impl Launch {
+    fn measured(load_ms: f64, idle: &Window, total: &Window, exit: Option<String>) -> Launch {
+        Launch {
+            load_ms,
+            rss_idle_mb: idle.rss_peak_bytes.map(|b| b as f64 / MB),
+            rss_peak_mb: total.rss_peak_bytes.map(|b| b as f64 / MB),
+            rss_median_mb: total.rss_median_bytes.map(|b| b / MB),
+            rss_samples: total.samples,
+            cpu_s: total.cpu_s,
+            exit,
+        }
+    }
 }
 
 /// A model's files on disk.
@@ -199,6 +216,9 @@ pub async fn execute(
         };
         let failure = match &model.served_by {
             ServedBy::Endpoint(name) => match suite.endpoints.get(name) {
+                Some(e) if e.kind == EndpointKind::Command => {
+                    runner.adapter(model, name, e, group, &mut run).await
+                }
                 Some(e) => {
                     let target = Target {
                         base_url: e.base_url.clone().unwrap_or_default(),
@@ -206,7 +226,9 @@ pub async fn execute(
                         headers: e.headers.clone(),
                     };
                     run.server_version = client::server_version(&runner.http, &target).await;
-                    runner.cells(model, group, &target, None).await
+                    runner
+                        .cells(model, group, &mut Backend::Http(&target, None), None)
+                        .await
                 }
                 None => Some(format!("endpoint `{name}` is not defined")),
             },
@@ -302,18 +324,19 @@ impl Runner<'_> {
                 run.server_version = client::server_version(&self.http, &target).await;
             }
             let failure = self
-                .cells(model, segment, &target, Some((&mut running, &sampler)))
+                .cells(
+                    model,
+                    segment,
+                    &mut Backend::Http(&target, Some(&mut running)),
+                    Some(&sampler),
+                )
                 .await;
-            let total = sampler.window(&whole);
-            run.launches.push(Launch {
-                load_ms: running.load_ms(),
-                rss_idle_mb: idle.rss_peak_bytes.map(|b| b as f64 / MB),
-                rss_peak_mb: total.rss_peak_bytes.map(|b| b as f64 / MB),
-                rss_median_mb: total.rss_median_bytes.map(|b| b / MB),
-                rss_samples: total.samples,
-                cpu_s: total.cpu_s,
-                exit: running.exit_status(),
-            });
+            run.launches.push(Launch::measured(
+                running.load_ms(),
+                &idle,
+                &sampler.window(&whole),
+                running.exit_status(),
+            ));
             drop(sampler);
             running.stop().await;
             if let Some(reason) = failure {
@@ -327,16 +350,74 @@ impl Runner<'_> {
         None
     }
 
-    /// Sends `cells` in order to `target`. With a managed server, measures
-    /// its memory and CPU around each request, marks the first request
-    /// cold, and once the server has died skips the rest. Returns why the
-    /// model failed.
+    /// Runs a model's cells through a `command` adapter: one launch, timed
+    /// from spawn to `loaded`, its process tree sampled like a server's.
+    async fn adapter(
+        &mut self,
+        model: &Model,
+        name: &str,
+        endpoint: &Endpoint,
+        group: &[Cell],
+        run: &mut ModelRun,
+    ) -> Option<String> {
+        self.progress
+            .set_message(format!("{}: starting adapter `{name}`", model.id));
+        let spec = AdapterSpec {
+            command: endpoint.command.clone(),
+            weights_path: endpoint.weights.as_ref().map(|w| w.display().to_string()),
+            params: endpoint.params.clone().into_iter().collect(),
+            load_timeout: Duration::from_secs(u64::from(endpoint.load_timeout_s)),
+            env: Vec::new(),
+            cwd: Some(endpoint.dir.clone()).filter(|d| !d.as_os_str().is_empty()),
+        };
+        let (mut adapter, load) = match Adapter::start(&spec).await {
+            Ok(started) => started,
+            Err(err) => {
+                let reason = format!("adapter `{name}`: {err}");
+                for cell in group {
+                    self.record(skipped(cell, &reason));
+                }
+                return Some(reason);
+            }
+        };
+        let load_ms = load.as_secs_f64() * 1000.0;
+        run.server_version = adapter.info().map(|info| match info {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        let sampler = Sampler::start(adapter.pid(), resources::DEFAULT_PERIOD);
+        let whole = sampler.mark();
+        let idle = sampler.window(&whole);
+        let failure = self
+            .cells(
+                model,
+                group,
+                &mut Backend::Adapter(&mut adapter),
+                Some(&sampler),
+            )
+            .await;
+        let total = sampler.window(&whole);
+        drop(sampler);
+        let stopped = adapter.stop().await;
+        run.launches.push(Launch::measured(
+            load_ms,
+            &idle,
+            &total,
+            (!stopped.clean).then_some(stopped.status),
+        ));
+        failure
+    }
+
+    /// Sends `cells` in order through `backend`. With a process to watch
+    /// (managed server or adapter), measures its memory and CPU around each
+    /// request, marks the first request cold, and once the process has died
+    /// skips the rest. Returns why the model failed.
     async fn cells(
         &mut self,
         model: &Model,
         cells: &[Cell],
-        target: &Target,
-        mut server: Option<(&mut RunningServer, &Sampler)>,
+        backend: &mut Backend<'_>,
+        sampler: Option<&Sampler>,
     ) -> Option<String> {
         let mut failure: Option<String> = None;
         for (i, cell) in cells.iter().enumerate() {
@@ -346,29 +427,39 @@ impl Runner<'_> {
             }
             self.progress
                 .set_message(format!("{} · {} · {}", cell.model, cell.prompt, cell.round));
-            let mark = server.as_ref().map(|(_, sampler)| sampler.mark());
+            let mark = sampler.map(Sampler::mark);
             let energy_before = self.rapl.as_ref().and_then(Rapl::read_domains);
-            let mut sample = measure(&self.http, target, self.suite, &model.api_model, cell).await;
+            let mut sample = match backend {
+                Backend::Http(target, _) => {
+                    measure(&self.http, target, self.suite, &model.api_model, cell).await
+                }
+                Backend::Adapter(adapter) => measure_adapter(adapter, self.suite, cell).await,
+            };
             if let (Some(rapl), Some(before)) = (&self.rapl, energy_before)
                 && let Some(after) = rapl.read_domains()
             {
                 sample.energy_j = rapl.delta_uj(&before, &after).map(|uj| uj as f64 / 1e6);
             }
-            if let Some((running, sampler)) = server.as_mut() {
+            if let (Some(sampler), Some(mark)) = (sampler, &mark) {
                 sample.cold = i == 0;
-                if let Some(mark) = &mark {
-                    let window = sampler.window(mark);
-                    sample.rss_peak_mb = window.rss_peak_bytes.map(|b| b as f64 / MB);
-                    sample.rss_median_mb = window.rss_median_bytes.map(|b| b / MB);
-                    sample.cpu_ms = window.cpu_s.map(|s| s * 1000.0);
-                }
-                if sample.status == Status::Error
-                    && let Some(status) = running.exit_status()
-                {
-                    let message = format!(
-                        "server {status} during the request; last log lines:\n{}",
-                        running.log_tail(10)
-                    );
+                let window = sampler.window(mark);
+                sample.rss_peak_mb = window.rss_peak_bytes.map(|b| b as f64 / MB);
+                sample.rss_median_mb = window.rss_median_bytes.map(|b| b / MB);
+                sample.cpu_ms = window.cpu_s.map(|s| s * 1000.0);
+            }
+            if sample.status == Status::Error {
+                let exit = match backend {
+                    Backend::Http(_, Some(running)) => running
+                        .exit_status()
+                        .map(|status| (status, running.log_tail(10))),
+                    Backend::Http(_, None) => None,
+                    Backend::Adapter(adapter) => (sample.error_kind
+                        == Some(ErrorKind::ServerExited))
+                    .then(|| ("exited".to_string(), adapter.log_tail(10).join("\n"))),
+                };
+                if let Some((status, log)) = exit {
+                    let message =
+                        format!("server {status} during the request; last log lines:\n{log}");
                     sample.error_kind = Some(ErrorKind::ServerExited);
                     sample.error = Some(message.clone());
                     failure = Some(message);
@@ -392,6 +483,84 @@ impl Runner<'_> {
     }
 }
 
+/// How requests reach a model.
+enum Backend<'a> {
+    /// OpenAI-compatible HTTP, with the managed server behind it if any.
+    Http(&'a Target, Option<&'a mut RunningServer>),
+    /// A `command` adapter over stdin/stdout.
+    Adapter(&'a mut Adapter),
+}
+
+/// The messages of a cell's prompt.
+fn prompt_messages(suite: &Suite, cell: &Cell) -> Vec<crate::suite::Message> {
+    suite
+        .prompts
+        .iter()
+        .find(|p| p.id == cell.prompt)
+        .map(|p| p.messages.clone())
+        .unwrap_or_default()
+}
+
+async fn measure_adapter(adapter: &mut Adapter, suite: &Suite, cell: &Cell) -> Sample {
+    let messages: Vec<adapter::Message> = prompt_messages(suite, cell)
+        .into_iter()
+        .map(|m| adapter::Message {
+            role: m.role.as_str().to_string(),
+            content: m.content,
+        })
+        .collect();
+    let params = GenerateParams {
+        max_tokens: Some(cell.params.max_tokens),
+        temperature: Some(cell.params.temperature),
+        seed: Some(u64::from(cell.seed)),
+        extra: cell
+            .params
+            .top_p
+            .map(|p| ("top_p".to_string(), serde_json::Value::from(p)))
+            .into_iter()
+            .collect(),
+    };
+    let g = adapter
+        .generate(
+            &cell.index.to_string(),
+            &messages,
+            &params,
+            Duration::from_secs_f64(cell.params.timeout_s),
+        )
+        .await;
+    let mut sample = blank(cell);
+    sample.status = if g.error.is_some() {
+        Status::Error
+    } else {
+        Status::Ok
+    };
+    if let Some((kind, message)) = g.error {
+        sample.error_kind = Some(match kind {
+            GenerationErrorKind::Timeout => ErrorKind::Timeout,
+            GenerationErrorKind::BadMessage => ErrorKind::BadSse,
+            GenerationErrorKind::EarlyEof => ErrorKind::EarlyEof,
+            GenerationErrorKind::AdapterError => ErrorKind::ServerError,
+            GenerationErrorKind::Exited => ErrorKind::ServerExited,
+        });
+        sample.error = Some(message);
+    }
+    sample.ttft_ms = g.ttft_ms;
+    sample.e2e_ms = g.e2e_ms;
+    sample.itl_ms = g.itl_ms;
+    sample.output_tokens = g.output_tokens;
+    sample.prompt_tokens = g.prompt_tokens;
+    sample.token_source = g.token_source.map(|s| match s {
+        AdapterTokenSource::Usage => TokenSource::Usage,
+        AdapterTokenSource::Events => TokenSource::Estimate,
+    });
+    sample.finish_reason = g.finish_reason;
+    sample.text = g.text;
+    if sample.status == Status::Ok {
+        sample.derive_rates();
+    }
+    sample
+}
+
 async fn measure(
     http: &reqwest::Client,
     target: &Target,
@@ -399,12 +568,7 @@ async fn measure(
     api_model: &str,
     cell: &Cell,
 ) -> Sample {
-    let messages = suite
-        .prompts
-        .iter()
-        .find(|p| p.id == cell.prompt)
-        .map(|p| p.messages.clone())
-        .unwrap_or_default();
+    let messages = prompt_messages(suite, cell);
     let request = ChatRequest {
         model: api_model.to_string(),
         messages,

@@ -1,6 +1,7 @@
 //! dyno: a dynamometer for language models. The library does the work; the
 //! binary only parses arguments and maps results to exit codes.
 
+pub mod adapter;
 pub mod charts;
 pub mod cli;
 pub mod fsutil;

@@ -95,6 +95,13 @@ pub struct Endpoint {
     /// The variable's name only; its value is read when a request is sent.
     pub api_key_env: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// `command` endpoints: the adapter program, its weights and load parameters.
+    pub command: Vec<String>,
+    pub weights: Option<PathBuf>,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub load_timeout_s: u32,
+    /// Where a `command` adapter runs: the suite file's directory.
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -425,11 +432,29 @@ impl Loader<'_> {
                         at(&format!("/endpoints/{}/base_url", escape(name))),
                     ));
                 }
+                if kind == EndpointKind::Command && e.command.is_none() {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!("endpoint `{name}` of kind `command` needs a `command`"),
+                            file,
+                            at(&format!("/endpoints/{}", escape(name))),
+                        )
+                        .with_hint(Some(
+                            "for example command: [python3, examples/adapter/echo_adapter.py]"
+                                .into(),
+                        )),
+                    );
+                }
                 let endpoint = Endpoint {
                     kind,
                     base_url: e.base_url.clone(),
                     api_key_env: e.api_key_env.clone(),
                     headers: e.headers.clone(),
+                    command: e.command.clone().unwrap_or_default(),
+                    weights: e.weights.as_ref().map(|w| dir.join(w)),
+                    params: e.params.clone(),
+                    load_timeout_s: e.load_timeout_s.unwrap_or(120),
+                    dir: dir.clone(),
                 };
                 (name.clone(), endpoint)
             })

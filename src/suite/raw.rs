@@ -115,6 +115,9 @@ pub enum EndpointKind {
     Openai,
     /// Foundry Local: port discovery, alias resolution and model loading.
     Foundry,
+    /// A custom adapter program speaking dyno's JSON-lines protocol on
+    /// stdin/stdout (`docs/adapter-protocol.md`).
+    Command,
 }
 
 /// An OpenAI-compatible HTTP endpoint.
@@ -136,6 +139,22 @@ pub struct RawEndpoint {
     /// Extra HTTP headers sent with every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// `command` endpoints: the adapter program and its arguments (paths
+    /// relative to the suite file's directory, where it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub command: Option<Vec<String>>,
+    /// `command` endpoints: the weights file passed in the `load` message
+    /// (relative to the suite file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
+    /// `command` endpoints: parameters passed as is in the `load` message.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Seconds a managed adapter (or Foundry model load) may take (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub load_timeout_s: Option<u32>,
 }
 
 /// A local server process that dyno starts before the first cell that needs
@@ -272,6 +291,17 @@ pub enum Role {
     System,
     User,
     Assistant,
+}
+
+impl Role {
+    /// The role as the chat APIs spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
 }
 
 /// Request parameters and round counts. Unset fields inherit (model →

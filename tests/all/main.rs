@@ -1,5 +1,6 @@
 //! dyno's integration tests: one binary, a module per area.
 
+mod adapter;
 mod cli;
 mod client;
 mod compare;

@@ -1,0 +1,47 @@
+//! The example adapter (`examples/adapter/`) benchmarked end to end through
+//! a suite: a real child process speaking the JSON-lines protocol.
+
+use dyno::plan::Filter;
+use dyno::record;
+use dyno::results::{Results, Status, TokenSource};
+
+use crate::repo_root;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_adapter_is_measured_like_any_model() {
+    let out = tempfile::tempdir().unwrap();
+    let suite = repo_root().join("examples/adapter/suite.yaml");
+    let summary = record::run_suite(&suite, &Filter::default(), Some(out.path()), true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let doc: Results =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary.failed_requests, 0, "{:#?}", doc.models);
+    assert_eq!(doc.samples.len(), 2 * 5);
+    let run = &doc.models[0];
+    assert_eq!(run.status, Status::Ok);
+    assert!(run.load_ms.unwrap() > 0.0);
+    assert!(
+        run.launches[0].rss_peak_mb.unwrap() > 1.0,
+        "python's memory is sampled"
+    );
+    for s in &doc.samples {
+        let tokens = s.output_tokens.unwrap();
+        assert_eq!(s.token_source, Some(TokenSource::Usage));
+        assert_eq!(
+            tokens as usize,
+            s.text.split_whitespace().count(),
+            "{}",
+            s.text
+        );
+        assert_eq!(s.itl_ms.len() as u64, tokens - 1);
+        assert!(s.ttft_ms.unwrap() < s.e2e_ms.unwrap());
+        // 5 ms before each token: decode cannot beat 200 tok/s.
+        assert!(s.decode_tps.unwrap() < 200.0, "{:?}", s.decode_tps);
+    }
+    assert!(doc.samples[0].cold && !doc.samples[1].cold);
+    let summary = &doc.summaries[0];
+    assert_eq!(summary.requests, 8);
+    assert!(summary.cold_ttft_ms.is_some());
+}

@@ -24,6 +24,7 @@ lint:
 schema:
 	cargo run --quiet -- schema --out schemas/suite.schema.json
 	cargo run --quiet -- schema --prompts --out schemas/prompts.schema.json
+	cargo run --quiet -- schema --results --out schemas/results.schema.json
 
 bench:
 	cargo bench --locked --bench loader

@@ -56,6 +56,19 @@ pub enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Use templates from this directory (`report.md.j2`, ...) over the built-in ones.
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+        /// Also keep a timestamped copy of every output under `<dir>/archive/`.
+        #[arg(long)]
+        archive: bool,
+    },
+    /// Write (or extend) `annotations.csv` beside a results file: one row per
+    /// model × prompt × distinct output, with empty `score` and `note`
+    /// columns to fill in; `dyno report` merges the ratings.
+    Annotate {
+        /// A results.json file, or the directory that holds it.
+        results: PathBuf,
     },
     /// Re-render the reports of stored results, without running anything.
     Report {
@@ -98,8 +111,11 @@ pub enum Command {
     /// Print the suite JSON schema (or write it with --out).
     Schema {
         /// The schema of an included prompt file instead of a suite.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "results")]
         prompts: bool,
+        /// The schema of a results file (`results.json`) instead of a suite.
+        #[arg(long)]
+        results: bool,
         /// Write the schema to this file instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -127,7 +143,28 @@ pub fn run(cli: Cli) -> ExitCode {
             prompts,
             out,
             quiet,
-        } => run_cmd(&suites, &Filter { models, prompts }, out.as_deref(), quiet),
+            templates,
+            archive,
+        } => run_cmd(
+            &suites,
+            &Filter { models, prompts },
+            &crate::record::RunOptions {
+                out,
+                quiet,
+                templates,
+                archive,
+            },
+        ),
+        Command::Annotate { results } => match crate::record::annotate(&results) {
+            Ok(path) => {
+                eprintln!("fill in the `score` column, then run `dyno report`");
+                print_stdout(&format!("{}\n", path.display()))
+            }
+            Err(err) => {
+                eprint!("{err}");
+                EXIT_ERROR
+            }
+        },
         Command::Report { results, templates } => {
             match crate::record::rerender(&results, templates.as_deref()) {
                 Ok(files) => {
@@ -152,7 +189,11 @@ pub fn run(cli: Cli) -> ExitCode {
             json,
             svg,
         } => history_cmd(&results, metric, json, svg.as_deref()),
-        Command::Schema { prompts, out } => schema(prompts, out.as_deref()),
+        Command::Schema {
+            prompts,
+            results,
+            out,
+        } => schema(SchemaKind::of(prompts, results), out.as_deref()),
     };
     ExitCode::from(code)
 }
@@ -282,19 +323,39 @@ fn plan_cmd(file: &Path, filter: &Filter, json: bool) -> u8 {
     print_stdout(&text)
 }
 
-/// The schema text exactly as committed in `schemas/suite.schema.json`
-/// (or `schemas/prompts.schema.json` for prompt files).
-pub fn schema_text(prompts: bool) -> String {
-    let schema = if prompts {
-        raw::prompt_file_schema()
-    } else {
-        raw::suite_schema()
+/// Which committed schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaKind {
+    /// `schemas/suite.schema.json`
+    Suite,
+    /// `schemas/prompts.schema.json`
+    Prompts,
+    /// `schemas/results.schema.json`
+    Results,
+}
+
+impl SchemaKind {
+    fn of(prompts: bool, results: bool) -> SchemaKind {
+        match (prompts, results) {
+            (true, _) => SchemaKind::Prompts,
+            (_, true) => SchemaKind::Results,
+            _ => SchemaKind::Suite,
+        }
+    }
+}
+
+/// The schema text exactly as committed under `schemas/`.
+pub fn schema_text(kind: SchemaKind) -> String {
+    let schema = match kind {
+        SchemaKind::Suite => raw::suite_schema(),
+        SchemaKind::Prompts => raw::prompt_file_schema(),
+        SchemaKind::Results => crate::results::results_schema(),
     };
     serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
 
-fn schema(prompts: bool, out: Option<&Path>) -> u8 {
-    let text = schema_text(prompts);
+fn schema(kind: SchemaKind, out: Option<&Path>) -> u8 {
+    let text = schema_text(kind);
     match out {
         Some(path) => match crate::fsutil::write_atomic(path, text.as_bytes()) {
             Ok(()) => EXIT_OK,
@@ -323,7 +384,7 @@ fn print_stdout(text: &str) -> u8 {
     }
 }
 
-fn run_cmd(args: &[String], filter: &Filter, out: Option<&Path>, quiet: bool) -> u8 {
+fn run_cmd(args: &[String], filter: &Filter, options: &crate::record::RunOptions) -> u8 {
     let Some(files) = suite_files(args) else {
         return EXIT_ERROR;
     };
@@ -340,7 +401,7 @@ fn run_cmd(args: &[String], filter: &Filter, out: Option<&Path>, quiet: bool) ->
     };
     let mut code = EXIT_OK;
     for file in &files {
-        let outcome = runtime.block_on(crate::record::run_suite(file, filter, out, quiet));
+        let outcome = runtime.block_on(crate::record::run_suite_with(file, filter, options));
         match outcome {
             Ok(summary) => {
                 println!("{summary}");

@@ -22,7 +22,7 @@ use crate::suite::{Endpoint, EndpointKind, Model, ServedBy, Server, Suite};
 
 /// How one model (in one server variant) fared: each server launch, the
 /// model's footprint on disk and what the GPU held.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelRun {
     pub id: String,
     /// The server variant (`threads=2`), when its server declares variants.
@@ -65,7 +65,7 @@ pub fn label(model: &str, variant: Option<&str>) -> String {
 }
 
 /// One start of a managed server, measured while it ran.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Launch {
     /// Spawn → ready, in milliseconds.
     pub load_ms: f64,
@@ -97,7 +97,7 @@ impl Launch {
 }
 
 /// A model's files on disk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Footprint {
     pub files: Vec<FileSize>,
     /// Total bytes of the files that exist.
@@ -106,7 +106,7 @@ pub struct Footprint {
     pub mb: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileSize {
     pub path: String,
     /// `None` when the file cannot be read.
@@ -220,11 +220,7 @@ pub async fn execute(
                     runner.adapter(model, name, e, group, &mut run).await
                 }
                 Some(e) => {
-                    let target = Target {
-                        base_url: e.base_url.clone().unwrap_or_default(),
-                        api_key: e.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()),
-                        headers: e.headers.clone(),
-                    };
+                    let target = endpoint_target(e);
                     run.server_version = client::server_version(&runner.http, &target).await;
                     runner
                         .cells(model, group, &mut Backend::Http(&target, None), None)
@@ -275,29 +271,10 @@ impl Runner<'_> {
             vec![group]
         };
         let label = run.label();
-        let log_name = match plan::variant_label(variant) {
-            Some(v) => format!("{name}[{v}].log"),
-            None => format!("{name}.log"),
-        };
         for (i, segment) in segments.iter().enumerate() {
             self.progress
                 .set_message(format!("{label}: starting server `{name}`"));
-            let spec = ServerSpec {
-                name: name.to_string(),
-                command: server
-                    .command
-                    .iter()
-                    .map(|a| Server::substitute(a, variant))
-                    .collect(),
-                ready_path: server.ready.clone(),
-                startup_timeout: Duration::from_secs(u64::from(server.startup_timeout_s)),
-                env: server
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Server::substitute(v, variant)))
-                    .collect(),
-                log_path: self.options.work_dir.join("logs").join(&log_name),
-            };
+            let spec = server_spec(name, server, variant, &self.options.work_dir);
             let mut running = match RunningServer::start(&spec).await {
                 Ok(running) => running,
                 Err(err) => {
@@ -483,6 +460,89 @@ impl Runner<'_> {
     }
 }
 
+/// A model's HTTP target outside the timed run (for the judge and probes):
+/// its endpoint, or its managed server started in its first variant. The
+/// server, if any, must be stopped by the caller.
+pub async fn connect(
+    suite: &Suite,
+    model: &Model,
+    work_dir: &Path,
+) -> Result<(Target, Option<RunningServer>), String> {
+    match &model.served_by {
+        ServedBy::Endpoint(name) => {
+            let e = suite
+                .endpoints
+                .get(name)
+                .ok_or_else(|| format!("endpoint `{name}` is not defined"))?;
+            if e.kind == EndpointKind::Command {
+                return Err(format!(
+                    "model `{}` is served by the command adapter `{name}`; only HTTP models can do this",
+                    model.id
+                ));
+            }
+            Ok((endpoint_target(e), None))
+        }
+        ServedBy::Server(name) => {
+            let server = suite
+                .servers
+                .get(name)
+                .ok_or_else(|| format!("server `{name}` is not defined"))?;
+            let variant = server
+                .variant_combinations()
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            let spec = server_spec(name, server, &variant, work_dir);
+            let running = RunningServer::start(&spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            let target = Target {
+                base_url: running.base_url(),
+                api_key: None,
+                headers: BTreeMap::new(),
+            };
+            Ok((target, Some(running)))
+        }
+    }
+}
+
+fn endpoint_target(e: &Endpoint) -> Target {
+    Target {
+        base_url: e.base_url.clone().unwrap_or_default(),
+        api_key: e.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()),
+        headers: e.headers.clone(),
+    }
+}
+
+/// How dyno starts `server` in `variant`; its log goes under `work_dir/logs`.
+fn server_spec(
+    name: &str,
+    server: &Server,
+    variant: &[(String, String)],
+    work_dir: &Path,
+) -> ServerSpec {
+    let log_name = match plan::variant_label(variant) {
+        Some(v) => format!("{name}[{v}].log"),
+        None => format!("{name}.log"),
+    };
+    ServerSpec {
+        name: name.to_string(),
+        command: server
+            .command
+            .iter()
+            .map(|a| Server::substitute(a, variant))
+            .collect(),
+        ready_path: server.ready.clone(),
+        startup_timeout: Duration::from_secs(u64::from(server.startup_timeout_s)),
+        env: server
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), Server::substitute(v, variant)))
+            .collect(),
+        log_path: work_dir.join("logs").join(log_name),
+    }
+}
+
 /// How requests reach a model.
 enum Backend<'a> {
     /// OpenAI-compatible HTTP, with the managed server behind it if any.
@@ -637,6 +697,9 @@ fn blank(cell: &Cell) -> Sample {
         rss_median_mb: None,
         cpu_ms: None,
         energy_j: None,
+        checks: Vec::new(),
+        judge: None,
+        human_score: None,
     }
 }
 

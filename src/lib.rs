@@ -5,6 +5,7 @@ pub mod adapter;
 pub mod charts;
 pub mod cli;
 pub mod fsutil;
+pub mod judge;
 pub mod plan;
 pub mod quality;
 pub mod sse;

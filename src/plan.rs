@@ -39,7 +39,9 @@ pub struct Cell {
     pub seed: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "kind", content = "n", rename_all = "snake_case")]
 pub enum Round {
     Warmup(u32),

@@ -472,7 +472,7 @@ impl Literal {
 }
 
 /// The outcome of one check on one output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckResult {
     /// Short label of the check, e.g. `contains "retriev"`.
     pub check: String,
@@ -814,7 +814,7 @@ impl From<JudgeScale> for String {
 }
 
 /// What a judge's reply says about the score.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JudgeParse {
     /// A score inside the scale.

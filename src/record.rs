@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::charts;
 use crate::exec::{self, ExecOptions};
 use crate::fsutil::write_atomic;
+use crate::judge;
 use crate::plan::{self, Filter};
+use crate::quality;
 use crate::report;
 use crate::results::{self, Environment, Results, Status, SuiteRecord};
 use crate::suite;
@@ -39,6 +41,19 @@ impl fmt::Display for RunSummary {
     }
 }
 
+/// How `dyno run` runs a suite.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Results directory instead of the suite's `outputs.dir`.
+    pub out: Option<PathBuf>,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Templates that override the built-in ones.
+    pub templates: Option<PathBuf>,
+    /// Also keep a timestamped copy under `<dir>/archive/<started_at>/`.
+    pub archive: bool,
+}
+
 /// Runs the suite at `file`; errors are rendered for the terminal.
 pub async fn run_suite(
     file: &Path,
@@ -46,16 +61,48 @@ pub async fn run_suite(
     out: Option<&Path>,
     quiet: bool,
 ) -> Result<RunSummary, String> {
+    let options = RunOptions {
+        out: out.map(Path::to_path_buf),
+        quiet,
+        ..RunOptions::default()
+    };
+    run_suite_with(file, filter, &options).await
+}
+
+/// Runs the suite at `file` with `options`; errors are rendered for the terminal.
+pub async fn run_suite_with(
+    file: &Path,
+    filter: &Filter,
+    options: &RunOptions,
+) -> Result<RunSummary, String> {
+    let (out, quiet) = (options.out.as_deref(), options.quiet);
     let suite = suite::load(file, &suite::process_env).map_err(|e| e.render())?;
     let cells = plan::plan(&suite, filter).map_err(|e| format!("error: {e}\n"))?;
     let dir = out.map_or_else(|| suite.outputs.dir.clone(), Path::to_path_buf);
     let dir = normalize(&dir);
     let started_at = results::utc_now();
-    let options = ExecOptions {
+    let exec_options = ExecOptions {
         quiet,
         work_dir: dir.clone(),
     };
-    let (samples, models) = exec::execute(&suite, &cells, &options).await;
+    let (mut samples, models) = exec::execute(&suite, &cells, &exec_options).await;
+    judge::apply_checks(&suite, &mut samples);
+    if suite.judge.is_some() {
+        if !quiet {
+            eprintln!("judging outputs (after the timed runs)…");
+        }
+        let judged =
+            judge::judge_samples(&suite, &mut samples, &dir, options.templates.as_deref()).await;
+        for failure in &judged.failures {
+            eprintln!("warning: {failure}");
+        }
+        if !quiet {
+            eprintln!(
+                "judge: {} outputs asked, {} from cache, {} without a score",
+                judged.asked, judged.cached, judged.unparseable
+            );
+        }
+    }
     let summaries = results::summarize_models(&models, &samples, &suite.energy);
     let highlights = results::highlights(&summaries, &samples);
     let doc = Results {
@@ -76,7 +123,22 @@ pub async fn run_suite(
         .iter()
         .filter(|s| s.status == Status::Error)
         .count();
-    let files = write_outputs(&doc, &dir, &suite.outputs.templates, None)?;
+    let mut files = write_outputs(
+        &doc,
+        &dir,
+        &suite.outputs.templates,
+        options.templates.as_deref(),
+    )?;
+    if options.archive {
+        let stamp = doc.started_at.replace(':', "-");
+        let archive = dir.join("archive").join(&stamp);
+        files.extend(write_outputs(
+            &doc,
+            &archive,
+            &suite.outputs.templates,
+            options.templates.as_deref(),
+        )?);
+    }
     let _ = std::fs::remove_file(dir.join("journal.jsonl"));
     Ok(RunSummary {
         suite: suite.name,
@@ -85,6 +147,81 @@ pub async fn run_suite(
         requests: doc.samples.len(),
         failed_requests,
     })
+}
+
+/// The human ratings file beside `results.json`.
+pub const ANNOTATIONS_FILE: &str = "annotations.csv";
+
+/// Writes (or extends) `annotations.csv` beside a results file: one row per
+/// model × prompt × distinct output with empty `score` and `note` columns.
+/// Rows already there keep their ratings; outputs no longer produced stay.
+pub fn annotate(results: &Path) -> Result<PathBuf, String> {
+    let (doc, file) = load_results(results)?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let path = dir.join(ANNOTATIONS_FILE);
+    let mut rows = read_annotations(&path)?;
+    let mut known: std::collections::BTreeSet<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r.model.clone(), r.prompt.clone(), r.output_hash.clone()))
+        .collect();
+    for s in doc
+        .samples
+        .iter()
+        .filter(|s| !s.warmup && s.status == Status::Ok)
+    {
+        let row = quality::AnnotationRow::new(&s.model, &s.prompt, &s.text);
+        if known.insert((
+            row.model.clone(),
+            row.prompt.clone(),
+            row.output_hash.clone(),
+        )) {
+            rows.push(row);
+        }
+    }
+    let text = quality::write_annotations_csv(&rows).map_err(|e| format!("error: {e}\n"))?;
+    write_atomic(&path, text.as_bytes())
+        .map_err(|e| format!("error: cannot write {}: {e}\n", path.display()))?;
+    Ok(path)
+}
+
+fn read_annotations(path: &Path) -> Result<Vec<quality::AnnotationRow>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => quality::read_annotations_csv(&text)
+            .map_err(|e| format!("error: {}: {e}\n", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("error: cannot read {}: {e}\n", path.display())),
+    }
+}
+
+/// Merges the ratings of `dir/annotations.csv` (when present) into the
+/// samples, by model, prompt and output hash, and refreshes the summaries.
+fn merge_annotations(doc: &mut Results, dir: &Path) -> Result<(), String> {
+    let rows = read_annotations(&dir.join(ANNOTATIONS_FILE))?;
+    let scores: std::collections::BTreeMap<(&str, &str, &str), f64> = rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                (r.model.as_str(), r.prompt.as_str(), r.output_hash.as_str()),
+                r.score?,
+            ))
+        })
+        .collect();
+    if scores.is_empty() {
+        return Ok(());
+    }
+    for s in doc
+        .samples
+        .iter_mut()
+        .filter(|s| !s.warmup && s.status == Status::Ok)
+    {
+        let hash = quality::text_hash(&s.text);
+        s.human_score = scores
+            .get(&(s.model.as_str(), s.prompt.as_str(), hash.as_str()))
+            .copied();
+    }
+    results::refresh_quality(&mut doc.summaries, &doc.samples);
+    doc.highlights = results::highlights(&doc.summaries, &doc.samples);
+    Ok(())
 }
 
 /// Writes `results.json` and every rendered template into `dir`.
@@ -132,6 +269,9 @@ fn write_reports(
     templates: &[String],
     override_dir: Option<&Path>,
 ) -> Result<Vec<PathBuf>, String> {
+    let mut merged = doc.clone();
+    merge_annotations(&mut merged, dir)?;
+    let doc = &merged;
     let mut rendered = templates
         .iter()
         .map(|name| {
@@ -156,6 +296,19 @@ fn write_reports(
 /// Re-renders the reports of a stored results file (or a directory holding
 /// `results.json`) without contacting any endpoint.
 pub fn rerender(results: &Path, override_dir: Option<&Path>) -> Result<Vec<PathBuf>, String> {
+    let (doc, file) = load_results(results)?;
+    let templates: Vec<String> = doc
+        .suite
+        .resolved
+        .pointer("/outputs/templates")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]);
+    let dir = file.parent().unwrap_or(Path::new("."));
+    write_reports(&doc, dir, &templates, override_dir)
+}
+
+/// Reads a results file (or a directory holding `results.json`).
+fn load_results(results: &Path) -> Result<(Results, PathBuf), String> {
     let file = if results.is_dir() {
         results.join("results.json")
     } else {
@@ -178,14 +331,7 @@ pub fn rerender(results: &Path, override_dir: Option<&Path>) -> Result<Vec<PathB
             results::READABLE_FORMATS.end(),
         ));
     }
-    let templates: Vec<String> = doc
-        .suite
-        .resolved
-        .pointer("/outputs/templates")
-        .and_then(|t| serde_json::from_value(t.clone()).ok())
-        .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]);
-    let dir = file.parent().unwrap_or(Path::new("."));
-    write_reports(&doc, dir, &templates, override_dir)
+    Ok((doc, file))
 }
 
 /// `suites/../results/x` → `results/x` (lexically), for readable paths.

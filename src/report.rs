@@ -20,6 +20,7 @@ pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     ("report.md", include_str!("../templates/report.md.j2")),
     ("results.csv", include_str!("../templates/results.csv.j2")),
     ("compare.md", include_str!("../templates/compare.md.j2")),
+    ("judge.md", include_str!("../templates/judge.md.j2")),
 ];
 
 /// What the filters print for a missing (null or undefined) value.
@@ -565,7 +566,10 @@ mod tests {
             match render(name, &json!({}), Some(&dir)).unwrap_err() {
                 ReportError::Unknown { name: n, available } => {
                     assert_eq!(n, name);
-                    assert_eq!(available, "compare.md, mine.txt, report.md, results.csv");
+                    assert_eq!(
+                        available,
+                        "compare.md, judge.md, mine.txt, report.md, results.csv"
+                    );
                 }
                 other => panic!("unexpected {other:?}"),
             }
@@ -573,7 +577,7 @@ mod tests {
         let err = render("nope.md", &json!({}), None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown template `nope.md` (available: compare.md, report.md, results.csv)"
+            "unknown template `nope.md` (available: compare.md, judge.md, report.md, results.csv)"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -617,7 +617,7 @@ impl Rapl {
 // ---------------------------------------------------------------------------
 
 /// GPU usage at one instant, over all NVIDIA GPUs.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct GpuSnapshot {
     /// The GPU name, or the distinct names joined with `" + "`.
     pub name: String,

@@ -17,7 +17,7 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 /// Where an output-token count came from, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {
     /// The server's `usage` object.
@@ -30,7 +30,7 @@ pub enum TokenSource {
     Estimate,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
@@ -38,7 +38,9 @@ pub enum Status {
 }
 
 /// What went wrong with a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Could not connect.
@@ -61,7 +63,7 @@ pub enum ErrorKind {
 
 /// One request, measured. Times are milliseconds on a monotonic clock,
 /// from just before the request was written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sample {
     /// Position in the plan (1-based).
     pub index: usize,
@@ -114,6 +116,27 @@ pub struct Sample {
     /// Package energy during this request (RAPL), in joules.
     #[serde(default)]
     pub energy_j: Option<f64>,
+    /// The prompt's checks on this output (successful requests only).
+    #[serde(default)]
+    pub checks: Vec<crate::quality::CheckResult>,
+    /// The judge model's score of this output.
+    #[serde(default)]
+    pub judge: Option<Judgement>,
+    /// A human rating merged from the results' annotation file.
+    #[serde(default)]
+    pub human_score: Option<f64>,
+}
+
+/// One judge model's verdict on one output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Judgement {
+    /// The judging model.
+    pub model: String,
+    /// The score when the reply had one inside the scale.
+    pub score: Option<f64>,
+    pub parse: crate::quality::JudgeParse,
+    /// The judge's reply as sent (or the error that prevented one).
+    pub reply: String,
 }
 
 impl Sample {
@@ -133,7 +156,7 @@ impl Sample {
 }
 
 /// Distribution of one metric over a cell's measured rounds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Dist {
     #[serde(flatten)]
     pub summary: stats::Summary,
@@ -152,7 +175,7 @@ impl Dist {
 }
 
 /// Aggregates of one cell (model × prompt × axes) over its measured rounds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CellStats {
     pub key: String,
     pub model: String,
@@ -248,7 +271,7 @@ fn per_token(pairs: impl Iterator<Item = (Option<f64>, Option<u64>)>) -> Option<
 }
 
 /// Where energy figures come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EnergySource {
     /// Package energy counters read around each request.
@@ -261,7 +284,7 @@ pub enum EnergySource {
 /// summary row. Warm figures pool the measured, non-cold requests of every
 /// prompt; cold figures are the first request of each server launch
 /// (warmup or not: a warmup round exists to absorb exactly that request).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelSummary {
     pub model: String,
     pub variant: Option<String>,
@@ -304,6 +327,68 @@ pub struct ModelSummary {
     pub license: Option<String>,
     pub capabilities: Vec<String>,
     pub status: Status,
+    #[serde(flatten)]
+    pub quality: QualitySummary,
+}
+
+/// Quality of a model's measured, successful outputs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct QualitySummary {
+    /// Weighted share of passed checks, over every check of every output.
+    pub check_pass_rate: Option<f64>,
+    /// Outputs the checks ran on.
+    pub checked: usize,
+    /// Mean judge score over the outputs with a score, and how many had one.
+    pub judge_score_mean: Option<f64>,
+    pub judge_n: usize,
+    /// Judged outputs whose reply held no score inside the scale.
+    pub judge_unparseable: usize,
+    /// Mean human rating and how many outputs have one.
+    pub human_score_mean: Option<f64>,
+    pub human_n: usize,
+}
+
+impl QualitySummary {
+    /// Over `samples`: the measured, successful ones count.
+    pub fn of<'a>(samples: impl Iterator<Item = &'a Sample>) -> QualitySummary {
+        let rated: Vec<&Sample> = samples
+            .filter(|s| !s.warmup && s.status == Status::Ok)
+            .collect();
+        let checks: Vec<crate::quality::CheckResult> = rated
+            .iter()
+            .flat_map(|s| s.checks.iter().cloned())
+            .collect();
+        let judged: Vec<f64> = rated
+            .iter()
+            .filter_map(|s| s.judge.as_ref()?.score)
+            .collect();
+        let human: Vec<f64> = rated.iter().filter_map(|s| s.human_score).collect();
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        QualitySummary {
+            check_pass_rate: crate::quality::pass_rate(&checks),
+            checked: rated.iter().filter(|s| !s.checks.is_empty()).count(),
+            judge_score_mean: mean(&judged),
+            judge_n: judged.len(),
+            judge_unparseable: rated
+                .iter()
+                .filter(|s| s.judge.as_ref().is_some_and(|j| j.score.is_none()))
+                .count(),
+            human_score_mean: mean(&human),
+            human_n: human.len(),
+        }
+    }
+}
+
+/// Recomputes the quality part of every summary from the samples (after
+/// human ratings were merged).
+pub fn refresh_quality(summaries: &mut [ModelSummary], samples: &[Sample]) {
+    for m in summaries {
+        m.quality = QualitySummary::of(
+            samples
+                .iter()
+                .filter(|s| s.model == m.model && s.variant == m.variant),
+        );
+    }
 }
 
 /// The summary row of every model run, in run order.
@@ -396,13 +481,14 @@ pub fn summarize_models(
                 license: run.license.clone(),
                 capabilities: run.capabilities.clone(),
                 status: run.status,
+                quality: QualitySummary::of(mine.iter().copied()),
             }
         })
         .collect()
 }
 
 /// The best model on one metric, against the runner-up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Highlight {
     /// What was compared, e.g. `fastest TTFT`.
     pub title: String,
@@ -422,49 +508,84 @@ pub struct Highlight {
     pub distinguishable: Option<bool>,
 }
 
-/// Fastest TTFT, highest decode tok/s and smallest memory among `summaries`,
-/// each against the runner-up with a Mann–Whitney U test on their warm requests.
+/// A metric a highlight ranks models by.
+struct Ranked {
+    title: &'static str,
+    metric: &'static str,
+    unit: &'static str,
+    higher_is_better: bool,
+    /// Quality counts every measured output; speed only warm requests.
+    quality: bool,
+    value: fn(&ModelSummary) -> Option<f64>,
+    per_request: fn(&Sample) -> Option<f64>,
+}
+
+const RANKED: [Ranked; 5] = [
+    Ranked {
+        title: "fastest time to first token",
+        metric: "ttft_ms",
+        unit: "ms",
+        higher_is_better: false,
+        quality: false,
+        value: |m| m.ttft_ms.as_ref().map(|d| d.summary.p50),
+        per_request: |s| s.ttft_ms,
+    },
+    Ranked {
+        title: "highest decode speed",
+        metric: "decode_tps",
+        unit: "tok/s",
+        higher_is_better: true,
+        quality: false,
+        value: |m| m.decode_tps.as_ref().map(|d| d.summary.p50),
+        per_request: |s| s.decode_tps,
+    },
+    Ranked {
+        title: "smallest memory",
+        metric: "rss_peak_mb",
+        unit: "MB",
+        higher_is_better: false,
+        quality: false,
+        value: |m| m.rss_peak_mb,
+        per_request: |s| s.rss_peak_mb,
+    },
+    Ranked {
+        title: "best quality (judge)",
+        metric: "judge_score_mean",
+        unit: "points",
+        higher_is_better: true,
+        quality: true,
+        value: |m| m.quality.judge_score_mean,
+        per_request: |s| s.judge.as_ref()?.score,
+    },
+    Ranked {
+        title: "best quality (checks)",
+        metric: "check_pass_rate",
+        unit: "% passed",
+        higher_is_better: true,
+        quality: true,
+        value: |m| m.quality.check_pass_rate.map(|r| r * 100.0),
+        per_request: |s| crate::quality::pass_rate(&s.checks).map(|r| r * 100.0),
+    },
+];
+
+/// Fastest TTFT, highest decode tok/s, smallest memory and best quality
+/// among `summaries`, each against the runner-up with a Mann–Whitney U test
+/// on their per-request values.
 pub fn highlights(summaries: &[ModelSummary], samples: &[Sample]) -> Vec<Highlight> {
-    type Value = fn(&ModelSummary) -> Option<f64>;
-    type PerRequest = fn(&Sample) -> Option<f64>;
-    let metrics: [(&str, &str, &str, bool, Value, PerRequest); 3] = [
-        (
-            "fastest time to first token",
-            "ttft_ms",
-            "ms",
-            false,
-            |m| m.ttft_ms.as_ref().map(|d| d.summary.p50),
-            |s| s.ttft_ms,
-        ),
-        (
-            "highest decode speed",
-            "decode_tps",
-            "tok/s",
-            true,
-            |m| m.decode_tps.as_ref().map(|d| d.summary.p50),
-            |s| s.decode_tps,
-        ),
-        (
-            "smallest memory",
-            "rss_peak_mb",
-            "MB",
-            false,
-            |m| m.rss_peak_mb,
-            |s| s.rss_peak_mb,
-        ),
-    ];
-    let warm = |m: &ModelSummary, f: PerRequest| -> Vec<f64> {
+    let values = |m: &ModelSummary, r: &Ranked| -> Vec<f64> {
         samples
             .iter()
             .filter(|s| s.model == m.model && s.variant == m.variant)
-            .filter(|s| is_warm_measured(s) && s.status == Status::Ok)
-            .filter_map(f)
+            .filter(|s| !s.warmup && (r.quality || !s.cold) && s.status == Status::Ok)
+            .filter_map(r.per_request)
             .collect()
     };
-    metrics
-        .into_iter()
-        .filter_map(
-            |(title, metric, unit, higher_is_better, value, per_request)| {
+    RANKED
+        .iter()
+        .filter_map(|r| {
+            let (title, metric, unit, higher_is_better, value) =
+                (r.title, r.metric, r.unit, r.higher_is_better, r.value);
+            {
                 let mut ranked: Vec<(&ModelSummary, f64)> = summaries
                     .iter()
                     .filter_map(|m| Some((m, value(m).filter(|v| v.is_finite())?)))
@@ -479,8 +600,8 @@ pub fn highlights(summaries: &[ModelSummary], samples: &[Sample]) -> Vec<Highlig
                 });
                 let (best, best_value) = *ranked.first()?;
                 let runner = ranked.get(1).copied();
-                let test = runner.and_then(|(r, _)| {
-                    stats::mann_whitney_u(&warm(best, per_request), &warm(r, per_request))
+                let test = runner.and_then(|(runner_up, _)| {
+                    stats::mann_whitney_u(&values(best, r), &values(runner_up, r))
                 });
                 let margin = runner.and_then(|(_, v)| {
                     let ratio = if higher_is_better {
@@ -502,13 +623,13 @@ pub fn highlights(summaries: &[ModelSummary], samples: &[Sample]) -> Vec<Highlig
                     p: test.as_ref().map(|t| t.p),
                     distinguishable: test.map(|t| t.p < 0.05),
                 })
-            },
-        )
+            }
+        })
         .collect()
 }
 
 /// Where and on what a run happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Environment {
     pub cpu: String,
     pub cores: usize,
@@ -553,7 +674,7 @@ impl Environment {
 
 /// The suite as recorded: its identity and the resolved content, with
 /// header and server-environment values redacted (they may hold secrets).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SuiteRecord {
     pub name: String,
     pub description: Option<String>,
@@ -586,7 +707,7 @@ impl SuiteRecord {
 }
 
 /// One run of one suite: what `results.json` holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Results {
     pub format_version: u32,
     pub tool_version: String,
@@ -604,6 +725,11 @@ pub struct Results {
     pub highlights: Vec<Highlight>,
     pub cells: Vec<CellStats>,
     pub samples: Vec<Sample>,
+}
+
+/// The JSON schema of `results.json`, as committed in `schemas/results.schema.json`.
+pub fn results_schema() -> serde_json::Value {
+    serde_json::Value::from(schemars::schema_for!(Results))
 }
 
 /// The git revision (`HEAD`) of the repository holding `dir`, if any.

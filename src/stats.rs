@@ -30,7 +30,9 @@ pub const BOUND_CONFIDENCE: f64 = 0.95;
 // ---------------------------------------------------------------------------
 
 /// Summary of one sample; percentiles use linear interpolation (numpy's default).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Summary {
     /// Number of values.
     pub n: usize,

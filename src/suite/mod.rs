@@ -32,6 +32,16 @@ pub struct Suite {
     pub outputs: Outputs,
     pub compare: CompareSettings,
     pub energy: EnergySettings,
+    /// The default judge, when the suite has one.
+    pub judge: Option<Judge>,
+}
+
+/// The judge model and its scale.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Judge {
+    pub model: String,
+    pub scale: crate::quality::JudgeScale,
+    pub max_tokens: u32,
 }
 
 /// Declared power and price (see `RawEnergy`).
@@ -156,6 +166,9 @@ pub struct Model {
     pub files: Vec<PathBuf>,
     /// Restart the managed server before every round.
     pub cold_start: bool,
+    /// The model that judges this one: its own `judge`, else the suite's
+    /// (which does not judge itself).
+    pub judge: Option<String>,
     pub params: Params,
 }
 
@@ -210,6 +223,9 @@ impl Params {
 pub struct Prompt {
     pub id: String,
     pub messages: Vec<Message>,
+    /// The suite's checks, then the prompt's own (validated).
+    pub checks: Vec<crate::quality::CheckSpec>,
+    pub rubric: Option<String>,
     /// The file the prompt was written in.
     pub origin: PathBuf,
     /// Where its `id` stands in that file.
@@ -560,6 +576,11 @@ impl Loader<'_> {
                 cold_start: m
                     .cold_start
                     .unwrap_or_else(|| server.is_some_and(|s| s.cold_start)),
+                // The suite's judge never judges its own outputs.
+                judge: m.judge.clone().or_else(|| {
+                    let judge = &raw.quality.as_ref()?.judge.as_ref()?.model;
+                    (judge != &m.id).then(|| judge.clone())
+                }),
                 params: defaults.overlay(m.params.as_ref()),
             });
         }
@@ -608,8 +629,51 @@ impl Loader<'_> {
                 .templates
                 .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
         };
+        let quality = raw.quality.clone().unwrap_or_default();
+        for (j, check) in quality.checks.iter().enumerate() {
+            if let Err(err) = check.compile() {
+                let field = if err.field.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", err.field)
+                };
+                self.diagnostics.push(Diagnostic::new(
+                    format!("check: {err}"),
+                    file,
+                    at(&format!("/quality/checks/{j}{field}")),
+                ));
+            }
+        }
+        for prompt in &mut prompts {
+            prompt.checks.splice(0..0, quality.checks.iter().cloned());
+        }
+        let judge = quality.judge.as_ref().map(|j| Judge {
+            model: j.model.clone(),
+            scale: j.scale.unwrap_or_default(),
+            max_tokens: j.max_tokens.unwrap_or(48),
+        });
+        let judges =
+            judge
+                .iter()
+                .map(|j| (j.model.as_str(), "/quality/judge/model".to_string()))
+                .chain(raw.models.iter().enumerate().filter_map(|(i, m)| {
+                    Some((m.judge.as_deref()?, format!("/models/{i}/judge")))
+                }));
+        for (name, pointer) in judges {
+            if !model_ids.contains(name) {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("judge `{name}` is not a model of this suite"),
+                        file,
+                        at(&pointer),
+                    )
+                    .with_hint(defined("models", raw.models.iter().map(|m| &m.id))),
+                );
+            }
+        }
         let energy = raw.energy.unwrap_or_default();
         Some(Suite {
+            judge,
             energy: EnergySettings {
                 watts: energy.watts,
                 price_per_kwh: energy.price_per_kwh,
@@ -711,7 +775,13 @@ impl Loader<'_> {
         out: &mut Vec<Prompt>,
     ) {
         if let Some(pattern) = &p.include {
-            if p.id.is_some() || p.text.is_some() || p.messages.is_some() || p.system.is_some() {
+            if p.id.is_some()
+                || p.text.is_some()
+                || p.messages.is_some()
+                || p.system.is_some()
+                || !p.checks.is_empty()
+                || p.rubric.is_some()
+            {
                 self.diagnostics.push(Diagnostic::new(
                     "`include` stands alone: move the other keys into the included files",
                     file,
@@ -760,9 +830,25 @@ impl Loader<'_> {
                 return;
             }
         };
+        for (j, check) in p.checks.iter().enumerate() {
+            if let Err(err) = check.compile() {
+                let field = if err.field.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", err.field)
+                };
+                self.diagnostics.push(Diagnostic::new(
+                    format!("check of prompt `{id}`: {err}"),
+                    file,
+                    at(&format!("/checks/{j}{field}")),
+                ));
+            }
+        }
         out.push(Prompt {
             id: id.clone(),
             messages,
+            checks: p.checks.clone(),
+            rubric: p.rubric.clone(),
             origin: file.to_path_buf(),
             pos: at("/id"),
         });

@@ -47,6 +47,37 @@ pub struct RawSuite {
     /// machine does not expose RAPL energy counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<RawEnergy>,
+    /// Output quality: checks applied to every prompt and a judge model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<RawQuality>,
+}
+
+/// How outputs are scored besides their speed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuality {
+    /// Checks applied to every prompt's outputs, before the prompt's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::quality::CheckSpec>,
+    /// A model of this suite that scores every output after the timed runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<RawJudge>,
+}
+
+/// The judge: a model of the suite, asked at temperature 0 to score each
+/// distinct output against the prompt's `rubric`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawJudge {
+    /// The judging model (an `id` of `models`). A model's own `judge` overrides it.
+    pub model: String,
+    /// Score scale, `"min-max"` (default `"1-5"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<crate::quality::JudgeScale>,
+    /// Maximum tokens of a judge reply (default 48).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_tokens: Option<u32>,
 }
 
 /// Power draw and electricity price. Energy per request is read from RAPL
@@ -244,6 +275,9 @@ pub struct RawModel {
     /// default: the server's `cold_start`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_start: Option<bool>,
+    /// The model that judges this one's outputs (default `quality.judge.model`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<String>,
     /// Parameter overrides for this model only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<RawParams>,
@@ -272,6 +306,12 @@ pub struct RawPrompt {
     /// of prompts. Files are taken in path order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include: Option<String>,
+    /// Deterministic checks on every output of this prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::quality::CheckSpec>,
+    /// What a good answer covers, for the judge model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rubric: Option<String>,
 }
 
 /// One chat message.

@@ -92,6 +92,9 @@ fn sample_of(m: &Measurement) -> dyno::results::Sample {
         rss_median_mb: None,
         cpu_ms: None,
         energy_j: None,
+        checks: Vec::new(),
+        judge: None,
+        human_score: None,
     }
 }
 

@@ -25,6 +25,7 @@ async fn quickstart_measures_both_real_models() {
         .unwrap_or_else(|e| panic!("{e}"));
     let text = std::fs::read_to_string(out.path().join("results.json")).unwrap();
     let doc: Results = serde_json::from_str(&text).unwrap();
+    crate::report::assert_matches_results_schema(&serde_json::from_str(&text).unwrap());
     assert_eq!(summary.failed_requests, 0, "{:#?}", doc.models);
     // 2 models × 2 thread variants × 4 prompts × (1 warmup + 3 rounds).
     assert_eq!(doc.samples.len(), 2 * 2 * 4 * 4);

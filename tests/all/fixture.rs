@@ -12,6 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+/// Requests the `judge` model has answered (it always says "Score: 4").
+pub static JUDGE_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// One step of a script: wait, then send these bytes.
 pub type Step = (Duration, String);
 
@@ -105,6 +108,18 @@ async fn chat(body: String) -> Response {
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 r#"{"error":{"message":"internal failure"}}"#,
+            )
+                .into_response();
+        }
+        "judge" => {
+            JUDGE_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = json!({
+                "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Score: 4" }, "finish_reason": "stop" }],
+                "usage": { "prompt_tokens": 50, "completion_tokens": 3 }
+            });
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
             )
                 .into_response();
         }

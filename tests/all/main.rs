@@ -7,6 +7,7 @@ mod compare;
 mod engine;
 mod fixture;
 mod plan;
+mod quality;
 mod report;
 mod suite;
 

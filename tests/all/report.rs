@@ -59,6 +59,9 @@ fn sample(
         rss_median_mb: Some(if model == "alpha" { 300.0 } else { 450.0 }),
         cpu_ms: Some(e2e * 1.5),
         energy_j: None,
+        checks: Vec::new(),
+        judge: None,
+        human_score: None,
     };
     s.derive_rates();
     s
@@ -121,6 +124,26 @@ pub fn synthetic() -> Results {
                 if prompt == "hostile" {
                     s.text = HOSTILE.into();
                 }
+                let check = dyno::quality::CheckSpec {
+                    contains: Some("answers".into()),
+                    ..Default::default()
+                };
+                s.checks = vec![check.compile().unwrap().evaluate(&s.text)];
+                let reply = match (model, prompt) {
+                    ("beta", "hostile") => "I cannot grade this.".to_string(),
+                    ("beta", _) => "Score: 3".to_string(),
+                    _ => "Score: 4".to_string(),
+                };
+                let parse = dyno::quality::parse_judge_reply(&reply, (1, 5));
+                s.judge = Some(results::Judgement {
+                    model: "judge".into(),
+                    score: match parse {
+                        dyno::quality::JudgeParse::Score(x) => Some(x),
+                        _ => None,
+                    },
+                    parse,
+                    reply,
+                });
                 s.index = samples.len() + 1;
                 samples.push(s);
             }
@@ -133,6 +156,7 @@ pub fn synthetic() -> Results {
     failed.e2e_ms = None;
     failed.decode_tps = None;
     failed.tpot_ms = None;
+    failed.server_timings = None;
     samples.retain(|s| !(s.model == "beta" && s.prompt == "rag" && s.round == Round::Measured(5)));
     samples.push(failed);
     let models = vec![
@@ -192,8 +216,22 @@ fn summaries_pool_warm_requests_and_keep_cold_ones_apart() {
     assert!((cost - j * 1e6 / 3.6e6 * 0.3).abs() < 1e-9);
     let ratio = alpha1.decode_ratio.unwrap();
     assert!((0.99..1.01).contains(&ratio), "{ratio}");
+    assert_eq!(
+        alpha1.quality.check_pass_rate,
+        Some(0.5),
+        "the hostile output fails"
+    );
+    assert_eq!(
+        (alpha1.quality.judge_score_mean, alpha1.quality.judge_n),
+        (Some(4.0), 10)
+    );
     let beta = &doc.summaries[2];
     assert_eq!((beta.requests, beta.errors), (10, 1));
+    assert_eq!(beta.quality.judge_unparseable, 5);
+    assert_eq!(
+        (beta.quality.judge_score_mean, beta.quality.judge_n),
+        (Some(3.0), 4)
+    );
     assert_eq!(beta.model_file_bytes, Some(141_000_000));
     let fastest = &doc.highlights[0];
     assert_eq!(fastest.best, "alpha [threads=2]");
@@ -268,4 +306,30 @@ fn charts_parse_as_svg_with_one_series_per_model() {
     record::write_outputs(&doc, &dir, &["report.md".into()], None).unwrap();
     let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     assert_eq!(before, after);
+}
+
+/// Validates `doc` against the committed `schemas/results.schema.json`.
+pub fn assert_matches_results_schema(doc: &serde_json::Value) {
+    let text =
+        std::fs::read_to_string(crate::repo_root().join("schemas/results.schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .take(5)
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn the_results_schema_validates_a_results_document() {
+    let doc = serde_json::to_value(synthetic()).unwrap();
+    assert_matches_results_schema(&doc);
+    let mut broken = doc.clone();
+    broken["samples"][0]["status"] = "fine".into();
+    let text =
+        std::fs::read_to_string(crate::repo_root().join("schemas/results.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap();
+    assert!(!validator.is_valid(&broken));
 }

@@ -78,7 +78,7 @@ error: unknown key `temprature` in `models[0]`
   |
 8 |     temprature: 0.2
   |     ^^^^^^^^^^
-  = hint: allowed keys: capabilities, cold_start, endpoint, files, id, license, model, params, server, size_mb
+  = hint: allowed keys: capabilities, cold_start, endpoint, files, id, judge, license, model, params, server, size_mb
 "
     );
 }
@@ -294,13 +294,17 @@ fn shipped_suites_validate() {
 
 #[test]
 fn committed_schemas_match_the_code() {
-    for (file, prompts) in [("suite.schema.json", false), ("prompts.schema.json", true)] {
+    use dyno::cli::SchemaKind;
+    for (file, kind) in [
+        ("suite.schema.json", SchemaKind::Suite),
+        ("prompts.schema.json", SchemaKind::Prompts),
+        ("results.schema.json", SchemaKind::Results),
+    ] {
         let committed = std::fs::read_to_string(repo_root().join("schemas").join(file)).unwrap();
         assert_eq!(
             committed,
-            dyno::cli::schema_text(prompts),
-            "schemas/{file} is stale: run `cargo run -- schema{} --out schemas/{file}`",
-            if prompts { " --prompts" } else { "" }
+            dyno::cli::schema_text(kind),
+            "schemas/{file} is stale: run `make schema`"
         );
     }
 }

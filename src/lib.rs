@@ -4,6 +4,7 @@
 pub mod adapter;
 pub mod charts;
 pub mod cli;
+pub mod foundry;
 pub mod fsutil;
 pub mod judge;
 pub mod plan;

@@ -14,6 +14,7 @@ use crate::adapter::{
     self, Adapter, AdapterSpec, AdapterTokenSource, GenerateParams, GenerationErrorKind,
 };
 use crate::client::{self, ChatRequest, Target};
+use crate::foundry::{self, CatalogEntry, Device, Foundry, SystemCli};
 use crate::plan::{self, Cell};
 use crate::resources::{self, GpuSnapshot, Rapl, Sampler, Window};
 use crate::results::{ErrorKind, Sample, Status, TokenSource};
@@ -45,8 +46,25 @@ pub struct ModelRun {
     pub gpu: Option<GpuSnapshot>,
     /// What the server reports as its version (llama.cpp `build_info`).
     pub server_version: Option<String>,
+    /// Foundry Local: the exact variant measured.
+    #[serde(default)]
+    pub foundry: Option<FoundryVariant>,
     pub status: Status,
     pub failure: Option<String>,
+}
+
+/// The Foundry Local catalog variant a model resolved to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FoundryVariant {
+    /// Exact variant id sent as `model`.
+    pub variant_id: String,
+    pub alias: String,
+    pub device: String,
+    pub execution_provider: String,
+    pub file_size_mb: Option<f64>,
+    pub license: Option<String>,
+    /// Which service generation served it.
+    pub generation: String,
 }
 
 impl ModelRun {
@@ -114,6 +132,15 @@ pub struct FileSize {
 }
 
 impl Footprint {
+    /// A size known from a catalog or the suite, without files to measure.
+    pub fn declared(mb: f64) -> Footprint {
+        Footprint {
+            files: Vec::new(),
+            bytes: (mb * MB).round() as u64,
+            mb,
+        }
+    }
+
     /// Sizes of `files`; `None` when there are none.
     pub fn of(files: &[PathBuf]) -> Option<Footprint> {
         if files.is_empty() {
@@ -154,6 +181,8 @@ struct Runner<'a> {
     journal: Journal,
     rapl: Option<Rapl>,
     samples: Vec<Sample>,
+    /// Foundry Local services by endpoint name.
+    foundry: BTreeMap<String, Result<Foundry, String>>,
 }
 
 /// Runs `cells` (in order) and returns every sample and each model's fate.
@@ -190,6 +219,7 @@ pub async fn execute(
             Rapl::open()
         },
         samples: Vec::with_capacity(cells.len()),
+        foundry: BTreeMap::new(),
     };
     let mut runs = Vec::new();
     for group in cells.chunk_by(|a, b| a.model == b.model && a.variant == b.variant) {
@@ -208,9 +238,10 @@ pub async fn execute(
             capabilities: model.capabilities.clone(),
             load_ms: None,
             launches: Vec::new(),
-            footprint: Footprint::of(&model.files),
+            footprint: Footprint::of(&model.files).or(model.size_mb.map(Footprint::declared)),
             gpu: None,
             server_version: None,
+            foundry: None,
             status: Status::Ok,
             failure: None,
         };
@@ -219,11 +250,21 @@ pub async fn execute(
                 Some(e) if e.kind == EndpointKind::Command => {
                     runner.adapter(model, name, e, group, &mut run).await
                 }
+                Some(e) if e.kind == EndpointKind::Foundry => {
+                    runner
+                        .foundry(model, name, e, variant, group, &mut run)
+                        .await
+                }
                 Some(e) => {
                     let target = endpoint_target(e);
                     run.server_version = client::server_version(&runner.http, &target).await;
                     runner
-                        .cells(model, group, &mut Backend::Http(&target, None), None)
+                        .cells(
+                            &model.api_model,
+                            group,
+                            &mut Backend::Http(&target, None),
+                            None,
+                        )
                         .await
                 }
                 None => Some(format!("endpoint `{name}` is not defined")),
@@ -302,7 +343,7 @@ impl Runner<'_> {
             }
             let failure = self
                 .cells(
-                    model,
+                    &model.api_model,
                     segment,
                     &mut Backend::Http(&target, Some(&mut running)),
                     Some(&sampler),
@@ -325,6 +366,144 @@ impl Runner<'_> {
             }
         }
         None
+    }
+
+    /// The Foundry Local service behind endpoint `name`, discovered and
+    /// connected once per run.
+    async fn foundry_service(
+        &mut self,
+        name: &str,
+        endpoint: &Endpoint,
+    ) -> Result<Foundry, String> {
+        if let Some(known) = self.foundry.get(name) {
+            return known.clone();
+        }
+        let env = |key: &str| std::env::var(key).ok();
+        let connected = match foundry::discover(
+            endpoint.base_url.as_deref(),
+            &env,
+            &SystemCli::default(),
+        )
+        .await
+        {
+            Ok(found) => Foundry::connect(&found).await.map(|f| {
+                f.with_load_timeout(Duration::from_secs(u64::from(endpoint.load_timeout_s)))
+            }),
+            Err(err) => Err(err),
+        }
+        .map_err(|e| format!("endpoint `{name}`: {e}"));
+        self.foundry.insert(name.to_string(), connected.clone());
+        connected
+    }
+
+    /// Runs a model's cells on Foundry Local: resolves the alias to the
+    /// variant for the device, downloads it if asked, loads it (timed, after
+    /// unloading a warm copy so the load is cold), and unloads it after.
+    async fn foundry(
+        &mut self,
+        model: &Model,
+        name: &str,
+        endpoint: &Endpoint,
+        variant: &[(String, String)],
+        group: &[Cell],
+        run: &mut ModelRun,
+    ) -> Option<String> {
+        let prepared = self
+            .foundry_prepare(model, name, endpoint, variant, run)
+            .await;
+        let (service, entry) = match prepared {
+            Ok(ready) => ready,
+            Err(reason) => {
+                for cell in group {
+                    self.record(skipped(cell, &reason));
+                }
+                return Some(reason);
+            }
+        };
+        let target = Target {
+            base_url: service.chat_base_url(),
+            ..endpoint_target(endpoint)
+        };
+        let failure = self
+            .cells(&entry.id, group, &mut Backend::Http(&target, None), None)
+            .await;
+        if let Err(err) = service.unload(&entry.id).await {
+            self.progress
+                .println(format!("warning: {}: {err}", run.label()));
+        }
+        failure
+    }
+
+    async fn foundry_prepare(
+        &mut self,
+        model: &Model,
+        name: &str,
+        endpoint: &Endpoint,
+        variant: &[(String, String)],
+        run: &mut ModelRun,
+    ) -> Result<(Foundry, CatalogEntry), String> {
+        let service = self.foundry_service(name, endpoint).await?;
+        let catalog = service.catalog().await.map_err(|e| e.to_string())?;
+        let device = variant
+            .iter()
+            .find(|(k, _)| k == "device")
+            .map(|(_, d)| Device::parse(d));
+        let entry = foundry::resolve(&catalog, &model.api_model, device.as_ref())
+            .map_err(|e| e.to_string())?;
+        run.api_model = entry.id.clone();
+        run.foundry = Some(FoundryVariant {
+            variant_id: entry.id.clone(),
+            alias: entry.alias.clone(),
+            device: entry.device.to_string(),
+            execution_provider: entry.execution_provider.clone(),
+            file_size_mb: entry.file_size_mb,
+            license: entry.license.clone(),
+            generation: service.generation().to_string(),
+        });
+        if run.license.is_none() {
+            run.license = entry.license.clone();
+        }
+        if run.footprint.is_none()
+            && let Some(mb) = entry.file_size_mb
+        {
+            run.footprint = Some(Footprint::declared(mb));
+        }
+        let cached = service.cached().await;
+        if let Ok(cached) = &cached
+            && !cached.iter().any(|c| foundry::same_variant(c, &entry.id))
+        {
+            if !model.download {
+                return Err(format!(
+                    "model `{}` (variant `{}`) is not cached; run `foundry model download {}` or set `download: true`",
+                    model.id, entry.id, entry.id
+                ));
+            }
+            let bar = self.progress.clone();
+            let label = run.label();
+            let mut report =
+                move |pct: f64| bar.set_message(format!("{label}: downloading {pct:.0}%"));
+            service
+                .download(&entry.id, &mut report)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if service.is_loaded(&entry.id).await.unwrap_or(false) {
+            // Unload a warm copy, so the timed load is a cold one.
+            service.unload(&entry.id).await.map_err(|e| e.to_string())?;
+        }
+        self.progress
+            .set_message(format!("{}: loading `{}`", run.label(), entry.id));
+        let load = service.load(&entry.id).await.map_err(|e| e.to_string())?;
+        run.launches.push(Launch {
+            load_ms: load.as_secs_f64() * 1000.0,
+            rss_idle_mb: None,
+            rss_peak_mb: None,
+            rss_median_mb: None,
+            rss_samples: 0,
+            cpu_s: None,
+            exit: None,
+        });
+        Ok((service, entry))
     }
 
     /// Runs a model's cells through a `command` adapter: one launch, timed
@@ -367,7 +546,7 @@ impl Runner<'_> {
         let idle = sampler.window(&whole);
         let failure = self
             .cells(
-                model,
+                &model.api_model,
                 group,
                 &mut Backend::Adapter(&mut adapter),
                 Some(&sampler),
@@ -391,7 +570,7 @@ impl Runner<'_> {
     /// skips the rest. Returns why the model failed.
     async fn cells(
         &mut self,
-        model: &Model,
+        api_model: &str,
         cells: &[Cell],
         backend: &mut Backend<'_>,
         sampler: Option<&Sampler>,
@@ -408,7 +587,7 @@ impl Runner<'_> {
             let energy_before = self.rapl.as_ref().and_then(Rapl::read_domains);
             let mut sample = match backend {
                 Backend::Http(target, _) => {
-                    measure(&self.http, target, self.suite, &model.api_model, cell).await
+                    measure(&self.http, target, self.suite, api_model, cell).await
                 }
                 Backend::Adapter(adapter) => measure_adapter(adapter, self.suite, cell).await,
             };

@@ -2,8 +2,8 @@
 //! ordered list of requests to send. Never touches the network or the disk.
 //!
 //! Order: model-major (in suite order, so one model's server loads once);
-//! then every variant of its managed server (each one launch, last variant
-//! fastest); then every combination of matrix axes (axes in the order `stream`,
+//! then every variant of its managed server or Foundry device (each one
+//! launch or load, last variant fastest); then every combination of matrix axes (axes in the order `stream`,
 //! `temperature`, `max_tokens`, values in suite order, the last axis
 //! varying fastest); then warmup rounds before measured rounds; within a
 //! round every prompt in suite order.
@@ -151,6 +151,11 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
                 .servers
                 .get(name)
                 .map_or_else(|| vec![Vec::new()], Server::variant_combinations),
+            ServedBy::Endpoint(_) if !model.devices.is_empty() => model
+                .devices
+                .iter()
+                .map(|d| vec![("device".to_string(), d.clone())])
+                .collect(),
             ServedBy::Endpoint(_) => vec![Vec::new()],
         };
         for (variant, combo) in variants

@@ -169,6 +169,10 @@ pub struct Model {
     /// The model that judges this one: its own `judge`, else the suite's
     /// (which does not judge itself).
     pub judge: Option<String>,
+    /// Foundry Local devices to measure, each a variant (empty: the preferred one).
+    pub devices: Vec<String>,
+    /// Download through Foundry Local when not cached.
+    pub download: bool,
     pub params: Params,
 }
 
@@ -555,6 +559,26 @@ impl Loader<'_> {
                 ServedBy::Server(name) => servers.get(name),
                 ServedBy::Endpoint(_) => None,
             };
+            let on_foundry = matches!(&served_by, ServedBy::Endpoint(e)
+                if endpoints.get(e).is_some_and(|e| e.kind == EndpointKind::Foundry));
+            if !on_foundry && (!m.variants.is_empty() || m.download.is_some()) {
+                let key = if m.variants.is_empty() {
+                    "download"
+                } else {
+                    "variants"
+                };
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("`{key}` of model `{}` needs a `foundry` endpoint", m.id),
+                        file,
+                        at(&format!("{here}/{key}")),
+                    )
+                    .with_hint(Some(
+                        "managed servers declare variants on the server (e.g. threads: [1, 2])"
+                            .into(),
+                    )),
+                );
+            }
             let files = if m.files.is_empty() {
                 server.map_or_else(Vec::new, |s| {
                     crate::resources::model_files_in_command(&s.command)
@@ -576,6 +600,8 @@ impl Loader<'_> {
                 cold_start: m
                     .cold_start
                     .unwrap_or_else(|| server.is_some_and(|s| s.cold_start)),
+                devices: m.variants.clone(),
+                download: m.download.unwrap_or(false),
                 // The suite's judge never judges its own outputs.
                 judge: m.judge.clone().or_else(|| {
                     let judge = &raw.quality.as_ref()?.judge.as_ref()?.model;

@@ -275,6 +275,16 @@ pub struct RawModel {
     /// default: the server's `cold_start`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_start: Option<bool>,
+    /// Foundry Local models: the devices to measure (`cpu`, `gpu`, `npu`),
+    /// each its own variant, loaded in turn — with and without acceleration
+    /// side by side. Default: the service's preferred variant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[a-z]+$")))]
+    pub variants: Vec<String>,
+    /// Foundry Local models: download the model through the service when it
+    /// is not cached (default false: a clear error naming the command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<bool>,
     /// The model that judges this one's outputs (default `quality.judge.model`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<String>,

@@ -91,6 +91,7 @@ fn run(id: &str, variant: Option<&str>, load_ms: f64, rss: f64) -> ModelRun {
         }),
         gpu: None,
         server_version: Some("b1234".into()),
+        foundry: None,
         status: Status::Ok,
         failure: None,
     }

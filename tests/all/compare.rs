@@ -165,3 +165,81 @@ async fn same_configuration_is_no_regression_and_a_slower_first_token_is() {
     assert!(text.contains("the step came with commit"), "{text}");
     assert!(text.contains("(change 9): 409.00 → 440.00"), "{text}");
 }
+
+/// The synthetic run spread over eight prompts, every output passing its
+/// check or not and judged `score`.
+fn scored(passed: bool, score: f64) -> dyno::results::Results {
+    let mut doc = crate::report::synthetic();
+    let template: Vec<_> = doc
+        .samples
+        .iter()
+        .filter(|s| s.prompt == "rag")
+        .cloned()
+        .collect();
+    doc.samples.clear();
+    for i in 0..8 {
+        for s in &template {
+            let mut s = s.clone();
+            s.prompt = format!("p{i}");
+            s.checks = vec![dyno::quality::CheckResult {
+                check: "contains \"answers\"".into(),
+                passed,
+                reason: String::new(),
+                weight: 1.0,
+            }];
+            s.judge = Some(dyno::results::Judgement {
+                model: "judge".into(),
+                score: Some(score),
+                parse: dyno::quality::JudgeParse::Score(score),
+                reply: format!("Score: {score}"),
+            });
+            doc.samples.push(s);
+        }
+    }
+    doc
+}
+
+/// Base passes and scores 4; new (when `worse`) fails every check and scores 2.
+fn quality_pair(worse: bool) -> (dyno::results::Results, dyno::results::Results) {
+    let new = if worse {
+        scored(false, 2.0)
+    } else {
+        scored(true, 4.0)
+    };
+    (scored(true, 4.0), new)
+}
+
+#[test]
+fn quality_is_compared_paired_by_prompt() {
+    let (base, new) = quality_pair(true);
+    let c = compare::compare(&base, &new, "base", "new");
+    let row = |model: &str, measure: compare::QualityMeasure| {
+        c.quality
+            .iter()
+            .find(|q| q.model == model && q.measure == measure)
+            .unwrap()
+    };
+    let checks = row("alpha [threads=1]", compare::QualityMeasure::Checks);
+    // 8 discordant pairs, all lost: McNemar exact p = 2 × 0.5^8.
+    assert_eq!((checks.pairs, checks.change), (8, Some(-1.0)));
+    assert!((checks.p.unwrap() - 2.0 * 0.5f64.powi(8)).abs() < 1e-12);
+    assert_eq!(checks.verdict, Verdict::Regressed);
+    let judge = row("alpha [threads=1]", compare::QualityMeasure::JudgeScore);
+    assert_eq!((judge.pairs, judge.change), (8, Some(-2.0)));
+    assert!(
+        (judge.p.unwrap() - 2.0 / 256.0).abs() < 1e-12,
+        "{:?}",
+        judge.p
+    );
+    assert_eq!(judge.verdict, Verdict::Regressed);
+    assert!(c.regressed(), "a quality regression fails the comparison");
+    assert!(compare::render_text(&c).contains("quality (paired by prompt):"));
+
+    let (base, same) = quality_pair(false);
+    let c = compare::compare(&base, &same, "base", "new");
+    assert!(
+        c.quality.iter().all(|q| q.verdict != Verdict::Regressed),
+        "{:?}",
+        c.quality
+    );
+}

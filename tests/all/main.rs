@@ -9,6 +9,7 @@ mod fixture;
 mod foundry;
 mod foundry_fixture;
 mod plan;
+mod probe;
 mod quality;
 mod report;
 mod suite;

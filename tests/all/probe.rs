@@ -9,7 +9,7 @@ use dyno::foundry::{Discovered, DiscoverySource, Foundry, Generation, SystemCli}
 use dyno::probe::{self, CheckLine, Context, SourceKind, UrlKind};
 
 use crate::foundry_fixture;
-use crate::{Tree, fixture, test_env};
+use crate::{Tree, fixture, repo_root, test_env};
 
 const QWEN_GPU: &str = "qwen2.5-0.5b-instruct-cuda-gpu:4";
 const QWEN_CPU: &str = "qwen2.5-0.5b-instruct-generic-cpu:4";
@@ -36,6 +36,7 @@ async fn check(tree: &Tree) -> Vec<CheckLine> {
 async fn dyno(args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_dyno"))
         .args(args)
+        .current_dir(repo_root())
         .output()
         .await
         .unwrap()
@@ -461,4 +462,23 @@ prompts:
         .send()
         .await;
     assert!(after.is_err(), "the server still answers at {url}");
+}
+
+/// The example adapter, named by a path relative to the working directory
+/// (it runs in its suite's directory, so its weights path must not be).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_starts_the_example_adapter_and_generates_one_token() {
+    let out = dyno(&["check", "examples/adapter/suite.yaml"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[2],
+        "pass  model echo listed by echo (weights examples/adapter/weights.txt, 170 bytes)"
+    );
+    assert!(
+        lines[3].starts_with("pass  probe chat echo (adapter loaded in ")
+            && lines[3].contains(", 1 token in "),
+        "{stdout}"
+    );
 }

@@ -39,6 +39,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What an endpoint serves (a URL, with or without /v1), or every
+    /// endpoint and managed-server model file of a suite (no server started).
+    /// Exit 1 when some source could not be listed, 2 when none could.
+    Models {
+        /// A URL (`http://127.0.0.1:8080/v1`) or a suite file.
+        target: String,
+        /// The service behind a URL: openai (`GET /v1/models`) or foundry
+        /// (the Foundry Local catalog with device, size, licence and state).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<crate::probe::UrlKind>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The validation checklist: the suite loads, endpoints answer, models
+    /// are listed, managed servers start, one 1-token chat per model.
+    /// Exit 0 when every check passes, 1 when one fails, 2 on config errors.
+    Check {
+        suite: PathBuf,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate, plan, execute, record and render one or more suites.
     Run {
         /// Suite files or globs.
@@ -137,6 +160,8 @@ pub fn run(cli: Cli) -> ExitCode {
             prompts,
             json,
         } => plan_cmd(&suite, &Filter { models, prompts }, json),
+        Command::Models { target, kind, json } => models_cmd(&target, kind, json),
+        Command::Check { suite, json } => check_cmd(&suite, json),
         Command::Run {
             suites,
             models,
@@ -384,20 +409,99 @@ fn print_stdout(text: &str) -> u8 {
     }
 }
 
+/// The async runtime of the commands that talk to servers; `None` after
+/// printing why it could not start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|err| eprintln!("error: cannot start the async runtime: {err}"))
+        .ok()
+}
+
+/// Runs `future` to completion on a fresh runtime; `None` after printing
+/// why the runtime could not start.
+fn block_on<F: std::future::Future>(future: F) -> Option<F::Output> {
+    runtime().map(|runtime| runtime.block_on(future))
+}
+
+/// What the probes see: the process environment and the real `foundry` CLI.
+fn probe_context() -> crate::probe::Context<'static> {
+    static FOUNDRY_CLI: std::sync::LazyLock<crate::foundry::SystemCli> =
+        std::sync::LazyLock::new(crate::foundry::SystemCli::default);
+    crate::probe::Context {
+        env: &suite::process_env,
+        foundry_cli: &*FOUNDRY_CLI,
+    }
+}
+
+fn models_cmd(target: &str, kind: Option<crate::probe::UrlKind>, json: bool) -> u8 {
+    use crate::probe::{self, Source};
+    let source = match probe::classify(target, kind) {
+        Ok(source) => source,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_ERROR;
+        }
+    };
+    let listed = block_on(async {
+        match source {
+            Source::Url { url, kind } => Ok(probe::list_url(&url, kind, &probe_context()).await),
+            Source::Suite(file) => probe::list_suite(&file, &probe_context()).await,
+        }
+    });
+    let inventory = match listed {
+        None => return EXIT_ERROR,
+        Some(Ok(inventory)) => inventory,
+        Some(Err(err)) => {
+            eprint!("{}", err.render());
+            return EXIT_ERROR;
+        }
+    };
+    eprint!("{}", probe::render_unlisted(&inventory.errors));
+    let text = if json {
+        probe::render_models_json(&inventory)
+    } else {
+        probe::render_models_text(&inventory.models)
+    };
+    match print_stdout(&text) {
+        EXIT_OK if inventory.errors.is_empty() => EXIT_OK,
+        EXIT_OK if inventory.models.is_empty() => EXIT_ERROR,
+        EXIT_OK => EXIT_FAILED,
+        code => code,
+    }
+}
+
+fn check_cmd(file: &Path, json: bool) -> u8 {
+    use crate::probe;
+    let lines = match block_on(async { probe::check(file, &probe_context()).await }) {
+        None => return EXIT_ERROR,
+        Some(Ok(lines)) => lines,
+        Some(Err(err)) => {
+            eprint!("{}", err.render());
+            return EXIT_ERROR;
+        }
+    };
+    let text = if json {
+        probe::render_check_json(&lines)
+    } else {
+        probe::render_check_text(&lines)
+    };
+    eprint!("{}", probe::render_check_summary(&lines));
+    match print_stdout(&text) {
+        EXIT_OK if probe::all_passed(&lines) => EXIT_OK,
+        EXIT_OK => EXIT_FAILED,
+        code => code,
+    }
+}
+
 fn run_cmd(args: &[String], filter: &Filter, options: &crate::record::RunOptions) -> u8 {
     let Some(files) = suite_files(args) else {
         return EXIT_ERROR;
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return EXIT_ERROR;
-        }
+    let Some(runtime) = runtime() else {
+        return EXIT_ERROR;
     };
     let mut code = EXIT_OK;
     for file in &files {

@@ -397,7 +397,7 @@ fn body_error(err: &reqwest::Error) -> Failure {
 }
 
 /// The innermost error message (reqwest's own wraps it without detail).
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(next) = current.source() {
         current = next;
@@ -406,7 +406,7 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The `message` of an OpenAI-style error body, else the body clipped.
-fn error_text(body: &str) -> String {
+pub(crate) fn error_text(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let message = parsed.as_ref().and_then(|v| {
         v.pointer("/error/message")

@@ -518,15 +518,7 @@ impl Runner<'_> {
     ) -> Option<String> {
         self.progress
             .set_message(format!("{}: starting adapter `{name}`", model.id));
-        let spec = AdapterSpec {
-            command: endpoint.command.clone(),
-            weights_path: endpoint.weights.as_ref().map(|w| w.display().to_string()),
-            params: endpoint.params.clone().into_iter().collect(),
-            load_timeout: Duration::from_secs(u64::from(endpoint.load_timeout_s)),
-            env: Vec::new(),
-            cwd: Some(endpoint.dir.clone()).filter(|d| !d.as_os_str().is_empty()),
-        };
-        let (mut adapter, load) = match Adapter::start(&spec).await {
+        let (mut adapter, load) = match Adapter::start(&adapter_spec(endpoint)).await {
             Ok(started) => started,
             Err(err) => {
                 let reason = format!("adapter `{name}`: {err}");
@@ -685,7 +677,28 @@ pub async fn connect(
     }
 }
 
-fn endpoint_target(e: &Endpoint) -> Target {
+/// How dyno starts the adapter of a `command` endpoint: in the suite
+/// file's directory, with the endpoint's weights and load parameters. The
+/// weights path is made absolute, since the adapter runs elsewhere.
+pub fn adapter_spec(endpoint: &Endpoint) -> AdapterSpec {
+    AdapterSpec {
+        command: endpoint.command.clone(),
+        weights_path: endpoint.weights.as_ref().map(|w| {
+            std::path::absolute(w)
+                .unwrap_or_else(|_| w.clone())
+                .display()
+                .to_string()
+        }),
+        params: endpoint.params.clone().into_iter().collect(),
+        load_timeout: Duration::from_secs(u64::from(endpoint.load_timeout_s)),
+        env: Vec::new(),
+        cwd: Some(endpoint.dir.clone()).filter(|d| !d.as_os_str().is_empty()),
+    }
+}
+
+/// Where an HTTP endpoint's requests go, its API key read from the
+/// variable `api_key_env` names.
+pub fn endpoint_target(e: &Endpoint) -> Target {
     Target {
         base_url: e.base_url.clone().unwrap_or_default(),
         api_key: e.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()),

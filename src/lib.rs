@@ -8,6 +8,7 @@ pub mod foundry;
 pub mod fsutil;
 pub mod judge;
 pub mod plan;
+pub mod probe;
 pub mod quality;
 pub mod sse;
 pub mod suite;

@@ -1,7 +1,8 @@
 //! A scripted OpenAI-compatible server (axum on 127.0.0.1:0) that releases
 //! chunks on a programmed timetable, so metric code is tested against known
 //! truth, and that produces the faults a real server cannot be made to
-//! produce on demand. Each model name selects a script.
+//! produce on demand. Each model name selects a script; `GET /v1/models`
+//! lists them.
 
 use std::time::Duration;
 
@@ -9,11 +10,27 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 /// Requests the `judge` model has answered (it always says "Score: 4").
 pub static JUDGE_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Every model name the fixture answers to, as `GET /v1/models` lists them.
+pub const MODELS: &[&str] = &[
+    "timetable",
+    "slower-first-token",
+    "no-usage",
+    "timings-only",
+    "garbage",
+    "early-eof",
+    "error-payload",
+    "slow",
+    "oddities",
+    "http-500",
+    "judge",
+    "non-stream",
+];
 
 /// One step of a script: wait, then send these bytes.
 pub type Step = (Duration, String);
@@ -135,6 +152,20 @@ async fn chat(body: String) -> Response {
             )
                 .into_response();
         }
+        // Not streamed: the timetable's first `max_tokens` tokens at once.
+        "timetable" if request["stream"] != true => {
+            let n = request["max_tokens"].as_u64().unwrap_or(20).clamp(1, 20);
+            let text: Vec<String> = (0..n).map(|i| format!("tok{i}")).collect();
+            let body = json!({
+                "choices": [{ "index": 0, "message": { "role": "assistant", "content": text.join(" ") }, "finish_reason": "length" }],
+                "usage": { "prompt_tokens": 12, "completion_tokens": n }
+            });
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response();
+        }
         _ => {}
     }
     let Some(steps) = script(&model) else {
@@ -156,9 +187,19 @@ async fn chat(body: String) -> Response {
         .into_response()
 }
 
+async fn models() -> axum::Json<Value> {
+    let data: Vec<Value> = MODELS
+        .iter()
+        .map(|id| json!({ "id": id, "object": "model", "owned_by": "fixture" }))
+        .collect();
+    axum::Json(json!({ "object": "list", "data": data }))
+}
+
 /// Starts the fixture; returns its base URL (`http://127.0.0.1:PORT/v1`).
 pub async fn start() -> String {
-    let app = Router::new().route("/v1/chat/completions", post(chat));
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

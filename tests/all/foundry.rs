@@ -1,0 +1,220 @@
+//! The Foundry Local client against the recorded-behaviour fixture, both
+//! service generations, through the public API only.
+
+use std::time::Duration;
+
+use dyno::foundry::{
+    Device, Discovered, DiscoverySource, Foundry, FoundryError, Generation, SystemCli, discover,
+    resolve, same_variant,
+};
+use serde_json::json;
+
+use crate::foundry_fixture::{self as fixture, Fixture};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// A `foundry` CLI that is not installed: discovery must not need it.
+fn no_cli() -> SystemCli {
+    SystemCli {
+        program: "/nonexistent/foundry-for-dyno-tests".into(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+const QWEN_CPU: &str = "qwen2.5-0.5b-instruct-generic-cpu:4";
+const PHI_CPU: &str = "Phi-4-mini-instruct-generic-cpu:5";
+
+async fn connected(generation: Generation, cached: &[&str]) -> (Fixture, Foundry) {
+    let fx = fixture::start(generation, cached).await;
+    let discovered = Discovered {
+        base_url: fx.base_url.clone(),
+        source: DiscoverySource::Suite,
+    };
+    let foundry = Foundry::connect(&discovered).await.unwrap();
+    assert_eq!(foundry.generation(), generation);
+    (fx, foundry)
+}
+
+/// Streams a chat request the way dyno's client does; (status, body).
+async fn chat(foundry: &Foundry, model: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", foundry.chat_base_url()))
+        .json(&json!({
+            "model": model,
+            "messages": [{ "role": "user", "content": "hi" }],
+            "max_tokens": 8,
+            "stream": true,
+            "stream_options": { "include_usage": true }
+        }))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn lifecycle(generation: Generation) {
+    let (_fx, foundry) = connected(generation, &[QWEN_CPU]).await;
+    let catalog = foundry.catalog().await.unwrap();
+    assert_eq!(catalog.len(), 5);
+    let entry = resolve(&catalog, "qwen2.5-0.5b", Some(&Device::Cpu)).unwrap();
+    assert_eq!(entry.id, QWEN_CPU);
+    assert_eq!(entry.execution_provider, "CPUExecutionProvider");
+
+    let (status, body) = chat(&foundry, &entry.id).await;
+    assert_eq!(status, 400, "unloaded model must be refused: {body}");
+    assert!(body.contains("not loaded"), "{body}");
+
+    assert!(!foundry.is_loaded(&entry.id).await.unwrap());
+    let took = foundry.load(&entry.id).await.unwrap();
+    assert!(took >= fixture::LOAD_DELAY, "{took:?}");
+    assert!(foundry.is_loaded(&entry.id).await.unwrap());
+
+    let (status, body) = chat(&foundry, &entry.id).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("data: {"), "{body}");
+    assert!(
+        body.contains("Foundry") && body.trim_end().ends_with("data: [DONE]"),
+        "{body}"
+    );
+
+    let (status, body) = chat(&foundry, "qwen2.5-0.5b").await;
+    assert_eq!(
+        status, 404,
+        "an alias must be refused even when a variant is loaded: {body}"
+    );
+
+    foundry.unload(&entry.id).await.unwrap();
+    assert!(foundry.loaded().await.unwrap().is_empty());
+    let (status, _) = chat(&foundry, &entry.id).await;
+    assert_eq!(status, 400);
+    // Unloading twice is fine.
+    foundry.unload(&entry.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn service_generation_lifecycle() {
+    lifecycle(Generation::Service).await;
+}
+
+#[tokio::test]
+async fn core_generation_lifecycle() {
+    lifecycle(Generation::Core).await;
+}
+
+#[tokio::test]
+async fn not_cached_error_names_the_download_command() {
+    for generation in [Generation::Service, Generation::Core] {
+        let (_fx, foundry) = connected(generation, &[]).await;
+        let err = foundry.load(PHI_CPU).await.unwrap_err();
+        assert!(
+            matches!(err, FoundryError::NotCached { .. }),
+            "{generation:?}: {err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "model `{PHI_CPU}` is not cached; run `foundry model download {PHI_CPU}` or set `download: true`"
+            )
+        );
+        let err = foundry
+            .load("no-such-model-generic-cpu:1")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FoundryError::UnknownModel { .. }),
+            "{generation:?}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn download_reports_increasing_progress_to_100_then_loads() {
+    let (_fx, foundry) = connected(Generation::Service, &[]).await;
+    assert!(foundry.cached().await.unwrap().is_empty());
+    let mut seen = Vec::new();
+    foundry
+        .download(PHI_CPU, &mut |p| seen.push(p))
+        .await
+        .unwrap();
+    assert!(seen.len() >= 3, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "not increasing: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&100.0));
+    assert!(
+        foundry
+            .cached()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| same_variant(c, PHI_CPU))
+    );
+    foundry.load(PHI_CPU).await.unwrap();
+
+    // Already cached: one 100% report, no download.
+    let mut again = Vec::new();
+    foundry
+        .download(PHI_CPU, &mut |p| again.push(p))
+        .await
+        .unwrap();
+    assert_eq!(again, vec![100.0]);
+
+    let err = foundry
+        .download("nope-generic-cpu:1", &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FoundryError::UnknownModel { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn core_generation_cannot_download_or_list_cache() {
+    let (_fx, foundry) = connected(Generation::Core, &[]).await;
+    let err = foundry.download(PHI_CPU, &mut |_| {}).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("`foundry model download {PHI_CPU}`")),
+        "{err}"
+    );
+    assert!(matches!(
+        foundry.cached().await,
+        Err(FoundryError::Unsupported { .. })
+    ));
+    assert_eq!(foundry.token_count(PHI_CPU, "hello there").await, None);
+}
+
+#[tokio::test]
+async fn token_count_on_the_service_generation() {
+    let (_fx, foundry) = connected(Generation::Service, &[QWEN_CPU]).await;
+    assert_eq!(
+        foundry.token_count(QWEN_CPU, "hello there world").await,
+        Some(7)
+    );
+}
+
+#[tokio::test]
+async fn v1_suffix_is_accepted_everywhere() {
+    let fx = fixture::start(Generation::Core, &[QWEN_CPU]).await;
+    let suite_url = format!("{}/v1/", fx.base_url);
+    let discovered = discover(Some(&suite_url), &no_env, &no_cli())
+        .await
+        .unwrap();
+    assert_eq!(discovered.base_url, fx.base_url);
+    // Even a hand-built Discovered with /v1 is normalized by connect.
+    let raw = Discovered {
+        base_url: suite_url,
+        source: DiscoverySource::Env,
+    };
+    let foundry = Foundry::connect(&raw).await.unwrap();
+    assert_eq!(foundry.base_url(), fx.base_url);
+    assert_eq!(foundry.chat_base_url(), format!("{}/v1", fx.base_url));
+    foundry.load(QWEN_CPU).await.unwrap();
+    let (status, body) = chat(&foundry, QWEN_CPU).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"usage\""),
+        "core service sends usage when asked: {body}"
+    );
+}

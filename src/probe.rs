@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::adapter::{self, Adapter, GenerateParams};
 use crate::client::{self, ChatRequest, Measurement, Target};
 use crate::exec;
-use crate::foundry::{self, CatalogEntry, CliRunner, Discovered, Foundry, FoundryError};
+use crate::foundry::{self, CatalogEntry, CliRunner, Device, Discovered, Foundry, FoundryError};
 use crate::suite::{
     self, Endpoint, EndpointKind, LoadError, Message, Model, Role, ServedBy, Suite,
 };
@@ -544,6 +544,24 @@ impl CheckLine {
             detail: detail.into(),
         }
     }
+
+    /// One line for several (one per device variant): passes when all do.
+    fn all(what: impl Into<String>, mut lines: Vec<CheckLine>) -> CheckLine {
+        if lines.len() == 1
+            && let Some(line) = lines.pop()
+        {
+            return line;
+        }
+        CheckLine {
+            ok: lines.iter().all(|l| l.ok),
+            what: what.into(),
+            detail: lines
+                .iter()
+                .map(|l| l.detail.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
 }
 
 /// How an endpoint answered its reachability check.
@@ -826,28 +844,13 @@ fn listed(model: &Model, name: &str, endpoint: &Endpoint, state: &Reached) -> Ch
                 )
             }
         }
-        Reached::Foundry(_, state) => match foundry::resolve(&state.catalog, api, None) {
-            Ok(entry) => {
-                let variant = format!("`{api}` → `{}` ({})", entry.id, device_label(&entry));
-                match state.is_cached(&entry.id) {
-                    Some(true) => CheckLine::pass(what, format!("{variant}, cached")),
-                    Some(false) => CheckLine::fail(
-                        what,
-                        format!(
-                            "{variant} is not cached; run `foundry model download {}`",
-                            entry.id
-                        ),
-                    ),
-                    None => CheckLine::pass(
-                        what,
-                        format!(
-                            "{variant}; the core web service cannot list its cache, the probe load tells"
-                        ),
-                    ),
-                }
-            }
-            Err(err) => CheckLine::fail(what, err.to_string()),
-        },
+        Reached::Foundry(_, state) => {
+            let lines: Vec<CheckLine> = devices(model)
+                .iter()
+                .map(|device| listed_variant(&what, api, state, device.as_ref()))
+                .collect();
+            CheckLine::all(what, lines)
+        }
         Reached::Command => match &endpoint.weights {
             None => CheckLine::pass(what, "the adapter declares no weights file"),
             Some(weights) => match file_size(weights) {
@@ -864,6 +867,51 @@ fn listed(model: &Model, name: &str, endpoint: &Endpoint, state: &Reached) -> Ch
                 ),
             },
         },
+    }
+}
+
+/// The devices a Foundry model is measured on; `[None]` for the preferred one.
+fn devices(model: &Model) -> Vec<Option<Device>> {
+    if model.devices.is_empty() {
+        vec![None]
+    } else {
+        model
+            .devices
+            .iter()
+            .map(|d| Some(Device::parse(d)))
+            .collect()
+    }
+}
+
+/// Whether one device variant of a Foundry model is in the catalog and cached.
+fn listed_variant(
+    what: &str,
+    api: &str,
+    state: &FoundryState,
+    device: Option<&Device>,
+) -> CheckLine {
+    let what = what.to_string();
+    match foundry::resolve(&state.catalog, api, device) {
+        Ok(entry) => {
+            let variant = format!("`{api}` → `{}` ({})", entry.id, device_label(&entry));
+            match state.is_cached(&entry.id) {
+                Some(true) => CheckLine::pass(what, format!("{variant}, cached")),
+                Some(false) => CheckLine::fail(
+                    what,
+                    format!(
+                        "{variant} is not cached; run `foundry model download {}`",
+                        entry.id
+                    ),
+                ),
+                None => CheckLine::pass(
+                    what,
+                    format!(
+                        "{variant}; the core web service cannot list its cache, the probe load tells"
+                    ),
+                ),
+            }
+        }
+        Err(err) => CheckLine::fail(what, err.to_string()),
     }
 }
 
@@ -1006,8 +1054,23 @@ async fn probe_foundry(
     state: &FoundryState,
     model: &Model,
 ) -> CheckLine {
+    let mut lines = Vec::new();
+    for device in devices(model) {
+        lines.push(probe_foundry_variant(http, target, state, model, device.as_ref()).await);
+    }
+    CheckLine::all(probe_what(model), lines)
+}
+
+/// The probe chat on one device variant of a Foundry model.
+async fn probe_foundry_variant(
+    http: &reqwest::Client,
+    target: &Target,
+    state: &FoundryState,
+    model: &Model,
+    device: Option<&Device>,
+) -> CheckLine {
     let what = probe_what(model);
-    let entry = match foundry::resolve(&state.catalog, &model.api_model, None) {
+    let entry = match foundry::resolve(&state.catalog, &model.api_model, device) {
         Ok(entry) => entry,
         Err(err) => return CheckLine::fail(what, format!("not sent: {err}")),
     };

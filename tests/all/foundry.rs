@@ -218,3 +218,96 @@ async fn v1_suffix_is_accepted_everywhere() {
         "core service sends usage when asked: {body}"
     );
 }
+
+/// A suite on a Foundry endpoint, run end to end on both generations: the
+/// alias resolves to each device's variant, each variant is loaded (timed)
+/// before its cells and unloaded after, and results carry the variant.
+async fn suite_run(generation: Generation) {
+    let gpu = "qwen2.5-0.5b-instruct-cuda-gpu:4";
+    let fx = fixture::start(generation, &[QWEN_CPU, gpu]).await;
+    let suite = format!(
+        "name: fl\nendpoints:\n  foundry: {{ kind: foundry, base_url: \"{}/v1\" }}\nmodels:\n  - {{ id: qwen2.5-0.5b, endpoint: foundry, variants: [cpu, gpu] }}\nprompts:\n  - {{ id: p, text: hi }}\ndefaults: {{ rounds: 2, warmup: 1, max_tokens: 16 }}\n",
+        fx.base_url
+    );
+    let tree = crate::Tree::new(&[("fl.yaml", &suite)]);
+    let out = tree.path("out");
+    let summary = dyno::record::run_suite(
+        &tree.path("fl.yaml"),
+        &dyno::plan::Filter::default(),
+        Some(&out),
+        true,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let doc: dyno::results::Results =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(summary.failed_requests, 0, "{:#?}", doc.models);
+    assert_eq!(doc.models.len(), 2);
+    for (run, (id, device)) in doc.models.iter().zip([(QWEN_CPU, "cpu"), (gpu, "gpu")]) {
+        let variant = run.foundry.as_ref().unwrap();
+        assert_eq!(
+            run.variant.as_deref(),
+            Some(format!("device={device}").as_str())
+        );
+        assert_eq!(
+            (variant.variant_id.as_str(), variant.device.as_str()),
+            (id, device)
+        );
+        assert_eq!(run.api_model, id, "the exact variant id is sent as `model`");
+        assert!(run.load_ms.unwrap() >= fixture::LOAD_DELAY.as_secs_f64() * 1000.0);
+        assert_eq!(
+            run.license.as_deref(),
+            Some("apache-2.0"),
+            "from the catalog"
+        );
+        assert!(run.footprint.as_ref().unwrap().mb > 0.0);
+    }
+    assert!(
+        doc.samples
+            .iter()
+            .all(|s| s.status == dyno::results::Status::Ok)
+    );
+    // Unloaded after its cells: nothing stays loaded.
+    let foundry = Foundry::with_generation(&fx.base_url, generation, reqwest::Client::new());
+    assert!(foundry.loaded().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suite_runs_every_device_variant_on_the_service_generation() {
+    suite_run(Generation::Service).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suite_runs_every_device_variant_on_the_core_generation() {
+    suite_run(Generation::Core).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_is_not_cached_fails_with_the_download_command_and_the_run_goes_on() {
+    let fx = fixture::start(Generation::Service, &[]).await;
+    let suite = format!(
+        "name: fl\nendpoints:\n  foundry: {{ kind: foundry, base_url: \"{}\" }}\nmodels:\n  - {{ id: qwen2.5-0.5b, endpoint: foundry, variants: [cpu] }}\nprompts:\n  - {{ id: p, text: hi }}\ndefaults: {{ rounds: 1, warmup: 0 }}\n",
+        fx.base_url
+    );
+    let tree = crate::Tree::new(&[("fl.yaml", &suite)]);
+    let out = tree.path("out");
+    dyno::record::run_suite(
+        &tree.path("fl.yaml"),
+        &dyno::plan::Filter::default(),
+        Some(&out),
+        true,
+    )
+    .await
+    .unwrap();
+    let doc: dyno::results::Results =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let failure = doc.models[0].failure.as_deref().unwrap();
+    assert!(
+        failure.contains(&format!("foundry model download {QWEN_CPU}")),
+        "{failure}"
+    );
+    assert_eq!(
+        doc.samples[0].error_kind,
+        Some(dyno::results::ErrorKind::Skipped)
+    );
+}

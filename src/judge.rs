@@ -188,6 +188,10 @@ pub async fn judge_samples(
                 .is_some_and(|c| !matches!(c.parse, JudgeParse::Score(_)))
         })
         .count();
+    // Keep what this run's outputs use, so the committed cache does not grow
+    // with outputs no run produces any more.
+    let used: std::collections::BTreeSet<&String> = keys.iter().flatten().map(|(_, k)| k).collect();
+    cache.retain(|k, _| used.contains(k));
     if !cache.is_empty()
         && let Ok(json) = serde_json::to_string_pretty(&cache)
         && let Err(err) = write_atomic(&cache_path, (json + "\n").as_bytes())

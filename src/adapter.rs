@@ -410,14 +410,7 @@ impl Adapter {
         let mut child = command.spawn().map_err(spawn_error)?;
         // Until `adapter` exists, dropping `child` kills the leader
         // (kill_on_drop); nothing else can be running yet.
-        let pid = child.id().ok_or_else(|| {
-            spawn_error(std::io::Error::other(
-                "the process exited before its pid was read",
-            ))
-        })?;
-        let pgid = libc::pid_t::try_from(pid).map_err(|_| {
-            spawn_error(std::io::Error::other(format!("pid {pid} is out of range")))
-        })?;
+        let (pid, pgid) = crate::server::process_group(&child).map_err(spawn_error)?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {

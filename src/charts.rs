@@ -310,6 +310,51 @@ fn render_svg(
     })
 }
 
+/// A chart with one category per series along x, `y_range` up the y axis
+/// (described as `y_desc`), its mesh and the series labels drawn.
+fn category_frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    series: &[Series],
+    y_range: &Range<f64>,
+    y_desc: &str,
+    layout: CategoryLayout,
+) -> Result<
+    ChartContext<
+        'a,
+        SVGBackend<'b>,
+        Cartesian2d<CategoryAxis, plotters::coord::types::RangedCoordf64>,
+    >,
+    DrawingAreaErrorKind<std::io::Error>,
+> {
+    let span = y_range.end - y_range.start;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 20))
+        .margin(12)
+        .x_label_area_size(layout.area_size())
+        .y_label_area_size(64)
+        .build_cartesian_2d(
+            CategoryAxis {
+                count: series.len(),
+            },
+            y_range.clone(),
+        )?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .bold_line_style(BLACK.mix(0.12))
+        .light_line_style(BLACK.mix(0.04))
+        .axis_desc_style((FONT, 14))
+        .y_label_formatter(&|v| format_tick(*v, span))
+        .y_desc(y_desc)
+        .draw()?;
+    let anchors: Vec<(i32, i32)> = (0..series.len())
+        .map(|i| chart.backend_coord(&(i as f64, y_range.start)))
+        .collect();
+    draw_category_labels(root, &anchors, series, layout)?;
+    Ok(chart)
+}
+
 /// Centred "no data" caption in the middle of a plotting area.
 fn no_data_text(x: f64, y: f64) -> Text<'static, (f64, f64), &'static str> {
     Text::new(
@@ -445,34 +490,10 @@ fn render_latency(series: &[Series]) -> Result<Chart, ChartError> {
             .copied()
     }));
     let y_range = bounds.map_or(0.0..1.0, |(lo, hi)| padded_range(lo, hi));
-    let span = y_range.end - y_range.start;
     let layout = CategoryLayout::for_series(series);
 
     render_svg("latency.svg", title, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(layout.area_size())
-            .y_label_area_size(64)
-            .build_cartesian_2d(
-                CategoryAxis {
-                    count: series.len(),
-                },
-                y_range.clone(),
-            )?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(BLACK.mix(0.04))
-            .axis_desc_style((FONT, 14))
-            .y_label_formatter(&|v| format_tick(*v, span))
-            .y_desc("milliseconds")
-            .draw()?;
-        let anchors: Vec<(i32, i32)> = (0..series.len())
-            .map(|i| chart.backend_coord(&(i as f64, y_range.start)))
-            .collect();
-        draw_category_labels(root, &anchors, series, layout)?;
+        let mut chart = category_frame(root, title, series, &y_range, "milliseconds", layout)?;
 
         if bounds.is_none() {
             chart
@@ -543,34 +564,10 @@ fn render_decode_tps(series: &[Series]) -> Result<Chart, ChartError> {
             lo..hi + (hi - lo) * 0.1
         }
     };
-    let span = y_range.end - y_range.start;
     let layout = CategoryLayout::for_series(series);
 
     render_svg("decode-tps.svg", title, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(layout.area_size())
-            .y_label_area_size(64)
-            .build_cartesian_2d(
-                CategoryAxis {
-                    count: series.len(),
-                },
-                y_range.clone(),
-            )?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(BLACK.mix(0.04))
-            .axis_desc_style((FONT, 14))
-            .y_label_formatter(&|v| format_tick(*v, span))
-            .y_desc("tokens per second")
-            .draw()?;
-        let anchors: Vec<(i32, i32)> = (0..series.len())
-            .map(|i| chart.backend_coord(&(i as f64, y_range.start)))
-            .collect();
-        draw_category_labels(root, &anchors, series, layout)?;
+        let mut chart = category_frame(root, title, series, &y_range, "tokens per second", layout)?;
 
         if bounds.is_none() {
             chart

@@ -327,18 +327,30 @@ async fn count_tokens(client: &reqwest::Client, target: &Target, m: &mut Measure
 /// llama.cpp's `POST /tokenize`; `None` where the server has no such route.
 async fn tokenize(client: &reqwest::Client, target: &Target, text: &str) -> Option<u64> {
     let url = format!("{}/tokenize", target.server_root());
+    let body = json!({ "content": text });
+    let value = post_json(client, &url, &body, Duration::from_secs(5)).await?;
+    Some(value.get("tokens")?.as_array()?.len() as u64)
+}
+
+/// POSTs `body` and returns the JSON answer of a 2xx response; `None` on
+/// any failure (for best-effort side requests such as token counts).
+pub(crate) async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    timeout: Duration,
+) -> Option<Value> {
     let response = client
         .post(url)
-        .json(&json!({ "content": text }))
-        .timeout(Duration::from_secs(5))
+        .json(body)
+        .timeout(timeout)
         .send()
         .await
         .ok()?;
     if !response.status().is_success() {
         return None;
     }
-    let value: Value = response.json().await.ok()?;
-    Some(value.get("tokens")?.as_array()?.len() as u64)
+    response.json().await.ok()
 }
 
 /// What the server says it is: llama.cpp's `/props` `build_info`, or

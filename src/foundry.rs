@@ -327,17 +327,8 @@ pub async fn discover(
     }
 
     let server_cmd = ["server", "status", "-o", "json"];
-    match cli.run(&server_cmd).await {
-        Err(CliError::NotFound) => {
-            tried.push(format!(
-                "`foundry {}`: {}",
-                server_cmd.join(" "),
-                CliError::NotFound
-            ));
-            return Err(FoundryError::NotFound { tried });
-        }
-        Err(err) => tried.push(format!("`foundry {}`: {err}", server_cmd.join(" "))),
-        Ok(out) => match (out.success, parse_server_status_json(&out.stdout)) {
+    if let Some(out) = run_cli(cli, &server_cmd, &mut tried).await? {
+        match (out.success, parse_server_status_json(&out.stdout)) {
             (true, Some(base_url)) => {
                 return Ok(Discovered {
                     base_url,
@@ -358,40 +349,55 @@ pub async fn discover(
                     &out.stderr
                 })
             )),
-        },
+        }
     }
 
     let service_cmd = ["service", "status"];
-    match cli.run(&service_cmd).await {
-        Err(CliError::NotFound) => {
-            tried.push(format!(
-                "`foundry {}`: {}",
-                service_cmd.join(" "),
-                CliError::NotFound
-            ));
-            return Err(FoundryError::NotFound { tried });
-        }
-        Err(err) => tried.push(format!("`foundry {}`: {err}", service_cmd.join(" "))),
-        Ok(out) => {
-            // The older CLI may exit non-zero when the service is stopped; a
-            // URL in its output is what matters.
-            let text = format!("{}\n{}", out.stdout, out.stderr);
-            match parse_service_status_text(&text) {
-                Some(base_url) => {
-                    return Ok(Discovered {
-                        base_url,
-                        source: DiscoverySource::ServiceStatus,
-                    });
-                }
-                None => tried.push(format!(
-                    "`foundry {}`: no service URL in its output ({})",
-                    service_cmd.join(" "),
-                    first_line(&text)
-                )),
+    if let Some(out) = run_cli(cli, &service_cmd, &mut tried).await? {
+        // The older CLI may exit non-zero when the service is stopped; a
+        // URL in its output is what matters.
+        let text = format!("{}\n{}", out.stdout, out.stderr);
+        match parse_service_status_text(&text) {
+            Some(base_url) => {
+                return Ok(Discovered {
+                    base_url,
+                    source: DiscoverySource::ServiceStatus,
+                });
             }
+            None => tried.push(format!(
+                "`foundry {}`: no service URL in its output ({})",
+                service_cmd.join(" "),
+                first_line(&text)
+            )),
         }
     }
     Err(FoundryError::NotRunning { tried })
+}
+
+/// Runs `foundry ARGS`: its output, or `None` after noting in `tried` why
+/// it gave none; a missing CLI ends discovery.
+async fn run_cli(
+    cli: &dyn CliRunner,
+    args: &[&str],
+    tried: &mut Vec<String>,
+) -> Result<Option<CliOutput>, FoundryError> {
+    match cli.run(args).await {
+        Ok(out) => Ok(Some(out)),
+        Err(CliError::NotFound) => {
+            tried.push(format!(
+                "`foundry {}`: {}",
+                args.join(" "),
+                CliError::NotFound
+            ));
+            Err(FoundryError::NotFound {
+                tried: std::mem::take(tried),
+            })
+        }
+        Err(err) => {
+            tried.push(format!("`foundry {}`: {err}", args.join(" ")));
+            Ok(None)
+        }
+    }
 }
 
 fn explicit(url: &str, source: DiscoverySource) -> Result<Discovered, FoundryError> {
@@ -1242,18 +1248,8 @@ impl Foundry {
             "model": id,
             "messages": [{ "role": "user", "content": text }],
         });
-        let response = self
-            .http
-            .post(url)
-            .json(&body)
-            .timeout(TOKEN_COUNT_TIMEOUT)
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        let value: Value = response.json().await.ok()?;
+        let value =
+            crate::client::post_json(&self.http, url.as_str(), &body, TOKEN_COUNT_TIMEOUT).await?;
         field(&value, "tokenCount").and_then(Value::as_u64)
     }
 

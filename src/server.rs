@@ -95,6 +95,17 @@ pub enum ServerError {
     },
 }
 
+/// The pid of a child spawned as the leader of its own process group, and
+/// that group's id.
+pub(crate) fn process_group(child: &Child) -> std::io::Result<(u32, libc::pid_t)> {
+    let pid = child
+        .id()
+        .ok_or_else(|| std::io::Error::other("the process exited before its pid was read"))?;
+    let pgid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::other(format!("pid {pid} is out of range")))?;
+    Ok((pid, pgid))
+}
+
 /// A started server. Dropping it without `stop` SIGKILLs its process group.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -185,14 +196,7 @@ impl RunningServer {
             source,
         };
         let child = tokio_command.spawn().map_err(spawn_error)?;
-        let pid = child.id().ok_or_else(|| {
-            spawn_error(std::io::Error::other(
-                "the process exited before its pid was read",
-            ))
-        })?;
-        let pgid = libc::pid_t::try_from(pid).map_err(|_| {
-            spawn_error(std::io::Error::other(format!("pid {pid} is out of range")))
-        })?;
+        let (pid, pgid) = process_group(&child).map_err(spawn_error)?;
         // From here on, dropping `server` (an error below, or the caller
         // dropping this future) kills the whole group.
         let mut server = RunningServer {

@@ -656,20 +656,9 @@ impl Loader<'_> {
                 .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
         };
         let quality = raw.quality.clone().unwrap_or_default();
-        for (j, check) in quality.checks.iter().enumerate() {
-            if let Err(err) = check.compile() {
-                let field = if err.field.is_empty() {
-                    String::new()
-                } else {
-                    format!("/{}", err.field)
-                };
-                self.diagnostics.push(Diagnostic::new(
-                    format!("check: {err}"),
-                    file,
-                    at(&format!("/quality/checks/{j}{field}")),
-                ));
-            }
-        }
+        self.compile_checks(file, &quality.checks, "check", &|suffix: &str| {
+            at(&format!("/quality/checks{suffix}"))
+        });
         for prompt in &mut prompts {
             prompt.checks.splice(0..0, quality.checks.iter().cloned());
         }
@@ -771,6 +760,31 @@ impl Loader<'_> {
         }
     }
 
+    /// Compiles every check (regexes, JSON schemas); a bad one is an error
+    /// at its key. `at("/j/field")` locates check `j`'s `field`.
+    fn compile_checks(
+        &mut self,
+        file: &Path,
+        checks: &[crate::quality::CheckSpec],
+        what: &str,
+        at: &dyn Fn(&str) -> Pos,
+    ) {
+        for (j, check) in checks.iter().enumerate() {
+            if let Err(err) = check.compile() {
+                let field = if err.field.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", err.field)
+                };
+                self.diagnostics.push(Diagnostic::new(
+                    format!("{what}: {err}"),
+                    file,
+                    at(&format!("/{j}{field}")),
+                ));
+            }
+        }
+    }
+
     fn check_ref<T>(
         &mut self,
         file: &Path,
@@ -856,20 +870,12 @@ impl Loader<'_> {
                 return;
             }
         };
-        for (j, check) in p.checks.iter().enumerate() {
-            if let Err(err) = check.compile() {
-                let field = if err.field.is_empty() {
-                    String::new()
-                } else {
-                    format!("/{}", err.field)
-                };
-                self.diagnostics.push(Diagnostic::new(
-                    format!("check of prompt `{id}`: {err}"),
-                    file,
-                    at(&format!("/checks/{j}{field}")),
-                ));
-            }
-        }
+        self.compile_checks(
+            file,
+            &p.checks,
+            &format!("check of prompt `{id}`"),
+            &|suffix: &str| at(&format!("/checks{suffix}")),
+        );
         out.push(Prompt {
             id: id.clone(),
             messages,

@@ -94,7 +94,13 @@ fn report_reproduces_the_committed_quickstart_report_byte_for_byte() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        for name in ["report.md", "results.csv"] {
+        for name in [
+            "report.md",
+            "results.csv",
+            "charts/latency.svg",
+            "charts/decode-tps.svg",
+            "charts/ttft-vs-tps.svg",
+        ] {
             assert_eq!(
                 std::fs::read(dir.join(name)).unwrap(),
                 std::fs::read(committed.join(name)).unwrap(),

@@ -250,3 +250,47 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
             .all(|s| s.status == Status::Ok)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_restarts_the_server_before_every_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
+    let suite_text = quickstart
+        .replace(
+            "variants: { threads: [1, 2] }",
+            "variants: { threads: [2] }\n    cold_start: true",
+        )
+        .replace("rounds: 3", "rounds: 2");
+    let suite = dir.path().join("cold.yaml");
+    std::fs::write(&suite, suite_text).unwrap();
+    let filter = Filter {
+        models: vec!["smollm2-135m".into()],
+        prompts: vec!["rag".into(), "privacy".into()],
+    };
+    let out = dir.path().join("out");
+    let summary = record::run_suite(&suite, &filter, Some(&out), true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summary.failed_requests, 0);
+    let doc: Results =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    // 1 warmup + 2 measured rounds: three launches, each first request cold.
+    let run = &doc.models[0];
+    assert_eq!(run.launches.len(), 3);
+    assert!(
+        run.launches
+            .iter()
+            .all(|l| l.load_ms > 0.0 && l.rss_peak_mb.unwrap() > 0.0)
+    );
+    let cold: Vec<_> = doc.samples.iter().filter(|s| s.cold).collect();
+    assert_eq!(cold.len(), 3);
+    assert!(
+        cold.iter().all(|s| s.prompt == "rag"),
+        "the first prompt of each round"
+    );
+    let summary = &doc.summaries[0];
+    assert_eq!(summary.launches, 3);
+    assert_eq!(summary.cold_ttft_ms.as_ref().unwrap().summary.n, 3);
+    // Warm statistics leave the cold requests out: only `privacy` remains.
+    assert_eq!(summary.ttft_ms.as_ref().unwrap().summary.n, 2);
+}

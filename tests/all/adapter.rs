@@ -45,3 +45,46 @@ async fn the_example_adapter_is_measured_like_any_model() {
     assert_eq!(summary.requests, 8);
     assert!(summary.cold_ttft_ms.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_keeps_a_timestamped_copy_beside_the_stable_outputs() {
+    let out = tempfile::tempdir().unwrap();
+    let options = record::RunOptions {
+        out: Some(out.path().to_path_buf()),
+        quiet: true,
+        templates: None,
+        archive: true,
+    };
+    let suite = repo_root().join("examples/adapter/suite.yaml");
+    let filter = Filter {
+        models: vec![],
+        prompts: vec!["greet".into()],
+    };
+    let summary = record::run_suite_with(&suite, &filter, &options)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let archived: Vec<_> = std::fs::read_dir(out.path().join("archive"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(archived.len(), 1);
+    let stamp = archived[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert!(stamp.ends_with('Z') && !stamp.contains(':'), "{stamp}");
+    for name in [
+        "results.json",
+        "report.md",
+        "results.csv",
+        "charts/latency.svg",
+    ] {
+        assert_eq!(
+            std::fs::read(out.path().join(name)).unwrap(),
+            std::fs::read(archived[0].join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert!(summary.files.iter().any(|f| f.starts_with(&archived[0])));
+}

@@ -8,6 +8,11 @@ use dyno::results::{ErrorKind, Results, Status, TokenSource};
 
 use crate::repo_root;
 
+/// One real-engine test at a time: each starts llama-servers that use both
+/// cores, and running them side by side would measure contention and push
+/// requests past their timeouts.
+static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Where `scripts/setup-engine.sh` installed the engine.
 fn engine_cache() -> std::path::PathBuf {
     std::env::var_os("DYNO_CACHE").map_or_else(
@@ -18,6 +23,7 @@ fn engine_cache() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_measures_both_real_models() {
+    let _engine = ENGINE.lock().await;
     let out = tempfile::tempdir().unwrap();
     let suite = repo_root().join("suites/quickstart.yaml");
     let summary = record::run_suite(&suite, &Filter::default(), Some(out.path()), true)
@@ -135,6 +141,7 @@ async fn quickstart_measures_both_real_models() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_cannot_start_fails_its_model_and_the_run_goes_on() {
+    let _engine = ENGINE.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let quickstart = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
     // The first server points at a model file that does not exist.
@@ -178,6 +185,7 @@ async fn a_server_that_cannot_start_fails_its_model_and_the_run_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
+    let _engine = ENGINE.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let quickstart = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
     // One variant each, long answers so a request is in flight when the kill lands.
@@ -186,7 +194,7 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
             "variants: { threads: [1, 2] }",
             "variants: { threads: [2] }",
         )
-        .replace("max_tokens: 96", "max_tokens: 400");
+        .replace("max_tokens: 96", "max_tokens: 200");
     let suite = dir.path().join("crash.yaml");
     std::fs::write(&suite, suite_text).unwrap();
     let out = dir.path().join("out");
@@ -253,6 +261,7 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_start_restarts_the_server_before_every_round() {
+    let _engine = ENGINE.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let quickstart = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
     let suite_text = quickstart

@@ -1574,6 +1574,140 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "prints the schema; run with --ignored --nocapture"]
+    fn print_schema() {
+        let schema = schemars::schema_for!(Vec<CheckSpec>);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&schema).expect("serializes")
+        );
+        let scale = schemars::schema_for!(JudgeScale);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&scale).expect("serializes")
+        );
+    }
+
+    #[test]
+    fn judge_replies() {
+        use JudgeParse::{OutOfRange, Score, Unparseable};
+        let cases: &[(&str, (u32, u32), JudgeParse)] = &[
+            ("Score: 4", (1, 5), Score(4.0)),
+            ("score - 4", (1, 5), Score(4.0)),
+            ("**Score:** 4/5", (1, 5), Score(4.0)),
+            ("4/5", (1, 5), Score(4.0)),
+            ("I'd rate this a 4 out of 5.", (1, 5), Score(4.0)),
+            ("Rating: 3.5", (1, 5), Score(3.5)),
+            (
+                r#"{"score": 4, "reason": "covers 3 of 4 points"}"#,
+                (1, 5),
+                Score(4.0),
+            ),
+            (
+                "Here is my verdict:\n```json\n{\"score\": 2, \"reason\": \"Score: 5 is too high\"}\n```",
+                (1, 5),
+                Score(2.0),
+            ),
+            ("4", (1, 5), Score(4.0)),
+            ("Score: 7", (1, 5), OutOfRange(7.0)),
+            ("I cannot evaluate this.", (1, 5), Unparseable),
+            (
+                "I'm sorry, but I can't help with rating this (policy 2).",
+                (1, 5),
+                Unparseable,
+            ),
+            ("The answer lists 3 items. Score: 5", (1, 5), Score(5.0)),
+            (
+                "The answer lists 3 items and misses 2.",
+                (1, 5),
+                Unparseable,
+            ),
+            ("Score (1-5): 4", (1, 5), Score(4.0)),
+            (
+                "Initial score: 3. After checking the sources, final score: 4.",
+                (1, 5),
+                Score(4.0),
+            ),
+            (
+                "I give it a score of 4; a score of 5 would need citations.",
+                (1, 5),
+                Score(4.0),
+            ),
+            (
+                "Covered 3/4 requirements. I'd give it a 4.",
+                (1, 5),
+                Score(4.0),
+            ),
+            ("8/10", (1, 5), OutOfRange(8.0)),
+            ("Score: 8/10", (0, 10), Score(8.0)),
+            (
+                "The response is accurate and concise.\n\nRating: **5**",
+                (1, 5),
+                Score(5.0),
+            ),
+            (r#"{"rating": "4/5"}"#, (1, 5), Score(4.0)),
+            (
+                r#"{"score": null, "reason": "cannot judge"}"#,
+                (1, 5),
+                Unparseable,
+            ),
+            ("Score: N/A", (1, 5), Unparseable),
+            ("Score: -1", (1, 5), OutOfRange(-1.0)),
+            ("", (1, 5), Unparseable),
+            ("Score: 0", (0, 1), Score(0.0)),
+            ("On 2024/05/01 the answer was fine.", (1, 5), Unparseable),
+            ("Final verdict = 3", (1, 5), Score(3.0)),
+            ("\"score\": 4,\n\"reason\": \"ok\"", (1, 5), Score(4.0)),
+        ];
+        assert!(cases.len() >= 15);
+        for (reply, scale, expected) in cases {
+            assert_eq!(
+                parse_judge_reply(reply, *scale),
+                *expected,
+                "reply {reply:?} on {scale:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn judge_parse_serializes() {
+        assert_eq!(
+            serde_json::to_value(JudgeParse::Score(4.0)).expect("serializes"),
+            json!({"score": 4.0})
+        );
+        assert_eq!(
+            serde_json::to_value(JudgeParse::OutOfRange(7.0)).expect("serializes"),
+            json!({"out_of_range": 7.0})
+        );
+        assert_eq!(
+            serde_json::to_value(JudgeParse::Unparseable).expect("serializes"),
+            json!("unparseable")
+        );
+        let back: JudgeParse = serde_json::from_value(json!({"score": 3.5})).expect("reads");
+        assert_eq!(back, JudgeParse::Score(3.5));
+    }
+
+    #[test]
+    fn judge_scale() {
+        let s: JudgeScale = serde_json::from_value(json!("1-5")).expect("parses");
+        assert_eq!(s, JudgeScale { min: 1, max: 5 });
+        assert_eq!(s.bounds(), (1, 5));
+        let s: JudgeScale = " 0 - 10 ".parse().expect("parses");
+        assert_eq!(s.to_string(), "0-10");
+        assert_eq!(serde_json::to_value(s).expect("serializes"), json!("0-10"));
+        for bad in ["5-1", "3-3", "1to5", "a-5", "1-", "-1-5"] {
+            assert!(bad.parse::<JudgeScale>().is_err(), "{bad}");
+        }
+        let err = serde_json::from_value::<JudgeScale>(json!("5-1"))
+            .expect_err("min > max")
+            .to_string();
+        assert_eq!(
+            err,
+            r#"invalid judge scale "5-1": min must be less than max"#
+        );
+    }
+
+    #[test]
     fn hashes() {
         assert_eq!(text_hash(""), "e3b0c44298fc1c14");
         assert_eq!(text_hash("abc"), "ba7816bf8f01cfea");

@@ -1574,21 +1574,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "prints the schema; run with --ignored --nocapture"]
-    fn print_schema() {
-        let schema = schemars::schema_for!(Vec<CheckSpec>);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&schema).expect("serializes")
-        );
-        let scale = schemars::schema_for!(JudgeScale);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&scale).expect("serializes")
-        );
-    }
-
-    #[test]
     fn judge_replies() {
         use JudgeParse::{OutOfRange, Score, Unparseable};
         let cases: &[(&str, (u32, u32), JudgeParse)] = &[

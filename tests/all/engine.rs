@@ -13,6 +13,23 @@ use crate::repo_root;
 /// requests past their timeouts.
 static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// `suites/quickstart.yaml` with each `(from, to)` replacement applied,
+/// written into `dir` as `name`.
+fn quickstart_variant(
+    dir: &std::path::Path,
+    name: &str,
+    edits: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
+    let text = edits.iter().fold(text, |t, (from, to)| {
+        assert!(t.contains(from), "quickstart.yaml has no `{from}`");
+        t.replacen(from, to, usize::MAX)
+    });
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// Where `scripts/setup-engine.sh` installed the engine.
 fn engine_cache() -> std::path::PathBuf {
     std::env::var_os("DYNO_CACHE").map_or_else(
@@ -143,11 +160,12 @@ async fn quickstart_measures_both_real_models() {
 async fn a_server_that_cannot_start_fails_its_model_and_the_run_goes_on() {
     let _engine = ENGINE.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let quickstart = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
     // The first server points at a model file that does not exist.
-    let broken = quickstart.replacen("SmolLM2-135M-Instruct.Q4_1.gguf", "missing.gguf", 1);
-    let suite = dir.path().join("broken.yaml");
-    std::fs::write(&suite, broken).unwrap();
+    let suite = quickstart_variant(
+        dir.path(),
+        "broken.yaml",
+        &[("SmolLM2-135M-Instruct.Q4_1.gguf", "missing.gguf")],
+    );
     let filter = Filter {
         models: vec![],
         prompts: vec!["rag".into()],
@@ -187,16 +205,18 @@ async fn a_server_that_cannot_start_fails_its_model_and_the_run_goes_on() {
 async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
     let _engine = ENGINE.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let quickstart = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
     // One variant each, long answers so a request is in flight when the kill lands.
-    let suite_text = quickstart
-        .replace(
-            "variants: { threads: [1, 2] }",
-            "variants: { threads: [2] }",
-        )
-        .replace("max_tokens: 96", "max_tokens: 200");
-    let suite = dir.path().join("crash.yaml");
-    std::fs::write(&suite, suite_text).unwrap();
+    let suite = quickstart_variant(
+        dir.path(),
+        "crash.yaml",
+        &[
+            (
+                "variants: { threads: [1, 2] }",
+                "variants: { threads: [2] }",
+            ),
+            ("max_tokens: 96", "max_tokens: 200"),
+        ],
+    );
     let out = dir.path().join("out");
     let journal = out.join("journal.jsonl");
     let killer = tokio::spawn(async move {
@@ -263,15 +283,17 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
 async fn cold_start_restarts_the_server_before_every_round() {
     let _engine = ENGINE.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let quickstart = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
-    let suite_text = quickstart
-        .replace(
-            "variants: { threads: [1, 2] }",
-            "variants: { threads: [2] }\n    cold_start: true",
-        )
-        .replace("rounds: 3", "rounds: 2");
-    let suite = dir.path().join("cold.yaml");
-    std::fs::write(&suite, suite_text).unwrap();
+    let suite = quickstart_variant(
+        dir.path(),
+        "cold.yaml",
+        &[
+            (
+                "variants: { threads: [1, 2] }",
+                "variants: { threads: [2] }\n    cold_start: true",
+            ),
+            ("rounds: 3", "rounds: 2"),
+        ],
+    );
     let filter = Filter {
         models: vec!["smollm2-135m".into()],
         prompts: vec!["rag".into(), "privacy".into()],

@@ -79,8 +79,9 @@ pub struct CheckSpec {
     #[schemars(extend("const" = true))]
     pub is_json: Option<bool>,
     /// Passes when the output is JSON (as for `is_json`) that validates against
-    /// this JSON schema, written inline (draft 2020-12 unless `$schema` says
-    /// otherwise; no remote `$ref`).
+    /// this JSON schema: written inline, or `{file: PATH}` (relative to the
+    /// file the check is written in). Draft 2020-12 unless `$schema` says
+    /// otherwise; no remote `$ref`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("type" = ["object", "boolean"]))]
     pub json_schema: Option<Value>,
@@ -351,7 +352,7 @@ fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, CheckError> {
     {
         return Err(CheckError::new(
             "json_schema",
-            "json_schema takes the schema itself, inline; `file:` references are not supported",
+            "a `file:` schema must be read before compiling (the suite loader reads it)",
         ));
     }
     jsonschema::validator_for(schema).map_err(|e| {
@@ -1464,7 +1465,7 @@ mod tests {
         assert!(e.message.contains("/minLength"), "{e}");
         let e = compile_err(json!({"json_schema": {"file": "schemas/x.json"}}));
         assert_eq!(e.field, "json_schema");
-        assert!(e.message.contains("inline"), "{e}");
+        assert!(e.message.contains("file:"), "{e}");
         let e = compile_err(json!({}));
         assert_eq!(e.field, "");
         assert!(

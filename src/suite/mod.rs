@@ -655,8 +655,8 @@ impl Loader<'_> {
                 .templates
                 .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
         };
-        let quality = raw.quality.clone().unwrap_or_default();
-        self.compile_checks(file, &quality.checks, "check", &|suffix: &str| {
+        let mut quality = raw.quality.clone().unwrap_or_default();
+        self.compile_checks(file, &dir, &mut quality.checks, "check", &|suffix: &str| {
             at(&format!("/quality/checks{suffix}"))
         });
         for prompt in &mut prompts {
@@ -760,15 +760,49 @@ impl Loader<'_> {
         }
     }
 
-    /// Compiles every check (regexes, JSON schemas); a bad one is an error
+    /// Reads `json_schema: {file: PATH}` schemas (relative to `dir`, the
+    /// directory of the file they are written in) into the checks, then
+    /// compiles every check (regexes, JSON schemas); a bad one is an error
     /// at its key. `at("/j/field")` locates check `j`'s `field`.
     fn compile_checks(
         &mut self,
         file: &Path,
-        checks: &[crate::quality::CheckSpec],
+        dir: &Path,
+        checks: &mut [crate::quality::CheckSpec],
         what: &str,
         at: &dyn Fn(&str) -> Pos,
     ) {
+        for (j, check) in checks.iter_mut().enumerate() {
+            let Some(schema) = &check.json_schema else {
+                continue;
+            };
+            let Some(path) = schema
+                .as_object()
+                .filter(|o| o.len() == 1)
+                .and_then(|o| o.get("file")?.as_str())
+            else {
+                continue;
+            };
+            let path = dir.join(path);
+            let loaded = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|t| {
+                    serde_json::from_str::<serde_json::Value>(&t)
+                        .map_err(|e| format!("{} is not JSON: {e}", path.display()))
+                });
+            match loaded {
+                Ok(schema) => check.json_schema = Some(schema),
+                Err(message) => {
+                    self.diagnostics.push(Diagnostic::new(
+                        format!("{what}: {message}"),
+                        file,
+                        at(&format!("/{j}/json_schema/file")),
+                    ));
+                    // Reported here; compiling would report it again.
+                    check.json_schema = Some(serde_json::Value::Bool(true));
+                }
+            }
+        }
         for (j, check) in checks.iter().enumerate() {
             if let Err(err) = check.compile() {
                 let field = if err.field.is_empty() {
@@ -870,16 +904,18 @@ impl Loader<'_> {
                 return;
             }
         };
+        let mut checks = p.checks.clone();
         self.compile_checks(
             file,
-            &p.checks,
+            dir,
+            &mut checks,
             &format!("check of prompt `{id}`"),
             &|suffix: &str| at(&format!("/checks{suffix}")),
         );
         out.push(Prompt {
             id: id.clone(),
             messages,
-            checks: p.checks.clone(),
+            checks,
             rubric: p.rubric.clone(),
             origin: file.to_path_buf(),
             pos: at("/id"),

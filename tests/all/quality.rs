@@ -156,3 +156,32 @@ fn a_judge_that_is_not_a_model_is_a_validation_error() {
         "{rendered}"
     );
 }
+
+#[test]
+fn json_schema_checks_read_their_schema_from_a_file() {
+    let suite = |file: &str| {
+        format!(
+            "name: s\nendpoints:\n  fx: {{ base_url: \"http://127.0.0.1:9/v1\" }}\nmodels:\n  - {{ id: m, endpoint: fx }}\nprompts:\n  - id: p\n    text: Reply in JSON.\n    checks:\n      - json_schema: {{ file: {file} }}\n"
+        )
+    };
+    let schema = r#"{"type": "object", "required": ["name"]}"#;
+    let tree = Tree::new(&[
+        ("s.yaml", &suite("schemas/person.json")),
+        ("bad.yaml", &suite("schemas/missing.json")),
+        ("schemas/person.json", schema),
+    ]);
+    let loaded = dyno::suite::load(&tree.path("s.yaml"), &|_| None).unwrap();
+    let check = loaded.prompts[0].checks[0].compile().unwrap();
+    assert!(check.evaluate(r#"{"name": "dyno"}"#).passed);
+    let failed = check.evaluate(r#"{"nom": "dyno"}"#);
+    assert!(!failed.passed, "{}", failed.reason);
+
+    let err = dyno::suite::load(&tree.path("bad.yaml"), &|_| None).unwrap_err();
+    let rendered = tree.anonymize(&err.render());
+    assert!(
+        rendered.contains("cannot read DIR/schemas/missing.json"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("--> DIR/bad.yaml:10:"), "{rendered}");
+    assert_eq!(err.diagnostics.len(), 1, "{rendered}");
+}

@@ -424,9 +424,22 @@ impl Runner<'_> {
             base_url: service.chat_base_url(),
             ..endpoint_target(endpoint)
         };
+        let first = self.samples.len();
         let failure = self
             .cells(&entry.id, group, &mut Backend::Http(&target, None), None)
             .await;
+        // Releases without streamed usage: the service's token-count route
+        // comes before counting stream events.
+        for sample in &mut self.samples[first..] {
+            if sample.status == Status::Ok
+                && matches!(sample.token_source, None | Some(TokenSource::Estimate))
+                && let Some(tokens) = service.token_count(&entry.id, &sample.text).await
+            {
+                sample.output_tokens = Some(tokens);
+                sample.token_source = Some(TokenSource::Tokenize);
+                sample.derive_rates();
+            }
+        }
         if let Err(err) = service.unload(&entry.id).await {
             self.progress
                 .println(format!("warning: {}: {err}", run.label()));

@@ -9,6 +9,8 @@ use dyno::foundry::{
 };
 use serde_json::json;
 
+use dyno::results::TokenSource;
+
 use crate::foundry_fixture::{self as fixture, Fixture};
 
 fn no_env(_: &str) -> Option<String> {
@@ -267,6 +269,18 @@ async fn suite_run(generation: Generation) {
             .iter()
             .all(|s| s.status == dyno::results::Status::Ok)
     );
+    // The first generation streams no usage: its token-count route answers
+    // (the fixture counts words + 4), before any counting of stream events.
+    let expected = match generation {
+        Generation::Service => (TokenSource::Tokenize, 8),
+        Generation::Core => (TokenSource::Usage, 4),
+    };
+    for s in &doc.samples {
+        assert_eq!(
+            (s.token_source.unwrap(), s.output_tokens.unwrap()),
+            expected
+        );
+    }
     // Unloaded after its cells: nothing stays loaded.
     let foundry = Foundry::with_generation(&fx.base_url, generation, reqwest::Client::new());
     assert!(foundry.loaded().await.unwrap().is_empty());

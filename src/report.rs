@@ -454,8 +454,9 @@ mod tests {
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         assert_eq!(
             header.join(","),
-            "model,prompt,key,n,ttft_p50_ms,ttft_p95_ms,e2e_mean_ms,e2e_p50_ms,e2e_p95_ms,\
-             tpot_p50_ms,decode_tps_p50,output_tokens_mean,errors,sample_text"
+            "model,variant,prompt,key,n,ttft_p50_ms,ttft_p95_ms,e2e_mean_ms,e2e_p50_ms,e2e_p95_ms,\
+             tpot_p50_ms,decode_tps_p50,output_tokens_mean,rss_peak_mb,rss_median_mb,\
+             cpu_ms_per_token,errors,sample_text"
         );
         let rows: Vec<Vec<String>> = reader
             .records()
@@ -465,14 +466,15 @@ mod tests {
         assert_eq!(
             rows[0],
             [
-                "qwen", "p", "qwen/p", "3", "41.250", "72.188", "1357.950", "1234.500", "2160.375",
-                "9.750", "102.50", "132.00", "1", HOSTILE
+                "qwen", "", "p", "qwen/p", "3", "41.250", "72.188", "1357.950", "1234.500",
+                "2160.375", "9.750", "102.50", "132.00", "", "", "", "1", HOSTILE
             ]
         );
         assert_eq!(
             rows[1],
             [
-                "broken", "p", "broken/p", "1", "", "", "", "", "", "", "", "", "1", ""
+                "broken", "", "p", "broken/p", "1", "", "", "", "", "", "", "", "", "", "", "",
+                "1", ""
             ]
         );
     }
@@ -553,7 +555,7 @@ mod tests {
         assert!(
             render("results.csv", &ctx, Some(&dir))
                 .unwrap()
-                .starts_with("model,prompt,")
+                .starts_with("model,variant,prompt,")
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

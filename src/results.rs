@@ -196,6 +196,10 @@ pub struct CellStats {
     /// cell's requests, in MB.
     #[serde(default)]
     pub rss_peak_mb: Option<f64>,
+    /// Median resident memory during the cell's requests (median of the
+    /// per-request medians), in MB.
+    #[serde(default)]
+    pub rss_median_mb: Option<f64>,
     /// Server CPU time per output token, in milliseconds.
     #[serde(default)]
     pub cpu_ms_per_token: Option<f64>,
@@ -250,6 +254,12 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                 server_decode_tps: dist(&|s| server_decode_tps(s)),
                 variant: first.variant.clone(),
                 rss_peak_mb: ok.iter().filter_map(|s| s.rss_peak_mb).reduce(f64::max),
+                rss_median_mb: stats::percentile(
+                    &ok.iter()
+                        .filter_map(|s| s.rss_median_mb)
+                        .collect::<Vec<_>>(),
+                    0.5,
+                ),
                 cpu_ms_per_token: per_token(ok.iter().map(|s| (s.cpu_ms, s.output_tokens))),
             })
         })

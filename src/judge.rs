@@ -72,9 +72,15 @@ pub async fn judge_samples(
     templates: Option<&Path>,
 ) -> JudgeReport {
     let mut report = JudgeReport::default();
-    let Some(settings) = &suite.judge else {
+    if !suite.models.iter().any(|m| m.judge.is_some()) {
         return report;
-    };
+    }
+    // A model may name its judge without a suite-wide one: default scale.
+    let settings = suite.judge.clone().unwrap_or_else(|| crate::suite::Judge {
+        model: String::new(),
+        scale: JudgeScale::default(),
+        max_tokens: crate::suite::DEFAULT_JUDGE_MAX_TOKENS,
+    });
     let probe = serde_json::json!({
         "question": "", "rubric": null, "output": "",
         "scale": {"min": settings.scale.min, "max": settings.scale.max},

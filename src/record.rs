@@ -87,7 +87,7 @@ pub async fn run_suite_with(
     };
     let (mut samples, models) = exec::execute(&suite, &cells, &exec_options).await;
     judge::apply_checks(&suite, &mut samples);
-    if suite.judge.is_some() {
+    if suite.models.iter().any(|m| m.judge.is_some()) {
         if !quiet {
             eprintln!("judging outputs (after the timed runs)…");
         }

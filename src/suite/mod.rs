@@ -36,6 +36,9 @@ pub struct Suite {
     pub judge: Option<Judge>,
 }
 
+/// Judge replies are one line ("Score: 4"); this leaves room for a reason.
+pub const DEFAULT_JUDGE_MAX_TOKENS: u32 = 48;
+
 /// The judge model and its scale.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Judge {
@@ -665,7 +668,7 @@ impl Loader<'_> {
         let judge = quality.judge.as_ref().map(|j| Judge {
             model: j.model.clone(),
             scale: j.scale.unwrap_or_default(),
-            max_tokens: j.max_tokens.unwrap_or(48),
+            max_tokens: j.max_tokens.unwrap_or(DEFAULT_JUDGE_MAX_TOKENS),
         });
         let judges =
             judge

@@ -35,12 +35,16 @@ defaults: {{ rounds: 2, warmup: 1 }}
     )
 }
 
+/// The tests that ask the fixture's judge take turns: one counts its calls.
+static JUDGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn load(dir: &std::path::Path) -> Results {
     serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_judge_cache_and_human_ratings() {
+    let _judge = JUDGE.lock().await;
     let base = fixture::start().await;
     let tree = Tree::new(&[("s.yaml", &suite(&base))]);
     let out = tree.path("out");
@@ -184,4 +188,25 @@ fn json_schema_checks_read_their_schema_from_a_file() {
     );
     assert!(rendered.contains("--> DIR/bad.yaml:10:"), "{rendered}");
     assert_eq!(err.diagnostics.len(), 1, "{rendered}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_level_judge_works_without_a_suite_judge() {
+    let _judge = JUDGE.lock().await;
+    let base = fixture::start().await;
+    let text = suite(&base).replace("  judge: { model: judge, scale: \"1-5\" }\n", "");
+    assert!(!text.contains("scale"), "{text}");
+    let tree = Tree::new(&[("s.yaml", &text)]);
+    let out = tree.path("out");
+    record::run_suite(&tree.path("s.yaml"), &Filter::default(), Some(&out), true)
+        .await
+        .unwrap();
+    let doc = load(&out);
+    let judged: Vec<_> = doc
+        .samples
+        .iter()
+        .filter_map(|s| s.judge.as_ref())
+        .collect();
+    assert_eq!(judged.len(), 2, "the two measured timetable outputs");
+    assert!(judged.iter().all(|j| j.score == Some(4.0)));
 }

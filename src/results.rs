@@ -609,7 +609,14 @@ pub fn highlights(summaries: &[ModelSummary], samples: &[Sample]) -> Vec<Highlig
                     }
                 });
                 let (best, best_value) = *ranked.first()?;
-                let runner = ranked.get(1).copied();
+                // Against the best other model where there is one (the
+                // question is which model), else the next variant.
+                let runner = ranked
+                    .iter()
+                    .skip(1)
+                    .find(|(m, _)| m.model != best.model)
+                    .or_else(|| ranked.get(1))
+                    .copied();
                 let test = runner.and_then(|(runner_up, _)| {
                     stats::mann_whitney_u(&values(best, r), &values(runner_up, r))
                 });

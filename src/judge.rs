@@ -109,6 +109,7 @@ pub async fn judge_samples(
         }
         keys.push(job.map(|(judge, key, _)| (judge, key)));
     }
+    // The distinct outputs to judge, by cache key.
     let distinct: std::collections::BTreeSet<&String> =
         keys.iter().flatten().map(|(_, k)| k).collect();
     report.asked = wanted.values().map(BTreeMap::len).sum();
@@ -182,22 +183,17 @@ pub async fn judge_samples(
             })
         });
     }
-    report.unparseable = keys
+    report.unparseable = distinct
         .iter()
-        .flatten()
-        .map(|(_, k)| k)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
         .filter(|k| {
             cache
-                .get(*k)
+                .get(**k)
                 .is_some_and(|c| !matches!(c.parse, JudgeParse::Score(_)))
         })
         .count();
     // Keep what this run's outputs use, so the committed cache does not grow
     // with outputs no run produces any more.
-    let used: std::collections::BTreeSet<&String> = keys.iter().flatten().map(|(_, k)| k).collect();
-    cache.retain(|k, _| used.contains(k));
+    cache.retain(|k, _| distinct.contains(k));
     if !cache.is_empty()
         && let Ok(json) = serde_json::to_string_pretty(&cache)
         && let Err(err) = write_atomic(&cache_path, (json + "\n").as_bytes())

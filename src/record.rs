@@ -193,9 +193,10 @@ fn read_annotations(path: &Path) -> Result<Vec<quality::AnnotationRow>, String> 
     }
 }
 
-/// Merges the ratings of `dir/annotations.csv` (when present) into the
-/// samples, by model, prompt and output hash, and refreshes the summaries.
-fn merge_annotations(doc: &mut Results, dir: &Path) -> Result<(), String> {
+/// `doc` with the ratings of `dir/annotations.csv` merged into its samples
+/// (by model, prompt and output hash) and its summaries refreshed; `None`
+/// when there are no ratings, so the caller renders `doc` as it is.
+fn with_annotations(doc: &Results, dir: &Path) -> Result<Option<Results>, String> {
     let rows = read_annotations(&dir.join(ANNOTATIONS_FILE))?;
     let scores: std::collections::BTreeMap<(&str, &str, &str), f64> = rows
         .iter()
@@ -207,8 +208,9 @@ fn merge_annotations(doc: &mut Results, dir: &Path) -> Result<(), String> {
         })
         .collect();
     if scores.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    let mut doc = doc.clone();
     for s in doc
         .samples
         .iter_mut()
@@ -221,7 +223,7 @@ fn merge_annotations(doc: &mut Results, dir: &Path) -> Result<(), String> {
     }
     results::refresh_quality(&mut doc.summaries, &doc.samples);
     doc.highlights = results::highlights(&doc.summaries, &doc.samples);
-    Ok(())
+    Ok(Some(doc))
 }
 
 /// Writes `results.json` and every rendered template into `dir`.
@@ -269,9 +271,8 @@ fn write_reports(
     templates: &[String],
     override_dir: Option<&Path>,
 ) -> Result<Vec<PathBuf>, String> {
-    let mut merged = doc.clone();
-    merge_annotations(&mut merged, dir)?;
-    let doc = &merged;
+    let merged = with_annotations(doc, dir)?;
+    let doc = merged.as_ref().unwrap_or(doc);
     let mut rendered = templates
         .iter()
         .map(|name| {

@@ -3,7 +3,7 @@
 
 use dyno::plan::Filter;
 use dyno::record;
-use dyno::results::{Results, Status, TokenSource};
+use dyno::results::{Status, TokenSource};
 
 use crate::repo_root;
 
@@ -11,12 +11,7 @@ use crate::repo_root;
 async fn the_example_adapter_is_measured_like_any_model() {
     let out = tempfile::tempdir().unwrap();
     let suite = repo_root().join("examples/adapter/suite.yaml");
-    let summary = record::run_suite(&suite, &Filter::default(), Some(out.path()), true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let doc: Results =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
-            .unwrap();
+    let (summary, doc) = crate::run_and_load(&suite, &Filter::default(), out.path()).await;
     assert_eq!(summary.failed_requests, 0, "{:#?}", doc.models);
     assert_eq!(doc.samples.len(), 2 * 5);
     let run = &doc.models[0];

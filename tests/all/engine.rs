@@ -3,10 +3,9 @@
 //! call first). These tests fail, never skip, when the engine is missing.
 
 use dyno::plan::Filter;
-use dyno::record;
-use dyno::results::{ErrorKind, Results, Status, TokenSource};
+use dyno::results::{ErrorKind, Status, TokenSource};
 
-use crate::repo_root;
+use crate::{repo_root, run_and_load};
 
 /// One real-engine test at a time: each starts llama-servers that use both
 /// cores, and running them side by side would measure contention and push
@@ -43,11 +42,9 @@ async fn quickstart_measures_both_real_models() {
     let _engine = ENGINE.lock().await;
     let out = tempfile::tempdir().unwrap();
     let suite = repo_root().join("suites/quickstart.yaml");
-    let summary = record::run_suite(&suite, &Filter::default(), Some(out.path()), true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (summary, doc) = run_and_load(&suite, &Filter::default(), out.path()).await;
+    // The file as written, not a re-serialization, meets the schema.
     let text = std::fs::read_to_string(out.path().join("results.json")).unwrap();
-    let doc: Results = serde_json::from_str(&text).unwrap();
     crate::report::assert_matches_results_schema(&serde_json::from_str(&text).unwrap());
     assert_eq!(summary.failed_requests, 0, "{:#?}", doc.models);
     // 2 models × 2 thread variants × 4 prompts × (1 warmup + 3 rounds).
@@ -170,13 +167,7 @@ async fn a_server_that_cannot_start_fails_its_model_and_the_run_goes_on() {
         models: vec![],
         prompts: vec!["rag".into()],
     };
-    let summary = record::run_suite(&suite, &filter, Some(&dir.path().join("out")), true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let doc: Results = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("out/results.json")).unwrap(),
-    )
-    .unwrap();
+    let (summary, doc) = run_and_load(&suite, &filter, &dir.path().join("out")).await;
     // Two thread variants of the broken server, one prompt, 1 warmup + 3 rounds.
     assert_eq!(summary.failed_requests, 8);
     let smollm = &doc.models[0];
@@ -243,12 +234,8 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
         models: vec![],
         prompts: vec!["size-latency".into()],
     };
-    let summary = record::run_suite(&suite, &filter, Some(&out), true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (summary, doc) = run_and_load(&suite, &filter, &out).await;
     killer.await.unwrap();
-    let doc: Results =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(summary.requests, 8, "every planned request is recorded");
     let smollm: Vec<_> = doc
         .samples
@@ -299,12 +286,8 @@ async fn cold_start_restarts_the_server_before_every_round() {
         prompts: vec!["rag".into(), "privacy".into()],
     };
     let out = dir.path().join("out");
-    let summary = record::run_suite(&suite, &filter, Some(&out), true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (summary, doc) = run_and_load(&suite, &filter, &out).await;
     assert_eq!(summary.failed_requests, 0);
-    let doc: Results =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     // 1 warmup + 2 measured rounds: three launches, each first request cold.
     let run = &doc.models[0];
     assert_eq!(run.launches.len(), 3);

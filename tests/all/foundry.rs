@@ -233,16 +233,8 @@ async fn suite_run(generation: Generation) {
     );
     let tree = crate::Tree::new(&[("fl.yaml", &suite)]);
     let out = tree.path("out");
-    let summary = dyno::record::run_suite(
-        &tree.path("fl.yaml"),
-        &dyno::plan::Filter::default(),
-        Some(&out),
-        true,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let doc: dyno::results::Results =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let (summary, doc) =
+        crate::run_and_load(&tree.path("fl.yaml"), &dyno::plan::Filter::default(), &out).await;
     assert_eq!(summary.failed_requests, 0, "{:#?}", doc.models);
     assert_eq!(doc.models.len(), 2);
     for (run, (id, device)) in doc.models.iter().zip([(QWEN_CPU, "cpu"), (gpu, "gpu")]) {
@@ -305,16 +297,8 @@ async fn a_model_that_is_not_cached_fails_with_the_download_command_and_the_run_
     );
     let tree = crate::Tree::new(&[("fl.yaml", &suite)]);
     let out = tree.path("out");
-    dyno::record::run_suite(
-        &tree.path("fl.yaml"),
-        &dyno::plan::Filter::default(),
-        Some(&out),
-        true,
-    )
-    .await
-    .unwrap();
-    let doc: dyno::results::Results =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let (_, doc) =
+        crate::run_and_load(&tree.path("fl.yaml"), &dyno::plan::Filter::default(), &out).await;
     let failure = doc.models[0].failure.as_deref().unwrap();
     assert!(
         failure.contains(&format!("foundry model download {QWEN_CPU}")),

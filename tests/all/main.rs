@@ -50,6 +50,25 @@ pub fn test_env(name: &str) -> Option<String> {
     }
 }
 
+/// Runs the suite at `file` into `out` (quietly); panics with the rendered
+/// error if it cannot run. Returns the run summary and the results written.
+pub async fn run_and_load(
+    file: &Path,
+    filter: &dyno::plan::Filter,
+    out: &Path,
+) -> (dyno::record::RunSummary, dyno::results::Results) {
+    let summary = dyno::record::run_suite(file, filter, Some(out), true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (summary, load_results(out))
+}
+
+/// The `results.json` in `dir`.
+pub fn load_results(dir: &Path) -> dyno::results::Results {
+    let text = std::fs::read_to_string(dir.join("results.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 
 use dyno::plan::Filter;
 use dyno::record;
-use dyno::results::Results;
 
 use crate::{Tree, fixture};
 
@@ -38,10 +37,6 @@ defaults: {{ rounds: 2, warmup: 1 }}
 /// The tests that ask the fixture's judge take turns: one counts its calls.
 static JUDGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn load(dir: &std::path::Path) -> Results {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_judge_cache_and_human_ratings() {
     let _judge = JUDGE.lock().await;
@@ -52,7 +47,7 @@ async fn checks_judge_cache_and_human_ratings() {
     record::run_suite(&tree.path("s.yaml"), &Filter::default(), Some(&out), true)
         .await
         .unwrap();
-    let doc = load(&out);
+    let doc = crate::load_results(&out);
     let measured: Vec<_> = doc
         .samples
         .iter()
@@ -105,7 +100,11 @@ async fn checks_judge_cache_and_human_ratings() {
         .unwrap();
     assert_eq!(fixture::JUDGE_CALLS.load(Ordering::SeqCst) - before, 3);
     assert_eq!(
-        load(&out).samples[1].judge.as_ref().unwrap().score,
+        crate::load_results(&out).samples[1]
+            .judge
+            .as_ref()
+            .unwrap()
+            .score,
         Some(4.0)
     );
 
@@ -201,7 +200,7 @@ async fn a_model_level_judge_works_without_a_suite_judge() {
     record::run_suite(&tree.path("s.yaml"), &Filter::default(), Some(&out), true)
         .await
         .unwrap();
-    let doc = load(&out);
+    let doc = crate::load_results(&out);
     let judged: Vec<_> = doc
         .samples
         .iter()

@@ -17,7 +17,7 @@ fn reading_cost(root: u32) -> (f64, usize) {
     let mut processes = 0;
     for _ in 0..500 {
         let start = Instant::now();
-        let usage = dyno::resources::tree_usage(root).expect("the tree exists");
+        let usage = dyno::measure::resources::proc::tree_usage(root).expect("the tree exists");
         times.push(start.elapsed().as_secs_f64() * 1e6);
         processes = usage.processes;
     }
@@ -25,7 +25,7 @@ fn reading_cost(root: u32) -> (f64, usize) {
 }
 
 fn own_cpu_s() -> f64 {
-    dyno::resources::tree_usage(std::process::id()).map_or(0.0, |u| u.cpu_s)
+    dyno::measure::resources::proc::tree_usage(std::process::id()).map_or(0.0, |u| u.cpu_s)
 }
 
 fn main() {
@@ -44,7 +44,10 @@ fn main() {
         println!("one reading of a tree of {name} ({n} seen): median {us:.1} µs");
     }
     let before = own_cpu_s();
-    let mut sampler = dyno::resources::Sampler::start(tree.id(), dyno::resources::DEFAULT_PERIOD);
+    let mut sampler = dyno::measure::resources::Sampler::start(
+        tree.id(),
+        dyno::measure::resources::DEFAULT_PERIOD,
+    );
     let mark = sampler.mark();
     std::thread::sleep(Duration::from_secs(2));
     let window = sampler.window(&mark);
@@ -52,7 +55,7 @@ fn main() {
     let used = own_cpu_s() - before;
     println!(
         "sampler at {:.0} Hz for 2 s: {} readings, {:.1} ms of CPU ({:.2}% of one core)",
-        1.0 / dyno::resources::DEFAULT_PERIOD.as_secs_f64(),
+        1.0 / dyno::measure::resources::DEFAULT_PERIOD.as_secs_f64(),
         window.samples,
         used * 1000.0,
         used / 2.0 * 100.0

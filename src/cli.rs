@@ -173,14 +173,14 @@ pub fn run(cli: Cli) -> ExitCode {
         } => run_cmd(
             &suites,
             &Filter { models, prompts },
-            &crate::record::RunOptions {
+            &crate::run::RunOptions {
                 out,
                 quiet,
                 templates,
                 archive,
             },
         ),
-        Command::Annotate { results } => match crate::record::annotate(&results) {
+        Command::Annotate { results } => match crate::run::annotate(&results) {
             Ok(path) => {
                 eprintln!("fill in the `score` column, then run `dyno report`");
                 print_stdout(&format!("{}\n", path.display()))
@@ -191,7 +191,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Report { results, templates } => {
-            match crate::record::rerender(&results, templates.as_deref()) {
+            match crate::run::rerender(&results, templates.as_deref()) {
                 Ok(files) => {
                     let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
                     print_stdout(&list)
@@ -428,8 +428,8 @@ fn block_on<F: std::future::Future>(future: F) -> Option<F::Output> {
 
 /// What the probes see: the process environment and the real `foundry` CLI.
 fn probe_context() -> crate::probe::Context<'static> {
-    static FOUNDRY_CLI: std::sync::LazyLock<crate::foundry::SystemCli> =
-        std::sync::LazyLock::new(crate::foundry::SystemCli::default);
+    static FOUNDRY_CLI: std::sync::LazyLock<crate::provider::foundry::SystemCli> =
+        std::sync::LazyLock::new(crate::provider::foundry::SystemCli::default);
     crate::probe::Context {
         env: &suite::process_env,
         foundry_cli: &*FOUNDRY_CLI,
@@ -496,7 +496,7 @@ fn check_cmd(file: &Path, json: bool) -> u8 {
     }
 }
 
-fn run_cmd(args: &[String], filter: &Filter, options: &crate::record::RunOptions) -> u8 {
+fn run_cmd(args: &[String], filter: &Filter, options: &crate::run::RunOptions) -> u8 {
     let Some(files) = suite_files(args) else {
         return EXIT_ERROR;
     };
@@ -505,7 +505,7 @@ fn run_cmd(args: &[String], filter: &Filter, options: &crate::record::RunOptions
     };
     let mut code = EXIT_OK;
     for file in &files {
-        let outcome = runtime.block_on(crate::record::run_suite_with(file, filter, options));
+        let outcome = runtime.block_on(crate::run::run_suite_with(file, filter, options));
         match outcome {
             Ok(summary) => {
                 println!("{summary}");

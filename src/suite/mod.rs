@@ -584,7 +584,7 @@ impl Loader<'_> {
             }
             let files = if m.files.is_empty() {
                 server.map_or_else(Vec::new, |s| {
-                    crate::resources::model_files_in_command(&s.command)
+                    crate::measure::resources::files::model_files_in_command(&s.command)
                         .into_iter()
                         .map(PathBuf::from)
                         .collect()

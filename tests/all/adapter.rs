@@ -2,7 +2,6 @@
 //! a suite: a real child process speaking the JSON-lines protocol.
 
 use dyno::plan::Filter;
-use dyno::record;
 use dyno::results::{Status, TokenSource};
 
 use crate::repo_root;
@@ -44,7 +43,7 @@ async fn the_example_adapter_is_measured_like_any_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_keeps_a_timestamped_copy_beside_the_stable_outputs() {
     let out = tempfile::tempdir().unwrap();
-    let options = record::RunOptions {
+    let options = dyno::run::RunOptions {
         out: Some(out.path().to_path_buf()),
         quiet: true,
         templates: None,
@@ -55,7 +54,7 @@ async fn archive_keeps_a_timestamped_copy_beside_the_stable_outputs() {
         models: vec![],
         prompts: vec!["greet".into()],
     };
-    let summary = record::run_suite_with(&suite, &filter, &options)
+    let summary = dyno::run::run_suite_with(&suite, &filter, &options)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let archived: Vec<_> = std::fs::read_dir(out.path().join("archive"))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dyno::client::{self, ChatRequest, Measurement, Target};
+use dyno::provider::openai::{self as client, ChatRequest, Measurement, Target};
 use dyno::results::{ErrorKind, TokenSource};
 use dyno::suite::{Message, Role};
 

@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dyno::compare::{self, Metric};
+use dyno::measure::stats::Verdict;
 use dyno::plan::Filter;
-use dyno::record;
-use dyno::stats::Verdict;
 
 use crate::{Tree, fixture};
 
@@ -19,7 +18,7 @@ async fn run(base_url: &str, script: &str, dir: &Path) -> PathBuf {
     let file = dir.join(format!("{script}.yaml"));
     std::fs::write(&file, suite).unwrap();
     let out = dir.join(script);
-    record::run_suite(&file, &Filter::default(), Some(&out), true)
+    dyno::run::run_suite(&file, &Filter::default(), Some(&out), true)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     out.join("results.json")

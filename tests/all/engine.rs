@@ -220,7 +220,7 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let victim = dyno::resources::tree_pids(std::process::id())
+        let victim = dyno::measure::resources::proc::tree_pids(std::process::id())
             .into_iter()
             .find(|pid| {
                 std::fs::read(format!("/proc/{pid}/cmdline"))

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dyno::foundry::{
+use dyno::provider::foundry::{
     Device, Discovered, DiscoverySource, Foundry, FoundryError, Generation, SystemCli, discover,
     resolve, same_variant,
 };

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use dyno::foundry::{Generation, same_variant, split_version};
+use dyno::provider::foundry::{Generation, same_variant, split_version};
 
 /// Simulated load time, so load timings are visibly non-zero.
 pub const LOAD_DELAY: Duration = Duration::from_millis(20);
@@ -45,7 +45,7 @@ impl Drop for Fixture {
 
 /// The catalog both generations serve (the first as `/foundry/list`,
 /// the core service as `/v1/models` items); the same file the unit tests
-/// of `dyno::foundry` parse.
+/// of `dyno::provider::foundry` parse.
 pub fn sample_catalog() -> Vec<Value> {
     serde_json::from_str(include_str!("../fixtures/foundry-catalog.json"))
         .expect("tests/fixtures/foundry-catalog.json is a JSON array")

@@ -56,8 +56,8 @@ pub async fn run_and_load(
     file: &Path,
     filter: &dyno::plan::Filter,
     out: &Path,
-) -> (dyno::record::RunSummary, dyno::results::Results) {
-    let summary = dyno::record::run_suite(file, filter, Some(out), true)
+) -> (dyno::run::RunSummary, dyno::results::Results) {
+    let summary = dyno::run::run_suite(file, filter, Some(out), true)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     (summary, load_results(out))

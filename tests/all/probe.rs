@@ -5,8 +5,8 @@
 use std::process::Output;
 use std::time::Duration;
 
-use dyno::foundry::{Discovered, DiscoverySource, Foundry, Generation, SystemCli};
 use dyno::probe::{self, CheckLine, Context, SourceKind, UrlKind};
+use dyno::provider::foundry::{Discovered, DiscoverySource, Foundry, Generation, SystemCli};
 
 use crate::foundry_fixture;
 use crate::{Tree, fixture, repo_root, test_env};

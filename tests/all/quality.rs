@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 
 use dyno::plan::Filter;
-use dyno::record;
 
 use crate::{Tree, fixture};
 
@@ -44,7 +43,7 @@ async fn checks_judge_cache_and_human_ratings() {
     let tree = Tree::new(&[("s.yaml", &suite(&base))]);
     let out = tree.path("out");
     let before = fixture::JUDGE_CALLS.load(Ordering::SeqCst);
-    record::run_suite(&tree.path("s.yaml"), &Filter::default(), Some(&out), true)
+    dyno::run::run_suite(&tree.path("s.yaml"), &Filter::default(), Some(&out), true)
         .await
         .unwrap();
     let doc = crate::load_results(&out);
@@ -95,7 +94,7 @@ async fn checks_judge_cache_and_human_ratings() {
     // A re-run with unchanged outputs asks the judge nothing (only its own
     // 3 timed requests).
     let before = fixture::JUDGE_CALLS.load(Ordering::SeqCst);
-    record::run_suite(&tree.path("s.yaml"), &Filter::default(), Some(&out), true)
+    dyno::run::run_suite(&tree.path("s.yaml"), &Filter::default(), Some(&out), true)
         .await
         .unwrap();
     assert_eq!(fixture::JUDGE_CALLS.load(Ordering::SeqCst) - before, 3);
@@ -109,7 +108,7 @@ async fn checks_judge_cache_and_human_ratings() {
     );
 
     // Human ratings: annotate, fill in, re-render.
-    let file = record::annotate(&out).unwrap();
+    let file = dyno::run::annotate(&out).unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
     let mut rows = dyno::quality::read_annotations_csv(&text).unwrap();
     assert_eq!(
@@ -123,11 +122,11 @@ async fn checks_judge_cache_and_human_ratings() {
     }
     std::fs::write(&file, dyno::quality::write_annotations_csv(&rows).unwrap()).unwrap();
     // Annotating again keeps the ratings.
-    record::annotate(&out).unwrap();
+    dyno::run::annotate(&out).unwrap();
     let kept =
         dyno::quality::read_annotations_csv(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(kept, rows);
-    record::rerender(&out, None).unwrap();
+    dyno::run::rerender(&out, None).unwrap();
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("| 2.00 (n=2) |"), "{report}");
     assert!(report.contains("| 5.00 (n=2) |"), "{report}");
@@ -197,7 +196,7 @@ async fn a_model_level_judge_works_without_a_suite_judge() {
     assert!(!text.contains("scale"), "{text}");
     let tree = Tree::new(&[("s.yaml", &text)]);
     let out = tree.path("out");
-    record::run_suite(&tree.path("s.yaml"), &Filter::default(), Some(&out), true)
+    dyno::run::run_suite(&tree.path("s.yaml"), &Filter::default(), Some(&out), true)
         .await
         .unwrap();
     let doc = crate::load_results(&out);

@@ -1,10 +1,9 @@
 //! Reports from a synthetic results document with known numbers: snapshots
 //! of the Markdown and CSV, byte stability, hostile text, the charts.
 
-use dyno::exec::{Footprint, Launch, ModelRun};
 use dyno::plan::Round;
-use dyno::record;
 use dyno::results::{self, Environment, Results, Sample, Status, SuiteRecord};
+use dyno::results::{Footprint, Launch, ModelRun};
 use dyno::suite::EnergySettings;
 
 use crate::Tree;
@@ -276,7 +275,7 @@ fn charts_parse_as_svg_with_one_series_per_model() {
     let doc = synthetic();
     let tree = Tree::new(&[]);
     let dir = tree.path("out");
-    let files = record::write_outputs(&doc, &dir, &["report.md".into()], None).unwrap();
+    let files = dyno::run::write_outputs(&doc, &dir, &["report.md".into()], None).unwrap();
     let charts: Vec<_> = files
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "svg"))
@@ -305,7 +304,7 @@ fn charts_parse_as_svg_with_one_series_per_model() {
     }
     // Rendering again gives the same bytes.
     let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
-    record::write_outputs(&doc, &dir, &["report.md".into()], None).unwrap();
+    dyno::run::write_outputs(&doc, &dir, &["report.md".into()], None).unwrap();
     let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     assert_eq!(before, after);
 }

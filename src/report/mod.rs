@@ -9,6 +9,8 @@
 //! `md`, `csv` and `fence`. Every number a default template prints goes
 //! through one of the fixed-format filters, so output is byte-stable.
 
+pub mod charts;
+
 use std::path::{Path, PathBuf};
 
 use minijinja::syntax::SyntaxConfig;
@@ -17,10 +19,13 @@ use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 
 /// The built-in templates: `(name, source)`.
 pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
-    ("report.md", include_str!("../templates/report.md.j2")),
-    ("results.csv", include_str!("../templates/results.csv.j2")),
-    ("compare.md", include_str!("../templates/compare.md.j2")),
-    ("judge.md", include_str!("../templates/judge.md.j2")),
+    ("report.md", include_str!("../../templates/report.md.j2")),
+    (
+        "results.csv",
+        include_str!("../../templates/results.csv.j2"),
+    ),
+    ("compare.md", include_str!("../../templates/compare.md.j2")),
+    ("judge.md", include_str!("../../templates/judge.md.j2")),
 ];
 
 /// What the filters print for a missing (null or undefined) value.

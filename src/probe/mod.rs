@@ -16,10 +16,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::adapter::{self, Adapter, GenerateParams};
-use crate::client::{self, ChatRequest, Measurement, Target};
-use crate::exec;
-use crate::foundry::{self, CatalogEntry, CliRunner, Device, Discovered, Foundry, FoundryError};
+use crate::provider::adapter::{self, Adapter, GenerateParams};
+use crate::provider::foundry::{
+    self, CatalogEntry, CliRunner, Device, Discovered, Foundry, FoundryError,
+};
+use crate::provider::openai::{self as client, ChatRequest, Measurement, Target};
+use crate::run::executor as exec;
 use crate::suite::{
     self, Endpoint, EndpointKind, LoadError, Message, Model, Role, ServedBy, Suite,
 };
@@ -505,7 +507,7 @@ fn server_model_files(server: &suite::Server) -> Vec<PathBuf> {
             .iter()
             .map(|arg| suite::Server::substitute(arg, &variant))
             .collect();
-        for file in crate::resources::model_files_in_command(&command) {
+        for file in crate::measure::resources::files::model_files_in_command(&command) {
             if seen.insert(file.clone()) {
                 files.push(PathBuf::from(file));
             }
@@ -948,7 +950,7 @@ fn quoted(ids: &[String]) -> String {
 }
 
 fn file_size(path: &Path) -> Option<u64> {
-    crate::resources::file_bytes(&[path.to_path_buf()])
+    crate::measure::resources::files::file_bytes(&[path.to_path_buf()])
         .into_iter()
         .next()
         .and_then(|(_, bytes)| bytes)

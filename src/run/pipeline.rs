@@ -4,14 +4,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::charts;
-use crate::exec::{self, ExecOptions};
 use crate::fsutil::write_atomic;
-use crate::judge;
 use crate::plan::{self, Filter};
 use crate::quality;
 use crate::report;
+use crate::report::charts;
 use crate::results::{self, Environment, Results, Status, SuiteRecord};
+use crate::run::executor::{self as exec, ExecOptions};
+use crate::run::judge;
 use crate::suite;
 
 /// What a finished run tells the user.
@@ -80,7 +80,7 @@ pub async fn run_suite_with(
     let cells = plan::plan(&suite, filter).map_err(|e| format!("error: {e}\n"))?;
     let dir = out.map_or_else(|| suite.outputs.dir.clone(), Path::to_path_buf);
     let dir = normalize(&dir);
-    let started_at = results::utc_now();
+    let started_at = crate::measure::machine::utc_now();
     let exec_options = ExecOptions {
         quiet,
         work_dir: dir.clone(),
@@ -111,7 +111,7 @@ pub async fn run_suite_with(
         format_version: results::FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at,
-        git_revision: results::git_revision(file.parent().unwrap_or(Path::new("."))),
+        git_revision: crate::git::revision(file.parent().unwrap_or(Path::new("."))),
         suite: SuiteRecord::of(&suite),
         environment: Environment::detect(),
         cells: results::aggregate(&samples),

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::client::{self, ChatRequest};
 use crate::fsutil::write_atomic;
+use crate::provider::openai::{self as client, ChatRequest};
 use crate::quality::{self, JudgeParse, JudgeScale};
 use crate::report;
 use crate::results::{Judgement, Sample, Status};
@@ -122,7 +122,7 @@ pub async fn judge_samples(
         let Some(model) = suite.models.iter().find(|m| &m.id == judge) else {
             continue;
         };
-        let (target, server) = match crate::exec::connect(suite, model, dir).await {
+        let (target, server) = match crate::run::executor::connect(suite, model, dir).await {
             Ok(connected) => connected,
             Err(err) => {
                 report

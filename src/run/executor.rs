@@ -8,162 +8,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
-use crate::adapter::{
+use crate::measure::resources::files;
+use crate::measure::resources::{self, Rapl, Sampler, Window};
+use crate::plan::{self, Cell};
+use crate::provider::adapter::{
     self, Adapter, AdapterSpec, AdapterTokenSource, GenerateParams, GenerationErrorKind,
 };
-use crate::client::{self, ChatRequest, Target};
-use crate::foundry::{self, CatalogEntry, Device, Foundry, SystemCli};
-use crate::plan::{self, Cell};
-use crate::resources::{self, GpuSnapshot, Rapl, Sampler, Window};
-use crate::results::{ErrorKind, Sample, Status, TokenSource};
-use crate::server::{RunningServer, ServerSpec};
+use crate::provider::foundry::{self, CatalogEntry, Device, Foundry, SystemCli};
+use crate::provider::openai::{self as client, ChatRequest, Target};
+use crate::provider::server::{RunningServer, ServerSpec};
+use crate::results::{
+    ErrorKind, Footprint, FoundryVariant, Launch, MB, ModelRun, Sample, Status, TokenSource,
+};
 use crate::suite::{Endpoint, EndpointKind, Model, ServedBy, Server, Suite};
-
-/// How one model (in one server variant) fared: each server launch, the
-/// model's footprint on disk and what the GPU held.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct ModelRun {
-    pub id: String,
-    /// The server variant (`threads=2`), when its server declares variants.
-    #[serde(default)]
-    pub variant: Option<String>,
-    pub api_model: String,
-    pub license: Option<String>,
-    pub capabilities: Vec<String>,
-    /// Managed server: spawn → ready of the first launch, in milliseconds.
-    pub load_ms: Option<f64>,
-    /// Every launch of the managed server (one per round with `cold_start`).
-    #[serde(default)]
-    pub launches: Vec<Launch>,
-    /// Files on disk and their total size.
-    #[serde(default)]
-    pub footprint: Option<Footprint>,
-    /// GPU memory and utilisation right after the first load (`nvidia-smi`);
-    /// `None` on machines without an NVIDIA GPU.
-    #[serde(default)]
-    pub gpu: Option<GpuSnapshot>,
-    /// What the server reports as its version (llama.cpp `build_info`).
-    pub server_version: Option<String>,
-    /// Foundry Local: the exact variant measured.
-    #[serde(default)]
-    pub foundry: Option<FoundryVariant>,
-    pub status: Status,
-    pub failure: Option<String>,
-}
-
-/// The Foundry Local catalog variant a model resolved to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct FoundryVariant {
-    /// Exact variant id sent as `model`.
-    pub variant_id: String,
-    pub alias: String,
-    pub device: String,
-    pub execution_provider: String,
-    pub file_size_mb: Option<f64>,
-    pub license: Option<String>,
-    /// Which service generation served it.
-    pub generation: String,
-}
-
-impl ModelRun {
-    /// `smollm2-135m` or `smollm2-135m [threads=2]`.
-    pub fn label(&self) -> String {
-        label(&self.id, self.variant.as_deref())
-    }
-}
-
-/// `model` or `model [variant]`: how reports name a model in one variant.
-pub fn label(model: &str, variant: Option<&str>) -> String {
-    match variant {
-        Some(v) => format!("{model} [{v}]"),
-        None => model.to_string(),
-    }
-}
-
-/// One start of a managed server, measured while it ran.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Launch {
-    /// Spawn → ready, in milliseconds.
-    pub load_ms: f64,
-    /// Resident memory of the process tree once ready, before any request (MB).
-    pub rss_idle_mb: Option<f64>,
-    /// Peak and median resident memory over the whole launch (MB).
-    pub rss_peak_mb: Option<f64>,
-    pub rss_median_mb: Option<f64>,
-    /// Memory readings taken (≥ 10 per second while it ran).
-    pub rss_samples: usize,
-    /// CPU time of the process tree over the launch, all cores, in seconds.
-    pub cpu_s: Option<f64>,
-    /// How the launch ended when the server died under dyno.
-    pub exit: Option<String>,
-}
-
-impl Launch {
-    fn measured(load_ms: f64, idle: &Window, total: &Window, exit: Option<String>) -> Launch {
-        Launch {
-            load_ms,
-            rss_idle_mb: idle.rss_peak_bytes.map(|b| b as f64 / MB),
-            rss_peak_mb: total.rss_peak_bytes.map(|b| b as f64 / MB),
-            rss_median_mb: total.rss_median_bytes.map(|b| b / MB),
-            rss_samples: total.samples,
-            cpu_s: total.cpu_s,
-            exit,
-        }
-    }
-}
-
-/// A model's files on disk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Footprint {
-    pub files: Vec<FileSize>,
-    /// Total bytes of the files that exist.
-    pub bytes: u64,
-    /// `bytes` in MB (10^6 bytes).
-    pub mb: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct FileSize {
-    pub path: String,
-    /// `None` when the file cannot be read.
-    pub bytes: Option<u64>,
-}
-
-impl Footprint {
-    /// A size known from a catalog or the suite, without files to measure.
-    pub fn declared(mb: f64) -> Footprint {
-        Footprint {
-            files: Vec::new(),
-            bytes: (mb * MB).round() as u64,
-            mb,
-        }
-    }
-
-    /// Sizes of `files`; `None` when there are none.
-    pub fn of(files: &[PathBuf]) -> Option<Footprint> {
-        if files.is_empty() {
-            return None;
-        }
-        let files: Vec<FileSize> = resources::file_bytes(files)
-            .into_iter()
-            .map(|(path, bytes)| FileSize {
-                path: path.display().to_string(),
-                bytes,
-            })
-            .collect();
-        let bytes = files.iter().filter_map(|f| f.bytes).sum();
-        Some(Footprint {
-            files,
-            bytes,
-            mb: bytes as f64 / MB,
-        })
-    }
-}
-
-/// Bytes per MB: reports use decimal megabytes throughout.
-pub const MB: f64 = 1e6;
 
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
@@ -238,7 +96,8 @@ pub async fn execute(
             capabilities: model.capabilities.clone(),
             load_ms: None,
             launches: Vec::new(),
-            footprint: Footprint::of(&model.files).or(model.size_mb.map(Footprint::declared)),
+            footprint: Footprint::from_sizes(files::file_bytes(&model.files))
+                .or(model.size_mb.map(Footprint::declared)),
             gpu: None,
             server_version: None,
             foundry: None,
@@ -349,7 +208,7 @@ impl Runner<'_> {
                     Some(&sampler),
                 )
                 .await;
-            run.launches.push(Launch::measured(
+            run.launches.push(launch_measured(
                 running.load_ms(),
                 &idle,
                 &sampler.window(&whole),
@@ -560,7 +419,7 @@ impl Runner<'_> {
         let total = sampler.window(&whole);
         drop(sampler);
         let stopped = adapter.stop().await;
-        run.launches.push(Launch::measured(
+        run.launches.push(launch_measured(
             load_ms,
             &idle,
             &total,
@@ -641,6 +500,19 @@ impl Runner<'_> {
         self.journal.append(&sample);
         self.samples.push(sample);
         self.progress.inc(1);
+    }
+}
+
+/// A launch as the sampler saw it: idle right after ready, and over its whole life.
+fn launch_measured(load_ms: f64, idle: &Window, total: &Window, exit: Option<String>) -> Launch {
+    Launch {
+        load_ms,
+        rss_idle_mb: idle.rss_peak_bytes.map(|b| b as f64 / MB),
+        rss_peak_mb: total.rss_peak_bytes.map(|b| b as f64 / MB),
+        rss_median_mb: total.rss_median_bytes.map(|b| b / MB),
+        rss_samples: total.samples,
+        cpu_s: total.cpu_s,
+        exit,
     }
 }
 

@@ -410,7 +410,7 @@ impl Adapter {
         let mut child = command.spawn().map_err(spawn_error)?;
         // Until `adapter` exists, dropping `child` kills the leader
         // (kill_on_drop); nothing else can be running yet.
-        let (pid, pgid) = crate::server::process_group(&child).map_err(spawn_error)?;
+        let (pid, pgid) = crate::provider::server::process_group(&child).map_err(spawn_error)?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {

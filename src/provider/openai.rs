@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
+use crate::provider::sse::SseFramer;
 use crate::results::{ErrorKind, TokenSource};
-use crate::sse::SseFramer;
 use crate::suite::Message;
 
 /// Where to send requests. The API key is held here only; it is never

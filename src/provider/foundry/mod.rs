@@ -1248,8 +1248,13 @@ impl Foundry {
             "model": id,
             "messages": [{ "role": "user", "content": text }],
         });
-        let value =
-            crate::client::post_json(&self.http, url.as_str(), &body, TOKEN_COUNT_TIMEOUT).await?;
+        let value = crate::provider::openai::post_json(
+            &self.http,
+            url.as_str(),
+            &body,
+            TOKEN_COUNT_TIMEOUT,
+        )
+        .await?;
         field(&value, "tokenCount").and_then(Value::as_u64)
     }
 
@@ -1636,7 +1641,7 @@ mod tests {
 
     /// The catalog the Foundry Local fixture of the integration tests serves.
     fn sample_catalog() -> Vec<Value> {
-        serde_json::from_str(include_str!("../tests/fixtures/foundry-catalog.json")).unwrap()
+        serde_json::from_str(include_str!("../../../tests/fixtures/foundry-catalog.json")).unwrap()
     }
 
     // --- pure parsing -----------------------------------------------------------

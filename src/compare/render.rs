@@ -1,0 +1,121 @@
+//! A comparison as text: the terminal table and the Markdown of
+//! `templates/compare.md.j2`. Pure: comparison in, text out.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::Comparison;
+use super::Row;
+use crate::measure::stats::Verdict;
+
+fn verdict_text(row: &Row) -> String {
+    let name = match row.verdict {
+        Verdict::Regressed => "REGRESSED",
+        Verdict::Improved => "IMPROVED",
+        Verdict::Unchanged => "UNCHANGED",
+        Verdict::Inconclusive => "INCONCLUSIVE",
+    };
+    if row.confirmed {
+        format!("{name} (confirmed)")
+    } else {
+        name.to_string()
+    }
+}
+
+pub(super) fn fixed(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+/// The comparison as Markdown for a pull-request comment
+/// (`templates/compare.md.j2`, overridable).
+pub fn render_markdown(
+    c: &Comparison,
+    override_dir: Option<&Path>,
+) -> Result<String, crate::report::ReportError> {
+    let verdicts: Vec<String> = c.rows.iter().map(verdict_text).collect();
+    let ctx = serde_json::json!({
+        "comparison": c,
+        "verdicts": verdicts,
+        "regressed": c.regressed(),
+    });
+    crate::report::render("compare.md", &ctx, override_dir)
+}
+
+/// The comparison as an aligned terminal table, regressions first.
+pub fn render_text(c: &Comparison) -> String {
+    let mut table: Vec<[String; 8]> = vec![[
+        "cell".into(),
+        "metric".into(),
+        "base p50".into(),
+        "new p50".into(),
+        "ratio [95% CI]".into(),
+        "p (BH)".into(),
+        "n".into(),
+        "verdict".into(),
+    ]];
+    for r in &c.rows {
+        let ci =
+            r.ci.map_or_else(String::new, |(lo, hi)| format!(" [{lo:.3}, {hi:.3}]"));
+        table.push([
+            r.key.clone(),
+            r.metric.name().to_string(),
+            fixed(r.base_median, 2),
+            fixed(r.new_median, 2),
+            format!("{}{ci}", fixed(r.ratio, 3)),
+            format!("{} ({})", fixed(r.p, 4), fixed(r.p_adjusted, 4)),
+            format!("{}/{}", r.n_base, r.n_new),
+            verdict_text(r),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = format!("base: {}\nnew:  {}\n\n", c.base, c.new);
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    if !c.quality.is_empty() {
+        let _ = writeln!(out, "\nquality (paired by prompt):");
+        for q in &c.quality {
+            let _ = writeln!(
+                out,
+                "  {}  {:?}  {} → {} ({:+.3}), p {}, {} pairs: {:?}",
+                q.model,
+                q.measure,
+                fixed(q.base, 3),
+                fixed(q.new, 3),
+                q.change.unwrap_or(0.0),
+                fixed(q.p, 4),
+                q.pairs,
+                q.verdict
+            );
+        }
+    }
+    for key in &c.only_in_base {
+        let _ = writeln!(out, "only in base: {key}");
+    }
+    for key in &c.only_in_new {
+        let _ = writeln!(out, "only in new: {key}");
+    }
+    for w in &c.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if c.regressed() {
+            "verdict: REGRESSED (significant after Benjamini–Hochberg at q = 0.05)"
+        } else {
+            "verdict: no regression"
+        }
+    );
+    out
+}

@@ -1,0 +1,74 @@
+//! The two sides of a comparison: results files, directories holding
+//! `results.json`, or a file as it was at a git revision (read with `git
+//! show`, no checkout).
+
+use std::path::{Path, PathBuf};
+
+use crate::results::{self, Results};
+
+/// Why a side of a comparison could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Results(#[from] results::LoadError),
+    #[error("`{rev}` is neither a file nor a git revision holding {path}: {reason}")]
+    Git {
+        rev: String,
+        path: String,
+        reason: String,
+    },
+}
+
+/// Reads a side given as a path.
+pub fn load_path(path: &Path) -> Result<(Results, String), LoadError> {
+    let (doc, file) = results::load(path)?;
+    Ok((doc, file.display().to_string()))
+}
+
+/// The results file named by `path`, the directory to run git in, and the
+/// file's name there.
+pub(super) fn git_location(path: &Path) -> (PathBuf, PathBuf, String) {
+    let file = results::results_file(path);
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    (file, dir, name)
+}
+
+/// Reads `file` as it was at git revision `rev` (no checkout).
+pub fn load_revision(rev: &str, file: &Path) -> Result<(Results, String), LoadError> {
+    let (file, dir, name) = git_location(file);
+    let text = crate::git::show(&dir, rev, &name).map_err(|reason| LoadError::Git {
+        rev: rev.to_string(),
+        path: file.display().to_string(),
+        reason,
+    })?;
+    let label = format!("{}@{rev}", file.display());
+    Ok((results::parse(&text, &label)?, label))
+}
+
+/// Resolves the command's arguments: `compare NEW` (base = `HEAD` version of
+/// NEW), `compare BASE NEW` with paths, or a revision for BASE.
+pub fn load_sides(first: &str, second: Option<&str>) -> Result<[(Results, String); 2], LoadError> {
+    match second {
+        None => {
+            let new = load_path(Path::new(first))?;
+            let base = load_revision("HEAD", Path::new(first))?;
+            Ok([base, new])
+        }
+        Some(second) => {
+            let new = load_path(Path::new(second))?;
+            let base = if Path::new(first).exists() {
+                load_path(Path::new(first))?
+            } else {
+                load_revision(first, Path::new(second))?
+            };
+            Ok([base, new])
+        }
+    }
+}

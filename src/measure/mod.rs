@@ -1,0 +1,8 @@
+//! Measurement that is not a request: statistics (the only percentile and
+//! median in dyno), the resources of a process tree (memory, CPU, energy,
+//! GPU, files on disk) and the machine a run happens on. Observes only; never
+//! imports the results document or any stage above it.
+
+pub mod machine;
+pub mod resources;
+pub mod stats;

@@ -1,0 +1,360 @@
+//! The results document: every raw sample, per-cell aggregates and the
+//! context needed to trust them (suite hash, tool version, git revision,
+//! environment). Plain data; writing goes through `fsutil`, rendering
+//! through `report`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use std::path::PathBuf;
+
+pub use crate::measure::machine::Environment;
+use crate::measure::resources::GpuSnapshot;
+use crate::plan::Round;
+
+mod io;
+mod summary;
+
+pub use io::{LoadError, RESULTS_FILE, load, parse, results_file, to_json};
+
+pub use summary::{
+    CellStats, Dist, EnergySource, Highlight, ModelSummary, QualitySummary, aggregate, highlights,
+    is_warm_measured, refresh_quality, summarize_models,
+};
+
+/// Version of the results format; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Formats this version reads: format 2 only added fields (with defaults).
+pub const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
+
+/// Where an output-token count came from, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// The server's `usage` object.
+    Usage,
+    /// Server-side timings (llama.cpp `timings.predicted_n`).
+    ServerTimings,
+    /// The server's tokenize endpoint.
+    Tokenize,
+    /// Counted from the stream (one per content event) or from text length.
+    Estimate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Error,
+}
+
+/// What went wrong with a request.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Could not connect.
+    Connect,
+    /// No complete response within the timeout.
+    Timeout,
+    /// The server answered with a non-2xx status.
+    HttpStatus,
+    /// An event or body that is not the expected JSON.
+    BadSse,
+    /// The connection closed before the response was complete.
+    EarlyEof,
+    /// The server sent an `{"error": ...}` payload.
+    ServerError,
+    /// The managed server process exited.
+    ServerExited,
+    /// The model's server or endpoint failed earlier; the request was not sent.
+    Skipped,
+}
+
+/// One request, measured. Times are milliseconds on a monotonic clock,
+/// from just before the request was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Sample {
+    /// Position in the plan (1-based).
+    pub index: usize,
+    pub key: String,
+    pub model: String,
+    pub prompt: String,
+    pub round: Round,
+    pub warmup: bool,
+    pub seed: u32,
+    pub stream: bool,
+    pub status: Status,
+    pub error_kind: Option<ErrorKind>,
+    pub error: Option<String>,
+    /// Time to the first event carrying non-empty content (streaming only).
+    pub ttft_ms: Option<f64>,
+    /// Time to the first non-empty `reasoning_content`, when the model reasons.
+    pub ttfo_reasoning_ms: Option<f64>,
+    /// Time to the end of the response.
+    pub e2e_ms: Option<f64>,
+    /// Gaps between consecutive content-bearing events.
+    pub itl_ms: Vec<f64>,
+    /// (e2e − ttft) / (output_tokens − 1).
+    pub tpot_ms: Option<f64>,
+    pub output_tokens: Option<u64>,
+    pub prompt_tokens: Option<u64>,
+    pub token_source: Option<TokenSource>,
+    /// (output_tokens − 1) / (e2e − ttft), per second.
+    pub decode_tps: Option<f64>,
+    pub finish_reason: Option<String>,
+    pub text: String,
+    /// The server's own timings (llama.cpp `timings`), as sent.
+    pub server_timings: Option<BTreeMap<String, f64>>,
+    /// The server variant (`threads=2`), when the server declares variants.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// The first request after its managed server became ready. Cold
+    /// requests are aggregated apart and left out of the cell statistics.
+    #[serde(default)]
+    pub cold: bool,
+    /// Peak and median resident memory of the server's process tree while
+    /// this request ran, in MB (10^6 bytes).
+    #[serde(default)]
+    pub rss_peak_mb: Option<f64>,
+    #[serde(default)]
+    pub rss_median_mb: Option<f64>,
+    /// CPU time the server's process tree spent during this request (all
+    /// cores), in milliseconds.
+    #[serde(default)]
+    pub cpu_ms: Option<f64>,
+    /// Package energy during this request (RAPL), in joules.
+    #[serde(default)]
+    pub energy_j: Option<f64>,
+    /// The prompt's checks on this output (successful requests only).
+    #[serde(default)]
+    pub checks: Vec<crate::quality::CheckResult>,
+    /// The judge model's score of this output.
+    #[serde(default)]
+    pub judge: Option<Judgement>,
+    /// A human rating merged from the results' annotation file.
+    #[serde(default)]
+    pub human_score: Option<f64>,
+}
+
+/// One judge model's verdict on one output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Judgement {
+    /// The judging model.
+    pub model: String,
+    /// The score when the reply had one inside the scale.
+    pub score: Option<f64>,
+    pub parse: crate::quality::JudgeParse,
+    /// The judge's reply as sent (or the error that prevented one).
+    pub reply: String,
+}
+
+impl Sample {
+    /// Derives TPOT and decode tokens/s from TTFT, E2E and the token count.
+    pub fn derive_rates(&mut self) {
+        if let (Some(ttft), Some(e2e), Some(tokens)) =
+            (self.ttft_ms, self.e2e_ms, self.output_tokens)
+            && tokens > 1
+            && e2e > ttft
+        {
+            let decode_ms = e2e - ttft;
+            let steps = (tokens - 1) as f64;
+            self.tpot_ms = Some(decode_ms / steps);
+            self.decode_tps = Some(steps / (decode_ms / 1000.0));
+        }
+    }
+}
+
+/// How one model (in one server variant) fared: each server launch, the
+/// model's footprint on disk and what the GPU held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ModelRun {
+    pub id: String,
+    /// The server variant (`threads=2`), when its server declares variants.
+    #[serde(default)]
+    pub variant: Option<String>,
+    pub api_model: String,
+    pub license: Option<String>,
+    pub capabilities: Vec<String>,
+    /// Managed server: spawn → ready of the first launch, in milliseconds.
+    pub load_ms: Option<f64>,
+    /// Every launch of the managed server (one per round with `cold_start`).
+    #[serde(default)]
+    pub launches: Vec<Launch>,
+    /// Files on disk and their total size.
+    #[serde(default)]
+    pub footprint: Option<Footprint>,
+    /// GPU memory and utilisation right after the first load (`nvidia-smi`);
+    /// `None` on machines without an NVIDIA GPU.
+    #[serde(default)]
+    pub gpu: Option<GpuSnapshot>,
+    /// What the server reports as its version (llama.cpp `build_info`).
+    pub server_version: Option<String>,
+    /// Foundry Local: the exact variant measured.
+    #[serde(default)]
+    pub foundry: Option<FoundryVariant>,
+    pub status: Status,
+    pub failure: Option<String>,
+}
+
+/// The Foundry Local catalog variant a model resolved to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FoundryVariant {
+    /// Exact variant id sent as `model`.
+    pub variant_id: String,
+    pub alias: String,
+    pub device: String,
+    pub execution_provider: String,
+    pub file_size_mb: Option<f64>,
+    pub license: Option<String>,
+    /// Which service generation served it.
+    pub generation: String,
+}
+
+impl ModelRun {
+    /// `smollm2-135m` or `smollm2-135m [threads=2]`.
+    pub fn label(&self) -> String {
+        label(&self.id, self.variant.as_deref())
+    }
+}
+
+/// `model` or `model [variant]`: how reports name a model in one variant.
+pub fn label(model: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(v) => format!("{model} [{v}]"),
+        None => model.to_string(),
+    }
+}
+
+/// One start of a managed server, measured while it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Launch {
+    /// Spawn → ready, in milliseconds.
+    pub load_ms: f64,
+    /// Resident memory of the process tree once ready, before any request (MB).
+    pub rss_idle_mb: Option<f64>,
+    /// Peak and median resident memory over the whole launch (MB).
+    pub rss_peak_mb: Option<f64>,
+    pub rss_median_mb: Option<f64>,
+    /// Memory readings taken (≥ 10 per second while it ran).
+    pub rss_samples: usize,
+    /// CPU time of the process tree over the launch, all cores, in seconds.
+    pub cpu_s: Option<f64>,
+    /// How the launch ended when the server died under dyno.
+    pub exit: Option<String>,
+}
+
+/// A model's files on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Footprint {
+    pub files: Vec<FileSize>,
+    /// Total bytes of the files that exist.
+    pub bytes: u64,
+    /// `bytes` in MB (10^6 bytes).
+    pub mb: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FileSize {
+    pub path: String,
+    /// `None` when the file cannot be read.
+    pub bytes: Option<u64>,
+}
+
+impl Footprint {
+    /// A size known from a catalog or the suite, without files to measure.
+    pub fn declared(mb: f64) -> Footprint {
+        Footprint {
+            files: Vec::new(),
+            bytes: (mb * MB).round() as u64,
+            mb,
+        }
+    }
+
+    /// The footprint of files with their sizes (`None` where unreadable);
+    /// `None` when there are no files.
+    pub fn from_sizes(sizes: Vec<(PathBuf, Option<u64>)>) -> Option<Footprint> {
+        if sizes.is_empty() {
+            return None;
+        }
+        let files: Vec<FileSize> = sizes
+            .into_iter()
+            .map(|(path, bytes)| FileSize {
+                path: path.display().to_string(),
+                bytes,
+            })
+            .collect();
+        let bytes = files.iter().filter_map(|f| f.bytes).sum();
+        Some(Footprint {
+            files,
+            bytes,
+            mb: bytes as f64 / MB,
+        })
+    }
+}
+
+/// Bytes per MB: reports use decimal megabytes throughout.
+pub const MB: f64 = 1e6;
+
+/// The suite as recorded: its identity and the resolved content, with
+/// header and server-environment values redacted (they may hold secrets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SuiteRecord {
+    pub name: String,
+    pub description: Option<String>,
+    pub file: String,
+    pub hash: String,
+    pub resolved: serde_json::Value,
+}
+
+impl SuiteRecord {
+    pub fn of(suite: &crate::suite::Suite) -> SuiteRecord {
+        let mut resolved = serde_json::to_value(suite).unwrap_or_default();
+        for (section, field) in [("endpoints", "headers"), ("servers", "env")] {
+            if let Some(entries) = resolved.get_mut(section).and_then(|v| v.as_object_mut()) {
+                for entry in entries.values_mut() {
+                    if let Some(map) = entry.get_mut(field).and_then(|v| v.as_object_mut()) {
+                        map.values_mut()
+                            .for_each(|v| *v = serde_json::Value::from("<redacted>"));
+                    }
+                }
+            }
+        }
+        SuiteRecord {
+            name: suite.name.clone(),
+            description: suite.description.clone(),
+            file: suite.file.display().to_string(),
+            hash: suite.hash(),
+            resolved,
+        }
+    }
+}
+
+/// One run of one suite: what `results.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Results {
+    pub format_version: u32,
+    pub tool_version: String,
+    /// UTC, ISO 8601; the only wall-clock time in the document.
+    pub started_at: String,
+    pub git_revision: Option<String>,
+    pub suite: SuiteRecord,
+    pub environment: Environment,
+    pub models: Vec<crate::results::ModelRun>,
+    /// One row per model (and server variant), pooled over prompts.
+    #[serde(default)]
+    pub summaries: Vec<ModelSummary>,
+    /// Best model per metric, against the runner-up.
+    #[serde(default)]
+    pub highlights: Vec<Highlight>,
+    pub cells: Vec<CellStats>,
+    pub samples: Vec<Sample>,
+}
+
+/// The JSON schema of `results.json`, as committed in `schemas/results.schema.json`.
+pub fn results_schema() -> serde_json::Value {
+    serde_json::Value::from(schemars::schema_for!(Results))
+}

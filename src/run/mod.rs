@@ -1,0 +1,12 @@
+//! A run: the pipeline from suite file to files on disk (`pipeline`), the
+//! executor that sends the plan's cells through providers (`executor`), and
+//! the judge that scores outputs after the timed cells (`judge`).
+
+pub mod executor;
+pub mod judge;
+pub mod pipeline;
+
+pub use pipeline::{
+    ANNOTATIONS_FILE, RunOptions, RunSummary, annotate, rerender, run_suite, run_suite_with,
+    write_outputs,
+};

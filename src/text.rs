@@ -1,0 +1,74 @@
+//! Text for messages: the first line of a long text, a clip to a number of
+//! characters, an error's causes, hex digests. Every stage uses these; none
+//! writes its own.
+
+/// The first non-empty line of `text`, trimmed; `""` when there is none.
+pub fn first_line(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
+/// `text` cut to at most `max_chars` characters, with `…` where it was cut.
+pub fn clip(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// The innermost cause of `err` (HTTP clients wrap the useful message).
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// `err` and every cause that adds something, joined with `: `.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_line_skips_blank_lines() {
+        assert_eq!(first_line("\n  boom  \nmore"), "boom");
+        assert_eq!(first_line(""), "");
+    }
+
+    #[test]
+    fn clip_counts_characters() {
+        assert_eq!(clip("héllo", 3), "hél…");
+        assert_eq!(clip("abc", 3), "abc");
+    }
+
+    #[test]
+    fn hex_is_lowercase() {
+        assert_eq!(hex(&[0, 171, 255]), "00abff");
+    }
+}

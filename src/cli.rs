@@ -5,10 +5,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::plan::{self, Filter};
-use crate::suite::{self, raw};
+use crate::suite::{self, LoadError, raw};
 
 /// dyno: a dynamometer for language models.
 #[derive(Debug, Parser)]
@@ -150,9 +151,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
-/// Runs one command; errors are printed here, at the edge.
+/// Runs one command; errors are rendered here, at the edge.
 pub fn run(cli: Cli) -> ExitCode {
-    let code = match cli.command {
+    let outcome = match cli.command {
         Command::Validate { suites } => validate(&suites),
         Command::Plan {
             suite,
@@ -180,27 +181,23 @@ pub fn run(cli: Cli) -> ExitCode {
                 archive,
             },
         ),
-        Command::Annotate { results } => match crate::run::annotate(&results) {
-            Ok(path) => {
+        Command::Annotate { results } => crate::run::annotate(&results)
+            .map_err(anyhow::Error::from)
+            .and_then(|path| {
                 eprintln!("fill in the `score` column, then run `dyno report`");
                 print_stdout(&format!("{}\n", path.display()))
-            }
-            Err(err) => {
-                eprint!("{err}");
-                EXIT_ERROR
-            }
-        },
+            }),
         Command::Report { results, templates } => {
-            match crate::run::rerender(&results, templates.as_deref()) {
-                Ok(files) => {
-                    let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
-                    print_stdout(&list)
-                }
-                Err(err) => {
-                    eprint!("{err}");
-                    EXIT_ERROR
-                }
-            }
+            crate::run::rerender(&results, templates.as_deref())
+                .map_err(anyhow::Error::from)
+                .and_then(|files| {
+                    print_stdout(
+                        &files
+                            .iter()
+                            .map(|f| format!("{}\n", f.display()))
+                            .collect::<String>(),
+                    )
+                })
         }
         Command::Compare {
             first,
@@ -220,77 +217,23 @@ pub fn run(cli: Cli) -> ExitCode {
             out,
         } => schema(SchemaKind::of(prompts, results), out.as_deref()),
     };
-    ExitCode::from(code)
+    ExitCode::from(outcome.unwrap_or_else(|err| {
+        report(&err);
+        EXIT_ERROR
+    }))
 }
 
-/// Expands globs among `args` (a plain path is kept as is); sorted per glob.
-pub fn expand_suite_args(args: &[String]) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
-    for arg in args {
-        if !arg.contains(['*', '?', '[', '{']) {
-            files.push(PathBuf::from(arg));
-            continue;
-        }
-        let glob = globset::GlobBuilder::new(arg)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| format!("invalid glob `{arg}`: {}", e.kind()))?
-            .compile_matcher();
-        let root = glob_root(arg);
-        let mut found = Vec::new();
-        walk(&root, &mut |p| {
-            if glob.is_match(p) {
-                found.push(p.to_path_buf());
-            }
-        });
-        if found.is_empty() {
-            return Err(format!("`{arg}` matches no file"));
-        }
-        found.sort();
-        files.extend(found);
-    }
-    Ok(files)
-}
-
-/// The literal directory prefix of a glob (`suites/**/*.yaml` → `suites`).
-fn glob_root(pattern: &str) -> PathBuf {
-    let literal: Vec<&str> = pattern
-        .split('/')
-        .take_while(|part| !part.contains(['*', '?', '[', '{']))
-        .collect();
-    if literal.is_empty() {
-        PathBuf::from(".")
-    } else {
-        PathBuf::from(literal.join("/"))
+/// Prints an error for the terminal: a suite's diagnostics with their
+/// source lines and carets, anything else as `error: …` with its causes.
+pub fn report(err: &anyhow::Error) {
+    match err.chain().find_map(|e| e.downcast_ref::<LoadError>()) {
+        Some(load) => eprint!("{}", load.render()),
+        None => eprintln!("error: {err:#}"),
     }
 }
 
-fn walk(dir: &Path, visit: &mut dyn FnMut(&Path)) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let path = path.strip_prefix("./").unwrap_or(&path).to_path_buf();
-        if path.is_dir() {
-            walk(&path, visit);
-        } else {
-            visit(&path);
-        }
-    }
-}
-
-/// The suite files named by `args`; `None` after printing why there are none.
-fn suite_files(args: &[String]) -> Option<Vec<PathBuf>> {
-    expand_suite_args(args)
-        .map_err(|message| eprintln!("error: {message}"))
-        .ok()
-}
-
-fn validate(args: &[String]) -> u8 {
-    let Some(files) = suite_files(args) else {
-        return EXIT_ERROR;
-    };
+fn validate(args: &[String]) -> anyhow::Result<u8> {
+    let files = suite::files::expand_args(args)?;
     let mut code = EXIT_OK;
     for file in &files {
         match suite::load(file, &suite::process_env) {
@@ -316,32 +259,14 @@ fn validate(args: &[String]) -> u8 {
             }
         }
     }
-    code
+    Ok(code)
 }
 
-fn plan_cmd(file: &Path, filter: &Filter, json: bool) -> u8 {
-    let s = match suite::load(file, &suite::process_env) {
-        Ok(s) => s,
-        Err(err) => {
-            eprint!("{}", err.render());
-            return EXIT_ERROR;
-        }
-    };
-    let cells = match plan::plan(&s, filter) {
-        Ok(cells) => cells,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return EXIT_ERROR;
-        }
-    };
+fn plan_cmd(file: &Path, filter: &Filter, json: bool) -> anyhow::Result<u8> {
+    let s = suite::load(file, &suite::process_env)?;
+    let cells = plan::plan(&s, filter)?;
     let text = if json {
-        match serde_json::to_string_pretty(&cells) {
-            Ok(text) => text + "\n",
-            Err(err) => {
-                eprintln!("error: {err}");
-                return EXIT_ERROR;
-            }
-        }
+        serde_json::to_string_pretty(&cells)? + "\n"
     } else {
         plan::render_text(&cells)
     };
@@ -379,51 +304,39 @@ pub fn schema_text(kind: SchemaKind) -> String {
     serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
 
-fn schema(kind: SchemaKind, out: Option<&Path>) -> u8 {
+fn schema(kind: SchemaKind, out: Option<&Path>) -> anyhow::Result<u8> {
     let text = schema_text(kind);
     match out {
-        Some(path) => match crate::fsutil::write_atomic(path, text.as_bytes()) {
-            Ok(()) => EXIT_OK,
-            Err(err) => {
-                eprintln!("error: cannot write {}: {err}", path.display());
-                EXIT_ERROR
-            }
-        },
+        Some(path) => {
+            crate::fsutil::write_atomic(path, text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(EXIT_OK)
+        }
         None => print_stdout(&text),
     }
 }
 
-fn print_stdout(text: &str) -> u8 {
+fn print_stdout(text: &str) -> anyhow::Result<u8> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
-        Ok(()) => EXIT_OK,
         // A closed pipe (`dyno plan | head`) is not an error worth a message.
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-        Err(err) => {
-            eprintln!("error: {err}");
-            EXIT_ERROR
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::from(err).context("cannot write to standard output"))
         }
+        _ => Ok(EXIT_OK),
     }
 }
 
-/// The async runtime of the commands that talk to servers; `None` after
-/// printing why it could not start.
-fn runtime() -> Option<tokio::runtime::Runtime> {
+/// The async runtime of the commands that talk to servers.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|err| eprintln!("error: cannot start the async runtime: {err}"))
-        .ok()
-}
-
-/// Runs `future` to completion on a fresh runtime; `None` after printing
-/// why the runtime could not start.
-fn block_on<F: std::future::Future>(future: F) -> Option<F::Output> {
-    runtime().map(|runtime| runtime.block_on(future))
+        .context("cannot start the async runtime")
 }
 
 /// What the probes see: the process environment and the real `foundry` CLI.
@@ -436,77 +349,58 @@ fn probe_context() -> crate::probe::Context<'static> {
     }
 }
 
-fn models_cmd(target: &str, kind: Option<crate::probe::UrlKind>, json: bool) -> u8 {
+fn models_cmd(target: &str, kind: Option<crate::probe::UrlKind>, json: bool) -> anyhow::Result<u8> {
     use crate::probe::{self, Source};
-    let source = match probe::classify(target, kind) {
-        Ok(source) => source,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return EXIT_ERROR;
-        }
-    };
-    let listed = block_on(async {
+    let source = probe::classify(target, kind)?;
+    let inventory = runtime()?.block_on(async {
         match source {
             Source::Url { url, kind } => Ok(probe::list_url(&url, kind, &probe_context()).await),
             Source::Suite(file) => probe::list_suite(&file, &probe_context()).await,
         }
-    });
-    let inventory = match listed {
-        None => return EXIT_ERROR,
-        Some(Ok(inventory)) => inventory,
-        Some(Err(err)) => {
-            eprint!("{}", err.render());
-            return EXIT_ERROR;
-        }
-    };
+    })?;
     eprint!("{}", probe::render_unlisted(&inventory.errors));
     let text = if json {
         probe::render_models_json(&inventory)
     } else {
         probe::render_models_text(&inventory.models)
     };
-    match print_stdout(&text) {
-        EXIT_OK if inventory.errors.is_empty() => EXIT_OK,
-        EXIT_OK if inventory.models.is_empty() => EXIT_ERROR,
-        EXIT_OK => EXIT_FAILED,
-        code => code,
-    }
+    print_stdout(&text)?;
+    Ok(if inventory.errors.is_empty() {
+        EXIT_OK
+    } else if inventory.models.is_empty() {
+        EXIT_ERROR
+    } else {
+        EXIT_FAILED
+    })
 }
 
-fn check_cmd(file: &Path, json: bool) -> u8 {
+fn check_cmd(file: &Path, json: bool) -> anyhow::Result<u8> {
     use crate::probe;
-    let lines = match block_on(async { probe::check(file, &probe_context()).await }) {
-        None => return EXIT_ERROR,
-        Some(Ok(lines)) => lines,
-        Some(Err(err)) => {
-            eprint!("{}", err.render());
-            return EXIT_ERROR;
-        }
-    };
+    let lines = runtime()?.block_on(async { probe::check(file, &probe_context()).await })?;
     let text = if json {
         probe::render_check_json(&lines)
     } else {
         probe::render_check_text(&lines)
     };
     eprint!("{}", probe::render_check_summary(&lines));
-    match print_stdout(&text) {
-        EXIT_OK if probe::all_passed(&lines) => EXIT_OK,
-        EXIT_OK => EXIT_FAILED,
-        code => code,
-    }
+    print_stdout(&text)?;
+    Ok(if probe::all_passed(&lines) {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }
 
-fn run_cmd(args: &[String], filter: &Filter, options: &crate::run::RunOptions) -> u8 {
-    let Some(files) = suite_files(args) else {
-        return EXIT_ERROR;
-    };
-    let Some(runtime) = runtime() else {
-        return EXIT_ERROR;
-    };
+fn run_cmd(
+    args: &[String],
+    filter: &Filter,
+    options: &crate::run::RunOptions,
+) -> anyhow::Result<u8> {
+    let files = suite::files::expand_args(args)?;
+    let runtime = runtime()?;
     let mut code = EXIT_OK;
     for file in &files {
-        let outcome = runtime.block_on(crate::run::run_suite_with(file, filter, options));
-        match outcome {
+        match runtime.block_on(crate::run::run_suite_with(file, filter, options)) {
             Ok(summary) => {
                 println!("{summary}");
                 if summary.failed_requests > 0 {
@@ -514,44 +408,38 @@ fn run_cmd(args: &[String], filter: &Filter, options: &crate::run::RunOptions) -
                 }
             }
             Err(err) => {
-                eprint!("{err}");
+                report(&err.into());
                 code = EXIT_ERROR;
             }
         }
     }
-    code
+    Ok(code)
 }
 
-fn compare_cmd(first: &str, second: Option<&str>, json: bool, markdown: Option<&Path>) -> u8 {
-    let [(base, base_label), (new, new_label)] = match crate::compare::load_sides(first, second) {
-        Ok(sides) => sides,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return EXIT_ERROR;
-        }
-    };
+fn compare_cmd(
+    first: &str,
+    second: Option<&str>,
+    json: bool,
+    markdown: Option<&Path>,
+) -> anyhow::Result<u8> {
+    let [(base, base_label), (new, new_label)] = crate::compare::load_sides(first, second)?;
     let comparison = crate::compare::compare(&base, &new, &base_label, &new_label);
     if let Some(path) = markdown {
-        let written = crate::compare::render_markdown(&comparison, None)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                crate::fsutil::write_atomic(path, text.as_bytes())
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
-            });
-        if let Err(err) = written {
-            eprintln!("error: {err}");
-            return EXIT_ERROR;
-        }
+        let text = crate::compare::render_markdown(&comparison, None)?;
+        crate::fsutil::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let text = if json {
-        serde_json::to_string_pretty(&comparison).unwrap_or_default() + "\n"
+        serde_json::to_string_pretty(&comparison)? + "\n"
     } else {
         crate::compare::render_text(&comparison)
     };
-    match print_stdout(&text) {
-        EXIT_OK if comparison.regressed() => EXIT_FAILED,
-        code => code,
-    }
+    print_stdout(&text)?;
+    Ok(if comparison.regressed() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
 }
 
 fn history_cmd(
@@ -559,24 +447,16 @@ fn history_cmd(
     metric: crate::compare::Metric,
     json: bool,
     svg: Option<&Path>,
-) -> u8 {
-    let (points, steps) = match crate::compare::history(results, metric) {
-        Ok(history) => history,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return EXIT_ERROR;
-        }
-    };
+) -> anyhow::Result<u8> {
+    let (points, steps) = crate::compare::history(results, metric)?;
     if let Some(path) = svg {
         let chart = crate::compare::history_svg(metric, &points, &steps);
-        if let Err(err) = crate::fsutil::write_atomic(path, chart.as_bytes()) {
-            eprintln!("error: cannot write {}: {err}", path.display());
-            return EXIT_ERROR;
-        }
+        crate::fsutil::write_atomic(path, chart.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let text = if json {
         let doc = serde_json::json!({ "metric": metric.name(), "points": points, "steps": steps });
-        serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+        serde_json::to_string_pretty(&doc)? + "\n"
     } else {
         crate::compare::render_history(metric, &points, &steps)
     };

@@ -14,7 +14,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::suite::{Axis, Params, ServedBy, Server, Suite};
+use crate::suite::{Axis, Device, Model, Params, ServedBy, Server, Suite};
 
 /// One request of the plan: a cell (model × prompt × axis values) at one round.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,15 +28,112 @@ pub struct Cell {
     pub prompt: String,
     /// Axis values of this cell, in axis order, as `name=value`.
     pub axes: Vec<String>,
-    /// The server variant (name, value) pairs this cell runs under; each
-    /// distinct variant is its own server launch.
-    pub variant: Vec<(String, String)>,
+    /// The variant this cell runs under; each distinct variant is its own
+    /// launch.
+    pub variant: Variant,
     pub round: Round,
     /// Effective parameters: the model's, with this cell's axis values.
     pub params: Params,
     /// Seed sent with the request, derived from the suite seed and `key`;
     /// every round of a cell sends the same seed, so rounds repeat the same work.
     pub seed: u32,
+}
+
+/// What a model runs under; each distinct variant is its own launch (a
+/// server started with these values, a Foundry model loaded for this device).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// Nothing to choose: one launch.
+    #[default]
+    Default,
+    /// A value for each declared variant of a managed server, in name order.
+    Server(Vec<Setting>),
+    /// A Foundry Local device.
+    Device(Device),
+}
+
+/// One server variant's value, `threads=2`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting {
+    pub name: String,
+    pub value: String,
+}
+
+impl Variant {
+    /// Every variant of `model`: each combination of its server's variant
+    /// values (the last fastest), or each of its Foundry devices; one
+    /// [`Variant::Default`] when there is nothing to choose.
+    pub fn of_model(suite: &Suite, model: &Model) -> Vec<Variant> {
+        match &model.served_by {
+            ServedBy::Server(name) => suite
+                .servers
+                .get(name)
+                .map_or_else(|| vec![Variant::Default], Variant::of_server),
+            ServedBy::Endpoint(_) if !model.devices.is_empty() => {
+                model.devices.iter().cloned().map(Variant::Device).collect()
+            }
+            ServedBy::Endpoint(_) => vec![Variant::Default],
+        }
+    }
+
+    /// Every combination of `server`'s variant values, the last variant
+    /// fastest; one [`Variant::Default`] when it declares none.
+    pub fn of_server(server: &Server) -> Vec<Variant> {
+        if server.variants.is_empty() {
+            return vec![Variant::Default];
+        }
+        let mut combos: Vec<Vec<Setting>> = vec![Vec::new()];
+        for (name, values) in &server.variants {
+            combos = combos
+                .iter()
+                .flat_map(|combo| {
+                    values.iter().map(move |value| {
+                        let mut next = combo.clone();
+                        next.push(Setting {
+                            name: name.clone(),
+                            value: value.clone(),
+                        });
+                        next
+                    })
+                })
+                .collect();
+        }
+        combos.into_iter().map(Variant::Server).collect()
+    }
+
+    /// `threads=2,gpu_layers=99` or `device=cpu`; `None` for the default.
+    pub fn label(&self) -> Option<String> {
+        match self {
+            Variant::Default => None,
+            Variant::Server(settings) => Some(
+                settings
+                    .iter()
+                    .map(|s| format!("{}={}", s.name, s.value))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            Variant::Device(device) => Some(format!("device={device}")),
+        }
+    }
+
+    /// `text` with each `{name}` of a server variant replaced by its value.
+    pub fn fill(&self, text: &str) -> String {
+        match self {
+            Variant::Server(settings) => settings.iter().fold(text.to_string(), |acc, s| {
+                acc.replace(&format!("{{{}}}", s.name), &s.value)
+            }),
+            _ => text.to_string(),
+        }
+    }
+
+    /// The Foundry device, for a device variant.
+    pub fn device(&self) -> Option<&Device> {
+        match self {
+            Variant::Device(device) => Some(device),
+            _ => None,
+        }
+    }
 }
 
 #[derive(
@@ -146,24 +243,13 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
         .iter()
         .filter(|m| models.contains(&m.id.as_str()))
     {
-        let variants = match &model.served_by {
-            ServedBy::Server(name) => suite
-                .servers
-                .get(name)
-                .map_or_else(|| vec![Vec::new()], Server::variant_combinations),
-            ServedBy::Endpoint(_) if !model.devices.is_empty() => model
-                .devices
-                .iter()
-                .map(|d| vec![("device".to_string(), d.clone())])
-                .collect(),
-            ServedBy::Endpoint(_) => vec![Vec::new()],
-        };
+        let variants = Variant::of_model(suite, model);
         for (variant, combo) in variants
             .iter()
             .flat_map(|v| combos.iter().map(move |c| (v, c)))
         {
             let mut params = model.params;
-            let mut labels: Vec<String> = variant.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut labels: Vec<String> = variant.label().into_iter().collect();
             for setting in combo {
                 labels.push(setting.apply(&mut params));
             }
@@ -191,17 +277,6 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
     Ok(cells)
 }
 
-/// A variant as a label, `threads=2,gpu_layers=99`; `None` without variants.
-pub fn variant_label(variant: &[(String, String)]) -> Option<String> {
-    (!variant.is_empty()).then(|| {
-        variant
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    })
-}
-
 fn cell_key(model: &str, prompt: &str, labels: &[String]) -> String {
     if labels.is_empty() {
         format!("{model}/{prompt}")
@@ -212,25 +287,25 @@ fn cell_key(model: &str, prompt: &str, labels: &[String]) -> String {
 
 /// One axis value.
 #[derive(Debug, Clone, Copy)]
-enum Setting {
+enum AxisValue {
     Stream(bool),
     Temperature(f64),
     MaxTokens(u32),
 }
 
-impl Setting {
+impl AxisValue {
     /// Applies the value and returns its label (`stream=true`).
     fn apply(self, params: &mut Params) -> String {
         match self {
-            Setting::Stream(v) => {
+            AxisValue::Stream(v) => {
                 params.stream = v;
                 format!("stream={v}")
             }
-            Setting::Temperature(v) => {
+            AxisValue::Temperature(v) => {
                 params.temperature = v;
                 format!("temperature={v}")
             }
-            Setting::MaxTokens(v) => {
+            AxisValue::MaxTokens(v) => {
                 params.max_tokens = v;
                 format!("max_tokens={v}")
             }
@@ -240,13 +315,13 @@ impl Setting {
 
 /// The cartesian product of the axes, last axis fastest; one empty
 /// combination when there are no axes.
-fn axis_combinations(axes: &[Axis]) -> Vec<Vec<Setting>> {
-    let mut combos: Vec<Vec<Setting>> = vec![Vec::new()];
+fn axis_combinations(axes: &[Axis]) -> Vec<Vec<AxisValue>> {
+    let mut combos: Vec<Vec<AxisValue>> = vec![Vec::new()];
     for axis in axes {
-        let values: Vec<Setting> = match axis {
-            Axis::Stream(v) => v.iter().copied().map(Setting::Stream).collect(),
-            Axis::Temperature(v) => v.iter().copied().map(Setting::Temperature).collect(),
-            Axis::MaxTokens(v) => v.iter().copied().map(Setting::MaxTokens).collect(),
+        let values: Vec<AxisValue> = match axis {
+            Axis::Stream(v) => v.iter().copied().map(AxisValue::Stream).collect(),
+            Axis::Temperature(v) => v.iter().copied().map(AxisValue::Temperature).collect(),
+            Axis::MaxTokens(v) => v.iter().copied().map(AxisValue::MaxTokens).collect(),
         };
         combos = combos
             .iter()

@@ -16,15 +16,19 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::provider::adapter::{self, Adapter, GenerateParams};
+use std::sync::Arc;
+
+use crate::plan::Variant;
 use crate::provider::foundry::{
     self, CatalogEntry, CliRunner, Device, Discovered, Foundry, FoundryError,
 };
-use crate::provider::openai::{self as client, ChatRequest, Measurement, Target};
-use crate::run::executor as exec;
+use crate::provider::openai::Target;
+use crate::provider::{Measured, Providers, Request, Source as _};
+use crate::run::executor::timeout;
 use crate::suite::{
     self, Endpoint, EndpointKind, LoadError, Message, Model, Role, ServedBy, Suite,
 };
+use crate::text::first_line;
 
 /// How long listing an endpoint's models may take.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -260,7 +264,7 @@ pub async fn openai_models(http: &reqwest::Client, target: &Target) -> Result<Se
         .await
         .map_err(|e| ProbeError::Unreachable {
             url: url.clone(),
-            reason: client::root_cause(&e),
+            reason: crate::text::root_cause(&e),
         })?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
@@ -268,7 +272,7 @@ pub async fn openai_models(http: &reqwest::Client, target: &Target) -> Result<Se
         return Err(ProbeError::Http {
             url,
             status: status.as_u16(),
-            body: client::error_text(&body),
+            body: crate::provider::openai::error_text(&body),
         });
     }
     let value: Value = serde_json::from_str(&body).map_err(|e| ProbeError::NotAModelList {
@@ -456,7 +460,7 @@ pub async fn list_suite(file: &Path, ctx: &Context<'_>) -> Result<Inventory, Loa
     let mut inventory = Inventory::default();
     for (name, endpoint) in &suite.endpoints {
         let listed = match endpoint.kind {
-            EndpointKind::Openai => openai_models(&http, &exec::endpoint_target(endpoint))
+            EndpointKind::Openai => openai_models(&http, &Target::of(endpoint))
                 .await
                 .map(|served| openai_listings(name, &served))
                 .map_err(|e| e.to_string()),
@@ -501,12 +505,8 @@ pub async fn list_suite(file: &Path, ctx: &Context<'_>) -> Result<Inventory, Loa
 fn server_model_files(server: &suite::Server) -> Vec<PathBuf> {
     let mut seen = BTreeSet::new();
     let mut files = Vec::new();
-    for variant in server.variant_combinations() {
-        let command: Vec<String> = server
-            .command
-            .iter()
-            .map(|arg| suite::Server::substitute(arg, &variant))
-            .collect();
+    for variant in Variant::of_server(server) {
+        let command: Vec<String> = server.command.iter().map(|arg| variant.fill(arg)).collect();
         for file in crate::measure::resources::files::model_files_in_command(&command) {
             if seen.insert(file.clone()) {
                 files.push(PathBuf::from(file));
@@ -568,8 +568,8 @@ impl CheckLine {
 
 /// How an endpoint answered its reachability check.
 enum Reached {
-    Openai(Target, Served),
-    Foundry(Target, Box<FoundryState>),
+    Openai(Served),
+    Foundry(Box<FoundryState>),
     Command,
     /// It failed its check; nothing more is asked of it.
     Failed,
@@ -579,9 +579,10 @@ enum Reached {
 /// (else its diagnostics are the error); every endpoint is reachable;
 /// every model is listed where it is served (or its files are on disk);
 /// every managed server starts; one chat per model (1 token, not
-/// streamed, temperature 0) succeeds.
+/// streamed, temperature 0) succeeds. Servers, adapters and Foundry models
+/// are started through the same providers a run uses.
 pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, LoadError> {
-    let suite = suite::load(file, ctx.env)?;
+    let suite = Arc::new(suite::load(file, ctx.env)?);
     let http = http_client();
     let mut lines = vec![CheckLine::pass(
         format!("suite {} loads", file.display()),
@@ -613,18 +614,39 @@ pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, Loa
         });
     }
 
+    // Server logs; kept when a server failed, since its error names the log.
+    let work_dir = tempfile::tempdir().map_err(|err| {
+        LoadError::io(
+            file,
+            &std::io::Error::other(format!(
+                "cannot create a temporary directory for server logs: {err}; check that TMPDIR is writable"
+            )),
+        )
+    })?;
+    let mut providers = Providers::for_probe(Arc::clone(&suite), work_dir.path().to_path_buf());
+
     // Each server starts once and its models' probes run while it is up;
     // their lines go after every server's line.
     let mut probes: Vec<Option<CheckLine>> = vec![None; suite.models.len()];
-    lines.extend(start_servers(&suite, &http, &mut probes).await);
+    let (server_lines, failed) = start_servers(&suite, &mut providers, &mut probes).await;
+    lines.extend(server_lines);
 
     for (i, model) in suite.models.iter().enumerate() {
         let line = match probes[i].take() {
             Some(line) => line,
             None => match &model.served_by {
                 ServedBy::Endpoint(name) => match (reached.get(name), suite.endpoints.get(name)) {
-                    (Some(state), Some(endpoint)) => {
-                        probe_endpoint(&http, model, name, endpoint, state).await
+                    (Some(Reached::Failed), Some(endpoint)) => CheckLine::fail(
+                        probe_what(model),
+                        format!("not sent: {}", failed_endpoint(name, endpoint)),
+                    ),
+                    (Some(_), Some(_)) => {
+                        let variants = Variant::of_model(&suite, model);
+                        let mut per_variant = Vec::new();
+                        for variant in &variants {
+                            per_variant.push(probe_model(&mut providers, model, variant).await);
+                        }
+                        CheckLine::all(probe_what(model), per_variant)
                     }
                     _ => CheckLine::fail(
                         probe_what(model),
@@ -639,22 +661,24 @@ pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, Loa
         };
         lines.push(line);
     }
+    if failed {
+        let _ = work_dir.keep();
+    }
     Ok(lines)
 }
 
-/// Starts each managed server in turn (its first variant), sends the probe
-/// chat of each of its models into `probes`, and stops it. Returns one
-/// line per server.
+/// Starts each managed server in turn (its first variant, through its first
+/// model's provider), sends the probe chat of each of its models into
+/// `probes`, and stops it. Returns one line per server, and whether any
+/// failed to start.
 async fn start_servers(
     suite: &Suite,
-    http: &reqwest::Client,
+    providers: &mut Providers,
     probes: &mut [Option<CheckLine>],
-) -> Vec<CheckLine> {
+) -> (Vec<CheckLine>, bool) {
     let mut lines = Vec::new();
-    // Server logs; kept when a server failed, since its error names the log.
-    let work_dir = tempfile::tempdir();
-    let mut keep_logs = false;
-    for name in suite.servers.keys() {
+    let mut any_failed = false;
+    for (name, server) in &suite.servers {
         let users: Vec<usize> = (0..suite.models.len())
             .filter(|i| suite.models[*i].served_by == ServedBy::Server(name.clone()))
             .collect();
@@ -666,28 +690,33 @@ async fn start_servers(
             continue;
         };
         let what = format!("server {name} starts");
-        let started = match &work_dir {
-            Ok(dir) => exec::connect(suite, first, dir.path()).await,
-            Err(err) => Err(format!(
-                "cannot create a temporary directory for its log: {err}; check that TMPDIR is writable"
-            )),
+        let variant = Variant::of_server(server)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let mut provider = match providers.open(first, &variant) {
+            Ok(provider) => provider,
+            Err(reason) => {
+                lines.push(CheckLine::fail(what, reason));
+                any_failed = true;
+                continue;
+            }
         };
-        match started {
-            Ok((target, running)) => {
-                let ready = running.as_ref().map_or_else(String::new, |r| {
-                    format!("ready in {:.0} ms at {}", r.load_ms(), r.base_url())
-                });
-                lines.push(CheckLine::pass(what, ready));
+        match provider.start(&|_| {}).await {
+            Ok(started) => {
+                lines.push(CheckLine::pass(what, started.description));
                 for i in &users {
                     let model = &suite.models[*i];
-                    probes[*i] = Some(probe_http(http, &target, model, &model.api_model).await);
+                    let m = provider.measure(&probe_request(model)).await;
+                    probes[*i] = Some(match chat_outcome(&m) {
+                        Ok(detail) => CheckLine::pass(probe_what(model), detail),
+                        Err(reason) => CheckLine::fail(probe_what(model), reason),
+                    });
                 }
-                if let Some(running) = running {
-                    running.stop().await;
-                }
+                provider.stop().await;
             }
             Err(reason) => {
-                keep_logs = true;
+                any_failed = true;
                 lines.push(CheckLine::fail(what, reason));
                 for i in &users {
                     probes[*i] = Some(CheckLine::fail(
@@ -698,10 +727,50 @@ async fn start_servers(
             }
         }
     }
-    if keep_logs && let Ok(dir) = work_dir {
-        let _ = dir.keep();
+    (lines, any_failed)
+}
+
+/// The probe chat of one model in one variant: start its provider, one
+/// chat, stop it; the line tells what each step did.
+async fn probe_model(providers: &mut Providers, model: &Model, variant: &Variant) -> CheckLine {
+    let what = probe_what(model);
+    let mut provider = match providers.open(model, variant) {
+        Ok(provider) => provider,
+        Err(reason) => return CheckLine::fail(what, format!("not sent: {reason}")),
+    };
+    let started = match provider.start(&|_| {}).await {
+        Ok(started) => started,
+        Err(reason) => return CheckLine::fail(what, format!("not sent: {reason}")),
+    };
+    let m = provider.measure(&probe_request(model)).await;
+    let stopped = provider.stop().await;
+    let mut steps: Vec<String> = Some(started.description)
+        .filter(|d| !d.is_empty())
+        .into_iter()
+        .collect();
+    match chat_outcome(&m) {
+        Err(reason) if steps.is_empty() => CheckLine::fail(what, reason),
+        Err(reason) => CheckLine::fail(what, format!("{}, then {reason}", steps.join(", "))),
+        Ok(_) if stopped.exit.is_some() => CheckLine::fail(
+            what,
+            format!(
+                "the chat passed, but it did not exit cleanly ({})",
+                stopped.exit.unwrap_or_default()
+            ),
+        ),
+        Ok(_) if stopped.warning.is_some() => CheckLine::fail(
+            what,
+            format!(
+                "the chat passed, but stopping failed: {}",
+                stopped.warning.unwrap_or_default()
+            ),
+        ),
+        Ok(detail) => {
+            steps.push(detail);
+            steps.extend(stopped.description);
+            CheckLine::pass(what, steps.join(", "))
+        }
     }
-    lines
 }
 
 /// Whether `endpoint` answers, and what it told.
@@ -714,7 +783,7 @@ async fn reach(
     let what = format!("endpoint {name} reachable");
     match endpoint.kind {
         EndpointKind::Openai => {
-            let target = exec::endpoint_target(endpoint);
+            let target = Target::of(endpoint);
             match openai_models(http, &target).await {
                 Ok(served) => {
                     let mut detail = format!(
@@ -725,10 +794,7 @@ async fn reach(
                     if served.llama_server {
                         detail.push_str(", llama-server");
                     }
-                    (
-                        CheckLine::pass(what, detail),
-                        Reached::Openai(target, served),
-                    )
+                    (CheckLine::pass(what, detail), Reached::Openai(served))
                 }
                 Err(err) => (CheckLine::fail(what, err.to_string()), Reached::Failed),
             }
@@ -743,17 +809,9 @@ async fn reach(
                         state.discovered.source,
                         state.catalog.len()
                     );
-                    let foundry = state
-                        .foundry
-                        .clone()
-                        .with_load_timeout(Duration::from_secs(u64::from(endpoint.load_timeout_s)));
-                    let target = Target {
-                        base_url: foundry.chat_base_url(),
-                        ..exec::endpoint_target(endpoint)
-                    };
                     (
                         CheckLine::pass(what, detail),
-                        Reached::Foundry(target, Box::new(FoundryState { foundry, ..state })),
+                        Reached::Foundry(Box::new(state)),
                     )
                 }
                 Err(err) => (CheckLine::fail(what, err.to_string()), Reached::Failed),
@@ -820,10 +878,11 @@ fn listed(model: &Model, name: &str, endpoint: &Endpoint, state: &Reached) -> Ch
     let what = format!("model {} listed by {name}", model.id);
     let api = &model.api_model;
     match state {
-        Reached::Failed => {
-            CheckLine::fail(what, format!("not checked: {}", failed(name, endpoint)))
-        }
-        Reached::Openai(_, served) => {
+        Reached::Failed => CheckLine::fail(
+            what,
+            format!("not checked: {}", failed_endpoint(name, endpoint)),
+        ),
+        Reached::Openai(served) => {
             if served.ids.iter().any(|id| id == api) {
                 CheckLine::pass(what, format!("`{api}` is in /v1/models"))
             } else if served.llama_server && served.ids.len() == 1 {
@@ -846,7 +905,7 @@ fn listed(model: &Model, name: &str, endpoint: &Endpoint, state: &Reached) -> Ch
                 )
             }
         }
-        Reached::Foundry(_, state) => {
+        Reached::Foundry(state) => {
             let lines: Vec<CheckLine> = devices(model)
                 .iter()
                 .map(|device| listed_variant(&what, api, state, device.as_ref()))
@@ -877,11 +936,7 @@ fn devices(model: &Model) -> Vec<Option<Device>> {
     if model.devices.is_empty() {
         vec![None]
     } else {
-        model
-            .devices
-            .iter()
-            .map(|d| Some(Device::parse(d)))
-            .collect()
+        model.devices.iter().cloned().map(Some).collect()
     }
 }
 
@@ -918,7 +973,7 @@ fn listed_variant(
 }
 
 /// Why nothing more is asked of an endpoint that failed its check.
-fn failed(name: &str, endpoint: &Endpoint) -> String {
+fn failed_endpoint(name: &str, endpoint: &Endpoint) -> String {
     match endpoint.kind {
         EndpointKind::Command => format!("the adapter of endpoint `{name}` cannot be run"),
         EndpointKind::Openai | EndpointKind::Foundry => {
@@ -988,9 +1043,10 @@ fn probe_what(model: &Model) -> String {
 }
 
 /// The probe request: one user message, one token, not streamed, temperature 0.
-fn probe_request(model: &Model, api_model: &str) -> ChatRequest {
-    ChatRequest {
-        model: api_model.to_string(),
+fn probe_request(model: &Model) -> Request {
+    Request {
+        id: 0,
+        model: model.api_model.clone(),
         messages: vec![Message {
             role: Role::User,
             content: PROBE_PROMPT.to_string(),
@@ -1000,161 +1056,18 @@ fn probe_request(model: &Model, api_model: &str) -> ChatRequest {
         max_tokens: 1,
         seed: model.params.seed,
         stream: false,
-        timeout: Duration::from_secs_f64(model.params.timeout_s.max(0.001)),
+        timeout: timeout(model.params.timeout_s),
     }
 }
 
 /// "1 token in 12 ms", or why the chat failed (its first line: an HTML
 /// error page says no more after it).
-fn chat_outcome(m: &Measurement) -> Result<String, String> {
+fn chat_outcome(m: &Measured) -> Result<String, String> {
     match &m.error {
-        Some((_, message)) => Err(message.lines().next().unwrap_or_default().to_string()),
+        Some((_, message)) => Err(first_line(message).to_string()),
         None => {
             let tokens = plural(m.output_tokens.unwrap_or(0) as usize, "token");
             Ok(format!("{tokens} in {:.0} ms", m.e2e_ms.unwrap_or(0.0)))
-        }
-    }
-}
-
-async fn probe_http(
-    http: &reqwest::Client,
-    target: &Target,
-    model: &Model,
-    api_model: &str,
-) -> CheckLine {
-    let m = client::chat(http, target, &probe_request(model, api_model)).await;
-    match chat_outcome(&m) {
-        Ok(detail) => CheckLine::pass(probe_what(model), detail),
-        Err(reason) => CheckLine::fail(probe_what(model), reason),
-    }
-}
-
-/// The probe chat of a model served by an endpoint.
-async fn probe_endpoint(
-    http: &reqwest::Client,
-    model: &Model,
-    name: &str,
-    endpoint: &Endpoint,
-    state: &Reached,
-) -> CheckLine {
-    match state {
-        Reached::Failed => CheckLine::fail(
-            probe_what(model),
-            format!("not sent: {}", failed(name, endpoint)),
-        ),
-        Reached::Openai(target, _) => probe_http(http, target, model, &model.api_model).await,
-        Reached::Foundry(target, state) => probe_foundry(http, target, state, model).await,
-        Reached::Command => probe_adapter(name, endpoint, model).await,
-    }
-}
-
-/// Loads the model's variant unless it is loaded, chats, and unloads what
-/// it loaded.
-async fn probe_foundry(
-    http: &reqwest::Client,
-    target: &Target,
-    state: &FoundryState,
-    model: &Model,
-) -> CheckLine {
-    let mut lines = Vec::new();
-    for device in devices(model) {
-        lines.push(probe_foundry_variant(http, target, state, model, device.as_ref()).await);
-    }
-    CheckLine::all(probe_what(model), lines)
-}
-
-/// The probe chat on one device variant of a Foundry model.
-async fn probe_foundry_variant(
-    http: &reqwest::Client,
-    target: &Target,
-    state: &FoundryState,
-    model: &Model,
-    device: Option<&Device>,
-) -> CheckLine {
-    let what = probe_what(model);
-    let entry = match foundry::resolve(&state.catalog, &model.api_model, device) {
-        Ok(entry) => entry,
-        Err(err) => return CheckLine::fail(what, format!("not sent: {err}")),
-    };
-    let service = &state.foundry;
-    let was_loaded = match service.is_loaded(&entry.id).await {
-        Ok(loaded) => loaded,
-        Err(err) => return CheckLine::fail(what, err.to_string()),
-    };
-    let mut steps = Vec::new();
-    if was_loaded {
-        steps.push(format!("`{}` was loaded", entry.id));
-    } else {
-        match service.load(&entry.id).await {
-            Ok(took) => steps.push(format!(
-                "loaded `{}` in {:.0} ms",
-                entry.id,
-                took.as_secs_f64() * 1000.0
-            )),
-            Err(err) => return CheckLine::fail(what, err.to_string()),
-        }
-    }
-    let m = client::chat(http, target, &probe_request(model, &entry.id)).await;
-    let chat = chat_outcome(&m);
-    let unloaded = if was_loaded {
-        Ok(())
-    } else {
-        service.unload(&entry.id).await
-    };
-    match (chat, unloaded) {
-        (Ok(detail), Ok(())) => {
-            steps.push(detail);
-            if !was_loaded {
-                steps.push("unloaded".to_string());
-            }
-            CheckLine::pass(what, steps.join(", "))
-        }
-        (Err(reason), _) => CheckLine::fail(what, format!("{}, then {reason}", steps.join(", "))),
-        (Ok(_), Err(err)) => CheckLine::fail(
-            what,
-            format!("the chat passed, but unloading failed: {err}"),
-        ),
-    }
-}
-
-/// Starts the adapter, generates one token, stops it.
-async fn probe_adapter(name: &str, endpoint: &Endpoint, model: &Model) -> CheckLine {
-    let what = probe_what(model);
-    let (mut adapter, load) = match Adapter::start(&exec::adapter_spec(endpoint)).await {
-        Ok(started) => started,
-        Err(err) => return CheckLine::fail(what, format!("adapter `{name}`: {err}")),
-    };
-    let params = GenerateParams {
-        max_tokens: Some(1),
-        temperature: Some(0.0),
-        seed: Some(u64::from(model.params.seed)),
-        extra: serde_json::Map::new(),
-    };
-    let message = adapter::Message {
-        role: Role::User.as_str().to_string(),
-        content: PROBE_PROMPT.to_string(),
-    };
-    let timeout = Duration::from_secs_f64(model.params.timeout_s.max(0.001));
-    let g = adapter
-        .generate("probe", &[message], &params, timeout)
-        .await;
-    let stopped = adapter.stop().await;
-    let loaded = format!("adapter loaded in {:.0} ms", load.as_secs_f64() * 1000.0);
-    match g.error {
-        Some((_, message)) => CheckLine::fail(what, format!("{loaded}, then {message}")),
-        None if !stopped.clean => CheckLine::fail(
-            what,
-            format!(
-                "the generation passed, but the adapter did not exit cleanly ({})",
-                stopped.status
-            ),
-        ),
-        None => {
-            let tokens = plural(g.output_tokens.unwrap_or(0) as usize, "token");
-            CheckLine::pass(
-                what,
-                format!("{loaded}, {tokens} in {:.0} ms", g.e2e_ms.unwrap_or(0.0)),
-            )
         }
     }
 }

@@ -2,11 +2,222 @@
 //! (`openai`, with its SSE framer `sse`), a managed server process
 //! (`server`), a command adapter over stdin/stdout (`adapter`) and Foundry
 //! Local (`foundry`). Process control shared by the managed kinds lives in
-//! `process`. Providers measure one request at a time; they never decide
-//! what to run or where results go.
+//! `process`.
+//!
+//! Every kind implements [`Provider`]: start what serves the model, measure
+//! one request at a time into a [`Measured`], say whether it died, stop it.
+//! The executor and the probes see nothing else, and an in-memory provider
+//! with programmed timings can stand in for any of them. Providers never
+//! decide what to run or where results go.
+//!
+//! A new kind (say, Ollama's native API) is a file here with a type that
+//! implements [`Provider`], and one arm in [`Providers::open`].
 
 pub mod adapter;
+mod endpoint;
 pub mod foundry;
+pub mod http;
 pub mod openai;
+pub mod process;
 pub mod server;
 pub mod sse;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::measure::resources::GpuSnapshot;
+use crate::plan::Variant;
+use crate::results::{ErrorKind, FoundryVariant, TokenSource};
+use crate::suite::{EndpointKind, Message, Model, ServedBy, Suite};
+
+/// One request as a provider sends it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Unique within a run (the plan index); adapters use it as the request id.
+    pub id: usize,
+    /// The model name sent to the API (a provider that resolves names, as
+    /// Foundry Local does, sends its own resolution instead).
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub max_tokens: u32,
+    pub seed: u32,
+    pub stream: bool,
+    pub timeout: Duration,
+}
+
+/// What one request measured, whichever provider sent it. Times are
+/// milliseconds on a monotonic clock from just before the request was
+/// written; fields stay `None` when the response never got there, and what
+/// was measured before a failure stays.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measured {
+    pub error: Option<(ErrorKind, String)>,
+    /// First content (a non-empty `content` delta, or adapter token).
+    pub ttft_ms: Option<f64>,
+    /// First non-empty `reasoning_content`, when the model reasons.
+    pub ttfo_reasoning_ms: Option<f64>,
+    pub e2e_ms: Option<f64>,
+    /// Gaps between consecutive content-bearing events.
+    pub itl_ms: Vec<f64>,
+    pub output_tokens: Option<u64>,
+    pub prompt_tokens: Option<u64>,
+    pub token_source: Option<TokenSource>,
+    pub finish_reason: Option<String>,
+    pub text: String,
+    /// The server's own timings (llama.cpp `timings`), as sent.
+    pub server_timings: Option<BTreeMap<String, f64>>,
+}
+
+impl Measured {
+    /// A request that failed before anything was measured.
+    pub fn failed(kind: ErrorKind, message: impl Into<String>) -> Measured {
+        Measured {
+            error: Some((kind, message.into())),
+            ..Measured::default()
+        }
+    }
+}
+
+/// How a provider came up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Started {
+    /// Spawn → ready of a managed process, or the timed load of a model;
+    /// `None` when nothing was started (a plain endpoint).
+    pub load: Option<Duration>,
+    /// The process tree to sample for memory and CPU, when dyno knows it.
+    pub pid: Option<u32>,
+    /// What the start did, in a few words for people ("ready in 311 ms at
+    /// http://127.0.0.1:41234/v1"); empty when nothing was started.
+    pub description: String,
+    /// What the server says it is (llama.cpp `build_info`, adapter `info`).
+    pub version: Option<String>,
+    /// GPU memory and utilisation right after the load, where measured.
+    pub gpu: Option<GpuSnapshot>,
+    /// The exact model the requests go to, when the provider resolved one
+    /// (a Foundry alias to a device variant).
+    pub resolved: Option<FoundryVariant>,
+}
+
+/// How a provider ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// How the process ended when it did not end at dyno's request.
+    pub exit: Option<String>,
+    /// Something worth a warning (a model that could not be unloaded).
+    pub warning: Option<String>,
+    /// What the stop did, in a few words for people ("unloaded").
+    pub description: Option<String>,
+}
+
+/// Reports progress while a provider starts (`downloading 40%`).
+pub type Progress<'a> = &'a (dyn Fn(String) + Send + Sync);
+
+/// What stands behind one model in one variant. Calls come in order:
+/// `start`, any number of `measure`, `stop`; `start` again after `stop`
+/// makes a new launch (cold starts).
+pub trait Provider: Send {
+    /// Starts (or loads) what serves the model. The error is for the user.
+    fn start<'a>(&'a mut self, progress: Progress<'a>) -> BoxFuture<'a, Result<Started, String>>;
+
+    /// Sends one request and measures it. Never panics; every failure is
+    /// [`Measured::error`].
+    fn measure<'a>(&'a mut self, request: &'a Request) -> BoxFuture<'a, Measured>;
+
+    /// After a failed request: why what serves the model is gone (its exit
+    /// and last log lines), or `None` while it runs.
+    fn died(&mut self) -> Option<String>;
+
+    /// Stops what `start` started; harmless when nothing runs.
+    fn stop(&mut self) -> BoxFuture<'_, Stopped>;
+}
+
+/// Where providers come from: the executor and the judge ask for one per
+/// model and variant. Tests give the executor an in-memory source.
+pub trait Source {
+    /// The provider of `model` in `variant`; the error is for the user.
+    fn open(&mut self, model: &Model, variant: &Variant) -> Result<Box<dyn Provider>, String>;
+}
+
+/// The providers a suite declares: endpoints, managed servers, adapters and
+/// Foundry Local services (each service discovered once per run).
+pub struct Providers {
+    suite: Arc<Suite>,
+    /// Where server logs go (`logs/` below it).
+    work_dir: PathBuf,
+    http: reqwest::Client,
+    foundry: BTreeMap<String, foundry::Shared>,
+    /// For `dyno check`: nothing is downloaded.
+    probing: bool,
+}
+
+impl Providers {
+    pub fn new(suite: Arc<Suite>, work_dir: PathBuf) -> Providers {
+        Providers {
+            suite,
+            work_dir,
+            http: http::client(http::Purpose::Measure).unwrap_or_default(),
+            foundry: BTreeMap::new(),
+            probing: false,
+        }
+    }
+
+    /// Providers for probes: like a run's, but nothing is downloaded.
+    pub fn for_probe(suite: Arc<Suite>, work_dir: PathBuf) -> Providers {
+        Providers {
+            probing: true,
+            ..Providers::new(suite, work_dir)
+        }
+    }
+}
+
+impl Source for Providers {
+    fn open(&mut self, model: &Model, variant: &Variant) -> Result<Box<dyn Provider>, String> {
+        let suite = &self.suite;
+        match &model.served_by {
+            ServedBy::Server(name) => {
+                let server = suite
+                    .servers
+                    .get(name)
+                    .ok_or_else(|| format!("server `{name}` is not defined"))?;
+                let spec = server::spec(name, server, variant, &self.work_dir);
+                Ok(Box::new(server::Managed::new(spec, self.http.clone())))
+            }
+            ServedBy::Endpoint(name) => {
+                let endpoint = suite
+                    .endpoints
+                    .get(name)
+                    .ok_or_else(|| format!("endpoint `{name}` is not defined"))?;
+                Ok(match endpoint.kind {
+                    EndpointKind::Openai => Box::new(endpoint::Endpoint::new(
+                        openai::Target::of(endpoint),
+                        self.http.clone(),
+                    )),
+                    EndpointKind::Command => {
+                        Box::new(adapter::Command::new(name, adapter::spec(endpoint)))
+                    }
+                    EndpointKind::Foundry => {
+                        let service = self
+                            .foundry
+                            .entry(name.clone())
+                            .or_insert_with(|| foundry::Shared::new(name, endpoint))
+                            .clone();
+                        Box::new(foundry::Local::new(
+                            service,
+                            model,
+                            self.probing,
+                            variant.device().cloned(),
+                            openai::Target::of(endpoint),
+                            self.http.clone(),
+                        ))
+                    }
+                })
+            }
+        }
+    }
+}

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::provider::sse::SseFramer;
+use super::sse::SseFramer;
+use super::{Measured, Request};
 use crate::results::{ErrorKind, TokenSource};
-use crate::suite::Message;
+use crate::text::{clip, root_cause};
 
 /// Where to send requests. The API key is held here only; it is never
 /// formatted into errors, logs or results.
@@ -32,6 +33,27 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
+    /// Where an HTTP endpoint's requests go, its API key read from the
+    /// variable `api_key_env` names.
+    pub fn of(endpoint: &crate::suite::Endpoint) -> Target {
+        Target {
+            base_url: endpoint.base_url.clone().unwrap_or_default(),
+            api_key: endpoint
+                .api_key_env
+                .as_ref()
+                .and_then(|v| std::env::var(v).ok()),
+            headers: endpoint.headers.clone(),
+        }
+    }
+
+    /// The target of a managed server started on this machine.
+    pub fn local(base_url: String) -> Target {
+        Target {
+            base_url,
+            api_key: None,
+            headers: BTreeMap::new(),
+        }
+    }
     /// `…/v1/chat/completions`, keeping any base path (`/openai/v1`).
     pub fn chat_url(&self) -> String {
         format!("{}/chat/completions", self.v1_root())
@@ -54,60 +76,35 @@ impl Target {
     }
 }
 
-/// One chat request.
-#[derive(Debug, Clone)]
-pub struct ChatRequest {
-    pub model: String,
-    pub messages: Vec<Message>,
-    pub temperature: f64,
-    pub top_p: Option<f64>,
-    pub max_tokens: u32,
-    pub seed: u32,
-    pub stream: bool,
-    pub timeout: Duration,
-}
-
-impl ChatRequest {
-    pub fn body(&self) -> Value {
-        let messages: Vec<Value> = self
-            .messages
-            .iter()
-            .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
-            .collect();
-        let mut body = json!({
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
-            "stream": self.stream,
-        });
-        if let Some(top_p) = self.top_p {
-            body["top_p"] = json!(top_p);
-        }
-        if self.stream {
-            body["stream_options"] = json!({ "include_usage": true });
-        }
-        body
+/// The body of a chat completion request for `model`.
+pub fn body(model: &str, request: &Request) -> Value {
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
+        .collect();
+    let mut body = json!({
+        "model": model,
+        "messages": messages,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+        "stream": request.stream,
+    });
+    if let Some(top_p) = request.top_p {
+        body["top_p"] = json!(top_p);
     }
+    if request.stream {
+        body["stream_options"] = json!({ "include_usage": true });
+    }
+    body
 }
 
-/// What one request measured. Times in milliseconds from just before the
-/// request was written; fields stay `None` when the response never got there.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Measurement {
-    pub error: Option<(ErrorKind, String)>,
-    pub ttft_ms: Option<f64>,
-    pub ttfo_reasoning_ms: Option<f64>,
-    pub e2e_ms: Option<f64>,
-    pub itl_ms: Vec<f64>,
-    pub output_tokens: Option<u64>,
-    pub prompt_tokens: Option<u64>,
-    pub token_source: Option<TokenSource>,
-    pub finish_reason: Option<String>,
-    pub text: String,
-    pub server_timings: Option<BTreeMap<String, f64>>,
-    /// Content-bearing events seen (streaming), the last-resort token estimate.
+/// A measurement under way: what is measured, and the number of
+/// content-bearing events seen (the last-resort token estimate).
+#[derive(Default)]
+struct Progress {
+    m: Measured,
     content_events: u64,
 }
 
@@ -115,13 +112,23 @@ fn ms(since: Instant, at: Instant) -> f64 {
     at.duration_since(since).as_secs_f64() * 1000.0
 }
 
-/// Sends `req` to `target` and measures it. Never panics; every failure is
-/// a [`Measurement::error`] with its kind, and what was measured before it stays.
-pub async fn chat(client: &reqwest::Client, target: &Target, req: &ChatRequest) -> Measurement {
-    let mut m = Measurement::default();
-    let deadline = tokio::time::Instant::now() + req.timeout;
-    let work = exchange(client, target, req, &mut m);
+/// Sends `request` for `model` to `target` and measures it. Never panics;
+/// every failure is a [`Measured::error`] with its kind, and what was
+/// measured before it stays.
+pub async fn chat(
+    client: &reqwest::Client,
+    target: &Target,
+    model: &str,
+    request: &Request,
+) -> Measured {
+    let mut progress = Progress::default();
+    let deadline = tokio::time::Instant::now() + request.timeout;
+    let work = exchange(client, target, model, request, &mut progress);
     let result = tokio::time::timeout_at(deadline, work).await;
+    let Progress {
+        mut m,
+        content_events,
+    } = progress;
     match result {
         Ok(Ok(())) => {}
         Ok(Err(err)) => m.error = Some(err),
@@ -130,13 +137,13 @@ pub async fn chat(client: &reqwest::Client, target: &Target, req: &ChatRequest) 
                 ErrorKind::Timeout,
                 format!(
                     "no complete response within {:.1} s",
-                    req.timeout.as_secs_f64()
+                    request.timeout.as_secs_f64()
                 ),
             ));
         }
     }
     if m.error.is_none() {
-        count_tokens(client, target, &mut m).await;
+        count_tokens(client, target, &mut m, content_events).await;
     }
     m
 }
@@ -146,10 +153,12 @@ type Failure = (ErrorKind, String);
 async fn exchange(
     client: &reqwest::Client,
     target: &Target,
-    req: &ChatRequest,
-    m: &mut Measurement,
+    model: &str,
+    req: &Request,
+    progress: &mut Progress,
 ) -> Result<(), Failure> {
-    let mut builder = client.post(target.chat_url()).json(&req.body());
+    let Progress { m, content_events } = progress;
+    let mut builder = client.post(target.chat_url()).json(&body(model, req));
     if let Some(key) = &target.api_key {
         builder = builder.bearer_auth(key);
     }
@@ -218,7 +227,7 @@ async fn exchange(
                         Some(previous) => m.itl_ms.push(ms(previous, now)),
                     }
                     last_content = Some(now);
-                    m.content_events += 1;
+                    *content_events += 1;
                     m.text.push_str(content);
                 }
                 if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -240,7 +249,7 @@ async fn exchange(
                 ErrorKind::EarlyEof,
                 format!(
                     "stream closed before the response was complete ({} content events received)",
-                    m.content_events
+                    content_events
                 ),
             ));
         }
@@ -250,7 +259,7 @@ async fn exchange(
 }
 
 /// Reads a non-streaming response body.
-fn absorb_final(value: &Value, m: &mut Measurement) -> Result<(), Failure> {
+fn absorb_final(value: &Value, m: &mut Measured) -> Result<(), Failure> {
     if let Some(error) = value.get("error") {
         return Err((ErrorKind::ServerError, error_text(&error.to_string())));
     }
@@ -273,7 +282,7 @@ fn absorb_final(value: &Value, m: &mut Measurement) -> Result<(), Failure> {
 }
 
 /// Takes `usage` and llama.cpp's `timings` from a chunk or body that has them.
-fn absorb_usage(value: &Value, m: &mut Measurement) {
+fn absorb_usage(value: &Value, m: &mut Measured) {
     if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
         if let Some(n) = usage.get("completion_tokens").and_then(Value::as_u64) {
             m.output_tokens = Some(n);
@@ -294,7 +303,12 @@ fn absorb_usage(value: &Value, m: &mut Measurement) {
 
 /// Output tokens when `usage` did not say: server timings, then the
 /// server's tokenizer, then the number of content events.
-async fn count_tokens(client: &reqwest::Client, target: &Target, m: &mut Measurement) {
+async fn count_tokens(
+    client: &reqwest::Client,
+    target: &Target,
+    m: &mut Measured,
+    content_events: u64,
+) {
     if m.token_source.is_some() {
         return;
     }
@@ -315,8 +329,8 @@ async fn count_tokens(client: &reqwest::Client, target: &Target, m: &mut Measure
         m.token_source = Some(TokenSource::Tokenize);
         return;
     }
-    m.output_tokens = Some(if m.content_events > 0 {
-        m.content_events
+    m.output_tokens = Some(if content_events > 0 {
+        content_events
     } else {
         // About four characters per token for English text.
         (m.text.chars().count() as u64).div_ceil(4)
@@ -408,17 +422,8 @@ fn body_error(err: &reqwest::Error) -> Failure {
     )
 }
 
-/// The innermost error message (reqwest's own wraps it without detail).
-pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = err;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
-}
-
 /// The `message` of an OpenAI-style error body, else the body clipped.
-pub(crate) fn error_text(body: &str) -> String {
+pub fn error_text(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let message = parsed.as_ref().and_then(|v| {
         v.pointer("/error/message")
@@ -429,16 +434,10 @@ pub(crate) fn error_text(body: &str) -> String {
     clip(message.as_deref().unwrap_or(body).trim(), 300)
 }
 
-fn clip(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::suite::Message;
 
     fn target(base: &str) -> Target {
         Target {
@@ -472,7 +471,8 @@ mod tests {
 
     #[test]
     fn streaming_body_asks_for_usage() {
-        let req = ChatRequest {
+        let req = Request {
+            id: 1,
             model: "m".into(),
             messages: vec![Message {
                 role: crate::suite::Role::User,
@@ -485,7 +485,7 @@ mod tests {
             stream: true,
             timeout: Duration::from_secs(1),
         };
-        let body = req.body();
+        let body = body("m", &req);
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["seed"], 3);
         assert!(body.get("top_p").is_none());

@@ -5,12 +5,22 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::process::Child;
+
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+
+use super::openai::{self, Target};
+use super::process::{Group, describe_exit, own_group};
+use super::{Measured, Progress, Request, Started, Stopped};
+use crate::measure::resources::gpu_snapshot;
+use crate::plan::Variant;
+use crate::results::ErrorKind;
+use crate::suite::Server;
 
 /// How often readiness, exits and group membership are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -95,25 +105,14 @@ pub enum ServerError {
     },
 }
 
-/// The pid of a child spawned as the leader of its own process group, and
-/// that group's id.
-pub(crate) fn process_group(child: &Child) -> std::io::Result<(u32, libc::pid_t)> {
-    let pid = child
-        .id()
-        .ok_or_else(|| std::io::Error::other("the process exited before its pid was read"))?;
-    let pgid = libc::pid_t::try_from(pid)
-        .map_err(|_| std::io::Error::other(format!("pid {pid} is out of range")))?;
-    Ok((pid, pgid))
-}
-
 /// A started server. Dropping it without `stop` SIGKILLs its process group.
 #[derive(Debug)]
 pub struct RunningServer {
     name: String,
     child: Child,
     pid: u32,
-    /// Equal to `pid`: the server leads its own process group.
-    pgid: libc::pid_t,
+    /// The server leads its own process group.
+    group: Group,
     port: u16,
     log_path: PathBuf,
     /// Where this run's output starts in the (appended) log file.
@@ -184,8 +183,8 @@ impl RunningServer {
             )
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0);
+            .stderr(stderr);
+        own_group(&mut std_command);
         let mut tokio_command = tokio::process::Command::from(std_command);
         tokio_command.kill_on_drop(true);
 
@@ -196,14 +195,14 @@ impl RunningServer {
             source,
         };
         let child = tokio_command.spawn().map_err(spawn_error)?;
-        let (pid, pgid) = process_group(&child).map_err(spawn_error)?;
+        let (pid, group) = Group::of(&child).map_err(spawn_error)?;
         // From here on, dropping `server` (an error below, or the caller
         // dropping this future) kills the whole group.
         let mut server = RunningServer {
             name,
             child,
             pid,
-            pgid,
+            group,
             port,
             log_path: spec.log_path.clone(),
             log_start,
@@ -303,10 +302,10 @@ impl RunningServer {
         if self.stopped {
             return;
         }
-        signal_group(self.pgid, libc::SIGTERM);
+        self.group.terminate();
         let deadline = Instant::now() + STOP_GRACE;
         loop {
-            if self.exit_status().is_some() && !group_alive(self.pgid) {
+            if self.exit_status().is_some() && !self.group.alive() {
                 self.stopped = true;
                 return;
             }
@@ -321,7 +320,7 @@ impl RunningServer {
     /// SIGKILL the group, reap the child, and give the kernel a moment to
     /// take the rest of the group down.
     async fn kill_now(&mut self) {
-        signal_group(self.pgid, libc::SIGKILL);
+        self.group.kill();
         self.stopped = true;
         if self.exited.is_none()
             && let Ok(Ok(status)) = tokio::time::timeout(KILL_WAIT, self.child.wait()).await
@@ -329,7 +328,7 @@ impl RunningServer {
             self.exited = Some(describe_exit(status));
         }
         let deadline = Instant::now() + KILL_WAIT;
-        while group_alive(self.pgid) && Instant::now() < deadline {
+        while self.group.alive() && Instant::now() < deadline {
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
@@ -350,7 +349,7 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         if !self.stopped {
-            signal_group(self.pgid, libc::SIGKILL);
+            self.group.kill();
         }
     }
 }
@@ -398,86 +397,125 @@ fn tail_lines(path: &Path, start: u64, n: usize) -> std::io::Result<String> {
     Ok(lines[skip..].join("\n"))
 }
 
-/// "exited with status 3", "killed by signal 9 (SIGKILL)", ...
-fn describe_exit(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exited with status {code}");
-    }
-    if let Some(signal) = status.signal() {
-        let name = match signal {
-            libc::SIGHUP => " (SIGHUP)",
-            libc::SIGINT => " (SIGINT)",
-            libc::SIGQUIT => " (SIGQUIT)",
-            libc::SIGILL => " (SIGILL)",
-            libc::SIGABRT => " (SIGABRT)",
-            libc::SIGBUS => " (SIGBUS)",
-            libc::SIGFPE => " (SIGFPE)",
-            libc::SIGKILL => " (SIGKILL)",
-            libc::SIGSEGV => " (SIGSEGV)",
-            libc::SIGPIPE => " (SIGPIPE)",
-            libc::SIGTERM => " (SIGTERM)",
-            _ => "",
-        };
-        let core = if status.core_dumped() {
-            ", core dumped"
-        } else {
-            ""
-        };
-        return format!("killed by signal {signal}{name}{core}");
-    }
-    format!("exited ({status})")
-}
-
-/// `kill(2)`: `target` is a pid, or minus a process group id. True if the
-/// signal was delivered (or, for signal 0, the target exists).
-fn send_signal(target: libc::pid_t, signal: libc::c_int) -> bool {
-    // SAFETY: kill(2) takes two integers and reads or writes no memory of
-    // this process. Callers pass only pids and (negated) process group ids
-    // of processes this module started; `signal_group` rules out 0 and -1,
-    // which would mean our own group and every process.
-    unsafe { libc::kill(target, signal) == 0 }
-}
-
-/// Sends `signal` to every process in group `pgid`.
-fn signal_group(pgid: libc::pid_t, signal: libc::c_int) -> bool {
-    pgid > 1 && send_signal(-pgid, signal)
-}
-
-/// Whether group `pgid` still has a member that is not a zombie. Orphans
-/// may stay zombies for a while (or for good, under an init that does not
-/// reap), so `kill(-pgid, 0)` alone is not enough where `/proc` can tell.
-fn group_alive(pgid: libc::pid_t) -> bool {
-    if !signal_group(pgid, 0) {
-        return false;
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return true;
+/// How dyno starts `server` in `variant`; its log goes under `work_dir/logs`.
+pub fn spec(name: &str, server: &Server, variant: &Variant, work_dir: &Path) -> ServerSpec {
+    let log_name = match variant.label() {
+        Some(v) => format!("{name}[{v}].log"),
+        None => format!("{name}.log"),
     };
-    entries.flatten().any(|entry| {
-        entry
-            .file_name()
-            .to_str()
-            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
-            .and_then(proc_stat)
-            .is_some_and(|(state, group)| group == pgid && !matches!(state, 'Z' | 'X'))
-    })
+    ServerSpec {
+        name: name.to_string(),
+        command: server.command.iter().map(|a| variant.fill(a)).collect(),
+        ready_path: server.ready.clone(),
+        startup_timeout: Duration::from_secs(u64::from(server.startup_timeout_s)),
+        env: server
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), variant.fill(v)))
+            .collect(),
+        log_path: work_dir.join("logs").join(log_name),
+    }
 }
 
-/// State letter and process group of `pid` from `/proc/{pid}/stat`.
-fn proc_stat(pid: libc::pid_t) -> Option<(char, libc::pid_t)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parens.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((state, pgrp))
+/// A managed server as a [`super::Provider`]: one process per launch,
+/// requests over OpenAI-compatible HTTP, its process tree sampled.
+pub struct Managed {
+    spec: ServerSpec,
+    http: reqwest::Client,
+    running: Option<(RunningServer, Target)>,
+    /// The first launch has happened (version and GPU are read once).
+    launched: bool,
+}
+
+impl Managed {
+    pub fn new(spec: ServerSpec, http: reqwest::Client) -> Managed {
+        Managed {
+            spec,
+            http,
+            running: None,
+            launched: false,
+        }
+    }
+}
+
+impl super::Provider for Managed {
+    fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+        async move {
+            let running = RunningServer::start(&self.spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            let target = Target::local(running.base_url());
+            let first = !self.launched;
+            self.launched = true;
+            let started = Started {
+                load: Some(Duration::from_secs_f64(running.load_ms() / 1000.0)),
+                pid: Some(running.pid()),
+                description: format!(
+                    "ready in {:.0} ms at {}",
+                    running.load_ms(),
+                    running.base_url()
+                ),
+                version: if first {
+                    openai::server_version(&self.http, &target).await
+                } else {
+                    None
+                },
+                gpu: if first { gpu_snapshot() } else { None },
+                resolved: None,
+            };
+            self.running = Some((running, target));
+            Ok(started)
+        }
+        .boxed()
+    }
+
+    fn measure<'a>(&'a mut self, request: &'a Request) -> BoxFuture<'a, Measured> {
+        async move {
+            match &self.running {
+                Some((_, target)) => {
+                    openai::chat(&self.http, target, &request.model, request).await
+                }
+                None => Measured::failed(ErrorKind::ServerExited, "the server is not running"),
+            }
+        }
+        .boxed()
+    }
+
+    fn died(&mut self) -> Option<String> {
+        let (running, _) = self.running.as_mut()?;
+        let status = running.exit_status()?;
+        Some(format!(
+            "server {status} during the request; last log lines:\n{}",
+            running.log_tail(ERROR_LOG_LINES)
+        ))
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, Stopped> {
+        async move {
+            let Some((mut running, _)) = self.running.take() else {
+                return Stopped::default();
+            };
+            let exit = running.exit_status();
+            running.stop().await;
+            Stopped {
+                exit,
+                ..Stopped::default()
+            }
+        }
+        .boxed()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::process::proc_state;
+
+    /// `kill(2)` for the tests' own checks; true if delivered.
+    fn send_signal(pid: libc::pid_t, signal: libc::c_int) -> bool {
+        // SAFETY: kill(2) takes two integers and touches no memory.
+        unsafe { libc::kill(pid, signal) == 0 }
+    }
 
     fn log_path(test: &str) -> PathBuf {
         std::env::temp_dir()
@@ -505,7 +543,7 @@ mod tests {
 
     /// Gone, or a zombie nobody has reaped yet.
     fn process_gone(pid: libc::pid_t) -> bool {
-        !send_signal(pid, 0) || proc_stat(pid).is_none_or(|(state, _)| matches!(state, 'Z' | 'X'))
+        !send_signal(pid, 0) || proc_state(pid).is_none_or(|(state, _)| matches!(state, 'Z' | 'X'))
     }
 
     /// Waits (up to 5 s) until `path` has a line `key=PID` and returns PID.
@@ -641,7 +679,10 @@ mod tests {
         // The leader was reaped by us: kill(2) fails outright.
         assert!(!send_signal(pid, 0), "leader {pid} still exists");
         assert!(process_gone(bg), "background child {bg} still runs");
-        assert!(!group_alive(pid), "group {pid} still has live members");
+        assert!(
+            !Group::of_pgid(pid).alive(),
+            "group {pid} still has live members"
+        );
         cleanup(&spec);
     }
 
@@ -701,7 +742,7 @@ mod tests {
         assert!(stopping.elapsed() < STOP_GRACE, "{:?}", stopping.elapsed());
         assert!(!send_signal(pid, 0), "leader {pid} still exists");
         assert!(process_gone(bg), "grandchild {bg} still runs");
-        assert!(!group_alive(pid));
+        assert!(!Group::of_pgid(pid).alive());
         cleanup(&spec);
     }
 
@@ -795,27 +836,5 @@ mod tests {
         assert!(tail.lines().all(|line| line == long));
         assert!(tail.lines().count() < 200);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
-    }
-
-    #[test]
-    fn exit_descriptions() {
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(3 << 8)),
-            "exited with status 3"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(9)),
-            "killed by signal 9 (SIGKILL)"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(15)),
-            "killed by signal 15 (SIGTERM)"
-        );
-    }
-
-    #[test]
-    fn signal_group_refuses_our_own_group_and_everyone() {
-        assert!(!signal_group(0, 0));
-        assert!(!signal_group(1, 0));
     }
 }

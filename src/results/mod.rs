@@ -155,17 +155,23 @@ pub struct Judgement {
 impl Sample {
     /// Derives TPOT and decode tokens/s from TTFT, E2E and the token count.
     pub fn derive_rates(&mut self) {
-        if let (Some(ttft), Some(e2e), Some(tokens)) =
-            (self.ttft_ms, self.e2e_ms, self.output_tokens)
-            && tokens > 1
-            && e2e > ttft
-        {
-            let decode_ms = e2e - ttft;
-            let steps = (tokens - 1) as f64;
-            self.tpot_ms = Some(decode_ms / steps);
-            self.decode_tps = Some(steps / (decode_ms / 1000.0));
+        if let Some((tpot, tps)) = rates(self.ttft_ms, self.e2e_ms, self.output_tokens) {
+            self.tpot_ms = Some(tpot);
+            self.decode_tps = Some(tps);
         }
     }
+}
+
+/// TPOT `(e2e − ttft) / (tokens − 1)` in ms and decode tokens/s
+/// `(tokens − 1) / (e2e − ttft)`; `None` without two tokens and a decode time.
+pub fn rates(ttft_ms: Option<f64>, e2e_ms: Option<f64>, tokens: Option<u64>) -> Option<(f64, f64)> {
+    let (ttft, e2e, tokens) = (ttft_ms?, e2e_ms?, tokens?);
+    if tokens <= 1 || e2e <= ttft {
+        return None;
+    }
+    let decode_ms = e2e - ttft;
+    let steps = (tokens - 1) as f64;
+    Some((decode_ms / steps, steps / (decode_ms / 1000.0)))
 }
 
 /// How one model (in one server variant) fared: each server launch, the

@@ -1,61 +1,51 @@
-//! The executor: runs a plan in order against endpoints and managed
-//! servers, one request at a time, and records every sample. Never formats
-//! reports; never stops the run for one model's failure.
+//! The executor: sends a plan's cells, in order, through each model's
+//! provider, one request at a time, and records every sample and how each
+//! model (in each variant) fared. It watches what a provider started
+//! (memory, CPU, energy), marks the first request after a launch cold, and
+//! skips a model's remaining cells once what serves it has died. Never
+//! formats reports; never stops the run for one model's failure; never
+//! sees YAML or HTTP.
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::measure::resources::files;
-use crate::measure::resources::{self, Rapl, Sampler, Window};
-use crate::plan::{self, Cell};
-use crate::provider::adapter::{
-    self, Adapter, AdapterSpec, AdapterTokenSource, GenerateParams, GenerationErrorKind,
-};
-use crate::provider::foundry::{self, CatalogEntry, Device, Foundry, SystemCli};
-use crate::provider::openai::{self as client, ChatRequest, Target};
-use crate::provider::server::{RunningServer, ServerSpec};
-use crate::results::{
-    ErrorKind, Footprint, FoundryVariant, Launch, MB, ModelRun, Sample, Status, TokenSource,
-};
-use crate::suite::{Endpoint, EndpointKind, Model, ServedBy, Server, Suite};
+use super::journal::Journal;
+use crate::measure::resources::{DEFAULT_PERIOD, Mark, Rapl, Sampler, Window, files};
+use crate::plan::Cell;
+use crate::provider::{Measured, Provider, Request, Source, Started};
+use crate::results::{ErrorKind, Footprint, Launch, MB, ModelRun, Sample, Status};
+use crate::suite::{Model, Suite};
+use crate::text::first_line;
 
-#[derive(Debug, Clone, Default)]
-pub struct ExecOptions {
+/// The longest a request may take, whatever the suite says: a day.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// How the executor reports and records.
+pub struct Options {
+    /// No progress bar.
     pub quiet: bool,
-    /// Directory for server logs and the request journal.
-    pub work_dir: PathBuf,
+    /// Where every sample is appended as it is measured.
+    pub journal: Journal,
 }
 
 /// The state shared by every request of a run.
 struct Runner<'a> {
     suite: &'a Suite,
-    options: &'a ExecOptions,
-    http: reqwest::Client,
     progress: ProgressBar,
     journal: Journal,
     rapl: Option<Rapl>,
     samples: Vec<Sample>,
-    /// Foundry Local services by endpoint name.
-    foundry: BTreeMap<String, Result<Foundry, String>>,
 }
 
-/// Runs `cells` (in order) and returns every sample and each model's fate.
+/// Runs `cells` (in order) with providers from `source` and returns every
+/// sample and each model's fate.
 pub async fn execute(
     suite: &Suite,
     cells: &[Cell],
-    options: &ExecOptions,
+    options: Options,
+    source: &mut dyn Source,
 ) -> (Vec<Sample>, Vec<ModelRun>) {
-    // One fresh connection per request: a pooled connection that the server
-    // closed while idle fails the next request on send (a client artifact,
-    // not a server fault); connect time on loopback is tens of microseconds.
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap_or_default();
     let progress = if options.quiet {
         ProgressBar::with_draw_target(Some(cells.len() as u64), ProgressDrawTarget::hidden())
     } else {
@@ -67,30 +57,26 @@ pub async fn execute(
     );
     let mut runner = Runner {
         suite,
-        options,
-        http,
         progress,
-        journal: Journal::open(&options.work_dir.join("journal.jsonl")),
+        journal: options.journal,
         rapl: if suite.energy.ignore_rapl {
             None
         } else {
             Rapl::open()
         },
         samples: Vec::with_capacity(cells.len()),
-        foundry: BTreeMap::new(),
     };
     let mut runs = Vec::new();
     for group in cells.chunk_by(|a, b| a.model == b.model && a.variant == b.variant) {
-        let Some(model) = group
-            .first()
-            .and_then(|c| suite.models.iter().find(|m| m.id == c.model))
-        else {
+        let Some(first) = group.first() else {
             continue;
         };
-        let variant = group.first().map_or(&[][..], |c| c.variant.as_slice());
+        let Some(model) = suite.models.iter().find(|m| m.id == first.model) else {
+            continue;
+        };
         let mut run = ModelRun {
             id: model.id.clone(),
-            variant: plan::variant_label(variant),
+            variant: first.variant.label(),
             api_model: model.api_model.clone(),
             license: model.license.clone(),
             capabilities: model.capabilities.clone(),
@@ -104,38 +90,16 @@ pub async fn execute(
             status: Status::Ok,
             failure: None,
         };
-        let failure = match &model.served_by {
-            ServedBy::Endpoint(name) => match suite.endpoints.get(name) {
-                Some(e) if e.kind == EndpointKind::Command => {
-                    runner.adapter(model, name, e, group, &mut run).await
-                }
-                Some(e) if e.kind == EndpointKind::Foundry => {
-                    runner
-                        .foundry(model, name, e, variant, group, &mut run)
-                        .await
-                }
-                Some(e) => {
-                    let target = endpoint_target(e);
-                    run.server_version = client::server_version(&runner.http, &target).await;
-                    runner
-                        .cells(
-                            &model.api_model,
-                            group,
-                            &mut Backend::Http(&target, None),
-                            None,
-                        )
-                        .await
-                }
-                None => Some(format!("endpoint `{name}` is not defined")),
-            },
-            ServedBy::Server(name) => match suite.servers.get(name) {
-                Some(server) => {
-                    runner
-                        .launches(model, name, server, variant, group, &mut run)
-                        .await
-                }
-                None => Some(format!("server `{name}` is not defined")),
-            },
+        let failure = match source.open(model, &first.variant) {
+            Ok(mut provider) => {
+                runner
+                    .model(model, group, provider.as_mut(), &mut run)
+                    .await
+            }
+            Err(reason) => {
+                runner.skip(group.iter(), &reason);
+                Some(reason)
+            }
         };
         if let Some(reason) = failure {
             runner.progress.println(format!(
@@ -154,15 +118,13 @@ pub async fn execute(
 }
 
 impl Runner<'_> {
-    /// Runs a model's cells on its managed server: one launch for all of
-    /// them, or one per round with `cold_start`. Returns why the model failed.
-    async fn launches(
+    /// Runs one model's cells on its provider: one launch for all of them,
+    /// or one per round with `cold_start`. Returns why the model failed.
+    async fn model(
         &mut self,
         model: &Model,
-        name: &str,
-        server: &Server,
-        variant: &[(String, String)],
         group: &[Cell],
+        provider: &mut dyn Provider,
         run: &mut ModelRun,
     ) -> Option<String> {
         let segments: Vec<&[Cell]> = if model.cold_start {
@@ -172,289 +134,64 @@ impl Runner<'_> {
         };
         let label = run.label();
         for (i, segment) in segments.iter().enumerate() {
-            self.progress
-                .set_message(format!("{label}: starting server `{name}`"));
-            let spec = server_spec(name, server, variant, &self.options.work_dir);
-            let mut running = match RunningServer::start(&spec).await {
-                Ok(running) => running,
-                Err(err) => {
-                    let reason = err.to_string();
-                    let rest: Vec<&Cell> = segments[i..].iter().flat_map(|s| s.iter()).collect();
-                    for cell in rest {
-                        self.record(skipped(cell, &reason));
-                    }
+            let later = || segments[i + 1..].iter().flat_map(|s| s.iter());
+            self.progress.set_message(format!("{label}: starting"));
+            let bar = self.progress.clone();
+            let prefix = label.clone();
+            let report = move |message: String| bar.set_message(format!("{prefix}: {message}"));
+            let started = match provider.start(&report).await {
+                Ok(started) => started,
+                Err(reason) => {
+                    self.skip(segment.iter().chain(later()), &reason);
                     return Some(reason);
                 }
             };
-            let sampler = Sampler::start(running.pid(), resources::DEFAULT_PERIOD);
-            let whole = sampler.mark();
-            let idle = sampler.window(&whole);
-            if i == 0 {
-                run.gpu = resources::gpu_snapshot();
-            }
-            let target = Target {
-                base_url: running.base_url(),
-                api_key: None,
-                headers: BTreeMap::new(),
+            record_start(run, &started);
+            let sampler = started.pid.map(|pid| Sampler::start(pid, DEFAULT_PERIOD));
+            let whole = sampler.as_ref().map(Sampler::mark);
+            let window = |sampler: &Option<Sampler>, mark: &Option<Mark>| {
+                sampler
+                    .as_ref()
+                    .zip(mark.as_ref())
+                    .map(|(s, m)| s.window(m))
             };
-            if run.server_version.is_none() {
-                run.server_version = client::server_version(&self.http, &target).await;
-            }
-            let failure = self
-                .cells(
-                    &model.api_model,
-                    segment,
-                    &mut Backend::Http(&target, Some(&mut running)),
-                    Some(&sampler),
-                )
-                .await;
-            run.launches.push(launch_measured(
-                running.load_ms(),
-                &idle,
-                &sampler.window(&whole),
-                running.exit_status(),
-            ));
+            let idle = window(&sampler, &whole);
+            let failure = self.cells(segment, provider, sampler.as_ref()).await;
+            let total = window(&sampler, &whole);
             drop(sampler);
-            running.stop().await;
+            let stopped = provider.stop().await;
+            if let Some(warning) = stopped.warning {
+                self.progress
+                    .println(format!("warning: {label}: {warning}"));
+            }
+            if let Some(load) = started.load {
+                run.launches.push(launch(load, idle, total, stopped.exit));
+            }
             if let Some(reason) = failure {
-                let rest: Vec<&Cell> = segments[i + 1..].iter().flat_map(|s| s.iter()).collect();
-                for cell in rest {
-                    self.record(skipped(cell, &reason));
-                }
+                self.skip(later(), &reason);
                 return Some(reason);
             }
         }
         None
     }
 
-    /// The Foundry Local service behind endpoint `name`, discovered and
-    /// connected once per run.
-    async fn foundry_service(
-        &mut self,
-        name: &str,
-        endpoint: &Endpoint,
-    ) -> Result<Foundry, String> {
-        if let Some(known) = self.foundry.get(name) {
-            return known.clone();
-        }
-        let env = |key: &str| std::env::var(key).ok();
-        let connected = match foundry::discover(
-            endpoint.base_url.as_deref(),
-            &env,
-            &SystemCli::default(),
-        )
-        .await
-        {
-            Ok(found) => Foundry::connect(&found).await.map(|f| {
-                f.with_load_timeout(Duration::from_secs(u64::from(endpoint.load_timeout_s)))
-            }),
-            Err(err) => Err(err),
-        }
-        .map_err(|e| format!("endpoint `{name}`: {e}"));
-        self.foundry.insert(name.to_string(), connected.clone());
-        connected
-    }
-
-    /// Runs a model's cells on Foundry Local: resolves the alias to the
-    /// variant for the device, downloads it if asked, loads it (timed, after
-    /// unloading a warm copy so the load is cold), and unloads it after.
-    async fn foundry(
-        &mut self,
-        model: &Model,
-        name: &str,
-        endpoint: &Endpoint,
-        variant: &[(String, String)],
-        group: &[Cell],
-        run: &mut ModelRun,
-    ) -> Option<String> {
-        let prepared = self
-            .foundry_prepare(model, name, endpoint, variant, run)
-            .await;
-        let (service, entry) = match prepared {
-            Ok(ready) => ready,
-            Err(reason) => {
-                for cell in group {
-                    self.record(skipped(cell, &reason));
-                }
-                return Some(reason);
-            }
-        };
-        let target = Target {
-            base_url: service.chat_base_url(),
-            ..endpoint_target(endpoint)
-        };
-        let first = self.samples.len();
-        let failure = self
-            .cells(&entry.id, group, &mut Backend::Http(&target, None), None)
-            .await;
-        // Releases without streamed usage: the service's token-count route
-        // comes before counting stream events.
-        for sample in &mut self.samples[first..] {
-            if sample.status == Status::Ok
-                && matches!(sample.token_source, None | Some(TokenSource::Estimate))
-                && let Some(tokens) = service.token_count(&entry.id, &sample.text).await
-            {
-                sample.output_tokens = Some(tokens);
-                sample.token_source = Some(TokenSource::Tokenize);
-                sample.derive_rates();
-            }
-        }
-        if let Err(err) = service.unload(&entry.id).await {
-            self.progress
-                .println(format!("warning: {}: {err}", run.label()));
-        }
-        failure
-    }
-
-    async fn foundry_prepare(
-        &mut self,
-        model: &Model,
-        name: &str,
-        endpoint: &Endpoint,
-        variant: &[(String, String)],
-        run: &mut ModelRun,
-    ) -> Result<(Foundry, CatalogEntry), String> {
-        let service = self.foundry_service(name, endpoint).await?;
-        let catalog = service.catalog().await.map_err(|e| e.to_string())?;
-        let device = variant
-            .iter()
-            .find(|(k, _)| k == "device")
-            .map(|(_, d)| Device::parse(d));
-        let entry = foundry::resolve(&catalog, &model.api_model, device.as_ref())
-            .map_err(|e| e.to_string())?;
-        run.api_model = entry.id.clone();
-        run.foundry = Some(FoundryVariant {
-            variant_id: entry.id.clone(),
-            alias: entry.alias.clone(),
-            device: entry.device.to_string(),
-            execution_provider: entry.execution_provider.clone(),
-            file_size_mb: entry.file_size_mb,
-            license: entry.license.clone(),
-            generation: service.generation().to_string(),
-        });
-        if run.license.is_none() {
-            run.license = entry.license.clone();
-        }
-        if run.footprint.is_none()
-            && let Some(mb) = entry.file_size_mb
-        {
-            run.footprint = Some(Footprint::declared(mb));
-        }
-        let cached = service.cached().await;
-        if let Ok(cached) = &cached
-            && !cached.iter().any(|c| foundry::same_variant(c, &entry.id))
-        {
-            if !model.download {
-                return Err(format!(
-                    "model `{}` (variant `{}`) is not cached; run `foundry model download {}` or set `download: true`",
-                    model.id, entry.id, entry.id
-                ));
-            }
-            let bar = self.progress.clone();
-            let label = run.label();
-            let mut report =
-                move |pct: f64| bar.set_message(format!("{label}: downloading {pct:.0}%"));
-            service
-                .download(&entry.id, &mut report)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        if service.is_loaded(&entry.id).await.unwrap_or(false) {
-            // Unload a warm copy, so the timed load is a cold one.
-            service.unload(&entry.id).await.map_err(|e| e.to_string())?;
-        }
-        self.progress
-            .set_message(format!("{}: loading `{}`", run.label(), entry.id));
-        let load = service.load(&entry.id).await.map_err(|e| e.to_string())?;
-        run.launches.push(Launch {
-            load_ms: load.as_secs_f64() * 1000.0,
-            rss_idle_mb: None,
-            rss_peak_mb: None,
-            rss_median_mb: None,
-            rss_samples: 0,
-            cpu_s: None,
-            exit: None,
-        });
-        Ok((service, entry))
-    }
-
-    /// Runs a model's cells through a `command` adapter: one launch, timed
-    /// from spawn to `loaded`, its process tree sampled like a server's.
-    async fn adapter(
-        &mut self,
-        model: &Model,
-        name: &str,
-        endpoint: &Endpoint,
-        group: &[Cell],
-        run: &mut ModelRun,
-    ) -> Option<String> {
-        self.progress
-            .set_message(format!("{}: starting adapter `{name}`", model.id));
-        let (mut adapter, load) = match Adapter::start(&adapter_spec(endpoint)).await {
-            Ok(started) => started,
-            Err(err) => {
-                let reason = format!("adapter `{name}`: {err}");
-                for cell in group {
-                    self.record(skipped(cell, &reason));
-                }
-                return Some(reason);
-            }
-        };
-        let load_ms = load.as_secs_f64() * 1000.0;
-        run.server_version = adapter.info().map(|info| match info {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
-        let sampler = Sampler::start(adapter.pid(), resources::DEFAULT_PERIOD);
-        let whole = sampler.mark();
-        let idle = sampler.window(&whole);
-        let failure = self
-            .cells(
-                &model.api_model,
-                group,
-                &mut Backend::Adapter(&mut adapter),
-                Some(&sampler),
-            )
-            .await;
-        let total = sampler.window(&whole);
-        drop(sampler);
-        let stopped = adapter.stop().await;
-        run.launches.push(launch_measured(
-            load_ms,
-            &idle,
-            &total,
-            (!stopped.clean).then_some(stopped.status),
-        ));
-        failure
-    }
-
-    /// Sends `cells` in order through `backend`. With a process to watch
-    /// (managed server or adapter), measures its memory and CPU around each
-    /// request, marks the first request cold, and once the process has died
-    /// skips the rest. Returns why the model failed.
+    /// Sends `cells` in order through `provider`. With a process to watch,
+    /// measures its memory and CPU around each request and marks the first
+    /// request cold; once what serves the model has died, skips the rest.
+    /// Returns why the model failed.
     async fn cells(
         &mut self,
-        api_model: &str,
         cells: &[Cell],
-        backend: &mut Backend<'_>,
+        provider: &mut dyn Provider,
         sampler: Option<&Sampler>,
     ) -> Option<String> {
-        let mut failure: Option<String> = None;
         for (i, cell) in cells.iter().enumerate() {
-            if let Some(reason) = &failure {
-                self.record(skipped(cell, reason));
-                continue;
-            }
             self.progress
                 .set_message(format!("{} · {} · {}", cell.model, cell.prompt, cell.round));
             let mark = sampler.map(Sampler::mark);
             let energy_before = self.rapl.as_ref().and_then(Rapl::read_domains);
-            let mut sample = match backend {
-                Backend::Http(target, _) => {
-                    measure(&self.http, target, self.suite, api_model, cell).await
-                }
-                Backend::Adapter(adapter) => measure_adapter(adapter, self.suite, cell).await,
-            };
+            let measured = provider.measure(&request(self.suite, cell)).await;
+            let mut sample = sample(cell, measured);
             if let (Some(rapl), Some(before)) = (&self.rapl, energy_before)
                 && let Some(after) = rapl.read_domains()
             {
@@ -467,23 +204,12 @@ impl Runner<'_> {
                 sample.rss_median_mb = window.rss_median_bytes.map(|b| b / MB);
                 sample.cpu_ms = window.cpu_s.map(|s| s * 1000.0);
             }
-            if sample.status == Status::Error {
-                let exit = match backend {
-                    Backend::Http(_, Some(running)) => running
-                        .exit_status()
-                        .map(|status| (status, running.log_tail(10))),
-                    Backend::Http(_, None) => None,
-                    Backend::Adapter(adapter) => (sample.error_kind
-                        == Some(ErrorKind::ServerExited))
-                    .then(|| ("exited".to_string(), adapter.log_tail(10).join("\n"))),
-                };
-                if let Some((status, log)) = exit {
-                    let message =
-                        format!("server {status} during the request; last log lines:\n{log}");
-                    sample.error_kind = Some(ErrorKind::ServerExited);
-                    sample.error = Some(message.clone());
-                    failure = Some(message);
-                }
+            let died = (sample.status == Status::Error)
+                .then(|| provider.died())
+                .flatten();
+            if let Some(message) = &died {
+                sample.error_kind = Some(ErrorKind::ServerExited);
+                sample.error = Some(message.clone());
             }
             if let Some(tps) = sample.decode_tps {
                 self.progress.set_message(format!(
@@ -492,8 +218,22 @@ impl Runner<'_> {
                 ));
             }
             self.record(sample);
+            if let Some(reason) = died {
+                self.skip(cells[i + 1..].iter(), &reason);
+                return Some(reason);
+            }
         }
-        failure
+        None
+    }
+
+    /// Records `cells` as not sent, because of `reason`.
+    fn skip<'c>(&mut self, cells: impl Iterator<Item = &'c Cell>, reason: &str) {
+        for cell in cells {
+            let mut sample = blank(cell);
+            sample.error_kind = Some(ErrorKind::Skipped);
+            sample.error = Some(format!("not sent: {}", first_line(reason)));
+            self.record(sample);
+        }
     }
 
     fn record(&mut self, sample: Sample) {
@@ -503,246 +243,119 @@ impl Runner<'_> {
     }
 }
 
-/// A launch as the sampler saw it: idle right after ready, and over its whole life.
-fn launch_measured(load_ms: f64, idle: &Window, total: &Window, exit: Option<String>) -> Launch {
+/// What a start tells about the model: the server's version, the GPU, and
+/// for Foundry the variant an alias resolved to (its id is what is sent).
+fn record_start(run: &mut ModelRun, started: &Started) {
+    if run.server_version.is_none() {
+        run.server_version.clone_from(&started.version);
+    }
+    if run.gpu.is_none() {
+        run.gpu.clone_from(&started.gpu);
+    }
+    if let Some(variant) = &started.resolved {
+        run.api_model.clone_from(&variant.variant_id);
+        if run.license.is_none() {
+            run.license.clone_from(&variant.license);
+        }
+        if run.footprint.is_none() {
+            run.footprint = variant.file_size_mb.map(Footprint::declared);
+        }
+        run.foundry = Some(variant.clone());
+    }
+}
+
+/// One launch: its load time, memory right after it was ready (idle) and
+/// over its whole life, and how it ended when it died under dyno.
+fn launch(
+    load: Duration,
+    idle: Option<Window>,
+    total: Option<Window>,
+    exit: Option<String>,
+) -> Launch {
     Launch {
-        load_ms,
-        rss_idle_mb: idle.rss_peak_bytes.map(|b| b as f64 / MB),
-        rss_peak_mb: total.rss_peak_bytes.map(|b| b as f64 / MB),
-        rss_median_mb: total.rss_median_bytes.map(|b| b / MB),
-        rss_samples: total.samples,
-        cpu_s: total.cpu_s,
+        load_ms: load.as_secs_f64() * 1000.0,
+        rss_idle_mb: idle.and_then(|w| w.rss_peak_bytes).map(|b| b as f64 / MB),
+        rss_peak_mb: total.and_then(|w| w.rss_peak_bytes).map(|b| b as f64 / MB),
+        rss_median_mb: total.and_then(|w| w.rss_median_bytes).map(|b| b / MB),
+        rss_samples: total.map_or(0, |w| w.samples),
+        cpu_s: total.and_then(|w| w.cpu_s),
         exit,
     }
 }
 
-/// A model's HTTP target outside the timed run (for the judge and probes):
-/// its endpoint, or its managed server started in its first variant. The
-/// server, if any, must be stopped by the caller.
-pub async fn connect(
-    suite: &Suite,
-    model: &Model,
-    work_dir: &Path,
-) -> Result<(Target, Option<RunningServer>), String> {
-    match &model.served_by {
-        ServedBy::Endpoint(name) => {
-            let e = suite
-                .endpoints
-                .get(name)
-                .ok_or_else(|| format!("endpoint `{name}` is not defined"))?;
-            if e.kind == EndpointKind::Command {
-                return Err(format!(
-                    "model `{}` is served by the command adapter `{name}`; only HTTP models can do this",
-                    model.id
-                ));
-            }
-            Ok((endpoint_target(e), None))
-        }
-        ServedBy::Server(name) => {
-            let server = suite
-                .servers
-                .get(name)
-                .ok_or_else(|| format!("server `{name}` is not defined"))?;
-            let variant = server
-                .variant_combinations()
-                .into_iter()
-                .next()
-                .unwrap_or_default();
-            let spec = server_spec(name, server, &variant, work_dir);
-            let running = RunningServer::start(&spec)
-                .await
-                .map_err(|e| e.to_string())?;
-            let target = Target {
-                base_url: running.base_url(),
-                api_key: None,
-                headers: BTreeMap::new(),
-            };
-            Ok((target, Some(running)))
-        }
-    }
-}
-
-/// How dyno starts the adapter of a `command` endpoint: in the suite
-/// file's directory, with the endpoint's weights and load parameters. The
-/// weights path is made absolute, since the adapter runs elsewhere.
-pub fn adapter_spec(endpoint: &Endpoint) -> AdapterSpec {
-    AdapterSpec {
-        command: endpoint.command.clone(),
-        weights_path: endpoint.weights.as_ref().map(|w| {
-            std::path::absolute(w)
-                .unwrap_or_else(|_| w.clone())
-                .display()
-                .to_string()
-        }),
-        params: endpoint.params.clone().into_iter().collect(),
-        load_timeout: Duration::from_secs(u64::from(endpoint.load_timeout_s)),
-        env: Vec::new(),
-        cwd: Some(endpoint.dir.clone()).filter(|d| !d.as_os_str().is_empty()),
-    }
-}
-
-/// Where an HTTP endpoint's requests go, its API key read from the
-/// variable `api_key_env` names.
-pub fn endpoint_target(e: &Endpoint) -> Target {
-    Target {
-        base_url: e.base_url.clone().unwrap_or_default(),
-        api_key: e.api_key_env.as_ref().and_then(|v| std::env::var(v).ok()),
-        headers: e.headers.clone(),
-    }
-}
-
-/// How dyno starts `server` in `variant`; its log goes under `work_dir/logs`.
-fn server_spec(
-    name: &str,
-    server: &Server,
-    variant: &[(String, String)],
-    work_dir: &Path,
-) -> ServerSpec {
-    let log_name = match plan::variant_label(variant) {
-        Some(v) => format!("{name}[{v}].log"),
-        None => format!("{name}.log"),
-    };
-    ServerSpec {
-        name: name.to_string(),
-        command: server
-            .command
+/// The request of `cell`: its prompt's messages with the cell's parameters.
+pub fn request(suite: &Suite, cell: &Cell) -> Request {
+    Request {
+        id: cell.index,
+        model: suite
+            .models
             .iter()
-            .map(|a| Server::substitute(a, variant))
-            .collect(),
-        ready_path: server.ready.clone(),
-        startup_timeout: Duration::from_secs(u64::from(server.startup_timeout_s)),
-        env: server
-            .env
+            .find(|m| m.id == cell.model)
+            .map(|m| m.api_model.clone())
+            .unwrap_or_default(),
+        messages: suite
+            .prompts
             .iter()
-            .map(|(k, v)| (k.clone(), Server::substitute(v, variant)))
-            .collect(),
-        log_path: work_dir.join("logs").join(log_name),
-    }
-}
-
-/// How requests reach a model.
-enum Backend<'a> {
-    /// OpenAI-compatible HTTP, with the managed server behind it if any.
-    Http(&'a Target, Option<&'a mut RunningServer>),
-    /// A `command` adapter over stdin/stdout.
-    Adapter(&'a mut Adapter),
-}
-
-/// The messages of a cell's prompt.
-fn prompt_messages(suite: &Suite, cell: &Cell) -> Vec<crate::suite::Message> {
-    suite
-        .prompts
-        .iter()
-        .find(|p| p.id == cell.prompt)
-        .map(|p| p.messages.clone())
-        .unwrap_or_default()
-}
-
-async fn measure_adapter(adapter: &mut Adapter, suite: &Suite, cell: &Cell) -> Sample {
-    let messages: Vec<adapter::Message> = prompt_messages(suite, cell)
-        .into_iter()
-        .map(|m| adapter::Message {
-            role: m.role.as_str().to_string(),
-            content: m.content,
-        })
-        .collect();
-    let params = GenerateParams {
-        max_tokens: Some(cell.params.max_tokens),
-        temperature: Some(cell.params.temperature),
-        seed: Some(u64::from(cell.seed)),
-        extra: cell
-            .params
-            .top_p
-            .map(|p| ("top_p".to_string(), serde_json::Value::from(p)))
-            .into_iter()
-            .collect(),
-    };
-    let g = adapter
-        .generate(
-            &cell.index.to_string(),
-            &messages,
-            &params,
-            Duration::from_secs_f64(cell.params.timeout_s),
-        )
-        .await;
-    let mut sample = blank(cell);
-    sample.status = if g.error.is_some() {
-        Status::Error
-    } else {
-        Status::Ok
-    };
-    if let Some((kind, message)) = g.error {
-        sample.error_kind = Some(match kind {
-            GenerationErrorKind::Timeout => ErrorKind::Timeout,
-            GenerationErrorKind::BadMessage => ErrorKind::BadSse,
-            GenerationErrorKind::EarlyEof => ErrorKind::EarlyEof,
-            GenerationErrorKind::AdapterError => ErrorKind::ServerError,
-            GenerationErrorKind::Exited => ErrorKind::ServerExited,
-        });
-        sample.error = Some(message);
-    }
-    sample.ttft_ms = g.ttft_ms;
-    sample.e2e_ms = g.e2e_ms;
-    sample.itl_ms = g.itl_ms;
-    sample.output_tokens = g.output_tokens;
-    sample.prompt_tokens = g.prompt_tokens;
-    sample.token_source = g.token_source.map(|s| match s {
-        AdapterTokenSource::Usage => TokenSource::Usage,
-        AdapterTokenSource::Events => TokenSource::Estimate,
-    });
-    sample.finish_reason = g.finish_reason;
-    sample.text = g.text;
-    if sample.status == Status::Ok {
-        sample.derive_rates();
-    }
-    sample
-}
-
-async fn measure(
-    http: &reqwest::Client,
-    target: &Target,
-    suite: &Suite,
-    api_model: &str,
-    cell: &Cell,
-) -> Sample {
-    let messages = prompt_messages(suite, cell);
-    let request = ChatRequest {
-        model: api_model.to_string(),
-        messages,
+            .find(|p| p.id == cell.prompt)
+            .map(|p| p.messages.clone())
+            .unwrap_or_default(),
         temperature: cell.params.temperature,
         top_p: cell.params.top_p,
         max_tokens: cell.params.max_tokens,
         seed: cell.seed,
         stream: cell.params.stream,
-        timeout: Duration::from_secs_f64(cell.params.timeout_s),
-    };
-    let m = client::chat(http, target, &request).await;
+        timeout: timeout(cell.params.timeout_s),
+    }
+}
+
+/// `seconds` as a timeout, at most [`MAX_TIMEOUT`].
+pub fn timeout(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds).map_or(MAX_TIMEOUT, |d| d.min(MAX_TIMEOUT))
+}
+
+/// The sample of `cell` from what its request measured: the one place a
+/// measurement becomes a sample.
+pub fn sample(cell: &Cell, measured: Measured) -> Sample {
+    let Measured {
+        error,
+        ttft_ms,
+        ttfo_reasoning_ms,
+        e2e_ms,
+        itl_ms,
+        output_tokens,
+        prompt_tokens,
+        token_source,
+        finish_reason,
+        text,
+        server_timings,
+    } = measured;
     let mut sample = blank(cell);
-    sample.status = if m.error.is_some() {
+    sample.status = if error.is_some() {
         Status::Error
     } else {
         Status::Ok
     };
-    if let Some((kind, message)) = m.error {
+    if let Some((kind, message)) = error {
         sample.error_kind = Some(kind);
         sample.error = Some(message);
     }
-    sample.ttft_ms = m.ttft_ms;
-    sample.ttfo_reasoning_ms = m.ttfo_reasoning_ms;
-    sample.e2e_ms = m.e2e_ms;
-    sample.itl_ms = m.itl_ms;
-    sample.output_tokens = m.output_tokens;
-    sample.prompt_tokens = m.prompt_tokens;
-    sample.token_source = m.token_source;
-    sample.finish_reason = m.finish_reason;
-    sample.text = m.text;
-    sample.server_timings = m.server_timings;
+    sample.ttft_ms = ttft_ms;
+    sample.ttfo_reasoning_ms = ttfo_reasoning_ms;
+    sample.e2e_ms = e2e_ms;
+    sample.itl_ms = itl_ms;
+    sample.output_tokens = output_tokens;
+    sample.prompt_tokens = prompt_tokens;
+    sample.token_source = token_source;
+    sample.finish_reason = finish_reason;
+    sample.text = text;
+    sample.server_timings = server_timings;
     if sample.status == Status::Ok {
         sample.derive_rates();
     }
     sample
 }
 
+/// A sample of `cell` with nothing measured yet.
 fn blank(cell: &Cell) -> Sample {
     Sample {
         index: cell.index,
@@ -768,7 +381,7 @@ fn blank(cell: &Cell) -> Sample {
         finish_reason: None,
         text: String::new(),
         server_timings: None,
-        variant: plan::variant_label(&cell.variant),
+        variant: cell.variant.label(),
         cold: false,
         rss_peak_mb: None,
         rss_median_mb: None,
@@ -780,46 +393,299 @@ fn blank(cell: &Cell) -> Sample {
     }
 }
 
-fn skipped(cell: &Cell, reason: &str) -> Sample {
-    let mut sample = blank(cell);
-    sample.error_kind = Some(ErrorKind::Skipped);
-    sample.error = Some(format!("not sent: {}", first_line(reason)));
-    sample
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
 
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
-}
+    use futures_util::FutureExt as _;
+    use futures_util::future::BoxFuture;
 
-/// Appends one JSON line per sample as the run goes, so an interrupted run
-/// keeps what it measured. A journal that cannot be written only warns.
-struct Journal {
-    file: Option<std::fs::File>,
-}
+    use super::*;
+    use crate::plan::{self, Filter, Variant};
+    use crate::provider::{Progress, Stopped};
+    use crate::results::TokenSource;
 
-impl Journal {
-    fn open(path: &Path) -> Journal {
-        let file = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::File::create(path));
-        match file {
-            Ok(file) => Journal { file: Some(file) },
-            Err(err) => {
-                eprintln!(
-                    "warning: cannot write the journal {}: {err}",
-                    path.display()
-                );
-                Journal { file: None }
-            }
+    /// What a mock model does: its programmed timings, and when it dies.
+    #[derive(Clone, Default)]
+    struct Script {
+        /// The start fails with this reason.
+        start_error: Option<String>,
+        /// The request with this (0-based) number fails and the process is
+        /// then gone.
+        dies_at: Option<usize>,
+        /// A process to watch (so requests are sampled and the first is cold).
+        watched: bool,
+    }
+
+    /// An in-memory provider with programmed timings: TTFT 10 ms, then 10
+    /// tokens 2 ms apart; it logs every call.
+    struct Mock {
+        model: String,
+        script: Script,
+        log: Arc<Mutex<Vec<String>>>,
+        sent: usize,
+        dead: bool,
+    }
+
+    impl Provider for Mock {
+        fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("start {}", self.model));
+            let result = match &self.script.start_error {
+                Some(reason) => Err(reason.clone()),
+                None => Ok(Started {
+                    load: Some(Duration::from_millis(250)),
+                    pid: self.script.watched.then(std::process::id),
+                    ..Started::default()
+                }),
+            };
+            async move { result }.boxed()
+        }
+
+        fn measure<'a>(&'a mut self, request: &'a Request) -> BoxFuture<'a, Measured> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("measure {} {}", self.model, request.id));
+            let n = self.sent;
+            self.sent += 1;
+            let measured = if self.script.dies_at == Some(n) {
+                self.dead = true;
+                Measured::failed(ErrorKind::EarlyEof, "connection closed")
+            } else {
+                Measured {
+                    ttft_ms: Some(10.0),
+                    e2e_ms: Some(28.0),
+                    itl_ms: vec![2.0; 9],
+                    output_tokens: Some(10),
+                    token_source: Some(TokenSource::Usage),
+                    text: format!("reply to {}", request.id),
+                    ..Measured::default()
+                }
+            };
+            async move { measured }.boxed()
+        }
+
+        fn died(&mut self) -> Option<String> {
+            self.dead
+                .then(|| "server exited with status 1 during the request".to_string())
+        }
+
+        fn stop(&mut self) -> BoxFuture<'_, Stopped> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("stop {}", self.model));
+            async { Stopped::default() }.boxed()
         }
     }
 
-    fn append(&mut self, sample: &Sample) {
-        if let Some(file) = self.file.as_mut()
-            && let Ok(line) = serde_json::to_string(sample)
-        {
-            let _ = writeln!(file, "{line}");
+    #[derive(Default)]
+    struct MockSource {
+        scripts: BTreeMap<String, Script>,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Source for MockSource {
+        fn open(&mut self, model: &Model, _: &Variant) -> Result<Box<dyn Provider>, String> {
+            Ok(Box::new(Mock {
+                model: model.id.clone(),
+                script: self.scripts.get(&model.id).cloned().unwrap_or_default(),
+                log: Arc::clone(&self.log),
+                sent: 0,
+                dead: false,
+            }))
         }
+    }
+
+    fn suite(extra: &str) -> (Suite, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "name: mock\nendpoints:\n  e: {{ base_url: http://127.0.0.1:9 }}\nmodels:\n  - {{ id: a, endpoint: e{extra} }}\n  - {{ id: b, endpoint: e }}\nprompts:\n  - {{ id: p, text: one }}\n  - {{ id: q, text: two }}\ndefaults: {{ rounds: 2, warmup: 1 }}\n"
+            ),
+        )
+        .unwrap();
+        let suite = crate::suite::load(&file, &|_| None).unwrap();
+        (suite, dir)
+    }
+
+    async fn run(
+        suite: &Suite,
+        source: &mut MockSource,
+        journal: Journal,
+    ) -> (Vec<Sample>, Vec<ModelRun>) {
+        let cells = plan::plan(suite, &Filter::default()).unwrap();
+        let options = Options {
+            quiet: true,
+            journal,
+        };
+        execute(suite, &cells, options, source).await
+    }
+
+    #[tokio::test]
+    async fn cells_go_in_plan_order_one_launch_per_model() {
+        let (suite, _dir) = suite("");
+        let mut source = MockSource::default();
+        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
+        let indices: Vec<usize> = samples.iter().map(|s| s.index).collect();
+        assert_eq!(indices, (1..=12).collect::<Vec<_>>(), "{samples:?}");
+        let log = source.log.lock().unwrap().clone();
+        assert_eq!(log.first().map(String::as_str), Some("start a"), "{log:?}");
+        assert_eq!(log[7], "stop a", "{log:?}");
+        assert_eq!(log[8], "start b", "{log:?}");
+        assert_eq!(runs.len(), 2);
+        assert!(runs.iter().all(|r| r.status == Status::Ok), "{runs:?}");
+        // Programmed timings go through unchanged: TPOT (28 − 10) / 9 = 2 ms.
+        let first = &samples[0];
+        assert_eq!(first.tpot_ms, Some(2.0), "{first:?}");
+        let tps = first.decode_tps.unwrap();
+        assert!((tps - 500.0).abs() < 1e-9, "{first:?}");
+        assert_eq!(runs[0].launches.len(), 1);
+        assert_eq!(runs[0].load_ms, Some(250.0));
+    }
+
+    #[tokio::test]
+    async fn the_first_request_of_a_watched_launch_is_cold() {
+        let (suite, _dir) = suite("");
+        let mut source = MockSource::default();
+        source.scripts.insert(
+            "a".into(),
+            Script {
+                watched: true,
+                ..Script::default()
+            },
+        );
+        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
+        let cold: Vec<(&str, usize)> = samples
+            .iter()
+            .filter(|s| s.cold)
+            .map(|s| (s.model.as_str(), s.index))
+            .collect();
+        // Model a is watched: its first request is cold; b is not watched.
+        assert_eq!(cold, [("a", 1)], "{samples:?}");
+        assert!(samples[0].rss_peak_mb.is_some(), "{:?}", samples[0]);
+        assert!(
+            runs[0].launches[0].rss_samples > 0,
+            "{:?}",
+            runs[0].launches
+        );
+    }
+
+    #[tokio::test]
+    async fn cold_start_gives_each_round_its_own_launch() {
+        let (suite, _dir) = suite(", cold_start: true");
+        let mut source = MockSource::default();
+        source.scripts.insert(
+            "a".into(),
+            Script {
+                watched: true,
+                ..Script::default()
+            },
+        );
+        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
+        let starts = source
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == "start a")
+            .count();
+        assert_eq!(starts, 3, "1 warmup + 2 rounds");
+        assert_eq!(runs[0].launches.len(), 3, "{:?}", runs[0].launches);
+        let cold = samples.iter().filter(|s| s.model == "a" && s.cold).count();
+        assert_eq!(cold, 3, "{samples:?}");
+    }
+
+    #[tokio::test]
+    async fn after_a_death_the_rest_of_the_model_is_skipped_and_the_next_runs() {
+        let (suite, dir) = suite("");
+        let mut source = MockSource::default();
+        source.scripts.insert(
+            "a".into(),
+            Script {
+                dies_at: Some(1),
+                ..Script::default()
+            },
+        );
+        let journal_path = dir.path().join("journal.jsonl");
+        let (samples, runs) = run(&suite, &mut source, Journal::create(&journal_path)).await;
+        let a: Vec<(usize, Option<ErrorKind>)> = samples
+            .iter()
+            .filter(|s| s.model == "a")
+            .map(|s| (s.index, s.error_kind))
+            .collect();
+        assert_eq!(
+            a,
+            [
+                (1, None),
+                (2, Some(ErrorKind::ServerExited)),
+                (3, Some(ErrorKind::Skipped)),
+                (4, Some(ErrorKind::Skipped)),
+                (5, Some(ErrorKind::Skipped)),
+                (6, Some(ErrorKind::Skipped)),
+            ],
+            "{samples:?}"
+        );
+        assert_eq!(
+            samples[2].error.as_deref(),
+            Some("not sent: server exited with status 1 during the request")
+        );
+        assert_eq!(runs[0].status, Status::Error, "{:?}", runs[0]);
+        assert_eq!(runs[1].status, Status::Ok, "{:?}", runs[1]);
+        let b_ok = samples
+            .iter()
+            .filter(|s| s.model == "b" && s.status == Status::Ok)
+            .count();
+        assert_eq!(b_ok, 6, "{samples:?}");
+        // The journal holds every sample, in order, as it was recorded.
+        let journal = std::fs::read_to_string(&journal_path).unwrap();
+        let journaled: Vec<Sample> = journal
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(journaled, samples);
+    }
+
+    #[tokio::test]
+    async fn a_start_that_fails_skips_every_cell_of_the_model() {
+        let (suite, _dir) = suite("");
+        let mut source = MockSource::default();
+        source.scripts.insert(
+            "a".into(),
+            Script {
+                start_error: Some("server `s` exited with status 3 before it was ready".into()),
+                ..Script::default()
+            },
+        );
+        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
+        let skipped = samples
+            .iter()
+            .filter(|s| s.model == "a" && s.error_kind == Some(ErrorKind::Skipped))
+            .count();
+        assert_eq!(skipped, 6, "{samples:?}");
+        assert!(
+            runs[0]
+                .failure
+                .as_deref()
+                .is_some_and(|f| f.contains("before it was ready")),
+            "{:?}",
+            runs[0]
+        );
+        assert!(runs[0].launches.is_empty());
+        let log = source.log.lock().unwrap().clone();
+        assert!(!log.contains(&"measure a 1".to_string()), "{log:?}");
+    }
+
+    #[test]
+    fn huge_timeouts_are_capped_not_a_panic() {
+        assert_eq!(timeout(1e20), MAX_TIMEOUT);
+        assert_eq!(timeout(f64::NAN), MAX_TIMEOUT);
+        assert_eq!(timeout(1.5), Duration::from_millis(1500));
     }
 }

@@ -5,17 +5,19 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::executor::timeout;
 use crate::fsutil::write_atomic;
-use crate::provider::openai::{self as client, ChatRequest};
+use crate::plan::Variant;
+use crate::provider::{Request, Source};
 use crate::quality::{self, JudgeParse, JudgeScale};
 use crate::report;
 use crate::results::{Judgement, Sample, Status};
 use crate::suite::{Message, Role, Suite};
+use crate::text::first_line;
 
 /// The judge cache beside `results.json`.
 pub const CACHE_FILE: &str = "judgements.json";
@@ -62,14 +64,22 @@ pub struct JudgeReport {
     pub failures: Vec<String>,
 }
 
-/// Scores every measured, successful output with its model's judge.
-/// Verdicts are cached in `dir/judgements.json`; a judge that cannot start
-/// leaves its outputs unjudged and says why.
+/// The judge cache: verdicts by a hash of judge and exact judge prompt.
+type Cache = BTreeMap<String, Cached>;
+
+/// (judge model → cache key → judge prompt) for the outputs not in the cache.
+type Wanted = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Scores every measured, successful output with its model's judge, asked
+/// through providers from `source`. Verdicts are cached in
+/// `dir/judgements.json`; a judge that cannot start leaves its outputs
+/// unjudged and says why.
 pub async fn judge_samples(
     suite: &Suite,
     samples: &mut [Sample],
     dir: &Path,
     templates: Option<&Path>,
+    source: &mut dyn Source,
 ) -> JudgeReport {
     let mut report = JudgeReport::default();
     if !suite.models.iter().any(|m| m.judge.is_some()) {
@@ -90,12 +100,11 @@ pub async fn judge_samples(
         return report;
     }
     let cache_path = dir.join(CACHE_FILE);
-    let mut cache: BTreeMap<String, Cached> = std::fs::read_to_string(&cache_path)
+    let mut cache: Cache = std::fs::read_to_string(&cache_path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    // (judge model, key) → judge prompt, for outputs not in the cache.
-    let mut wanted: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut wanted = Wanted::new();
     let mut keys: Vec<Option<(String, String)>> = Vec::with_capacity(samples.len());
     for sample in samples.iter() {
         let job = judge_job(suite, sample, settings.scale, templates);
@@ -114,59 +123,11 @@ pub async fn judge_samples(
         keys.iter().flatten().map(|(_, k)| k).collect();
     report.asked = wanted.values().map(BTreeMap::len).sum();
     report.cached = distinct.len() - report.asked;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap_or_default();
     for (judge, prompts) in &wanted {
-        let Some(model) = suite.models.iter().find(|m| &m.id == judge) else {
-            continue;
-        };
-        let (target, server) = match crate::run::executor::connect(suite, model, dir).await {
-            Ok(connected) => connected,
-            Err(err) => {
-                report
-                    .failures
-                    .push(format!("judge `{judge}`: {}", first_line(&err)));
-                continue;
-            }
-        };
-        for (key, prompt) in prompts {
-            let request = ChatRequest {
-                model: model.api_model.clone(),
-                messages: vec![Message {
-                    role: Role::User,
-                    content: prompt.clone(),
-                }],
-                temperature: 0.0,
-                top_p: None,
-                max_tokens: settings.max_tokens,
-                seed: 0,
-                stream: false,
-                timeout: Duration::from_secs_f64(model.params.timeout_s),
-            };
-            let m = client::chat(&http, &target, &request).await;
-            let (reply, parse) = match m.error {
-                Some((kind, message)) => (
-                    format!("no reply ({kind:?}): {}", first_line(&message)),
-                    JudgeParse::Unparseable,
-                ),
-                None => {
-                    let parse = quality::parse_judge_reply(&m.text, settings.scale.bounds());
-                    (m.text, parse)
-                }
-            };
-            cache.insert(
-                key.clone(),
-                Cached {
-                    model: judge.clone(),
-                    reply,
-                    parse,
-                },
-            );
-        }
-        if let Some(server) = server {
-            server.stop().await;
+        if let Err(err) = ask(suite, judge, prompts, &settings, source, &mut cache).await {
+            report
+                .failures
+                .push(format!("judge `{judge}`: {}", first_line(&err)));
         }
     }
     for (sample, key) in samples.iter_mut().zip(&keys) {
@@ -206,6 +167,67 @@ pub async fn judge_samples(
     report
 }
 
+/// Asks `judge` (started in its first variant) every prompt of `prompts`
+/// at temperature 0, and caches each reply; the error says why the judge
+/// could not be asked.
+async fn ask(
+    suite: &Suite,
+    judge: &str,
+    prompts: &BTreeMap<String, String>,
+    settings: &crate::suite::Judge,
+    source: &mut dyn Source,
+    cache: &mut Cache,
+) -> Result<(), String> {
+    let model = suite
+        .models
+        .iter()
+        .find(|m| m.id == judge)
+        .ok_or_else(|| format!("`{judge}` is not a model of this suite"))?;
+    let variant = Variant::of_model(suite, model)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let mut provider = source.open(model, &variant)?;
+    provider.start(&|_| {}).await?;
+    for (i, (key, prompt)) in prompts.iter().enumerate() {
+        let request = Request {
+            id: i + 1,
+            model: model.api_model.clone(),
+            messages: vec![Message {
+                role: Role::User,
+                content: prompt.clone(),
+            }],
+            temperature: 0.0,
+            top_p: None,
+            max_tokens: settings.max_tokens,
+            seed: 0,
+            stream: false,
+            timeout: timeout(model.params.timeout_s),
+        };
+        let m = provider.measure(&request).await;
+        let (reply, parse) = match m.error {
+            Some((kind, message)) => (
+                format!("no reply ({kind:?}): {}", first_line(&message)),
+                JudgeParse::Unparseable,
+            ),
+            None => {
+                let parse = quality::parse_judge_reply(&m.text, settings.scale.bounds());
+                (m.text, parse)
+            }
+        };
+        cache.insert(
+            key.clone(),
+            Cached {
+                model: judge.to_string(),
+                reply,
+                parse,
+            },
+        );
+    }
+    provider.stop().await;
+    Ok(())
+}
+
 /// The judge, cache key and judge prompt of a sample, when it is to be judged.
 fn judge_job(
     suite: &Suite,
@@ -232,7 +254,7 @@ fn judge_job(
         "scale": {"min": scale.min, "max": scale.max},
     });
     let text = report::render("judge.md", &ctx, templates).ok()?;
-    let key = crate::suite::hex(
+    let key = crate::text::hex(
         &Sha256::new()
             .chain_update(judge.as_bytes())
             .chain_update([0])
@@ -240,8 +262,4 @@ fn judge_job(
             .finalize(),
     );
     Some((judge, key, text))
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
 }

@@ -3,10 +3,11 @@
 //! the judge that scores outputs after the timed cells (`judge`).
 
 pub mod executor;
+pub mod journal;
 pub mod judge;
 pub mod pipeline;
 
 pub use pipeline::{
-    ANNOTATIONS_FILE, RunOptions, RunSummary, annotate, rerender, run_suite, run_suite_with,
-    write_outputs,
+    ANNOTATIONS_FILE, RunError, RunOptions, RunSummary, annotate, rerender, run_suite,
+    run_suite_with, write_outputs,
 };

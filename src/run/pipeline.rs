@@ -3,16 +3,57 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::executor;
+use super::journal::{JOURNAL_FILE, Journal};
+use super::judge;
 use crate::fsutil::write_atomic;
-use crate::plan::{self, Filter};
-use crate::quality;
-use crate::report;
-use crate::report::charts;
+use crate::plan::{self, Filter, PlanError};
+use crate::provider::Providers;
+use crate::quality::{self, AnnotationError};
+use crate::report::{self, ReportError, charts};
 use crate::results::{self, Environment, Results, Status, SuiteRecord};
-use crate::run::executor::{self as exec, ExecOptions};
-use crate::run::judge;
-use crate::suite;
+use crate::suite::{self, LoadError};
+
+/// Why a run, a report or an annotation file could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the suite has errors")]
+    Suite(#[from] LoadError),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Report(#[from] ReportError),
+    #[error("{0}")]
+    Chart(#[from] charts::ChartError),
+    #[error("{0}")]
+    Results(#[from] results::LoadError),
+    #[error("{}: {source}", path.display())]
+    Annotations {
+        path: PathBuf,
+        source: AnnotationError,
+    },
+    #[error("cannot serialize the results: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    write_atomic(path, bytes).map_err(|source| RunError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
 
 /// What a finished run tells the user.
 #[derive(Debug, Clone)]
@@ -60,7 +101,7 @@ pub async fn run_suite(
     filter: &Filter,
     out: Option<&Path>,
     quiet: bool,
-) -> Result<RunSummary, String> {
+) -> Result<RunSummary, RunError> {
     let options = RunOptions {
         out: out.map(Path::to_path_buf),
         quiet,
@@ -74,25 +115,33 @@ pub async fn run_suite_with(
     file: &Path,
     filter: &Filter,
     options: &RunOptions,
-) -> Result<RunSummary, String> {
+) -> Result<RunSummary, RunError> {
     let (out, quiet) = (options.out.as_deref(), options.quiet);
-    let suite = suite::load(file, &suite::process_env).map_err(|e| e.render())?;
-    let cells = plan::plan(&suite, filter).map_err(|e| format!("error: {e}\n"))?;
+    let suite = Arc::new(suite::load(file, &suite::process_env)?);
+    let cells = plan::plan(&suite, filter)?;
     let dir = out.map_or_else(|| suite.outputs.dir.clone(), Path::to_path_buf);
     let dir = normalize(&dir);
     let started_at = crate::measure::machine::utc_now();
-    let exec_options = ExecOptions {
+    let mut providers = Providers::new(Arc::clone(&suite), dir.clone());
+    let exec_options = executor::Options {
         quiet,
-        work_dir: dir.clone(),
+        journal: Journal::create(&dir.join(JOURNAL_FILE)),
     };
-    let (mut samples, models) = exec::execute(&suite, &cells, &exec_options).await;
+    let (mut samples, models) =
+        executor::execute(&suite, &cells, exec_options, &mut providers).await;
     judge::apply_checks(&suite, &mut samples);
     if suite.models.iter().any(|m| m.judge.is_some()) {
         if !quiet {
             eprintln!("judging outputs (after the timed runs)…");
         }
-        let judged =
-            judge::judge_samples(&suite, &mut samples, &dir, options.templates.as_deref()).await;
+        let judged = judge::judge_samples(
+            &suite,
+            &mut samples,
+            &dir,
+            options.templates.as_deref(),
+            &mut providers,
+        )
+        .await;
         for failure in &judged.failures {
             eprintln!("warning: {failure}");
         }
@@ -139,9 +188,9 @@ pub async fn run_suite_with(
             options.templates.as_deref(),
         )?);
     }
-    let _ = std::fs::remove_file(dir.join("journal.jsonl"));
+    let _ = std::fs::remove_file(dir.join(JOURNAL_FILE));
     Ok(RunSummary {
-        suite: suite.name,
+        suite: suite.name.clone(),
         dir,
         files,
         requests: doc.samples.len(),
@@ -155,8 +204,8 @@ pub const ANNOTATIONS_FILE: &str = "annotations.csv";
 /// Writes (or extends) `annotations.csv` beside a results file: one row per
 /// model × prompt × distinct output with empty `score` and `note` columns.
 /// Rows already there keep their ratings; outputs no longer produced stay.
-pub fn annotate(results: &Path) -> Result<PathBuf, String> {
-    let (doc, file) = load_results(results)?;
+pub fn annotate(results: &Path) -> Result<PathBuf, RunError> {
+    let (doc, file) = results::load(results)?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let path = dir.join(ANNOTATIONS_FILE);
     let mut rows = read_annotations(&path)?;
@@ -178,25 +227,32 @@ pub fn annotate(results: &Path) -> Result<PathBuf, String> {
             rows.push(row);
         }
     }
-    let text = quality::write_annotations_csv(&rows).map_err(|e| format!("error: {e}\n"))?;
-    write_atomic(&path, text.as_bytes())
-        .map_err(|e| format!("error: cannot write {}: {e}\n", path.display()))?;
+    let text = quality::write_annotations_csv(&rows).map_err(|source| RunError::Annotations {
+        path: path.clone(),
+        source,
+    })?;
+    write(&path, text.as_bytes())?;
     Ok(path)
 }
 
-fn read_annotations(path: &Path) -> Result<Vec<quality::AnnotationRow>, String> {
+fn read_annotations(path: &Path) -> Result<Vec<quality::AnnotationRow>, RunError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => quality::read_annotations_csv(&text)
-            .map_err(|e| format!("error: {}: {e}\n", path.display())),
+        Ok(text) => quality::read_annotations_csv(&text).map_err(|source| RunError::Annotations {
+            path: path.to_path_buf(),
+            source,
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(format!("error: cannot read {}: {e}\n", path.display())),
+        Err(source) => Err(RunError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 /// `doc` with the ratings of `dir/annotations.csv` merged into its samples
 /// (by model, prompt and output hash) and its summaries refreshed; `None`
 /// when there are no ratings, so the caller renders `doc` as it is.
-fn with_annotations(doc: &Results, dir: &Path) -> Result<Option<Results>, String> {
+fn with_annotations(doc: &Results, dir: &Path) -> Result<Option<Results>, RunError> {
     let rows = read_annotations(&dir.join(ANNOTATIONS_FILE))?;
     let scores: std::collections::BTreeMap<(&str, &str, &str), f64> = rows
         .iter()
@@ -232,11 +288,10 @@ pub fn write_outputs(
     dir: &Path,
     templates: &[String],
     override_dir: Option<&Path>,
-) -> Result<Vec<PathBuf>, String> {
-    let json = serde_json::to_string_pretty(doc).map_err(|e| format!("error: {e}\n"))? + "\n";
-    let results_path = dir.join("results.json");
-    write_atomic(&results_path, json.as_bytes())
-        .map_err(|e| format!("error: cannot write {}: {e}\n", results_path.display()))?;
+) -> Result<Vec<PathBuf>, RunError> {
+    let json = results::to_json(doc)?;
+    let results_path = dir.join(results::RESULTS_FILE);
+    write(&results_path, json.as_bytes())?;
     let mut files = vec![results_path];
     files.extend(write_reports(doc, dir, templates, override_dir)?);
     Ok(files)
@@ -270,34 +325,29 @@ fn write_reports(
     dir: &Path,
     templates: &[String],
     override_dir: Option<&Path>,
-) -> Result<Vec<PathBuf>, String> {
+) -> Result<Vec<PathBuf>, RunError> {
     let merged = with_annotations(doc, dir)?;
     let doc = merged.as_ref().unwrap_or(doc);
     let mut rendered = templates
         .iter()
-        .map(|name| {
-            report::render(name, doc, override_dir)
-                .map(|text| (dir.join(name), text))
-                .map_err(|e| format!("error: {e}\n"))
-        })
+        .map(|name| report::render(name, doc, override_dir).map(|text| (dir.join(name), text)))
         .collect::<Result<Vec<_>, _>>()?;
-    let charts = charts::render_all(&chart_series(doc)).map_err(|e| format!("error: {e}\n"))?;
+    let charts = charts::render_all(&chart_series(doc))?;
     rendered.extend(
         charts
             .into_iter()
             .map(|chart| (dir.join("charts").join(chart.file), chart.svg)),
     );
     for (path, text) in &rendered {
-        write_atomic(path, text.as_bytes())
-            .map_err(|e| format!("error: cannot write {}: {e}\n", path.display()))?;
+        write(path, text.as_bytes())?;
     }
     Ok(rendered.into_iter().map(|(path, _)| path).collect())
 }
 
 /// Re-renders the reports of a stored results file (or a directory holding
 /// `results.json`) without contacting any endpoint.
-pub fn rerender(results: &Path, override_dir: Option<&Path>) -> Result<Vec<PathBuf>, String> {
-    let (doc, file) = load_results(results)?;
+pub fn rerender(results: &Path, override_dir: Option<&Path>) -> Result<Vec<PathBuf>, RunError> {
+    let (doc, file) = results::load(results)?;
     let templates: Vec<String> = doc
         .suite
         .resolved
@@ -306,33 +356,6 @@ pub fn rerender(results: &Path, override_dir: Option<&Path>) -> Result<Vec<PathB
         .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]);
     let dir = file.parent().unwrap_or(Path::new("."));
     write_reports(&doc, dir, &templates, override_dir)
-}
-
-/// Reads a results file (or a directory holding `results.json`).
-fn load_results(results: &Path) -> Result<(Results, PathBuf), String> {
-    let file = if results.is_dir() {
-        results.join("results.json")
-    } else {
-        results.to_path_buf()
-    };
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| format!("error: cannot read {}: {e}\n", file.display()))?;
-    let doc: Results = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "error: {} is not a dyno results file: {e}\n",
-            file.display()
-        )
-    })?;
-    if !results::READABLE_FORMATS.contains(&doc.format_version) {
-        return Err(format!(
-            "error: {} has results format {}, this dyno reads formats {}–{}\n",
-            file.display(),
-            doc.format_version,
-            results::READABLE_FORMATS.start(),
-            results::READABLE_FORMATS.end(),
-        ));
-    }
-    Ok((doc, file))
 }
 
 /// `suites/../results/x` → `results/x` (lexically), for readable paths.

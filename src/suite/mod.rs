@@ -3,6 +3,7 @@
 //! resolved, validated [`Suite`]. Nothing after this module sees YAML.
 
 pub mod diag;
+pub mod files;
 pub mod node;
 pub mod raw;
 
@@ -128,34 +129,6 @@ pub struct Server {
     pub cold_start: bool,
 }
 
-impl Server {
-    /// Every combination of variant values, the last variant fastest; one
-    /// empty combination when the server has no variants.
-    pub fn variant_combinations(&self) -> Vec<Vec<(String, String)>> {
-        let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
-        for (name, values) in &self.variants {
-            combos = combos
-                .iter()
-                .flat_map(|combo| {
-                    values.iter().map(move |v| {
-                        let mut next = combo.clone();
-                        next.push((name.clone(), v.clone()));
-                        next
-                    })
-                })
-                .collect();
-        }
-        combos
-    }
-
-    /// `text` with `{name}` replaced by each variant value of `variant`.
-    pub fn substitute(text: &str, variant: &[(String, String)]) -> String {
-        variant.iter().fold(text.to_string(), |acc, (name, value)| {
-            acc.replace(&format!("{{{name}}}"), value)
-        })
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Model {
     pub id: String,
@@ -173,7 +146,7 @@ pub struct Model {
     /// (which does not judge itself).
     pub judge: Option<String>,
     /// Foundry Local devices to measure, each a variant (empty: the preferred one).
-    pub devices: Vec<String>,
+    pub devices: Vec<Device>,
     /// Download through Foundry Local when not cached.
     pub download: bool,
     pub params: Params,
@@ -265,23 +238,78 @@ impl Suite {
     /// A SHA-256 over the resolved suite, so results can say which suite made them.
     pub fn hash(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();
-        hex(&Sha256::digest(json))
+        crate::text::hex(&Sha256::digest(json))
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The hardware a variant runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Device {
+    Cpu,
+    Gpu,
+    Npu,
+    /// Anything else the catalog reports, lower-cased.
+    Other(String),
+}
+
+impl Device {
+    /// Parses `CPU` / `gpu` / `Npu` …; anything else is [`Device::Other`].
+    pub fn parse(text: &str) -> Device {
+        let lower = text.trim().to_ascii_lowercase();
+        match lower.as_str() {
+            "cpu" => Device::Cpu,
+            "gpu" => Device::Gpu,
+            "npu" => Device::Npu,
+            _ => Device::Other(lower),
+        }
+    }
+
+    /// Rank when no device is requested: NPU, then GPU, then CPU (the order
+    /// the Foundry Local SDK used), then anything else.
+    pub(crate) fn preference(&self) -> u8 {
+        match self {
+            Device::Npu => 0,
+            Device::Gpu => 1,
+            Device::Cpu => 2,
+            Device::Other(_) => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Gpu => f.write_str("gpu"),
+            Device::Npu => f.write_str("npu"),
+            Device::Other(other) => f.write_str(other),
+        }
+    }
+}
+
+impl From<String> for Device {
+    fn from(text: String) -> Self {
+        Device::parse(&text)
+    }
+}
+
+impl From<Device> for String {
+    fn from(device: Device) -> Self {
+        device.to_string()
+    }
 }
 
 /// Everything wrong with a suite, with the text of every file it points into.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.render())]
 pub struct LoadError {
     pub diagnostics: Vec<Diagnostic>,
     sources: BTreeMap<PathBuf, String>,
 }
 
 impl LoadError {
-    fn io(file: &Path, err: &std::io::Error) -> LoadError {
+    pub(crate) fn io(file: &Path, err: &std::io::Error) -> LoadError {
         LoadError {
             diagnostics: vec![Diagnostic::new(
                 format!("cannot read {}: {err}", file.display()),
@@ -603,7 +631,7 @@ impl Loader<'_> {
                 cold_start: m
                     .cold_start
                     .unwrap_or_else(|| server.is_some_and(|s| s.cold_start)),
-                devices: m.variants.clone(),
+                devices: m.variants.iter().map(|d| Device::parse(d)).collect(),
                 download: m.download.unwrap_or(false),
                 // The suite's judge never judges its own outputs.
                 judge: m.judge.clone().or_else(|| {
@@ -926,24 +954,17 @@ impl Loader<'_> {
     }
 
     fn include(&mut self, file: &Path, dir: &Path, pattern: &str, pos: Pos, out: &mut Vec<Prompt>) {
-        let glob = match globset::GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .build()
-        {
-            Ok(glob) => glob.compile_matcher(),
+        let glob = match files::compile(pattern) {
+            Ok(glob) => glob,
             Err(err) => {
-                let message = err.kind().to_string();
-                self.diagnostics.push(Diagnostic::new(
-                    format!("invalid glob `{pattern}`: {message}"),
-                    file,
-                    pos,
-                ));
+                self.diagnostics
+                    .push(Diagnostic::new(err.to_string(), file, pos));
                 return;
             }
         };
-        let mut matches = Vec::new();
-        collect_files(dir, dir, &glob, &mut matches);
-        matches.sort();
+        let matches = files::matching(dir, |path| {
+            path.strip_prefix(dir).is_ok_and(|rel| glob.is_match(rel))
+        });
         if matches.is_empty() {
             self.diagnostics.push(
                 Diagnostic::new(format!("`{pattern}` matches no file"), file, pos)
@@ -983,21 +1004,6 @@ impl Loader<'_> {
                 }
                 self.prompt_entry(&path, &sub_dir, p, &at, out);
             }
-        }
-    }
-}
-
-/// Files under `dir` whose path relative to `base` matches `glob`.
-fn collect_files(base: &Path, dir: &Path, glob: &globset::GlobMatcher, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect_files(base, &path, glob, out);
-        } else if path.strip_prefix(base).is_ok_and(|rel| glob.is_match(rel)) {
-            out.push(path);
         }
     }
 }

@@ -4,19 +4,21 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dyno::provider::openai::{self as client, ChatRequest, Measurement, Target};
+use dyno::provider::openai::{self as client, Target};
+use dyno::provider::{Measured, Request};
 use dyno::results::{ErrorKind, TokenSource};
 use dyno::suite::{Message, Role};
 
 use crate::fixture;
 
-async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measurement {
+async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measured {
     let target = Target {
         base_url: base.to_string(),
         api_key: Some("sk-test-secret".into()),
         headers: BTreeMap::new(),
     };
-    let request = ChatRequest {
+    let request = Request {
+        id: 1,
         model: model.into(),
         messages: vec![Message {
             role: Role::User,
@@ -29,10 +31,10 @@ async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measurem
         stream,
         timeout: Duration::from_millis(timeout_ms),
     };
-    client::chat(&reqwest::Client::new(), &target, &request).await
+    client::chat(&reqwest::Client::new(), &target, model, &request).await
 }
 
-fn kind(m: &Measurement) -> Option<ErrorKind> {
+fn kind(m: &Measured) -> Option<ErrorKind> {
     m.error.as_ref().map(|(k, _)| *k)
 }
 
@@ -48,54 +50,14 @@ async fn timetable_gives_known_ttft_e2e_and_tpot() {
     // 150 + 19 × 20 = 530 ms.
     assert!((525.0..750.0).contains(&e2e), "e2e {e2e}");
     assert_eq!(m.itl_ms.len(), 19);
-    let mut sample = sample_of(&m);
-    sample.derive_rates();
-    let tpot = sample.tpot_ms.unwrap();
+    let (tpot, tps) = dyno::results::rates(m.ttft_ms, m.e2e_ms, m.output_tokens).unwrap();
     assert!((19.0..30.0).contains(&tpot), "tpot {tpot}");
-    let tps = sample.decode_tps.unwrap();
     assert!((33.0..53.0).contains(&tps), "decode tok/s {tps}");
     assert_eq!(m.output_tokens, Some(20));
     assert_eq!(m.prompt_tokens, Some(12));
     assert_eq!(m.token_source, Some(TokenSource::Usage));
     assert_eq!(m.finish_reason.as_deref(), Some("length"));
     assert!(m.text.starts_with("tok0 tok1"));
-}
-
-fn sample_of(m: &Measurement) -> dyno::results::Sample {
-    dyno::results::Sample {
-        index: 1,
-        key: "k".into(),
-        model: "m".into(),
-        prompt: "p".into(),
-        round: dyno::plan::Round::Measured(1),
-        warmup: false,
-        seed: 1,
-        stream: true,
-        status: dyno::results::Status::Ok,
-        error_kind: None,
-        error: None,
-        ttft_ms: m.ttft_ms,
-        ttfo_reasoning_ms: None,
-        e2e_ms: m.e2e_ms,
-        itl_ms: m.itl_ms.clone(),
-        tpot_ms: None,
-        output_tokens: m.output_tokens,
-        prompt_tokens: m.prompt_tokens,
-        token_source: m.token_source,
-        decode_tps: None,
-        finish_reason: m.finish_reason.clone(),
-        text: m.text.clone(),
-        server_timings: None,
-        variant: None,
-        cold: false,
-        rss_peak_mb: None,
-        rss_median_mb: None,
-        cpu_ms: None,
-        energy_j: None,
-        checks: Vec::new(),
-        judge: None,
-        human_score: None,
-    }
 }
 
 #[tokio::test]

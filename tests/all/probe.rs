@@ -370,12 +370,16 @@ prompts:
         .unwrap();
         assert!(service.loaded().await.unwrap().is_empty(), "left loaded");
 
-        // A model that was loaded before stays loaded.
+        // A model that was loaded before is loaded cold for the probe, and
+        // stays loaded.
         service.load(QWEN_GPU).await.unwrap();
         let lines = check(&tree).await;
-        assert_eq!(
-            lines[3].detail.split(", ").next(),
-            Some(format!("`{QWEN_GPU}` was loaded").as_str())
+        let probe = &lines[3].detail;
+        assert!(
+            probe.starts_with(&format!(
+                "`{QWEN_GPU}` was loaded; unloaded, then loaded in "
+            )) && probe.ends_with(", left loaded, as it was before"),
+            "{probe}"
         );
         assert!(service.is_loaded(QWEN_GPU).await.unwrap());
     }
@@ -406,8 +410,8 @@ prompts:
             "FAIL  model phi listed by foundry: `phi-4-mini` → `Phi-4-mini-instruct-qnn-npu:2` (npu, QNNExecutionProvider) is not cached; run `foundry model download Phi-4-mini-instruct-qnn-npu:2`",
             "FAIL  model qwen listed by foundry: `qwen2.5-0.5b-instruct-generic-cpu` → `qwen2.5-0.5b-instruct-generic-cpu:4` (cpu, CPUExecutionProvider) is not cached; run `foundry model download qwen2.5-0.5b-instruct-generic-cpu:4`",
             "FAIL  model llama listed by foundry: unknown Foundry Local model `llama-70b`; available aliases: `phi-4-mini`, `qwen2.5-0.5b`",
-            "FAIL  probe chat phi: model `Phi-4-mini-instruct-qnn-npu:2` is not cached; run `foundry model download Phi-4-mini-instruct-qnn-npu:2` or set `download: true`",
-            "FAIL  probe chat qwen: model `qwen2.5-0.5b-instruct-generic-cpu:4` is not cached; run `foundry model download qwen2.5-0.5b-instruct-generic-cpu:4` or set `download: true`",
+            "FAIL  probe chat phi: not sent: model `phi` (variant `Phi-4-mini-instruct-qnn-npu:2`) is not cached; run `foundry model download Phi-4-mini-instruct-qnn-npu:2` or set `download: true`",
+            "FAIL  probe chat qwen: not sent: model `qwen` (variant `qwen2.5-0.5b-instruct-generic-cpu:4`) is not cached; run `foundry model download qwen2.5-0.5b-instruct-generic-cpu:4` or set `download: true`",
             "FAIL  probe chat llama: not sent: unknown Foundry Local model `llama-70b`; available aliases: `phi-4-mini`, `qwen2.5-0.5b`",
         ],
         "{text}"

@@ -14,19 +14,25 @@
 //! and on drop), and never signal anything outside the adapter's own group.
 
 use std::collections::{HashSet, VecDeque};
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::process::{ChildStdin, Command};
+use tokio::process::ChildStdin;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use super::process::{CLEAN_EXIT, Group, describe_exit, own_group};
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+
+use super::{Measured, Progress, Request, Started};
+use crate::results::{ErrorKind, TokenSource};
 
 /// The protocol version this module speaks (the `protocol` field of `hello`
 /// and `load`).
@@ -116,55 +122,6 @@ impl GenerateParams {
     }
 }
 
-/// Where [`Generation::output_tokens`] came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AdapterTokenSource {
-    /// `usage.completion_tokens` of the `done` message.
-    Usage,
-    /// The number of `token` events with non-empty text.
-    Events,
-}
-
-/// Why a generation failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GenerationErrorKind {
-    /// No `done` within the timeout (or the adapter stopped reading stdin).
-    Timeout,
-    /// A stdout line that is not JSON, not a known message, not valid for
-    /// its type, for another request id, or unexpected at that point.
-    BadMessage,
-    /// The adapter closed its stdout but did not exit.
-    EarlyEof,
-    /// The adapter sent an `error` message.
-    AdapterError,
-    /// The adapter process exited; the message has its last stderr lines.
-    Exited,
-}
-
-/// One generation, measured. Times are milliseconds on a monotonic clock
-/// from just before the `generate` line was written. What was measured
-/// before a failure (text, TTFT, ITL) is kept; token counts, `e2e_ms` and
-/// `finish_reason` are only set on success.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Generation {
-    pub error: Option<(GenerationErrorKind, String)>,
-    /// Arrival of the first `token` with non-empty text.
-    pub ttft_ms: Option<f64>,
-    /// Arrival of `done`.
-    pub e2e_ms: Option<f64>,
-    /// Gaps between consecutive `token` events with non-empty text.
-    pub itl_ms: Vec<f64>,
-    pub output_tokens: Option<u64>,
-    /// `usage.prompt_tokens` of `done`, when given.
-    pub prompt_tokens: Option<u64>,
-    pub token_source: Option<AdapterTokenSource>,
-    pub finish_reason: Option<String>,
-    /// The concatenated text of all `token` events.
-    pub text: String,
-}
-
 /// How an adapter ended after [`Adapter::stop`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stopped {
@@ -228,8 +185,8 @@ pub enum AdapterError {
 pub struct Adapter {
     program: String,
     pid: u32,
-    /// Equal to `pid`: the adapter leads its own process group.
-    pgid: libc::pid_t,
+    /// The adapter leads its own process group.
+    group: Group,
     stdin: Option<ChildStdin>,
     /// Stdout lines, timestamped on arrival by the reader task.
     lines: mpsc::UnboundedReceiver<StdoutEvent>,
@@ -245,7 +202,7 @@ pub struct Adapter {
     info: Option<Value>,
     /// Set for good once stdout is closed or the process is gone (or stdin
     /// is stuck); every later `generate` fails with it at once.
-    dead: Option<(GenerationErrorKind, String)>,
+    dead: Option<(ErrorKind, String)>,
     /// The request being generated; still set if a `generate` future was
     /// dropped half way.
     in_flight: Option<String>,
@@ -281,7 +238,7 @@ enum Next {
         too_long: bool,
     },
     /// Stdout closed or the process exited; `Adapter::dead` is now set.
-    Closed(GenerationErrorKind, String),
+    Closed(ErrorKind, String),
     TimedOut,
 }
 
@@ -388,18 +345,19 @@ impl Adapter {
         let Some((program, args)) = spec.command.split_first() else {
             return Err(AdapterError::EmptyCommand);
         };
-        let mut command = Command::new(program);
-        command
+        let mut std_command = std::process::Command::new(program);
+        std_command
             .args(args)
             .envs(spec.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
+        own_group(&mut std_command);
         if let Some(dir) = &spec.cwd {
-            command.current_dir(dir);
+            std_command.current_dir(dir);
         }
+        let mut command = tokio::process::Command::from(std_command);
+        command.kill_on_drop(true);
 
         let started = Instant::now();
         let deadline = started + spec.load_timeout;
@@ -410,7 +368,7 @@ impl Adapter {
         let mut child = command.spawn().map_err(spawn_error)?;
         // Until `adapter` exists, dropping `child` kills the leader
         // (kill_on_drop); nothing else can be running yet.
-        let (pid, pgid) = crate::provider::server::process_group(&child).map_err(spawn_error)?;
+        let (pid, group) = Group::of(&child).map_err(spawn_error)?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -433,7 +391,7 @@ impl Adapter {
             // the leader is reaped and the group is empty, the group id may
             // be reused, so later signals are only sent while the leader
             // has not been reaped (see `Adapter::kill_group`).
-            signal_group(pgid, libc::SIGKILL);
+            group.kill();
             // Nobody listening any more is fine.
             let _ = exit_tx.send(Some(status));
         });
@@ -443,7 +401,7 @@ impl Adapter {
         let mut adapter = Adapter {
             program: program.clone(),
             pid,
-            pgid,
+            group,
             stdin: Some(stdin),
             lines,
             exit,
@@ -519,7 +477,7 @@ impl Adapter {
     /// Sends one `generate` and measures it until `done`, an `error`, a bad
     /// line, the end of the process, or `timeout` (counted from just before
     /// the line is written). Never panics; every failure is
-    /// [`Generation::error`], and what was measured before it stays.
+    /// [`Measured::error`], and what was measured before it stays.
     ///
     /// `id` must be unique for this adapter. After a timeout or a bad
     /// message dyno sends `cancel` for the request and skips its late
@@ -530,8 +488,8 @@ impl Adapter {
         messages: &[Message],
         params: &GenerateParams,
         timeout: Duration,
-    ) -> Generation {
-        let mut g = Generation::default();
+    ) -> Measured {
+        let mut g = Measured::default();
         if let Some(previous) = self.in_flight.take() {
             // A previous `generate` future was dropped half way.
             self.stale.insert(previous);
@@ -572,8 +530,8 @@ impl Adapter {
                     "the adapter did not read the `generate` line within {:.1} s; it is not used any more",
                     timeout.as_secs_f64()
                 );
-                self.dead = Some((GenerationErrorKind::Timeout, message.clone()));
-                g.error = Some((GenerationErrorKind::Timeout, message));
+                self.dead = Some((ErrorKind::Timeout, message.clone()));
+                g.error = Some((ErrorKind::Timeout, message));
                 return g;
             }
         }
@@ -581,10 +539,7 @@ impl Adapter {
         let result = self.receive(id, t0, deadline, timeout, &mut g).await;
         self.in_flight = None;
         if let Err((kind, message)) = result {
-            if matches!(
-                kind,
-                GenerationErrorKind::Timeout | GenerationErrorKind::BadMessage
-            ) {
+            if matches!(kind, ErrorKind::Timeout | ErrorKind::BadSse) {
                 self.stale.insert(id.to_owned());
                 let cancel = Outgoing::Cancel { id };
                 // Best effort: an adapter may ignore `cancel`. A write error
@@ -593,7 +548,7 @@ impl Adapter {
                     tokio::time::timeout(CONTROL_WRITE, self.write_message(&cancel)).await;
                 if written.is_err() && self.dead.is_none() {
                     self.dead = Some((
-                        GenerationErrorKind::Timeout,
+                        ErrorKind::Timeout,
                         "the adapter stopped reading its stdin; it is not used any more".to_owned(),
                     ));
                 }
@@ -619,7 +574,7 @@ impl Adapter {
             // The waiter task has already killed the rest of the group.
             self.stopped = true;
             return Stopped {
-                clean: status == describe_exit(ExitStatus::from_raw(0)),
+                clean: status == CLEAN_EXIT,
                 status,
             };
         }
@@ -661,9 +616,9 @@ impl Adapter {
         t0: Instant,
         deadline: Instant,
         timeout: Duration,
-        g: &mut Generation,
-    ) -> Result<(), (GenerationErrorKind, String)> {
-        let bad = |message: String| (GenerationErrorKind::BadMessage, message);
+        g: &mut Measured,
+    ) -> Result<(), (ErrorKind, String)> {
+        let bad = |message: String| (ErrorKind::BadSse, message);
         let mut last_content: Option<Instant> = None;
         let mut content_events: u64 = 0;
         loop {
@@ -676,7 +631,7 @@ impl Adapter {
                 Next::Closed(kind, message) => return Err((kind, message)),
                 Next::TimedOut => {
                     return Err((
-                        GenerationErrorKind::Timeout,
+                        ErrorKind::Timeout,
                         format!(
                             "no `done` within {:.1} s ({content_events} token events with text so far)",
                             timeout.as_secs_f64()
@@ -724,11 +679,11 @@ impl Adapter {
                     match completion {
                         Some(n) => {
                             g.output_tokens = Some(n);
-                            g.token_source = Some(AdapterTokenSource::Usage);
+                            g.token_source = Some(TokenSource::Usage);
                         }
                         None => {
                             g.output_tokens = Some(content_events);
-                            g.token_source = Some(AdapterTokenSource::Events);
+                            g.token_source = Some(TokenSource::Estimate);
                         }
                     }
                     return Ok(());
@@ -742,7 +697,7 @@ impl Adapter {
                     }
                     _ => {
                         return Err((
-                            GenerationErrorKind::AdapterError,
+                            ErrorKind::ServerError,
                             message.unwrap_or_else(|| "(the error has no message)".to_owned()),
                         ));
                     }
@@ -760,7 +715,7 @@ impl Adapter {
     /// Handles lines that arrived since the last request: late events of
     /// stale requests are skipped, anything else fails the next request
     /// (which is then not sent).
-    async fn drain_between_requests(&mut self) -> Result<(), (GenerationErrorKind, String)> {
+    async fn drain_between_requests(&mut self) -> Result<(), (ErrorKind, String)> {
         loop {
             match self.lines.try_recv() {
                 Ok(StdoutEvent::Line {
@@ -768,7 +723,7 @@ impl Adapter {
                 }) => {
                     let unexpected = |what: String| {
                         (
-                            GenerationErrorKind::BadMessage,
+                            ErrorKind::BadSse,
                             format!(
                                 "unexpected line between requests ({what}); the request was not sent"
                             ),
@@ -855,7 +810,7 @@ impl Adapter {
     /// The adapter's stdout is closed, its stdin is broken or it exited:
     /// waits briefly for its exit status and last stderr lines, marks it
     /// dead and says why. `what` completes "the adapter ...".
-    async fn closed(&mut self, what: &str) -> (GenerationErrorKind, String) {
+    async fn closed(&mut self, what: &str) -> (ErrorKind, String) {
         let status = self.wait_exit(EXIT_WAIT).await;
         if let Some(task) = self.stderr_task.as_mut()
             && tokio::time::timeout(STDERR_DRAIN, task).await.is_ok()
@@ -865,11 +820,11 @@ impl Adapter {
         let tail = self.tail_text();
         let failure = match status {
             Some(status) => (
-                GenerationErrorKind::Exited,
+                ErrorKind::ServerExited,
                 format!("the adapter {status}; {tail}"),
             ),
             None => (
-                GenerationErrorKind::EarlyEof,
+                ErrorKind::EarlyEof,
                 format!("the adapter {what} but is still running; {tail}"),
             ),
         };
@@ -910,7 +865,7 @@ impl Adapter {
     fn check_abandoned_write(&mut self) {
         if self.writing && self.dead.is_none() {
             self.dead = Some((
-                GenerationErrorKind::Timeout,
+                ErrorKind::Timeout,
                 "a line to the adapter was abandoned half written; it is not used any more"
                     .to_owned(),
             ));
@@ -972,7 +927,7 @@ impl Adapter {
     /// may belong to someone else by now).
     fn kill_group(&self) {
         if self.exit.borrow().is_none() {
-            signal_group(self.pgid, libc::SIGKILL);
+            self.group.kill();
         }
     }
 
@@ -1113,42 +1068,121 @@ fn ms(since: Instant, at: Instant) -> f64 {
     at.saturating_duration_since(since).as_secs_f64() * 1000.0
 }
 
-/// "exited with status 3", "killed by signal 9 (SIGKILL)", ...
-fn describe_exit(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exited with status {code}");
-    }
-    match status.signal() {
-        Some(signal) => {
-            let name = match signal {
-                libc::SIGHUP => " (SIGHUP)",
-                libc::SIGINT => " (SIGINT)",
-                libc::SIGABRT => " (SIGABRT)",
-                libc::SIGBUS => " (SIGBUS)",
-                libc::SIGFPE => " (SIGFPE)",
-                libc::SIGKILL => " (SIGKILL)",
-                libc::SIGSEGV => " (SIGSEGV)",
-                libc::SIGPIPE => " (SIGPIPE)",
-                libc::SIGTERM => " (SIGTERM)",
-                _ => "",
-            };
-            format!("was killed by signal {signal}{name}")
-        }
-        None => format!("ended ({status})"),
+/// How dyno starts the adapter of a `command` endpoint: in the suite
+/// file's directory, with the endpoint's weights and load parameters. The
+/// weights path is made absolute, since the adapter runs elsewhere.
+pub fn spec(endpoint: &crate::suite::Endpoint) -> AdapterSpec {
+    AdapterSpec {
+        command: endpoint.command.clone(),
+        weights_path: endpoint.weights.as_ref().map(|w| {
+            std::path::absolute(w)
+                .unwrap_or_else(|_| w.clone())
+                .display()
+                .to_string()
+        }),
+        params: endpoint.params.clone().into_iter().collect(),
+        load_timeout: Duration::from_secs(u64::from(endpoint.load_timeout_s)),
+        env: Vec::new(),
+        cwd: Some(endpoint.dir.clone()).filter(|d| !d.as_os_str().is_empty()),
     }
 }
 
-/// Sends `signal` to process group `pgid`; does nothing for a pgid that
-/// could mean "every process" or "our own group".
-fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
-    if pgid <= 1 {
-        return;
+/// A `command` endpoint's adapter as a [`super::Provider`]: one process
+/// per launch, timed from spawn to `loaded`, its process tree sampled.
+pub struct Command {
+    name: String,
+    spec: AdapterSpec,
+    adapter: Option<Adapter>,
+    /// The last request found the adapter gone.
+    exited: bool,
+}
+
+impl Command {
+    pub fn new(name: &str, spec: AdapterSpec) -> Command {
+        Command {
+            name: name.to_string(),
+            spec,
+            adapter: None,
+            exited: false,
+        }
     }
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours;
-    // a negative pid addresses exactly the adapter's group, and `pgid > 1`
-    // rules out 0 (our group) and -1 (every process).
-    unsafe {
-        libc::kill(-pgid, signal);
+}
+
+impl super::Provider for Command {
+    fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+        async move {
+            let (adapter, load) = Adapter::start(&self.spec)
+                .await
+                .map_err(|err| format!("adapter `{}`: {err}", self.name))?;
+            let started = Started {
+                load: Some(load),
+                pid: Some(adapter.pid()),
+                description: format!("adapter loaded in {:.0} ms", load.as_secs_f64() * 1000.0),
+                version: adapter.info().map(|info| match info {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }),
+                ..Started::default()
+            };
+            self.adapter = Some(adapter);
+            self.exited = false;
+            Ok(started)
+        }
+        .boxed()
+    }
+
+    fn measure<'a>(&'a mut self, request: &'a Request) -> BoxFuture<'a, Measured> {
+        async move {
+            let Some(adapter) = self.adapter.as_mut() else {
+                return Measured::failed(ErrorKind::ServerExited, "the adapter is not running");
+            };
+            let messages: Vec<Message> = request
+                .messages
+                .iter()
+                .map(|m| Message {
+                    role: m.role.as_str().to_string(),
+                    content: m.content.clone(),
+                })
+                .collect();
+            let params = GenerateParams {
+                max_tokens: Some(request.max_tokens),
+                temperature: Some(request.temperature),
+                seed: Some(u64::from(request.seed)),
+                extra: request
+                    .top_p
+                    .map(|p| ("top_p".to_string(), Value::from(p)))
+                    .into_iter()
+                    .collect(),
+            };
+            let measured = adapter
+                .generate(&request.id.to_string(), &messages, &params, request.timeout)
+                .await;
+            self.exited = matches!(measured.error, Some((ErrorKind::ServerExited, _)));
+            measured
+        }
+        .boxed()
+    }
+
+    fn died(&mut self) -> Option<String> {
+        let adapter = self.adapter.as_ref().filter(|_| self.exited)?;
+        Some(format!(
+            "server exited during the request; last log lines:\n{}",
+            adapter.log_tail(ERROR_LOG_LINES).join("\n")
+        ))
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, super::Stopped> {
+        async move {
+            let Some(adapter) = self.adapter.take() else {
+                return super::Stopped::default();
+            };
+            let stopped = adapter.stop().await;
+            super::Stopped {
+                exit: (!stopped.clean).then_some(stopped.status),
+                ..super::Stopped::default()
+            }
+        }
+        .boxed()
     }
 }
 
@@ -1215,7 +1249,7 @@ mod tests {
         }
     }
 
-    fn kind(g: &Generation) -> Option<GenerationErrorKind> {
+    fn kind(g: &Measured) -> Option<ErrorKind> {
         g.error.as_ref().map(|(kind, _)| *kind)
     }
 
@@ -1240,7 +1274,7 @@ mod tests {
         let words = g.text.split_whitespace().count() as u64;
         assert!((1..=12).contains(&words));
         assert_eq!(g.output_tokens, Some(words));
-        assert_eq!(g.token_source, Some(AdapterTokenSource::Usage));
+        assert_eq!(g.token_source, Some(TokenSource::Usage));
         assert_eq!(g.itl_ms.len() as u64, words - 1);
         assert!(g.itl_ms.iter().all(|gap| *gap >= 0.0));
         assert_eq!(g.prompt_tokens, Some(5));
@@ -1265,7 +1299,7 @@ mod tests {
         let g = adapter
             .generate("slow", &user("hi"), &slow, Duration::from_millis(400))
             .await;
-        assert_eq!(kind(&g), Some(GenerationErrorKind::Timeout));
+        assert_eq!(kind(&g), Some(ErrorKind::Timeout));
         assert!(g.ttft_ms.is_some(), "the first token was measured");
         assert!(!g.text.is_empty());
         assert_eq!(g.e2e_ms, None);
@@ -1284,7 +1318,7 @@ mod tests {
         let g = adapter
             .generate("r1", &user("hi"), &params(4), Duration::from_secs(5))
             .await;
-        assert_eq!(kind(&g), Some(GenerationErrorKind::BadMessage));
+        assert_eq!(kind(&g), Some(ErrorKind::BadSse));
         let message = g.error.map(|(_, m)| m).unwrap_or_default();
         assert!(message.contains("this is not json"), "{message}");
     }
@@ -1298,7 +1332,7 @@ mod tests {
         let g = adapter
             .generate("r1", &user("hi"), &params(4), Duration::from_secs(5))
             .await;
-        assert_eq!(kind(&g), Some(GenerationErrorKind::BadMessage));
+        assert_eq!(kind(&g), Some(ErrorKind::BadSse));
 
         let mut adapter = started(&scripted(
             r#"echo '{"type":"token","id":"other","text":"x"}'; sleep 30"#,
@@ -1307,7 +1341,7 @@ mod tests {
         let g = adapter
             .generate("r1", &user("hi"), &params(4), Duration::from_secs(5))
             .await;
-        assert_eq!(kind(&g), Some(GenerationErrorKind::BadMessage));
+        assert_eq!(kind(&g), Some(ErrorKind::BadSse));
         let message = g.error.map(|(_, m)| m).unwrap_or_default();
         assert!(message.contains("other"), "{message}");
     }
@@ -1321,7 +1355,7 @@ mod tests {
         let g = adapter
             .generate("r1", &user("hi"), &params(4), Duration::from_secs(5))
             .await;
-        assert_eq!(kind(&g), Some(GenerationErrorKind::Exited));
+        assert_eq!(kind(&g), Some(ErrorKind::ServerExited));
         let message = g.error.clone().map(|(_, m)| m).unwrap_or_default();
         assert!(message.contains("status 3"), "{message}");
         assert!(message.contains("boom: out of memory"), "{message}");
@@ -1333,7 +1367,7 @@ mod tests {
         let g = adapter
             .generate("r2", &user("hi"), &params(4), Duration::from_secs(5))
             .await;
-        assert_eq!(kind(&g), Some(GenerationErrorKind::Exited));
+        assert_eq!(kind(&g), Some(ErrorKind::ServerExited));
         let stopped = adapter.stop().await;
         assert_eq!(stopped.status, "exited with status 3");
     }
@@ -1344,7 +1378,7 @@ mod tests {
         let g = adapter
             .generate("r1", &user("hi"), &params(4), Duration::from_secs(5))
             .await;
-        assert_eq!(kind(&g), Some(GenerationErrorKind::EarlyEof));
+        assert_eq!(kind(&g), Some(ErrorKind::EarlyEof));
     }
 
     #[tokio::test]
@@ -1354,7 +1388,7 @@ mod tests {
         let g = adapter
             .generate("r1", &user("hi"), &params(4), Duration::from_millis(300))
             .await;
-        assert_eq!(kind(&g), Some(GenerationErrorKind::Timeout));
+        assert_eq!(kind(&g), Some(ErrorKind::Timeout));
         assert!(started_at.elapsed() < Duration::from_secs(2));
         assert_eq!(g.ttft_ms, None);
 
@@ -1427,10 +1461,7 @@ mod tests {
             .await;
         assert_eq!(
             g.error,
-            Some((
-                GenerationErrorKind::AdapterError,
-                "CUDA out of memory".to_owned()
-            ))
+            Some((ErrorKind::ServerError, "CUDA out of memory".to_owned()))
         );
         let stopped = adapter.stop().await;
         assert!(stopped.clean, "{stopped:?}");
@@ -1463,7 +1494,7 @@ sys.stdin.readline()
             assert_eq!(g.error, None);
             assert_eq!(g.text, "abc");
             assert_eq!(g.output_tokens, Some(3));
-            assert_eq!(g.token_source, Some(AdapterTokenSource::Events));
+            assert_eq!(g.token_source, Some(TokenSource::Estimate));
             let tail = adapter.log_tail(100);
             assert!(!tail.is_empty() && tail.len() <= LOG_RING_LINES);
             assert!(tail.iter().all(|line| line.len() <= MAX_LOG_LINE_BYTES));
@@ -1494,7 +1525,7 @@ sys.stdin.readline()
         let g = adapter
             .generate("r1", &user("hi"), &params(4), Duration::from_millis(100))
             .await;
-        assert_eq!(kind(&g), Some(GenerationErrorKind::Timeout));
+        assert_eq!(kind(&g), Some(ErrorKind::Timeout));
     }
 
     #[tokio::test]

@@ -1,0 +1,44 @@
+//! A model behind an OpenAI-compatible endpoint that dyno neither starts
+//! nor watches: requests go straight to it.
+
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+
+use super::openai::{self, Target};
+use super::{Measured, Progress, Request, Started, Stopped};
+
+/// A plain endpoint as a [`super::Provider`].
+pub(super) struct Endpoint {
+    target: Target,
+    http: reqwest::Client,
+}
+
+impl Endpoint {
+    pub(super) fn new(target: Target, http: reqwest::Client) -> Endpoint {
+        Endpoint { target, http }
+    }
+}
+
+impl super::Provider for Endpoint {
+    fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+        async move {
+            Ok(Started {
+                version: openai::server_version(&self.http, &self.target).await,
+                ..Started::default()
+            })
+        }
+        .boxed()
+    }
+
+    fn measure<'a>(&'a mut self, request: &'a Request) -> BoxFuture<'a, Measured> {
+        openai::chat(&self.http, &self.target, &request.model, request).boxed()
+    }
+
+    fn died(&mut self) -> Option<String> {
+        None
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, Stopped> {
+        async { Stopped::default() }.boxed()
+    }
+}

@@ -23,3 +23,4 @@ pub mod resources;
 pub mod results;
 pub mod server;
 pub mod stats;
+pub mod stratified;

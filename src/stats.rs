@@ -160,7 +160,7 @@ fn lerp(a: f64, b: f64, t: f64) -> f64 {
 }
 
 /// `0 < x < 1` (false for NaN).
-fn in_open_unit(x: f64) -> bool {
+pub(crate) fn in_open_unit(x: f64) -> bool {
     x > 0.0 && x < 1.0
 }
 
@@ -318,7 +318,7 @@ pub fn compare_samples(
 }
 
 /// Step 4 of the method; returns the verdict and whether it is confirmed.
-fn decide(
+pub(crate) fn decide(
     rounds: usize,
     ratio: Option<f64>,
     ci: Option<(f64, f64)>,
@@ -346,7 +346,7 @@ fn decide(
 
 /// Natural logs of `values` (negated when `negate`), or `None` when empty or
 /// any value is non-positive or non-finite.
-fn log_values(values: &[f64], negate: bool) -> Option<Vec<f64>> {
+pub(crate) fn log_values(values: &[f64], negate: bool) -> Option<Vec<f64>> {
     if values.is_empty() || !all_positive_finite(values) {
         return None;
     }
@@ -377,7 +377,7 @@ pub(crate) fn u_at_shift(x: &[f64], y: &[f64], shift: f64) -> f64 {
 /// how many are `≤ t`, by a two-pointer walk in O(m+n). Rounded subtraction
 /// is monotone, so the differences `≤ t` in row `j` are those from some `x_i`
 /// on, and that first `i` never moves left as `y_j` grows.
-pub(crate) fn differences_below(x: &[f64], y: &[f64], t: f64) -> (usize, usize) {
+fn differences_below(x: &[f64], y: &[f64], t: f64) -> (usize, usize) {
     let m = x.len();
     let (mut first_below, mut first_at_most) = (0, 0);
     let (mut below, mut at_most) = (0, 0);
@@ -626,7 +626,7 @@ fn normal_two_sided_p(stat: f64, mean: f64, var: f64) -> f64 {
 }
 
 /// Standard normal CDF.
-fn normal_cdf(z: f64) -> f64 {
+pub(crate) fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z * FRAC_1_SQRT_2)
 }
 
@@ -661,7 +661,7 @@ fn erfc(x: f64) -> f64 {
 }
 
 /// Midranks (1-based, ties averaged) in input order, and `Σ(t³−t)` over tie groups.
-fn midranks(values: &[f64]) -> (Vec<f64>, f64) {
+pub(crate) fn midranks(values: &[f64]) -> (Vec<f64>, f64) {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut ranks = vec![0.0; values.len()];
@@ -844,12 +844,12 @@ pub fn bootstrap_quantile_ratio_ci(
 }
 
 /// xoshiro256** (Blackman & Vigna), state filled by splitmix64.
-struct Xoshiro256StarStar {
+pub(crate) struct Xoshiro256StarStar {
     s: [u64; 4],
 }
 
 impl Xoshiro256StarStar {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         let mut state = seed;
         let mut next = || splitmix64(&mut state);
         Self {
@@ -857,7 +857,7 @@ impl Xoshiro256StarStar {
         }
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = self.s[1] << 17;
         self.s[2] ^= self.s[0];

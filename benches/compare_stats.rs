@@ -1,6 +1,8 @@
 //! Comparison benchmark: what `stats::compare_samples` (Mann–Whitney U plus
 //! the Hodges–Lehmann ratio and CI) costs for 20,000 rounds a side, the size
-//! that used to need 5 GB of pairwise differences. Prints the median of a few
+//! that used to need 5 GB of pairwise differences, and what
+//! `stratified::compare_strata` (van Elteren plus the inverted-test ratio and
+//! CI) costs for 1,000 prompts × 100 rounds a side. Prints the median of a few
 //! runs. `cargo bench --bench compare_stats`.
 
 use std::time::Instant;
@@ -43,6 +45,26 @@ fn main() {
     println!(
         "compare_samples, {n} rounds a side: median {ms:.1} ms over {RUNS} runs \
          (verdict {:?}, ratio {:.4})",
+        c.verdict,
+        c.ratio.unwrap_or(f64::NAN)
+    );
+
+    let (prompts, rounds) = (1000, 100);
+    let strata: Vec<(Vec<f64>, Vec<f64>)> = (0..prompts)
+        .map(|p| {
+            let level = 50.0 + p as f64;
+            let seed = 10 + 2 * p as u64;
+            (
+                values(seed, rounds, level),
+                values(seed + 1, rounds, 1.03 * level),
+            )
+        })
+        .collect();
+    let (ms, c) =
+        median_ms(|| dyno::stratified::compare_strata(&strata, false, 0.01, 0.05).comparison);
+    println!(
+        "compare_strata, {prompts} prompts × {rounds} rounds a side: median {ms:.1} ms over \
+         {RUNS} runs (verdict {:?}, ratio {:.4})",
         c.verdict,
         c.ratio.unwrap_or(f64::NAN)
     );

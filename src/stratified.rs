@@ -103,8 +103,8 @@ pub fn van_elteren(strata: &[(Vec<f64>, Vec<f64>)]) -> Option<VanElteren> {
 
 /// Pooled ratio of new over base across strata with its CI at level
 /// `1 − alpha`: `exp` of the shift that inverts [`van_elteren`] on logs (see
-/// the module documentation). With one stratum the ratio is the
-/// Hodges–Lehmann ratio of [`stats::hodges_lehmann_ratio`].
+/// the module documentation). With one stratum the ratio is, to bisection
+/// precision, the Hodges–Lehmann ratio of [`stats::hodges_lehmann_ratio`].
 ///
 /// Returns `None` when a value is non-positive or non-finite or no stratum
 /// has both sides non-empty. When every stratum is constant the ratio is 1

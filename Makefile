@@ -29,3 +29,4 @@ schema:
 bench:
 	cargo bench --locked --bench loader
 	cargo bench --locked --bench sampler
+	cargo bench --locked --bench compare_stats

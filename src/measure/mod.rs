@@ -6,3 +6,4 @@
 pub mod machine;
 pub mod resources;
 pub mod stats;
+pub mod stratified;

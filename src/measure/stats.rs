@@ -108,33 +108,59 @@ fn sorted_finite(values: &[f64]) -> Option<Vec<f64>> {
     if values.is_empty() || !all_finite(values) {
         return None;
     }
+    Some(sorted_copy(values))
+}
+
+/// Ascending copy of `values` (`f64::total_cmp` order).
+fn sorted_copy(values: &[f64]) -> Vec<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    Some(sorted)
+    sorted
 }
 
 /// Linear-interpolation quantile of an already sorted slice (numpy's `_lerp`,
 /// which interpolates from the nearer end so the result never leaves `[a, b]`).
 fn percentile_of_sorted(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() || !(0.0..=1.0).contains(&q) {
+    let (lo, t) = quantile_position(sorted.len(), q)?;
+    let a = *sorted.get(lo)?;
+    Some(sorted.get(lo + 1).map_or(a, |&b| lerp(a, b, t)))
+}
+
+/// [`percentile_of_sorted`] without sorting: the two order statistics it
+/// interpolates between, by selection in O(n). Reorders `values`.
+fn percentile_by_selection(values: &mut [f64], q: f64) -> Option<f64> {
+    let (lo, t) = quantile_position(values.len(), q)?;
+    if lo >= values.len() {
         return None;
     }
-    let h = (sorted.len() - 1) as f64 * q;
+    let (_, &mut a, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    let next = above.iter().copied().min_by(f64::total_cmp);
+    Some(next.map_or(a, |b| lerp(a, b, t)))
+}
+
+/// Where the `q`-quantile of `len` sorted values sits: `h = (len−1)·q` as
+/// `(⌊h⌋, h − ⌊h⌋)`. `None` when `len = 0` or `q ∉ [0, 1]`.
+fn quantile_position(len: usize, q: f64) -> Option<(usize, f64)> {
+    if len == 0 || !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    let h = (len - 1) as f64 * q;
     let lo = h.floor() as usize;
-    let t = h - lo as f64;
-    let a = *sorted.get(lo)?;
-    let Some(&b) = sorted.get(lo + 1) else {
-        return Some(a);
-    };
-    Some(if t >= 0.5 {
+    Some((lo, h - lo as f64))
+}
+
+/// numpy's `_lerp` from `a` (at `t = 0`) to `b` (at `t = 1`), interpolating
+/// from the nearer end so the result never leaves `[a, b]`.
+fn lerp(a: f64, b: f64, t: f64) -> f64 {
+    if t >= 0.5 {
         b - (b - a) * (1.0 - t)
     } else {
         a + (b - a) * t
-    })
+    }
 }
 
 /// `0 < x < 1` (false for NaN).
-fn in_open_unit(x: f64) -> bool {
+pub(crate) fn in_open_unit(x: f64) -> bool {
     x > 0.0 && x < 1.0
 }
 
@@ -292,7 +318,7 @@ pub fn compare_samples(
 }
 
 /// Step 4 of the method; returns the verdict and whether it is confirmed.
-fn decide(
+pub(crate) fn decide(
     rounds: usize,
     ratio: Option<f64>,
     ci: Option<(f64, f64)>,
@@ -320,7 +346,7 @@ fn decide(
 
 /// Natural logs of `values` (negated when `negate`), or `None` when empty or
 /// any value is non-positive or non-finite.
-fn log_values(values: &[f64], negate: bool) -> Option<Vec<f64>> {
+pub(crate) fn log_values(values: &[f64], negate: bool) -> Option<Vec<f64>> {
     if values.is_empty() || !all_positive_finite(values) {
         return None;
     }
@@ -332,19 +358,119 @@ fn all_positive_finite(values: &[f64]) -> bool {
     values.iter().all(|v| v.is_finite() && *v > 0.0)
 }
 
-/// `#{y_j > x_i} + ½·#{y_j = x_i}`.
+/// `#{y_j > x_i} + ½·#{y_j = x_i}` for finite values, from sorted copies in
+/// O((m+n)·log(m+n)).
 fn u_statistic(x: &[f64], y: &[f64]) -> f64 {
-    let mut twice = 0_usize;
-    for yj in y {
-        for xi in x {
-            if yj > xi {
-                twice += 2;
-            } else if yj == xi {
-                twice += 1;
+    u_at_shift(&sorted_copy(x), &sorted_copy(y), 0.0)
+}
+
+/// `#{y_j − x_i > shift} + ½·#{y_j − x_i = shift}` for ascending `x` and `y`,
+/// in O(m+n): the Mann–Whitney U of `x` against `y − shift`. At `shift = 0`
+/// it is exactly [`u_statistic`]: for finite values `y − x` is positive
+/// exactly when `y > x` and zero exactly when `y = x`.
+pub(crate) fn u_at_shift(x: &[f64], y: &[f64], shift: f64) -> f64 {
+    let (below, at_most) = differences_below(x, y, shift);
+    (2 * x.len() * y.len() - below - at_most) as f64 / 2.0
+}
+
+/// For ascending `x` and `y`: how many differences `y_j − x_i` are `< t`, and
+/// how many are `≤ t`, by a two-pointer walk in O(m+n). Rounded subtraction
+/// is monotone, so the differences `≤ t` in row `j` are those from some `x_i`
+/// on, and that first `i` never moves left as `y_j` grows.
+fn differences_below(x: &[f64], y: &[f64], t: f64) -> (usize, usize) {
+    let m = x.len();
+    let (mut first_below, mut first_at_most) = (0, 0);
+    let (mut below, mut at_most) = (0, 0);
+    for &yj in y {
+        while first_below < m && yj - x[first_below] >= t {
+            first_below += 1;
+        }
+        while first_at_most < m && yj - x[first_at_most] > t {
+            first_at_most += 1;
+        }
+        below += m - first_below;
+        at_most += m - first_at_most;
+    }
+    (below, at_most)
+}
+
+/// The differences `y_j − x_i` of ascending `x` and `y` strictly between
+/// `lo` and `hi`: in each row `j` a contiguous run of `x`, found by the same
+/// two-pointer walk as [`differences_below`].
+fn differences_between<'a>(
+    x: &'a [f64],
+    y: &'a [f64],
+    lo: f64,
+    hi: f64,
+) -> impl Iterator<Item = f64> + 'a {
+    let m = x.len();
+    let (mut first_below_hi, mut first_at_most_lo) = (0, 0);
+    y.iter().flat_map(move |&yj| {
+        while first_below_hi < m && yj - x[first_below_hi] >= hi {
+            first_below_hi += 1;
+        }
+        while first_at_most_lo < m && yj - x[first_at_most_lo] > lo {
+            first_at_most_lo += 1;
+        }
+        let run = x.get(first_below_hi..first_at_most_lo).unwrap_or(&[]);
+        run.iter().map(move |xi| yj - xi)
+    })
+}
+
+/// Differences a bracket may still hold, per value of `m + n`, when
+/// [`kth_difference`] stops bisecting and enumerates them.
+const ENUMERATED_PER_VALUE: usize = 4;
+
+/// The `k`-th smallest (0-based) of the `m·n` differences `y_j − x_i` of
+/// ascending `x` and `y`, exactly (the same `f64` that sorting all of them
+/// would put at index `k`), in O((m+n)·log) time and O(m+n) memory.
+///
+/// Keeps an open bracket `(lo, hi)` around the answer, with
+/// `#{d ≤ lo} ≤ k < #{d < hi}`, and bisects it on the value, counting with
+/// [`differences_below`]; a pivot that is itself the answer ends the search.
+/// Once the bracket holds at most `4·(m+n)` differences they are enumerated
+/// and the answer selected among them. `None` when `k ≥ m·n`.
+fn kth_difference(x: &[f64], y: &[f64], k: usize) -> Option<f64> {
+    let total = x.len() * y.len();
+    if k >= total {
+        return None;
+    }
+    let (smallest, largest) = (y.first()? - x.last()?, y.last()? - x.first()?);
+    let limit = ENUMERATED_PER_VALUE * (x.len() + y.len());
+    let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
+    let (mut at_most_lo, mut below_hi) = (0, total);
+    loop {
+        if below_hi - at_most_lo <= limit {
+            let mut inside: Vec<f64> = differences_between(x, y, lo, hi).collect();
+            let rank = k.checked_sub(at_most_lo)?;
+            if rank >= inside.len() {
+                return None;
             }
+            return Some(*inside.select_nth_unstable_by(rank, f64::total_cmp).1);
+        }
+        let pivot = if hi == f64::INFINITY {
+            largest
+        } else if lo == f64::NEG_INFINITY {
+            smallest
+        } else {
+            let mid = lo + (hi - lo) / 2.0;
+            if lo < mid && mid < hi {
+                mid
+            } else {
+                // No float strictly between by halving: any difference inside will do.
+                differences_between(x, y, lo, hi).next()?
+            }
+        };
+        let (below, at_most) = differences_below(x, y, pivot);
+        if below <= k && k < at_most {
+            return Some(pivot);
+        }
+        if at_most <= k {
+            (lo, at_most_lo) = (pivot, at_most);
+        } else {
+            (hi, below_hi) = (pivot, below);
         }
     }
-    twice as f64 / 2.0
 }
 
 /// Normal approximation: `σ² = (mn/12)·[(N+1) − Σ(t³−t)/(N(N−1))]`,
@@ -357,16 +483,18 @@ fn mwu_normal_p(u: f64, m: usize, n: usize, tie_sum: f64) -> f64 {
 }
 
 /// Hodges–Lehmann shift and CI on already-logged samples, exponentiated.
+/// The median and the CI bounds are order statistics of the `m·n`
+/// differences, selected by [`kth_difference`] without materialising them;
+/// the median of an even count interpolates like [`percentile_of_sorted`].
 fn hodges_lehmann_on_logs(x: &[f64], y: &[f64], alpha: f64) -> Option<HodgesLehmann> {
-    let mut diffs: Vec<f64> = y
-        .iter()
-        .flat_map(|yj| x.iter().map(move |xi| yj - xi))
-        .collect();
-    diffs.sort_by(f64::total_cmp);
-    let shift = percentile_of_sorted(&diffs, 0.5)?;
+    let (x, y) = (sorted_copy(x), sorted_copy(y));
+    let total = x.len() * y.len();
+    let (middle, t) = quantile_position(total, 0.5)?;
+    let below = kth_difference(&x, &y, middle)?;
+    let shift = kth_difference(&x, &y, middle + 1).map_or(below, |above| lerp(below, above, t));
     let ci = hl_ci_rank(x.len(), y.len(), alpha).and_then(|c| {
-        let lo = diffs.get(c)?;
-        let hi = diffs.get(diffs.len().checked_sub(c + 1)?)?;
+        let lo = kth_difference(&x, &y, c)?;
+        let hi = kth_difference(&x, &y, total.checked_sub(c + 1)?)?;
         Some((lo.exp(), hi.exp()))
     });
     Some(HodgesLehmann {
@@ -390,10 +518,19 @@ fn hl_ci_rank(m: usize, n: usize, alpha: f64) -> Option<usize> {
     } else {
         let mean = mn as f64 / 2.0;
         let sd = (mn as f64 * (m + n + 1) as f64 / 12.0).sqrt();
-        (0..=mn)
-            .map(|u| normal_cdf((u as f64 + 0.5 - mean) / sd))
-            .take_while(|&p| p <= level)
-            .count()
+        // The continuity-corrected CDF grows with u, so the u with
+        // P(U≤u) ≤ level form a leading run of 0..=mn: bisect for its length.
+        let within = |u: usize| normal_cdf((u as f64 + 0.5 - mean) / sd) <= level;
+        let (mut lo, mut hi) = (0, mn + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if within(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     };
     below.checked_sub(1)
 }
@@ -489,7 +626,7 @@ fn normal_two_sided_p(stat: f64, mean: f64, var: f64) -> f64 {
 }
 
 /// Standard normal CDF.
-fn normal_cdf(z: f64) -> f64 {
+pub(crate) fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z * FRAC_1_SQRT_2)
 }
 
@@ -524,7 +661,7 @@ fn erfc(x: f64) -> f64 {
 }
 
 /// Midranks (1-based, ties averaged) in input order, and `Σ(t³−t)` over tie groups.
-fn midranks(values: &[f64]) -> (Vec<f64>, f64) {
+pub(crate) fn midranks(values: &[f64]) -> (Vec<f64>, f64) {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut ranks = vec![0.0; values.len()];
@@ -688,7 +825,6 @@ pub fn bootstrap_quantile_ratio_ci(
     let mut resample = |values: &[f64], out: &mut Vec<f64>| {
         out.clear();
         out.extend((0..values.len()).map(|_| values[rng.below(values.len())]));
-        out.sort_by(f64::total_cmp);
     };
     let (mut b, mut n) = (
         Vec::with_capacity(base.len()),
@@ -698,7 +834,7 @@ pub fn bootstrap_quantile_ratio_ci(
     for _ in 0..resamples {
         resample(base, &mut b);
         resample(new, &mut n);
-        ratios.push(percentile_of_sorted(&n, q)? / percentile_of_sorted(&b, q)?);
+        ratios.push(percentile_by_selection(&mut n, q)? / percentile_by_selection(&mut b, q)?);
     }
     ratios.sort_by(f64::total_cmp);
     Some((
@@ -708,12 +844,12 @@ pub fn bootstrap_quantile_ratio_ci(
 }
 
 /// xoshiro256** (Blackman & Vigna), state filled by splitmix64.
-struct Xoshiro256StarStar {
+pub(crate) struct Xoshiro256StarStar {
     s: [u64; 4],
 }
 
 impl Xoshiro256StarStar {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         let mut state = seed;
         let mut next = || splitmix64(&mut state);
         Self {
@@ -721,7 +857,7 @@ impl Xoshiro256StarStar {
         }
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = self.s[1] << 17;
         self.s[2] ^= self.s[0];
@@ -1082,6 +1218,185 @@ mod tests {
         let mut rng = Xoshiro256StarStar { s: [1, 2, 3, 4] };
         let first: Vec<u64> = (0..3).map(|_| rng.next_u64()).collect();
         assert_eq!(first, vec![11520, 0, 1_509_978_240]);
+    }
+
+    /// Uniform in `[0, 1)` from the top 53 bits.
+    fn uniform(rng: &mut Xoshiro256StarStar) -> f64 {
+        (rng.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
+    }
+
+    /// `len` positive values: integers in `1..=levels` (many ties) when
+    /// `levels > 0`, else continuous in `[1, 2)`.
+    fn random_values(rng: &mut Xoshiro256StarStar, len: usize, levels: usize) -> Vec<f64> {
+        (0..len)
+            .map(|_| match levels {
+                0 => 1.0 + uniform(rng),
+                _ => (1 + rng.below(levels)) as f64,
+            })
+            .collect()
+    }
+
+    /// The quadratic definitions the fast paths replace.
+    fn brute_u(x: &[f64], y: &[f64]) -> f64 {
+        let twice: usize = y
+            .iter()
+            .flat_map(|yj| {
+                x.iter()
+                    .map(move |xi| (yj > xi) as usize * 2 + (yj == xi) as usize)
+            })
+            .sum();
+        twice as f64 / 2.0
+    }
+
+    fn brute_differences(x: &[f64], y: &[f64]) -> Vec<f64> {
+        let mut diffs: Vec<f64> = y
+            .iter()
+            .flat_map(|yj| x.iter().map(move |xi| yj - xi))
+            .collect();
+        diffs.sort_by(f64::total_cmp);
+        diffs
+    }
+
+    fn brute_hodges_lehmann(x: &[f64], y: &[f64], alpha: f64) -> HodgesLehmann {
+        let diffs = brute_differences(x, y);
+        let ci = hl_ci_rank(x.len(), y.len(), alpha).and_then(|c| {
+            let lo = diffs.get(c)?;
+            let hi = diffs.get(diffs.len().checked_sub(c + 1)?)?;
+            Some((lo.exp(), hi.exp()))
+        });
+        HodgesLehmann {
+            ratio: percentile_of_sorted(&diffs, 0.5).unwrap().exp(),
+            ci,
+        }
+    }
+
+    fn brute_hl_ci_rank(m: usize, n: usize, alpha: f64) -> Option<usize> {
+        let mn = m * n;
+        let mean = mn as f64 / 2.0;
+        let sd = (mn as f64 * (m + n + 1) as f64 / 12.0).sqrt();
+        (0..=mn)
+            .map(|u| normal_cdf((u as f64 + 0.5 - mean) / sd))
+            .take_while(|&p| p <= alpha / 2.0)
+            .count()
+            .checked_sub(1)
+    }
+
+    #[test]
+    fn u_and_hodges_lehmann_equal_brute_force() {
+        let mut rng = Xoshiro256StarStar::new(7);
+        // (m, n, levels): ties from few levels, continuous values, lopsided sizes.
+        for (m, n, levels) in [
+            (300, 200, 40),
+            (300, 200, 0),
+            (200, 300, 3),
+            (250, 1, 5),
+            (1, 250, 0),
+            (60, 60, 2),
+            (5, 5, 0),
+        ] {
+            let x = random_values(&mut rng, m, levels);
+            let y = random_values(&mut rng, n, levels);
+            assert_eq!(u_statistic(&x, &y), brute_u(&x, &y), "U for {m}×{n}");
+            let (lx, ly) = (
+                log_values(&x, false).unwrap(),
+                log_values(&y, false).unwrap(),
+            );
+            for alpha in [0.05, 0.01, 0.3] {
+                let fast = hodges_lehmann_on_logs(&lx, &ly, alpha).unwrap();
+                let brute = brute_hodges_lehmann(&lx, &ly, alpha);
+                assert_eq!(
+                    fast, brute,
+                    "HL for {m}×{n}, {levels} levels, alpha {alpha}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_order_statistic_of_the_differences_is_exact() {
+        let mut rng = Xoshiro256StarStar::new(11);
+        for (m, n, levels) in [(40, 30, 4), (40, 30, 0), (1, 90, 0), (90, 1, 3)] {
+            let x = sorted_copy(&log_values(&random_values(&mut rng, m, levels), false).unwrap());
+            let y = sorted_copy(&log_values(&random_values(&mut rng, n, levels), false).unwrap());
+            let diffs = brute_differences(&x, &y);
+            for (k, d) in diffs.iter().enumerate() {
+                assert_eq!(kth_difference(&x, &y, k), Some(*d), "{m}×{n}, k = {k}");
+            }
+            assert_eq!(kth_difference(&x, &y, diffs.len()), None);
+        }
+    }
+
+    #[test]
+    fn normal_ci_rank_equals_a_linear_scan() {
+        for (m, n) in [(51, 50), (60, 70), (200, 13), (400, 400)] {
+            for alpha in [0.05, 0.01, 0.2, 1e-6, 0.999] {
+                assert_eq!(
+                    hl_ci_rank(m, n, alpha),
+                    brute_hl_ci_rank(m, n, alpha),
+                    "{m}×{n} at alpha {alpha}"
+                );
+            }
+        }
+        assert_eq!(hl_ci_rank(100, 100, 1e-300), None);
+    }
+
+    #[test]
+    fn bootstrap_by_selection_equals_sorting() {
+        // The sort-based resampling this replaced, drawing in the same order.
+        fn by_sorting(base: &[f64], new: &[f64], q: f64, resamples: usize, seed: u64) -> Vec<f64> {
+            let mut rng = Xoshiro256StarStar::new(seed);
+            let mut draw = |values: &[f64]| {
+                let mut out: Vec<f64> = (0..values.len())
+                    .map(|_| values[rng.below(values.len())])
+                    .collect();
+                out.sort_by(f64::total_cmp);
+                out
+            };
+            let mut ratios: Vec<f64> = (0..resamples)
+                .map(|_| {
+                    let b = draw(base);
+                    let n = draw(new);
+                    percentile_of_sorted(&n, q).unwrap() / percentile_of_sorted(&b, q).unwrap()
+                })
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            ratios
+        }
+        for q in [0.95, 0.5, 0.0, 1.0, 0.37] {
+            let ratios = by_sorting(&E3_BASE, &E3_NEW, q, 2000, 42);
+            let expected = (
+                percentile_of_sorted(&ratios, 0.025).unwrap(),
+                percentile_of_sorted(&ratios, 0.975).unwrap(),
+            );
+            let ci = bootstrap_quantile_ratio_ci(&E3_BASE, &E3_NEW, q, 2000, 42, 0.05);
+            assert_eq!(ci, Some(expected), "q = {q}");
+        }
+    }
+
+    #[test]
+    fn twenty_thousand_rounds_a_side() {
+        let mut rng = Xoshiro256StarStar::new(3);
+        let base = random_values(&mut rng, 20_000, 0);
+        let new: Vec<f64> = random_values(&mut rng, 20_000, 0)
+            .iter()
+            .map(|v| v * 1.05)
+            .collect();
+        let t = mann_whitney_u(&base, &new).unwrap();
+        // U from the rank sum of the new side, an independent O(N log N) route.
+        let pooled: Vec<f64> = base.iter().chain(&new).copied().collect();
+        let rank_sum: f64 = midranks(&pooled).0[20_000..].iter().sum();
+        close(t.u, rank_sum - 20_000.0 * 20_001.0 / 2.0, 0.0);
+        assert_eq!(t.method, TestMethod::Normal);
+
+        let c = compare_samples(&base, &new, false, 0.01, 0.05);
+        assert_eq!(c.verdict, Verdict::Regressed);
+        let (lo, hi) = c.ci.unwrap();
+        let ratio = c.ratio.unwrap();
+        assert!(
+            lo < ratio && ratio < hi && hi - lo < 0.02,
+            "{lo} {ratio} {hi}"
+        );
+        close(ratio, 1.05, 0.01);
     }
 
     #[test]

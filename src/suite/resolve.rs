@@ -1,0 +1,685 @@
+//! Resolving a parsed suite into a [`Suite`]: defaults applied, includes
+//! expanded, references, placeholders and checks validated. Every problem
+//! becomes a diagnostic at its YAML node; nothing here reads YAML text.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::diag::Diagnostic;
+use super::load::Loader;
+use super::node::{Node, Pos};
+use super::raw::{self, RawMessage, RawPrompt, RawSuite};
+use super::{
+    Axis, CompareSettings, DEFAULT_JUDGE_MAX_TOKENS, Device, Endpoint, EndpointKind,
+    EnergySettings, Judge, Message, Model, Outputs, Params, Prompt, Role, ServedBy, Server, Suite,
+    files,
+};
+
+/// The file being resolved: its path, its tree and its directory.
+struct Doc<'a> {
+    file: &'a Path,
+    root: &'a Node,
+    dir: PathBuf,
+}
+
+impl Doc<'_> {
+    /// Where the node at `pointer` stands (the root when there is none).
+    fn at(&self, pointer: &str) -> Pos {
+        self.root.lookup(pointer).map_or(self.root.pos, |n| n.pos)
+    }
+}
+
+impl Loader<'_> {
+    /// Parses and resolves the suite file `file` holding `text`.
+    pub(super) fn suite(&mut self, file: &Path, text: String) -> Option<Suite> {
+        let (root, raw): (Node, RawSuite) = self.parse(file, text, &raw::suite_schema())?;
+        let doc = Doc {
+            file,
+            root: &root,
+            dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        let endpoints = self.endpoints(&doc, &raw);
+        let servers = self.servers(&doc, &raw);
+        let (models, model_ids) = self.models(&doc, &raw, &endpoints, &servers);
+        let mut prompts = self.prompts(&doc, &raw);
+        let judge = self.quality(&doc, &raw, &mut prompts, &model_ids);
+        let matrix = raw.matrix.clone().map_or_else(Vec::new, |m| {
+            let mut axes = Vec::new();
+            axes.extend(m.stream.map(Axis::Stream));
+            axes.extend(m.temperature.map(Axis::Temperature));
+            axes.extend(m.max_tokens.map(Axis::MaxTokens));
+            axes
+        });
+        let outputs = raw.outputs.clone().unwrap_or_default();
+        let outputs = Outputs {
+            dir: outputs
+                .dir
+                .map(|d| doc.dir.join(d))
+                .unwrap_or_else(|| default_results_dir(&doc.dir, &raw.name)),
+            templates: outputs
+                .templates
+                .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
+        };
+        let energy = raw.energy.unwrap_or_default();
+        Some(Suite {
+            judge,
+            energy: EnergySettings {
+                watts: energy.watts,
+                price_per_kwh: energy.price_per_kwh,
+                currency: energy.currency,
+                ignore_rapl: energy.ignore_rapl.unwrap_or(false),
+            },
+            compare: CompareSettings::from_raw(raw.compare.as_ref()),
+            name: raw.name,
+            description: raw.description,
+            file: file.to_path_buf(),
+            endpoints,
+            servers,
+            models,
+            prompts,
+            matrix,
+            outputs,
+        })
+    }
+
+    fn endpoints(&mut self, doc: &Doc<'_>, raw: &RawSuite) -> BTreeMap<String, Endpoint> {
+        raw.endpoints
+            .iter()
+            .map(|(name, e)| {
+                let kind = e.kind.unwrap_or_default();
+                if kind == EndpointKind::Openai && e.base_url.is_none() {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!("endpoint `{name}` needs a `base_url`"),
+                            doc.file,
+                            doc.root
+                                .lookup("/endpoints")
+                                .and_then(|n| n.key(name))
+                                .map_or(doc.root.pos, |k| k.pos),
+                        )
+                        .with_hint(Some(
+                            "for example base_url: http://127.0.0.1:8080/v1".into(),
+                        )),
+                    );
+                }
+                if let Some(url) = &e.base_url
+                    && !(url.starts_with("http://") || url.starts_with("https://"))
+                {
+                    self.diagnostics.push(Diagnostic::new(
+                        format!("base_url `{url}` is not an http:// or https:// URL"),
+                        doc.file,
+                        doc.at(&format!("/endpoints/{}/base_url", escape(name))),
+                    ));
+                }
+                if kind == EndpointKind::Command && e.command.is_none() {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!("endpoint `{name}` of kind `command` needs a `command`"),
+                            doc.file,
+                            doc.at(&format!("/endpoints/{}", escape(name))),
+                        )
+                        .with_hint(Some(
+                            "for example command: [python3, examples/adapter/echo_adapter.py]"
+                                .into(),
+                        )),
+                    );
+                }
+                let endpoint = Endpoint {
+                    kind,
+                    base_url: e.base_url.clone(),
+                    api_key_env: e.api_key_env.clone(),
+                    headers: e.headers.clone(),
+                    command: e.command.clone().unwrap_or_default(),
+                    weights: e.weights.as_ref().map(|w| doc.dir.join(w)),
+                    params: e.params.clone(),
+                    load_timeout_s: e.load_timeout_s.unwrap_or(120),
+                    dir: doc.dir.clone(),
+                };
+                (name.clone(), endpoint)
+            })
+            .collect()
+    }
+
+    fn servers(&mut self, doc: &Doc<'_>, raw: &RawSuite) -> BTreeMap<String, Server> {
+        raw.servers
+            .iter()
+            .map(|(name, s)| {
+                if !s.command.iter().any(|arg| arg.contains("{port}")) {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!("server `{name}` has no `{{port}}` in its command"),
+                            doc.file,
+                            doc.at(&format!("/servers/{}/command", escape(name))),
+                        )
+                        .with_hint(Some(
+                            "dyno picks a free port: pass it as `--port, \"{port}\"`".into(),
+                        )),
+                    );
+                }
+                self.check_variants(doc.file, name, s, &|p| doc.at(p));
+                let server = Server {
+                    command: s.command.clone(),
+                    ready: s.ready.clone().unwrap_or_else(|| "/health".into()),
+                    startup_timeout_s: s.startup_timeout_s.unwrap_or(120),
+                    env: s.env.clone(),
+                    variants: s
+                        .variants
+                        .iter()
+                        .map(|(k, vs)| (k.clone(), vs.iter().map(ToString::to_string).collect()))
+                        .collect(),
+                    cold_start: s.cold_start.unwrap_or(false),
+                };
+                (name.clone(), server)
+            })
+            .collect()
+    }
+
+    /// The models, and their ids (for the judges' references).
+    fn models(
+        &mut self,
+        doc: &Doc<'_>,
+        raw: &RawSuite,
+        endpoints: &BTreeMap<String, Endpoint>,
+        servers: &BTreeMap<String, Server>,
+    ) -> (Vec<Model>, BTreeSet<String>) {
+        let defaults = Params::BUILT_IN.overlay(raw.defaults.as_ref());
+        let mut models = Vec::new();
+        let mut model_ids = BTreeSet::new();
+        for (i, m) in raw.models.iter().enumerate() {
+            let here = format!("/models/{i}");
+            if !model_ids.insert(m.id.clone()) {
+                self.diagnostics.push(Diagnostic::new(
+                    format!("duplicate model id `{}`", m.id),
+                    doc.file,
+                    doc.at(&format!("{here}/id")),
+                ));
+            }
+            let served_by = match (&m.endpoint, &m.server) {
+                (Some(e), None) => {
+                    self.check_ref(
+                        doc.file,
+                        "endpoint",
+                        e,
+                        &endpoints,
+                        doc.at(&format!("{here}/endpoint")),
+                    );
+                    ServedBy::Endpoint(e.clone())
+                }
+                (None, Some(s)) => {
+                    self.check_ref(
+                        doc.file,
+                        "server",
+                        s,
+                        &servers,
+                        doc.at(&format!("{here}/server")),
+                    );
+                    ServedBy::Server(s.clone())
+                }
+                _ => {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!(
+                                "model `{}` needs exactly one of `endpoint` or `server`",
+                                m.id
+                            ),
+                            doc.file,
+                            doc.at(&here),
+                        )
+                        .with_hint(defined("endpoints", endpoints.keys().chain(servers.keys()))),
+                    );
+                    continue;
+                }
+            };
+            let server = match &served_by {
+                ServedBy::Server(name) => servers.get(name),
+                ServedBy::Endpoint(_) => None,
+            };
+            let on_foundry = matches!(&served_by, ServedBy::Endpoint(e)
+                if endpoints.get(e).is_some_and(|e| e.kind == EndpointKind::Foundry));
+            if !on_foundry && (!m.variants.is_empty() || m.download.is_some()) {
+                let key = if m.variants.is_empty() {
+                    "download"
+                } else {
+                    "variants"
+                };
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("`{key}` of model `{}` needs a `foundry` endpoint", m.id),
+                        doc.file,
+                        doc.at(&format!("{here}/{key}")),
+                    )
+                    .with_hint(Some(
+                        "managed servers declare variants on the server (e.g. threads: [1, 2])"
+                            .into(),
+                    )),
+                );
+            }
+            let files = if m.files.is_empty() {
+                server.map_or_else(Vec::new, |s| {
+                    crate::measure::resources::files::model_files_in_command(&s.command)
+                        .into_iter()
+                        .map(PathBuf::from)
+                        .collect()
+                })
+            } else {
+                m.files.iter().map(|f| doc.dir.join(f)).collect()
+            };
+            models.push(Model {
+                id: m.id.clone(),
+                api_model: m.model.clone().unwrap_or_else(|| m.id.clone()),
+                served_by,
+                capabilities: m.capabilities.clone(),
+                size_mb: m.size_mb,
+                license: m.license.clone(),
+                files,
+                cold_start: m
+                    .cold_start
+                    .unwrap_or_else(|| server.is_some_and(|s| s.cold_start)),
+                devices: m.variants.iter().map(|d| Device::parse(d)).collect(),
+                download: m.download.unwrap_or(false),
+                // The suite's judge never judges its own outputs.
+                judge: m.judge.clone().or_else(|| {
+                    let judge = &raw.quality.as_ref()?.judge.as_ref()?.model;
+                    (judge != &m.id).then(|| judge.clone())
+                }),
+                params: defaults.overlay(m.params.as_ref()),
+            });
+        }
+        (models, model_ids)
+    }
+
+    fn prompts(&mut self, doc: &Doc<'_>, raw: &RawSuite) -> Vec<Prompt> {
+        let mut prompts = Vec::new();
+        for (i, p) in raw.prompts.iter().enumerate() {
+            let here = format!("/prompts/{i}");
+            self.prompt_entry(
+                doc.file,
+                &doc.dir,
+                p,
+                &|suffix: &str| doc.at(&format!("{here}{suffix}")),
+                &mut prompts,
+            );
+        }
+        let mut prompt_ids: BTreeMap<&str, &Prompt> = BTreeMap::new();
+        for p in &prompts {
+            if let Some(first) = prompt_ids.insert(&p.id, p) {
+                self.diagnostics.push(Diagnostic::new(
+                    format!(
+                        "duplicate prompt id `{}` (first defined at {}:{})",
+                        p.id,
+                        first.origin.display(),
+                        first.pos.line
+                    ),
+                    &p.origin,
+                    p.pos,
+                ));
+            }
+        }
+        prompts
+    }
+
+    /// The suite-wide checks (put before each prompt's own) and the judge;
+    /// every judge must be a model of the suite.
+    fn quality(
+        &mut self,
+        doc: &Doc<'_>,
+        raw: &RawSuite,
+        prompts: &mut [Prompt],
+        model_ids: &BTreeSet<String>,
+    ) -> Option<Judge> {
+        let mut quality = raw.quality.clone().unwrap_or_default();
+        self.compile_checks(
+            doc.file,
+            &doc.dir,
+            &mut quality.checks,
+            "check",
+            &|suffix: &str| doc.at(&format!("/quality/checks{suffix}")),
+        );
+        for prompt in prompts.iter_mut() {
+            prompt.checks.splice(0..0, quality.checks.iter().cloned());
+        }
+        let judge = quality.judge.as_ref().map(|j| Judge {
+            model: j.model.clone(),
+            scale: j.scale.unwrap_or_default(),
+            max_tokens: j.max_tokens.unwrap_or(DEFAULT_JUDGE_MAX_TOKENS),
+        });
+        let judges =
+            judge
+                .iter()
+                .map(|j| (j.model.as_str(), "/quality/judge/model".to_string()))
+                .chain(raw.models.iter().enumerate().filter_map(|(i, m)| {
+                    Some((m.judge.as_deref()?, format!("/models/{i}/judge")))
+                }));
+        for (name, pointer) in judges {
+            if !model_ids.contains(name) {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("judge `{name}` is not a model of this suite"),
+                        doc.file,
+                        doc.at(&pointer),
+                    )
+                    .with_hint(defined("models", raw.models.iter().map(|m| &m.id))),
+                );
+            }
+        }
+        judge
+    }
+
+    /// Every `{name}` placeholder of a server's command and env is `{port}`
+    /// or a declared variant, and every variant is used somewhere.
+    fn check_variants(
+        &mut self,
+        file: &Path,
+        name: &str,
+        server: &raw::RawServer,
+        at: &dyn Fn(&str) -> Pos,
+    ) {
+        let texts: Vec<&String> = server.command.iter().chain(server.env.values()).collect();
+        let declared: Vec<&str> = server.variants.keys().map(String::as_str).collect();
+        for (i, arg) in server.command.iter().enumerate() {
+            for placeholder in placeholders(arg) {
+                if placeholder != "port" && !declared.contains(&placeholder) {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            format!("`{{{placeholder}}}` in the command of server `{name}` is not a variant"),
+                            file,
+                            at(&format!("/servers/{}/command/{i}", escape(name))),
+                        )
+                        .with_hint(Some(if declared.is_empty() {
+                            format!("declare it, e.g. variants: {{ {placeholder}: [1, 2] }}")
+                        } else {
+                            format!("declared variants: {}", declared.join(", "))
+                        })),
+                    );
+                }
+            }
+        }
+        for (variant, values) in &server.variants {
+            let here = format!("/servers/{}/variants/{}", escape(name), escape(variant));
+            let token = format!("{{{variant}}}");
+            if !texts.iter().any(|t| t.contains(&token)) {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("variant `{variant}` of server `{name}` is not used: no `{token}` in its command or env"),
+                        file,
+                        at(&here),
+                    )
+                    .with_hint(Some(format!("pass it, e.g. `--{}, \"{token}\"`", variant.replace('_', "-")))),
+                );
+            }
+            if values.is_empty() {
+                self.diagnostics.push(Diagnostic::new(
+                    format!("variant `{variant}` of server `{name}` lists no values"),
+                    file,
+                    at(&here),
+                ));
+            }
+        }
+    }
+
+    /// Reads `json_schema: {file: PATH}` schemas (relative to `dir`, the
+    /// directory of the file they are written in) into the checks, then
+    /// compiles every check (regexes, JSON schemas); a bad one is an error
+    /// at its key. `at("/j/field")` locates check `j`'s `field`.
+    fn compile_checks(
+        &mut self,
+        file: &Path,
+        dir: &Path,
+        checks: &mut [crate::quality::CheckSpec],
+        what: &str,
+        at: &dyn Fn(&str) -> Pos,
+    ) {
+        for (j, check) in checks.iter_mut().enumerate() {
+            let Some(schema) = &check.json_schema else {
+                continue;
+            };
+            let Some(path) = schema
+                .as_object()
+                .filter(|o| o.len() == 1)
+                .and_then(|o| o.get("file")?.as_str())
+            else {
+                continue;
+            };
+            let path = dir.join(path);
+            let loaded = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|t| {
+                    serde_json::from_str::<serde_json::Value>(&t)
+                        .map_err(|e| format!("{} is not JSON: {e}", path.display()))
+                });
+            match loaded {
+                Ok(schema) => check.json_schema = Some(schema),
+                Err(message) => {
+                    self.diagnostics.push(Diagnostic::new(
+                        format!("{what}: {message}"),
+                        file,
+                        at(&format!("/{j}/json_schema/file")),
+                    ));
+                    // Reported here; compiling would report it again.
+                    check.json_schema = Some(serde_json::Value::Bool(true));
+                }
+            }
+        }
+        for (j, check) in checks.iter().enumerate() {
+            if let Err(err) = check.compile() {
+                let field = if err.field.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", err.field)
+                };
+                self.diagnostics.push(Diagnostic::new(
+                    format!("{what}: {err}"),
+                    file,
+                    at(&format!("/{j}{field}")),
+                ));
+            }
+        }
+    }
+
+    fn check_ref<T>(
+        &mut self,
+        file: &Path,
+        what: &str,
+        name: &str,
+        defined_here: &BTreeMap<String, T>,
+        pos: Pos,
+    ) {
+        if !defined_here.contains_key(name) {
+            self.diagnostics.push(
+                Diagnostic::new(
+                    format!("{what} `{name}` is not defined in this suite"),
+                    file,
+                    pos,
+                )
+                .with_hint(defined(&format!("{what}s"), defined_here.keys())),
+            );
+        }
+    }
+
+    /// Resolves one prompt entry (inline or include) into `out`.
+    fn prompt_entry(
+        &mut self,
+        file: &Path,
+        dir: &Path,
+        p: &RawPrompt,
+        at: &dyn Fn(&str) -> Pos,
+        out: &mut Vec<Prompt>,
+    ) {
+        if let Some(pattern) = &p.include {
+            if p.id.is_some()
+                || p.text.is_some()
+                || p.messages.is_some()
+                || p.system.is_some()
+                || !p.checks.is_empty()
+                || p.rubric.is_some()
+            {
+                self.diagnostics.push(Diagnostic::new(
+                    "`include` stands alone: move the other keys into the included files",
+                    file,
+                    at(""),
+                ));
+                return;
+            }
+            self.include(file, dir, pattern, at("/include"), out);
+            return;
+        }
+        let Some(id) = &p.id else {
+            self.diagnostics.push(
+                Diagnostic::new("prompt needs an `id`", file, at(""))
+                    .with_hint(Some("for example id: summarize-notes".into())),
+            );
+            return;
+        };
+        let messages = match (&p.text, &p.messages) {
+            (Some(text), None) => {
+                let mut messages = Vec::new();
+                if let Some(system) = &p.system {
+                    messages.push(Message {
+                        role: Role::System,
+                        content: system.clone(),
+                    });
+                }
+                messages.push(Message {
+                    role: Role::User,
+                    content: text.clone(),
+                });
+                messages
+            }
+            (None, Some(list)) if p.system.is_none() => list
+                .iter()
+                .map(|RawMessage { role, content }| Message {
+                    role: *role,
+                    content: content.clone(),
+                })
+                .collect(),
+            _ => {
+                self.diagnostics.push(Diagnostic::new(
+                    format!("prompt `{id}` needs either `text` (with an optional `system`) or `messages`"),
+                    file,
+                    at(""),
+                ));
+                return;
+            }
+        };
+        let mut checks = p.checks.clone();
+        self.compile_checks(
+            file,
+            dir,
+            &mut checks,
+            &format!("check of prompt `{id}`"),
+            &|suffix: &str| at(&format!("/checks{suffix}")),
+        );
+        out.push(Prompt {
+            id: id.clone(),
+            messages,
+            checks,
+            rubric: p.rubric.clone(),
+            origin: file.to_path_buf(),
+            pos: at("/id"),
+        });
+    }
+
+    fn include(&mut self, file: &Path, dir: &Path, pattern: &str, pos: Pos, out: &mut Vec<Prompt>) {
+        let glob = match files::compile(pattern) {
+            Ok(glob) => glob,
+            Err(err) => {
+                self.diagnostics
+                    .push(Diagnostic::new(err.to_string(), file, pos));
+                return;
+            }
+        };
+        let matches = files::matching(dir, |path| {
+            path.strip_prefix(dir).is_ok_and(|rel| glob.is_match(rel))
+        });
+        if matches.is_empty() {
+            self.diagnostics.push(
+                Diagnostic::new(format!("`{pattern}` matches no file"), file, pos)
+                    .with_hint(Some(format!("paths are relative to {}", display_dir(dir)))),
+            );
+            return;
+        }
+        let schema = raw::prompt_file_schema();
+        for path in matches {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(err) => {
+                    self.diagnostics.push(Diagnostic::new(
+                        format!("cannot read {}: {err}", path.display()),
+                        file,
+                        pos,
+                    ));
+                    continue;
+                }
+            };
+            let Some((root, list)) = self.parse::<Vec<RawPrompt>>(&path, text, &schema) else {
+                continue;
+            };
+            let sub_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            for (i, p) in list.iter().enumerate() {
+                let at = |suffix: &str| {
+                    root.lookup(&format!("/{i}{suffix}"))
+                        .map_or(root.pos, |n| n.pos)
+                };
+                if p.include.is_some() {
+                    self.diagnostics.push(Diagnostic::new(
+                        "included prompt files cannot include further files",
+                        &path,
+                        at("/include"),
+                    ));
+                    continue;
+                }
+                self.prompt_entry(&path, &sub_dir, p, &at, out);
+            }
+        }
+    }
+}
+
+fn default_results_dir(suite_dir: &Path, name: &str) -> PathBuf {
+    if suite_dir.file_name().is_some_and(|n| n == "suites") {
+        suite_dir.join("..").join("results").join(name)
+    } else {
+        suite_dir.join("results").join(name)
+    }
+}
+
+fn display_dir(dir: &Path) -> String {
+    if dir.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        dir.display().to_string()
+    }
+}
+
+fn defined<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> Option<String> {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    Some(if names.is_empty() {
+        format!("no {what} are defined")
+    } else {
+        format!("defined {what}: {}", names.join(", "))
+    })
+}
+
+/// The `name`s of `{name}` placeholders (lowercase identifiers) in `text`.
+fn placeholders(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(close) = rest.find('}') {
+            let name = &rest[..close];
+            if !name.is_empty()
+                && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}

@@ -200,7 +200,7 @@ impl Loader<'_> {
                         doc.file,
                         "endpoint",
                         e,
-                        &endpoints,
+                        endpoints,
                         doc.at(&format!("{here}/endpoint")),
                     );
                     ServedBy::Endpoint(e.clone())
@@ -210,7 +210,7 @@ impl Loader<'_> {
                         doc.file,
                         "server",
                         s,
-                        &servers,
+                        servers,
                         doc.at(&format!("{here}/server")),
                     );
                     ServedBy::Server(s.clone())

@@ -4,6 +4,7 @@
 //! imports the results document or any stage above it.
 
 pub mod machine;
+pub mod noise;
 pub mod resources;
 pub mod stats;
 pub mod stratified;

@@ -94,7 +94,7 @@ pub fn descendants(root: u32, table: &[(u32, u32)]) -> Vec<u32> {
 const PROC: &str = "/proc";
 
 /// Kernel clock ticks per second (`sysconf(_SC_CLK_TCK)`), cached.
-fn clk_tck() -> Option<f64> {
+pub(crate) fn clk_tck() -> Option<f64> {
     #[cfg(target_os = "linux")]
     {
         static TCK: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();

@@ -36,6 +36,9 @@ pub enum Command {
         /// Keep only prompts whose id matches this glob (repeatable).
         #[arg(long = "prompts", value_name = "GLOB")]
         prompts: Vec<String>,
+        /// model_major or interleaved, instead of the suite's `order`.
+        #[arg(long, value_name = "ORDER")]
+        order: Option<crate::suite::Order>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -74,6 +77,9 @@ pub enum Command {
         /// Keep only prompts whose id matches this glob (repeatable).
         #[arg(long = "prompts", value_name = "GLOB")]
         prompts: Vec<String>,
+        /// model_major or interleaved, instead of the suite's `order`.
+        #[arg(long, value_name = "ORDER")]
+        order: Option<crate::suite::Order>,
         /// Write results here instead of the suite's `outputs.dir`.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -159,21 +165,35 @@ pub fn run(cli: Cli) -> ExitCode {
             suite,
             models,
             prompts,
+            order,
             json,
-        } => plan_cmd(&suite, &Filter { models, prompts }, json),
+        } => plan_cmd(
+            &suite,
+            &Filter {
+                models,
+                prompts,
+                order,
+            },
+            json,
+        ),
         Command::Models { target, kind, json } => models_cmd(&target, kind, json),
         Command::Check { suite, json } => check_cmd(&suite, json),
         Command::Run {
             suites,
             models,
             prompts,
+            order,
             out,
             quiet,
             templates,
             archive,
         } => run_cmd(
             &suites,
-            &Filter { models, prompts },
+            &Filter {
+                models,
+                prompts,
+                order,
+            },
             &crate::run::RunOptions {
                 out,
                 quiet,

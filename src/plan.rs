@@ -1,12 +1,18 @@
 //! The execution plan: a pure, documented function from a `Suite` to the
 //! ordered list of requests to send. Never touches the network or the disk.
 //!
-//! Order: model-major (in suite order, so one model's server loads once);
-//! then every variant of its managed server or Foundry device (each one
-//! launch or load, last variant fastest); then every combination of matrix axes (axes in the order `stream`,
-//! `temperature`, `max_tokens`, values in suite order, the last axis
-//! varying fastest); then warmup rounds before measured rounds; within a
-//! round every prompt in suite order.
+//! Blocks: every model in suite order; for each, every variant of its
+//! managed server or Foundry device (each its own launch or load, last
+//! variant fastest); for each, every combination of matrix axes (axes in the
+//! order `stream`, `temperature`, `max_tokens`, values in suite order, the
+//! last axis varying fastest). A block is warmup rounds before measured
+//! rounds, each round every prompt in suite order.
+//!
+//! Order (`order:` or `--order`): `model_major` (the default) sends block
+//! after block, so one model's server is up at a time; `interleaved` sends
+//! round after round, each round visiting every block in turn, so drift
+//! during the run (another job, heat, frequency) is shared by every model
+//! instead of landing on one.
 
 use std::fmt::Write as _;
 
@@ -14,7 +20,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::suite::{Axis, Device, Model, Params, ServedBy, Server, Suite};
+use crate::suite::{Axis, Device, Model, Order, Params, ServedBy, Server, Suite};
 
 /// One request of the plan: a cell (model × prompt × axis values) at one round.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -160,11 +166,13 @@ impl std::fmt::Display for Round {
     }
 }
 
-/// Which models and prompts to keep (globs on ids; empty keeps all).
+/// Which models and prompts to keep (globs on ids; empty keeps all), and
+/// the order when it is not the suite's.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub models: Vec<String>,
     pub prompts: Vec<String>,
+    pub order: Option<Order>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +245,8 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
         suite.prompts.iter().map(|p| p.id.as_str()),
     )?;
     let combos = axis_combinations(&suite.matrix);
-    let mut cells = Vec::new();
+    // One block per model × variant × axis values: its cells, round by round.
+    let mut blocks: Vec<Vec<(Round, Vec<Cell>)>> = Vec::new();
     for model in suite
         .models
         .iter()
@@ -256,25 +265,70 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
             let rounds = (1..=params.warmup)
                 .map(Round::Warmup)
                 .chain((1..=params.rounds).map(Round::Measured));
-            for round in rounds {
-                for prompt in &prompts {
-                    let key = cell_key(&model.id, prompt, &labels);
-                    cells.push(Cell {
-                        index: cells.len() + 1,
-                        seed: derive_seed(params.seed, &key),
-                        key,
-                        model: model.id.clone(),
-                        prompt: (*prompt).to_string(),
-                        axes: labels.clone(),
-                        variant: variant.clone(),
-                        round,
-                        params,
-                    });
-                }
+            let block = rounds
+                .map(|round| {
+                    let cells = prompts
+                        .iter()
+                        .map(|prompt| {
+                            let key = cell_key(&model.id, prompt, &labels);
+                            Cell {
+                                index: 0,
+                                seed: derive_seed(params.seed, &key),
+                                key,
+                                model: model.id.clone(),
+                                prompt: (*prompt).to_string(),
+                                axes: labels.clone(),
+                                variant: variant.clone(),
+                                round,
+                                params,
+                            }
+                        })
+                        .collect();
+                    (round, cells)
+                })
+                .collect();
+            blocks.push(block);
+        }
+    }
+    let mut cells: Vec<Cell> = match filter.order.unwrap_or(suite.order) {
+        Order::ModelMajor => blocks
+            .into_iter()
+            .flat_map(|block| block.into_iter().flat_map(|(_, cells)| cells))
+            .collect(),
+        Order::Interleaved => interleave(blocks),
+    };
+    for (i, cell) in cells.iter_mut().enumerate() {
+        cell.index = i + 1;
+    }
+    Ok(cells)
+}
+
+/// Round by round (every warmup round first, then every measured round),
+/// each round visiting the blocks in order; a block without that round is
+/// passed over.
+fn interleave(blocks: Vec<Vec<(Round, Vec<Cell>)>>) -> Vec<Cell> {
+    let mut rounds: Vec<Round> = blocks
+        .iter()
+        .flat_map(|block| block.iter().map(|(round, _)| *round))
+        .collect();
+    rounds.sort_by_key(|round| match round {
+        Round::Warmup(n) => (0, *n),
+        Round::Measured(n) => (1, *n),
+    });
+    rounds.dedup();
+    let mut blocks: Vec<std::collections::VecDeque<(Round, Vec<Cell>)>> =
+        blocks.into_iter().map(Into::into).collect();
+    let mut cells = Vec::new();
+    for round in rounds {
+        for block in &mut blocks {
+            if block.front().is_some_and(|(r, _)| *r == round)
+                && let Some((_, round_cells)) = block.pop_front()
+            {
+                cells.extend(round_cells);
             }
         }
     }
-    Ok(cells)
+    cells
 }
 
 fn cell_key(model: &str, prompt: &str, labels: &[String]) -> String {

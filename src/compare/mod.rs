@@ -220,7 +220,7 @@ pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str)
     }
     rows.sort_by_key(|r| verdict_rank(r.verdict));
     let mut warnings = Vec::new();
-    if base.environment != new.environment {
+    if !base.environment.same_machine(&new.environment) {
         warnings.push(format!(
             "the runs come from different machines: base {} ({} cores), new {} ({} cores)",
             base.environment.cpu,

@@ -10,9 +10,18 @@ pub struct Environment {
     pub cores: usize,
     pub ram_mb: u64,
     pub os: String,
+    /// What the rest of the machine did during the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<super::noise::NoiseSummary>,
 }
 
 impl Environment {
+    /// Whether both runs ran on the same kind of machine.
+    pub fn same_machine(&self, other: &Environment) -> bool {
+        (&self.cpu, self.cores, self.ram_mb, &self.os)
+            == (&other.cpu, other.cores, other.ram_mb, &other.os)
+    }
+
     /// Reads the machine's description (Linux `/proc`; `unknown` elsewhere).
     pub fn detect() -> Environment {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -43,6 +52,7 @@ impl Environment {
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             ram_mb,
             os,
+            noise: None,
         }
     }
 }

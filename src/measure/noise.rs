@@ -328,13 +328,19 @@ mod tests {
         // Never negative (tick rounding).
         let w = busy(&reading(t0, 10.0, 1.0), &reading(t1, 10.1, 1.5), Some(1.5)).unwrap();
         assert_eq!(w.host_busy_cores, 0.0);
-        assert_eq!(busy(&reading(t0, 1.0, 0.0), &reading(t0, 2.0, 0.0), None), None);
+        assert_eq!(
+            busy(&reading(t0, 1.0, 0.0), &reading(t0, 2.0, 0.0), None),
+            None
+        );
     }
 
     #[test]
     fn summary_counts_noisy_requests() {
         let t0 = Instant::now();
-        let readings = [reading(t0, 0.0, 0.0), reading(t0 + Duration::from_secs(1), 1.0, 0.0)];
+        let readings = [
+            reading(t0, 0.0, 0.0),
+            reading(t0 + Duration::from_secs(1), 1.0, 0.0),
+        ];
         let s = summarize(&readings, &[0.1, 0.2, 1.8, 0.0], 0.5);
         assert_eq!(s.noisy_requests, 1);
         assert_eq!(s.host_busy_cores_max, Some(1.8));

@@ -138,6 +138,10 @@ pub struct Sample {
     /// A human rating merged from the results' annotation file.
     #[serde(default)]
     pub human_score: Option<f64>,
+    /// Cores other processes (not dyno, not the measured server tree) kept
+    /// busy while this request ran (`measure::noise`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_busy_cores: Option<f64>,
 }
 
 /// One judge model's verdict on one output.

@@ -11,8 +11,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::journal::Journal;
+use crate::measure::noise::Monitor;
 use crate::measure::resources::{DEFAULT_PERIOD, Mark, Rapl, Sampler, Window, files};
-use crate::plan::Cell;
+use crate::plan::{Cell, Round, Variant};
 use crate::provider::{Measured, Provider, Request, Source, Started};
 use crate::results::{ErrorKind, Footprint, Launch, MB, ModelRun, Sample, Status};
 use crate::suite::{Model, Suite};
@@ -22,11 +23,13 @@ use crate::text::first_line;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// How the executor reports and records.
-pub struct Options {
+pub struct Options<'a> {
     /// No progress bar.
     pub quiet: bool,
     /// Where every sample is appended as it is measured.
     pub journal: Journal,
+    /// What the rest of the machine does, read around every request.
+    pub monitor: Option<&'a Monitor>,
 }
 
 /// The state shared by every request of a run.
@@ -35,15 +38,46 @@ struct Runner<'a> {
     progress: ProgressBar,
     journal: Journal,
     rapl: Option<Rapl>,
+    monitor: Option<&'a Monitor>,
     samples: Vec<Sample>,
 }
 
+/// One model in one variant during a run: its provider, what is known of
+/// it, and its current launch.
+struct Slot<'a> {
+    model: &'a Model,
+    variant: &'a Variant,
+    run: ModelRun,
+    /// `None` when the provider could not even be made (the reason is in
+    /// `failure`).
+    provider: Option<Box<dyn Provider>>,
+    launch: Option<Running>,
+    /// Why the model failed; its later cells are skipped.
+    failure: Option<String>,
+    /// Plan position of the model's last cell: the launch stops after it.
+    last: usize,
+}
+
+/// A launch under way.
+struct Running {
+    started: Started,
+    sampler: Option<Sampler>,
+    whole: Option<Mark>,
+    idle: Option<Window>,
+    round: Round,
+    /// Requests sent in this launch (the first is cold when watched).
+    sent: usize,
+}
+
 /// Runs `cells` (in order) with providers from `source` and returns every
-/// sample and each model's fate.
+/// sample and each model's fate. A model's launch starts before its first
+/// cell (again before each round with `cold_start`) and stops after its
+/// last, so model-major plans run one model at a time, and interleaved
+/// plans keep every model up and rotate between them.
 pub async fn execute(
     suite: &Suite,
     cells: &[Cell],
-    options: Options,
+    options: Options<'_>,
     source: &mut dyn Source,
 ) -> (Vec<Sample>, Vec<ModelRun>) {
     let progress = if options.quiet {
@@ -64,166 +98,235 @@ pub async fn execute(
         } else {
             Rapl::open()
         },
+        monitor: options.monitor,
         samples: Vec::with_capacity(cells.len()),
     };
-    let mut runs = Vec::new();
-    for group in cells.chunk_by(|a, b| a.model == b.model && a.variant == b.variant) {
-        let Some(first) = group.first() else {
+    let mut slots = slots(suite, cells, source);
+    for chunk in cells.chunk_by(|a, b| a.model == b.model && a.variant == b.variant) {
+        let Some(first) = chunk.first() else {
             continue;
         };
-        let Some(model) = suite.models.iter().find(|m| m.id == first.model) else {
+        let Some(slot) = slots
+            .iter_mut()
+            .find(|s| s.model.id == first.model && *s.variant == first.variant)
+        else {
             continue;
         };
-        let mut run = ModelRun {
-            id: model.id.clone(),
-            variant: first.variant.label(),
-            api_model: model.api_model.clone(),
-            license: model.license.clone(),
-            capabilities: model.capabilities.clone(),
-            load_ms: None,
-            launches: Vec::new(),
-            footprint: Footprint::from_sizes(files::file_bytes(&model.files))
-                .or(model.size_mb.map(Footprint::declared)),
-            gpu: None,
-            server_version: None,
-            foundry: None,
-            status: Status::Ok,
-            failure: None,
-        };
-        let failure = match source.open(model, &first.variant) {
-            Ok(mut provider) => {
-                runner
-                    .model(model, group, provider.as_mut(), &mut run)
-                    .await
-            }
-            Err(reason) => {
-                runner.skip(group.iter(), &reason);
-                Some(reason)
-            }
-        };
-        if let Some(reason) = failure {
-            runner.progress.println(format!(
-                "warning: model `{}` failed: {}",
-                run.label(),
-                first_line(&reason)
-            ));
-            run.status = Status::Error;
-            run.failure = Some(reason);
-        }
-        run.load_ms = run.launches.first().map(|l| l.load_ms);
-        runs.push(run);
+        runner.chunk(slot, chunk).await;
+    }
+    for slot in &mut slots {
+        runner.stop(slot).await;
     }
     runner.progress.finish_and_clear();
+    let runs = slots
+        .into_iter()
+        .map(|slot| {
+            let mut run = slot.run;
+            if let Some(reason) = slot.failure {
+                run.status = Status::Error;
+                run.failure = Some(reason);
+            }
+            run.load_ms = run.launches.first().map(|l| l.load_ms);
+            run
+        })
+        .collect();
     (runner.samples, runs)
 }
 
-impl Runner<'_> {
-    /// Runs one model's cells on its provider: one launch for all of them,
-    /// or one per round with `cold_start`. Returns why the model failed.
-    async fn model(
-        &mut self,
-        model: &Model,
-        group: &[Cell],
-        provider: &mut dyn Provider,
-        run: &mut ModelRun,
-    ) -> Option<String> {
-        let segments: Vec<&[Cell]> = if model.cold_start {
-            group.chunk_by(|a, b| a.round == b.round).collect()
-        } else {
-            vec![group]
+/// One slot per model and variant, in order of first appearance.
+fn slots<'a>(suite: &'a Suite, cells: &'a [Cell], source: &mut dyn Source) -> Vec<Slot<'a>> {
+    let mut slots: Vec<Slot<'a>> = Vec::new();
+    for (position, cell) in cells.iter().enumerate() {
+        if let Some(slot) = slots
+            .iter_mut()
+            .find(|s| s.model.id == cell.model && *s.variant == cell.variant)
+        {
+            slot.last = position;
+            continue;
+        }
+        let Some(model) = suite.models.iter().find(|m| m.id == cell.model) else {
+            continue;
         };
-        let label = run.label();
-        for (i, segment) in segments.iter().enumerate() {
-            let later = || segments[i + 1..].iter().flat_map(|s| s.iter());
-            self.progress.set_message(format!("{label}: starting"));
-            let bar = self.progress.clone();
-            let prefix = label.clone();
-            let report = move |message: String| bar.set_message(format!("{prefix}: {message}"));
-            let started = match provider.start(&report).await {
-                Ok(started) => started,
-                Err(reason) => {
-                    self.skip(segment.iter().chain(later()), &reason);
-                    return Some(reason);
-                }
-            };
-            record_start(run, &started);
-            let sampler = started.pid.map(|pid| Sampler::start(pid, DEFAULT_PERIOD));
-            let whole = sampler.as_ref().map(Sampler::mark);
-            let window = |sampler: &Option<Sampler>, mark: &Option<Mark>| {
-                sampler
-                    .as_ref()
-                    .zip(mark.as_ref())
-                    .map(|(s, m)| s.window(m))
-            };
-            let idle = window(&sampler, &whole);
-            let failure = self.cells(segment, provider, sampler.as_ref()).await;
-            let total = window(&sampler, &whole);
-            drop(sampler);
-            let stopped = provider.stop().await;
-            if let Some(warning) = stopped.warning {
-                self.progress
-                    .println(format!("warning: {label}: {warning}"));
+        let (provider, failure) = match source.open(model, &cell.variant) {
+            Ok(provider) => (Some(provider), None),
+            Err(reason) => (None, Some(reason)),
+        };
+        slots.push(Slot {
+            model,
+            variant: &cell.variant,
+            run: ModelRun {
+                id: model.id.clone(),
+                variant: cell.variant.label(),
+                api_model: model.api_model.clone(),
+                license: model.license.clone(),
+                capabilities: model.capabilities.clone(),
+                load_ms: None,
+                launches: Vec::new(),
+                footprint: Footprint::from_sizes(files::file_bytes(&model.files))
+                    .or(model.size_mb.map(Footprint::declared)),
+                gpu: None,
+                server_version: None,
+                foundry: None,
+                status: Status::Ok,
+                failure: None,
+            },
+            provider,
+            launch: None,
+            failure,
+            last: position,
+        });
+    }
+    slots
+}
+
+impl Runner<'_> {
+    /// Runs consecutive cells of one model: starts its launch if none runs
+    /// (a new one per round with `cold_start`), sends each cell, and stops
+    /// the launch after the model's last cell. Once the model has failed,
+    /// its cells are skipped.
+    async fn chunk(&mut self, slot: &mut Slot<'_>, chunk: &[Cell]) {
+        for (i, cell) in chunk.iter().enumerate() {
+            if let Some(reason) = &slot.failure {
+                let reason = reason.clone();
+                self.skip(chunk[i..].iter(), &reason);
+                break;
             }
-            if let Some(load) = started.load {
-                run.launches.push(launch(load, idle, total, stopped.exit));
+            let new_round = slot
+                .launch
+                .as_ref()
+                .is_some_and(|l| slot.model.cold_start && l.round != cell.round);
+            if new_round {
+                self.stop(slot).await;
             }
-            if let Some(reason) = failure {
-                self.skip(later(), &reason);
-                return Some(reason);
+            if slot.launch.is_none()
+                && let Err(reason) = self.start(slot, cell.round).await
+            {
+                self.skip(chunk[i..].iter(), &reason);
+                self.fail(slot, reason);
+                break;
+            }
+            if let Some(reason) = self.send(slot, cell).await {
+                self.fail(slot, reason);
             }
         }
-        None
+        if chunk.last().is_some_and(|c| c.index == slot.last + 1) {
+            self.stop(slot).await;
+        }
     }
 
-    /// Sends `cells` in order through `provider`. With a process to watch,
-    /// measures its memory and CPU around each request and marks the first
-    /// request cold; once what serves the model has died, skips the rest.
-    /// Returns why the model failed.
-    async fn cells(
-        &mut self,
-        cells: &[Cell],
-        provider: &mut dyn Provider,
-        sampler: Option<&Sampler>,
-    ) -> Option<String> {
-        for (i, cell) in cells.iter().enumerate() {
+    /// Starts a launch of `slot`'s provider.
+    async fn start(&mut self, slot: &mut Slot<'_>, round: Round) -> Result<(), String> {
+        let Some(provider) = slot.provider.as_mut() else {
+            return Err(slot.failure.clone().unwrap_or_default());
+        };
+        let label = slot.run.label();
+        self.progress.set_message(format!("{label}: starting"));
+        let bar = self.progress.clone();
+        let report = move |message: String| bar.set_message(format!("{label}: {message}"));
+        let started = provider.start(&report).await?;
+        record_start(&mut slot.run, &started);
+        let sampler = started.pid.map(|pid| Sampler::start(pid, DEFAULT_PERIOD));
+        let whole = sampler.as_ref().map(Sampler::mark);
+        let idle = sampler
+            .as_ref()
+            .zip(whole.as_ref())
+            .map(|(s, m)| s.window(m));
+        slot.launch = Some(Running {
+            started,
+            sampler,
+            whole,
+            idle,
+            round,
+            sent: 0,
+        });
+        Ok(())
+    }
+
+    /// Stops `slot`'s launch, if one runs, and records it.
+    async fn stop(&mut self, slot: &mut Slot<'_>) {
+        let Some(running) = slot.launch.take() else {
+            return;
+        };
+        let total = running
+            .sampler
+            .as_ref()
+            .zip(running.whole.as_ref())
+            .map(|(s, m)| s.window(m));
+        drop(running.sampler);
+        let Some(provider) = slot.provider.as_mut() else {
+            return;
+        };
+        let stopped = provider.stop().await;
+        if let Some(warning) = stopped.warning {
             self.progress
-                .set_message(format!("{} · {} · {}", cell.model, cell.prompt, cell.round));
-            let mark = sampler.map(Sampler::mark);
-            let energy_before = self.rapl.as_ref().and_then(Rapl::read_domains);
-            let measured = provider.measure(&request(self.suite, cell)).await;
-            let mut sample = sample(cell, measured);
-            if let (Some(rapl), Some(before)) = (&self.rapl, energy_before)
-                && let Some(after) = rapl.read_domains()
-            {
-                sample.energy_j = rapl.delta_uj(&before, &after).map(|uj| uj as f64 / 1e6);
-            }
-            if let (Some(sampler), Some(mark)) = (sampler, &mark) {
-                sample.cold = i == 0;
-                let window = sampler.window(mark);
-                sample.rss_peak_mb = window.rss_peak_bytes.map(|b| b as f64 / MB);
-                sample.rss_median_mb = window.rss_median_bytes.map(|b| b / MB);
-                sample.cpu_ms = window.cpu_s.map(|s| s * 1000.0);
-            }
-            let died = (sample.status == Status::Error)
-                .then(|| provider.died())
-                .flatten();
-            if let Some(message) = &died {
-                sample.error_kind = Some(ErrorKind::ServerExited);
-                sample.error = Some(message.clone());
-            }
-            if let Some(tps) = sample.decode_tps {
-                self.progress.set_message(format!(
-                    "{} · {} · {:.1} tok/s",
-                    cell.model, cell.prompt, tps
-                ));
-            }
-            self.record(sample);
-            if let Some(reason) = died {
-                self.skip(cells[i + 1..].iter(), &reason);
-                return Some(reason);
-            }
+                .println(format!("warning: {}: {warning}", slot.run.label()));
         }
-        None
+        if let Some(load) = running.started.load {
+            slot.run
+                .launches
+                .push(launch(load, running.idle, total, stopped.exit));
+        }
+    }
+
+    /// Records why `slot`'s model failed (once) and warns.
+    fn fail(&mut self, slot: &mut Slot<'_>, reason: String) {
+        self.progress.println(format!(
+            "warning: model `{}` failed: {}",
+            slot.run.label(),
+            first_line(&reason)
+        ));
+        slot.failure = Some(reason);
+    }
+
+    /// Sends one cell through `slot`'s running launch. With a process to
+    /// watch, measures its memory and CPU around the request and marks the
+    /// launch's first request cold. Returns why the model failed when what
+    /// serves it has died.
+    async fn send(&mut self, slot: &mut Slot<'_>, cell: &Cell) -> Option<String> {
+        let (Some(provider), Some(running)) = (slot.provider.as_mut(), slot.launch.as_mut()) else {
+            return None;
+        };
+        self.progress
+            .set_message(format!("{} · {} · {}", cell.model, cell.prompt, cell.round));
+        let sampler = running.sampler.as_ref();
+        let mark = sampler.map(Sampler::mark);
+        let noise = self.monitor.map(Monitor::mark);
+        let energy_before = self.rapl.as_ref().and_then(Rapl::read_domains);
+        let measured = provider.measure(&request(self.suite, cell)).await;
+        let mut sample = sample(cell, measured);
+        if let (Some(rapl), Some(before)) = (&self.rapl, energy_before)
+            && let Some(after) = rapl.read_domains()
+        {
+            sample.energy_j = rapl.delta_uj(&before, &after).map(|uj| uj as f64 / 1e6);
+        }
+        if let (Some(sampler), Some(mark)) = (sampler, &mark) {
+            sample.cold = running.sent == 0;
+            let window = sampler.window(mark);
+            sample.rss_peak_mb = window.rss_peak_bytes.map(|b| b as f64 / MB);
+            sample.rss_median_mb = window.rss_median_bytes.map(|b| b / MB);
+            sample.cpu_ms = window.cpu_s.map(|s| s * 1000.0);
+        }
+        if let (Some(monitor), Some(mark)) = (self.monitor, noise) {
+            sample.host_busy_cores = monitor
+                .window(mark, sample.cpu_ms.map(|ms| ms / 1000.0))
+                .map(|busy| busy.host_busy_cores);
+        }
+        running.sent += 1;
+        let died = (sample.status == Status::Error)
+            .then(|| provider.died())
+            .flatten();
+        if let Some(message) = &died {
+            sample.error_kind = Some(ErrorKind::ServerExited);
+            sample.error = Some(message.clone());
+        }
+        if let Some(tps) = sample.decode_tps {
+            self.progress.set_message(format!(
+                "{} · {} · {:.1} tok/s",
+                cell.model, cell.prompt, tps
+            ));
+        }
+        self.record(sample);
+        died
     }
 
     /// Records `cells` as not sent, because of `reason`.
@@ -390,6 +493,7 @@ fn blank(cell: &Cell) -> Sample {
         checks: Vec::new(),
         judge: None,
         human_score: None,
+        host_busy_cores: None,
     }
 }
 
@@ -402,7 +506,7 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::plan::{self, Filter, Variant};
+    use crate::plan::{self, Filter};
     use crate::provider::{Progress, Stopped};
     use crate::results::TokenSource;
 
@@ -524,6 +628,7 @@ mod tests {
         let options = Options {
             quiet: true,
             journal,
+            monitor: None,
         };
         execute(suite, &cells, options, source).await
     }
@@ -680,6 +785,71 @@ mod tests {
         assert!(runs[0].launches.is_empty());
         let log = source.log.lock().unwrap().clone();
         assert!(!log.contains(&"measure a 1".to_string()), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn interleaved_keeps_every_model_up_and_rotates_within_a_round() {
+        let (suite, _dir) = suite("");
+        let mut source = MockSource::default();
+        source.scripts.insert(
+            "a".into(),
+            Script {
+                watched: true,
+                ..Script::default()
+            },
+        );
+        let cells = plan::plan(
+            &suite,
+            &Filter {
+                order: Some(crate::suite::Order::Interleaved),
+                ..Filter::default()
+            },
+        )
+        .unwrap();
+        let options = Options {
+            quiet: true,
+            journal: Journal::none(),
+            monitor: None,
+        };
+        let (samples, runs) = execute(&suite, &cells, options, &mut source).await;
+        let order: Vec<(&str, &str)> = samples
+            .iter()
+            .map(|s| (s.model.as_str(), s.prompt.as_str()))
+            .collect();
+        assert_eq!(
+            order[..6],
+            [
+                ("a", "p"),
+                ("a", "q"),
+                ("b", "p"),
+                ("b", "q"),
+                ("a", "p"),
+                ("a", "q")
+            ],
+            "{order:?}"
+        );
+        let log = source.log.lock().unwrap().clone();
+        let starts: Vec<&String> = log.iter().filter(|l| l.starts_with("start")).collect();
+        assert_eq!(starts, ["start a", "start b"], "one launch each: {log:?}");
+        for model in ["a", "b"] {
+            let stop = log
+                .iter()
+                .position(|l| *l == format!("stop {model}"))
+                .unwrap();
+            let last = log
+                .iter()
+                .rposition(|l| l.starts_with(&format!("measure {model} ")))
+                .unwrap();
+            assert!(
+                stop > last,
+                "{model} stopped before its last request: {log:?}"
+            );
+        }
+        // Only a's very first request is cold: b is not watched, and a's
+        // server stayed up between its rounds.
+        let cold: Vec<usize> = samples.iter().filter(|s| s.cold).map(|s| s.index).collect();
+        assert_eq!(cold, [1], "{samples:?}");
+        assert_eq!(runs[0].launches.len(), 1);
     }
 
     #[test]

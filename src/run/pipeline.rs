@@ -9,6 +9,7 @@ use super::executor;
 use super::journal::{JOURNAL_FILE, Journal};
 use super::judge;
 use crate::fsutil::write_atomic;
+use crate::measure::noise::Monitor;
 use crate::plan::{self, Filter, PlanError};
 use crate::provider::Providers;
 use crate::quality::{self, AnnotationError};
@@ -123,9 +124,11 @@ pub async fn run_suite_with(
     let dir = normalize(&dir);
     let started_at = crate::measure::machine::utc_now();
     let mut providers = Providers::new(Arc::clone(&suite), dir.clone());
+    let monitor = Monitor::start(crate::measure::resources::DEFAULT_PERIOD);
     let exec_options = executor::Options {
         quiet,
         journal: Journal::create(&dir.join(JOURNAL_FILE)),
+        monitor: monitor.as_ref(),
     };
     let (mut samples, models) =
         executor::execute(&suite, &cells, exec_options, &mut providers).await;
@@ -162,7 +165,13 @@ pub async fn run_suite_with(
         started_at,
         git_revision: crate::git::revision(file.parent().unwrap_or(Path::new("."))),
         suite: SuiteRecord::of(&suite),
-        environment: Environment::detect(),
+        environment: Environment {
+            noise: monitor.as_ref().map(|m| {
+                let busy: Vec<f64> = samples.iter().filter_map(|s| s.host_busy_cores).collect();
+                m.summary(&busy, suite.compare.noisy_cores)
+            }),
+            ..Environment::detect()
+        },
         cells: results::aggregate(&samples),
         models,
         samples,

@@ -19,7 +19,7 @@ use diag::Diagnostic;
 use load::Loader;
 use node::Pos;
 use raw::RawParams;
-pub use raw::{EndpointKind, Role};
+pub use raw::{EndpointKind, Order, Role};
 
 /// A validated suite: defaults applied, includes expanded, references checked.
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +38,8 @@ pub struct Suite {
     pub energy: EnergySettings,
     /// The default judge, when the suite has one.
     pub judge: Option<Judge>,
+    /// The order requests are sent in.
+    pub order: Order,
 }
 
 /// Judge replies are one line ("Score: 4"); this leaves room for a reason.
@@ -60,14 +62,22 @@ pub struct EnergySettings {
     pub ignore_rapl: bool,
 }
 
-/// How `dyno compare` judges this suite's results (fractions, 0.1 = 10%).
+/// How `dyno compare` judges this suite's results (fractions, 0.1 = 10%;
+/// floors in milliseconds). Fields missing from older results take their
+/// defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CompareSettings {
     pub alpha: f64,
     pub noise_ttft: f64,
     pub noise_e2e: f64,
     pub noise_tpot: f64,
     pub noise_tokens_per_s: f64,
+    pub floor_ttft_ms: f64,
+    pub floor_e2e_ms: f64,
+    pub floor_tpot_ms: f64,
+    /// Requests measured while others kept more cores busy are noisy.
+    pub noisy_cores: f64,
 }
 
 impl Default for CompareSettings {
@@ -81,6 +91,10 @@ impl Default for CompareSettings {
             noise_e2e: 0.10,
             noise_tpot: 0.10,
             noise_tokens_per_s: 0.10,
+            floor_ttft_ms: 1.0,
+            floor_e2e_ms: 1.0,
+            floor_tpot_ms: 0.1,
+            noisy_cores: crate::measure::noise::DEFAULT_NOISY_CORES,
         }
     }
 }
@@ -90,6 +104,7 @@ impl CompareSettings {
         let defaults = CompareSettings::default();
         let Some(raw) = raw else { return defaults };
         let noise = raw.noise.clone().unwrap_or_default();
+        let floor = raw.floor_ms.clone().unwrap_or_default();
         let pct = |v: &Option<String>, default: f64| {
             v.as_deref()
                 .and_then(|t| t.trim_end_matches('%').parse::<f64>().ok())
@@ -101,6 +116,10 @@ impl CompareSettings {
             noise_e2e: pct(&noise.e2e, defaults.noise_e2e),
             noise_tpot: pct(&noise.tpot, defaults.noise_tpot),
             noise_tokens_per_s: pct(&noise.tokens_per_s, defaults.noise_tokens_per_s),
+            floor_ttft_ms: floor.ttft.unwrap_or(defaults.floor_ttft_ms),
+            floor_e2e_ms: floor.e2e.unwrap_or(defaults.floor_e2e_ms),
+            floor_tpot_ms: floor.tpot.unwrap_or(defaults.floor_tpot_ms),
+            noisy_cores: raw.noisy_cores.unwrap_or(defaults.noisy_cores),
         }
     }
 }

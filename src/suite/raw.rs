@@ -47,9 +47,39 @@ pub struct RawSuite {
     /// machine does not expose RAPL energy counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<RawEnergy>,
+    /// The order requests are sent in: `model_major` (one model at a time,
+    /// one server up at a time; the default) or `interleaved` (every model
+    /// up at once, each round rotating through them, so drift during the
+    /// run is shared instead of landing on one model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Order>,
     /// Output quality: checks applied to every prompt and a judge model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<RawQuality>,
+}
+
+/// The order a plan sends its requests in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Model by model: each model's rounds, then the next model's.
+    #[default]
+    ModelMajor,
+    /// Round by round: each round visits every model (and variant) in turn.
+    Interleaved,
+}
+
+impl std::str::FromStr for Order {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Order, String> {
+        match s {
+            "model_major" | "model-major" => Ok(Order::ModelMajor),
+            "interleaved" => Ok(Order::Interleaved),
+            other => Err(format!(
+                "unknown order `{other}`; use model_major or interleaved"
+            )),
+        }
+    }
 }
 
 /// How outputs are scored besides their speed.
@@ -113,6 +143,35 @@ pub struct RawCompare {
     /// Noise thresholds: a change smaller than this is UNCHANGED (default 10% each).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<RawNoise>,
+    /// Absolute floors of the noise band for times, in milliseconds: a
+    /// shift smaller than timer and loopback jitter is never a regression
+    /// (defaults: TTFT 1, E2E 1, TPOT 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_ms: Option<RawFloor>,
+    /// A request measured while other processes kept more than this many
+    /// cores busy is noisy; `dyno compare` calls such rows NOISY instead of
+    /// REGRESSED or IMPROVED (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 4096.0))]
+    pub noisy_cores: Option<f64>,
+}
+
+/// Per-metric absolute floors of the noise band, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFloor {
+    /// Time to first token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 86400000.0))]
+    pub ttft: Option<f64>,
+    /// End-to-end latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 86400000.0))]
+    pub e2e: Option<f64>,
+    /// Time per output token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 86400000.0))]
+    pub tpot: Option<f64>,
 }
 
 /// Per-metric noise thresholds, written as percentages (`"10%"`).

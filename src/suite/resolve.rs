@@ -70,6 +70,7 @@ impl Loader<'_> {
                 ignore_rapl: energy.ignore_rapl.unwrap_or(false),
             },
             compare: CompareSettings::from_raw(raw.compare.as_ref()),
+            order: raw.order.unwrap_or_default(),
             name: raw.name,
             description: raw.description,
             file: file.to_path_buf(),

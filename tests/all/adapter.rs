@@ -53,6 +53,7 @@ async fn archive_keeps_a_timestamped_copy_beside_the_stable_outputs() {
     let filter = Filter {
         models: vec![],
         prompts: vec!["greet".into()],
+        ..Filter::default()
     };
     let summary = dyno::run::run_suite_with(&suite, &filter, &options)
         .await

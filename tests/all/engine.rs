@@ -166,6 +166,7 @@ async fn a_server_that_cannot_start_fails_its_model_and_the_run_goes_on() {
     let filter = Filter {
         models: vec![],
         prompts: vec!["rag".into()],
+        ..Filter::default()
     };
     let (summary, doc) = run_and_load(&suite, &filter, &dir.path().join("out")).await;
     // Two thread variants of the broken server, one prompt, 1 warmup + 3 rounds.
@@ -233,6 +234,7 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
     let filter = Filter {
         models: vec![],
         prompts: vec!["size-latency".into()],
+        ..Filter::default()
     };
     let (summary, doc) = run_and_load(&suite, &filter, &out).await;
     killer.await.unwrap();
@@ -284,6 +286,7 @@ async fn cold_start_restarts_the_server_before_every_round() {
     let filter = Filter {
         models: vec!["smollm2-135m".into()],
         prompts: vec!["rag".into(), "privacy".into()],
+        ..Filter::default()
     };
     let out = dir.path().join("out");
     let (summary, doc) = run_and_load(&suite, &filter, &out).await;

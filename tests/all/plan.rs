@@ -114,6 +114,7 @@ fn filters_select_models_and_prompts_by_glob() {
     let filter = Filter {
         models: vec!["small-*".into()],
         prompts: vec!["p2".into()],
+        ..Filter::default()
     };
     let cells = plan::plan(&s, &filter).unwrap();
     assert_eq!(cells.len(), 3 * 6 + 3 * 6);
@@ -128,6 +129,7 @@ fn filters_select_models_and_prompts_by_glob() {
         &Filter {
             models: vec!["gpt-*".into()],
             prompts: vec![],
+            ..Filter::default()
         },
     )
     .unwrap_err();

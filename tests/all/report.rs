@@ -61,6 +61,7 @@ fn sample(
         checks: Vec::new(),
         judge: None,
         human_score: None,
+        host_busy_cores: None,
     };
     s.derive_rates();
     s
@@ -189,6 +190,7 @@ pub fn synthetic() -> Results {
             cores: 2,
             ram_mb: 24000,
             os: "Linux".into(),
+            noise: None,
         },
         models,
         summaries,

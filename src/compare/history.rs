@@ -1,6 +1,10 @@
 //! A metric across the git history of a results file, and the commits that
-//! brought a step (change points).
+//! brought a step (change points). Neighbouring commits are compared over
+//! the cells they have in common, so a change of suite (cells added or
+//! removed) is never read as a change of speed: each point is the previous
+//! one times the geometric mean ratio of the common cells' medians.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -8,7 +12,7 @@ use serde::Serialize;
 
 use super::render::fixed;
 use super::sides::{LoadError, git_location, load_revision};
-use super::{ALPHA, Metric, keys, values};
+use super::{ALPHA, Cells, Metric};
 use crate::measure::stats;
 
 /// One commit of a results file's history.
@@ -16,9 +20,35 @@ use crate::measure::stats;
 pub struct HistoryPoint {
     pub commit: String,
     pub subject: String,
-    /// Geometric mean over the cells of each cell's median.
+    /// The first commit: the geometric mean of its cells' medians; each
+    /// later one: the previous value times the geometric mean of the
+    /// median ratios over the cells both commits have.
     pub value: Option<f64>,
     pub cells: usize,
+    /// Cells shared with the previous commit that has a value.
+    pub common: Option<usize>,
+    /// The cell set differs from the previous commit's (cells added or
+    /// removed); the value still compares only the common cells.
+    pub cell_set_changed: bool,
+}
+
+/// The median of `metric` of every cell of `doc` that has a positive one.
+fn cell_medians(doc: &crate::results::Results, metric: Metric) -> BTreeMap<String, f64> {
+    let cells = Cells::of(doc);
+    cells
+        .order
+        .iter()
+        .filter_map(|key| {
+            let median = stats::percentile(&cells.values(key, metric), 0.5)?;
+            (median > 0.0).then(|| ((*key).to_string(), median))
+        })
+        .collect()
+}
+
+/// Geometric mean of `values`; `None` when empty.
+fn geometric_mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v.ln(), n + 1));
+    (n > 0).then(|| (sum / n as f64).exp())
 }
 
 /// The metric across the git history of `file`, oldest first, and the
@@ -30,24 +60,40 @@ pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<us
         path: file.display().to_string(),
         reason,
     })?;
-    let mut points = Vec::new();
+    let mut points: Vec<HistoryPoint> = Vec::new();
+    let mut previous: Option<(BTreeMap<String, f64>, f64)> = None;
     for (commit, subject) in commits {
         // A commit that deleted the file, or an older format, is skipped.
         let Ok((doc, _)) = load_revision(&commit, &file) else {
             continue;
         };
-        let medians: Vec<f64> = keys(&doc)
-            .iter()
-            .filter_map(|key| stats::percentile(&values(&doc, key, metric), 0.5))
-            .filter(|v| *v > 0.0)
-            .collect();
-        let value = (!medians.is_empty())
-            .then(|| (medians.iter().map(|v| v.ln()).sum::<f64>() / medians.len() as f64).exp());
+        let medians = cell_medians(&doc, metric);
+        let own = geometric_mean(medians.values().copied());
+        let (value, common, changed) = match &previous {
+            Some((before, value)) => {
+                let ratios: Vec<f64> = medians
+                    .iter()
+                    .filter_map(|(k, m)| Some(m / before.get(k)?))
+                    .collect();
+                let changed = before.keys().ne(medians.keys());
+                match geometric_mean(ratios.iter().copied()) {
+                    Some(ratio) => (Some(value * ratio), Some(ratios.len()), changed),
+                    // Nothing in common: the series starts again.
+                    None => (own, Some(0), changed),
+                }
+            }
+            None => (own, None, false),
+        };
+        if let Some(value) = value {
+            previous = Some((medians.clone(), value));
+        }
         points.push(HistoryPoint {
             commit: commit.chars().take(12).collect(),
             subject,
             value,
             cells: medians.len(),
+            common,
+            cell_set_changed: changed,
         });
     }
     let series: Vec<f64> = points.iter().filter_map(|p| p.value).collect();
@@ -65,7 +111,17 @@ pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<us
 pub fn render_history(metric: Metric, points: &[HistoryPoint], steps: &[usize]) -> String {
     let mut out = format!("commit        {:>12}  cells  subject\n", metric.name());
     for (i, p) in points.iter().enumerate() {
-        let mark = if steps.contains(&i) { "  <- step" } else { "" };
+        let mut mark = String::new();
+        if p.cell_set_changed {
+            let _ = write!(
+                mark,
+                "  (cells changed; {} in common)",
+                p.common.unwrap_or(0)
+            );
+        }
+        if steps.contains(&i) {
+            mark.push_str("  <- step");
+        }
         let _ = writeln!(
             out,
             "{:<12}  {:>12}  {:>5}  {}{mark}",

@@ -7,6 +7,8 @@ mod history;
 mod quality;
 mod render;
 mod sides;
+#[cfg(test)]
+mod tests;
 
 use serde::Serialize;
 
@@ -15,7 +17,10 @@ pub use quality::{CHECKS_THRESHOLD, QualityMeasure, QualityRow, SCORE_THRESHOLD,
 pub use render::{render_markdown, render_text};
 pub use sides::{LoadError, load_path, load_revision, load_sides};
 
+use std::collections::BTreeMap;
+
 use crate::measure::stats::{self, Verdict};
+use crate::measure::stratified;
 use crate::results::{Results, Sample, Status};
 use crate::suite::CompareSettings;
 
@@ -59,6 +64,16 @@ impl Metric {
         self == Metric::DecodeTps
     }
 
+    /// This metric's absolute noise floor in `settings` (times only).
+    pub fn floor_ms(self, settings: &CompareSettings) -> Option<f64> {
+        match self {
+            Metric::TtftMs => Some(settings.floor_ttft_ms),
+            Metric::E2eMs => Some(settings.floor_e2e_ms),
+            Metric::TpotMs => Some(settings.floor_tpot_ms),
+            Metric::DecodeTps => None,
+        }
+    }
+
     /// This metric's noise threshold in `settings`.
     pub fn noise(self, settings: &CompareSettings) -> f64 {
         match self {
@@ -100,12 +115,21 @@ pub struct Row {
     /// Seeded-bootstrap 95% interval of the p95 ratio new/base, only when
     /// both sides have enough samples (59) to bound a p95.
     pub p95_ratio_ci: Option<(f64, f64)>,
+    /// Measured (on either side) while other processes kept more than
+    /// `noisy_cores` busy.
+    pub noisy: bool,
+    /// Model rows: the prompts pooled (strata of the test).
+    pub prompts: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     pub base: String,
     pub new: String,
+    /// One row per model (and variant and axis values) × metric, pooled
+    /// over its prompts; these decide the exit code.
+    pub models: Vec<Row>,
+    /// One row per cell × metric: the detail.
     pub rows: Vec<Row>,
     /// Quality, paired by prompt (empty when neither run scored quality).
     pub quality: Vec<QualityRow>,
@@ -118,7 +142,7 @@ impl Comparison {
     /// Whether any regression survives Benjamini–Hochberg, or quality
     /// regressed beyond its threshold (exit code 1).
     pub fn regressed(&self) -> bool {
-        self.rows.iter().any(|r| r.gates)
+        self.models.iter().any(|r| r.gates)
             || self.quality.iter().any(|q| q.verdict == Verdict::Regressed)
     }
 }
@@ -127,21 +151,70 @@ fn verdict_rank(v: Verdict) -> u8 {
     match v {
         Verdict::Regressed => 0,
         Verdict::Improved => 1,
-        Verdict::Inconclusive => 2,
-        Verdict::Unchanged => 3,
+        Verdict::Noisy => 2,
+        Verdict::Inconclusive => 3,
+        Verdict::Unchanged => 4,
     }
 }
 
-fn values(doc: &Results, key: &str, metric: Metric) -> Vec<f64> {
-    doc.samples
-        .iter()
-        .filter(|s| crate::results::is_warm_measured(s) && s.status == Status::Ok && s.key == key)
-        .filter_map(|s| metric.value(s))
-        .collect()
+/// The warm, measured, successful samples of a results document, by cell
+/// key, in cell order: read once, so a comparison is linear in samples.
+struct Cells<'a> {
+    order: Vec<&'a str>,
+    by_key: BTreeMap<&'a str, Vec<&'a Sample>>,
 }
 
-fn keys(doc: &Results) -> Vec<String> {
-    doc.cells.iter().map(|c| c.key.clone()).collect()
+impl<'a> Cells<'a> {
+    fn of(doc: &'a Results) -> Cells<'a> {
+        let mut by_key: BTreeMap<&str, Vec<&Sample>> = doc
+            .cells
+            .iter()
+            .map(|c| (c.key.as_str(), Vec::new()))
+            .collect();
+        for s in doc
+            .samples
+            .iter()
+            .filter(|s| crate::results::is_warm_measured(s) && s.status == Status::Ok)
+        {
+            if let Some(cell) = by_key.get_mut(s.key.as_str()) {
+                cell.push(s);
+            }
+        }
+        Cells {
+            order: doc.cells.iter().map(|c| c.key.as_str()).collect(),
+            by_key,
+        }
+    }
+
+    fn values(&self, key: &str, metric: Metric) -> Vec<f64> {
+        self.by_key
+            .get(key)
+            .map(|samples| samples.iter().filter_map(|s| metric.value(s)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether any sample of the cell was measured while others kept more
+    /// than `cores` busy.
+    fn noisy(&self, key: &str, cores: f64) -> bool {
+        self.by_key.get(key).is_some_and(|samples| {
+            samples
+                .iter()
+                .any(|s| s.host_busy_cores.is_some_and(|b| b > cores))
+        })
+    }
+
+    /// The model (with its variant and axis values, without the prompt) a
+    /// cell belongs to: `smollm2 [threads=2]`.
+    fn group(&self, key: &str) -> Option<String> {
+        let s = self.by_key.get(key)?.first()?;
+        let rest = s.key.strip_prefix(&format!("{}/{}", s.model, s.prompt))?;
+        Some(
+            match rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                Some(labels) => format!("{} [{labels}]", s.model),
+                None => s.model.clone(),
+            },
+        )
+    }
 }
 
 /// The compare settings recorded with a run's suite (defaults when absent).
@@ -153,72 +226,184 @@ pub fn settings_of(doc: &Results) -> CompareSettings {
         .unwrap_or_default()
 }
 
-/// Compares `new` against `base`, with the new run's suite settings.
+/// The noise band of `metric` around `base` values: the relative band, or
+/// the absolute floor where that is wider (times only).
+fn band(metric: Metric, settings: &CompareSettings, base: &[f64]) -> f64 {
+    let relative = metric.noise(settings);
+    match (metric.floor_ms(settings), stats::percentile(base, 0.5)) {
+        (Some(floor), Some(level)) => stratified::effective_noise(relative, floor, level),
+        _ => relative,
+    }
+}
+
+/// `stats` orients ratios so that above 1 is worse; rows give them in the
+/// metric's own direction (new / base).
+fn oriented(c: &stats::Comparison, metric: Metric) -> (Option<f64>, Option<(f64, f64)>) {
+    let flip = |r: f64| {
+        if metric.higher_is_better() {
+            1.0 / r
+        } else {
+            r
+        }
+    };
+    let ci = c.ci.map(|(lo, hi)| {
+        let (a, b) = (flip(lo), flip(hi));
+        (a.min(b), a.max(b))
+    });
+    (c.ratio.map(flip), ci)
+}
+
+/// A row from a test's outcome; NOISY replaces a shift measured on a busy
+/// machine.
+fn row(
+    key: String,
+    metric: Metric,
+    c: &stats::Comparison,
+    b: &[f64],
+    n: &[f64],
+    noisy: bool,
+) -> Row {
+    let (ratio, ci) = oriented(c, metric);
+    let verdict = match c.verdict {
+        Verdict::Regressed | Verdict::Improved if noisy => Verdict::Noisy,
+        other => other,
+    };
+    Row {
+        key,
+        metric,
+        base_median: stats::percentile(b, 0.5),
+        new_median: stats::percentile(n, 0.5),
+        verdict,
+        confirmed: c.confirmed && verdict != Verdict::Noisy,
+        ratio,
+        ci,
+        p: c.p,
+        p_adjusted: None,
+        n_base: c.n_base,
+        n_new: c.n_new,
+        gates: false,
+        base_p95: stats::percentile(b, 0.95),
+        new_p95: stats::percentile(n, 0.95),
+        p95_ratio_ci: None,
+        noisy,
+        prompts: None,
+    }
+}
+
+/// Compares `new` against `base`, with the new run's suite settings: every
+/// common cell (detail), and every model (and variant, and axis values)
+/// pooled over its prompts with van Elteren's stratified test, whose
+/// verdicts (after Benjamini–Hochberg across models × metrics) decide the
+/// exit code.
 pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str) -> Comparison {
     let settings = settings_of(new);
     let alpha = settings.alpha;
-    let base_keys = keys(base);
-    let new_keys = keys(new);
+    let (bc, nc) = (Cells::of(base), Cells::of(new));
+    let noisy =
+        |key: &str| bc.noisy(key, settings.noisy_cores) || nc.noisy(key, settings.noisy_cores);
     let mut rows = Vec::new();
-    for key in base_keys.iter().filter(|k| new_keys.contains(k)) {
+    // group → its common cells, in order.
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for &key in bc.order.iter().filter(|k| nc.by_key.contains_key(*k)) {
+        if let Some(group) = bc.group(key).or_else(|| nc.group(key)) {
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, keys)) => keys.push(key),
+                None => groups.push((group, vec![key])),
+            }
+        }
         for metric in Metric::ALL {
-            let (b, n) = (values(base, key, metric), values(new, key, metric));
+            let (b, n) = (bc.values(key, metric), nc.values(key, metric));
             if b.is_empty() && n.is_empty() {
                 continue;
             }
-            let c = stats::compare_samples(
-                &b,
-                &n,
-                metric.higher_is_better(),
-                metric.noise(&settings),
-                alpha,
-            );
-            // stats orients the ratio so that > 1 is worse; report it in the
-            // metric's own direction (new / base).
-            let flip = |r: f64| {
-                if metric.higher_is_better() {
-                    1.0 / r
-                } else {
-                    r
-                }
-            };
-            rows.push(Row {
-                key: key.clone(),
-                metric,
-                base_median: stats::percentile(&b, 0.5),
-                new_median: stats::percentile(&n, 0.5),
-                verdict: c.verdict,
-                confirmed: c.confirmed,
-                ratio: c.ratio.map(flip),
-                ci: c.ci.map(|(lo, hi)| {
-                    let (a, b) = (flip(lo), flip(hi));
-                    (a.min(b), a.max(b))
-                }),
-                p: c.p,
-                p_adjusted: None,
-                n_base: c.n_base,
-                n_new: c.n_new,
-                gates: false,
-                base_p95: stats::percentile(&b, 0.95),
-                new_p95: stats::percentile(&n, 0.95),
-                p95_ratio_ci: (stats::percentile_is_bounded(b.len(), 0.95)
-                    && stats::percentile_is_bounded(n.len(), 0.95))
-                .then(|| {
-                    stats::bootstrap_quantile_ratio_ci(&b, &n, 0.95, 10_000, BOOTSTRAP_SEED, alpha)
-                })
-                .flatten(),
-            });
+            let tau = band(metric, &settings, &b);
+            let c = stats::compare_samples(&b, &n, metric.higher_is_better(), tau, alpha);
+            let mut r = row(key.to_string(), metric, &c, &b, &n, noisy(key));
+            r.p95_ratio_ci = (stats::percentile_is_bounded(b.len(), 0.95)
+                && stats::percentile_is_bounded(n.len(), 0.95))
+            .then(|| {
+                stats::bootstrap_quantile_ratio_ci(&b, &n, 0.95, 10_000, BOOTSTRAP_SEED, alpha)
+            })
+            .flatten();
+            rows.push(r);
         }
     }
+    let mut models = Vec::new();
+    for (group, keys) in &groups {
+        let group_noisy = keys.iter().any(|k| noisy(k));
+        for metric in Metric::ALL {
+            let strata: Vec<(Vec<f64>, Vec<f64>)> = keys
+                .iter()
+                .map(|k| (bc.values(k, metric), nc.values(k, metric)))
+                .filter(|(b, n)| !b.is_empty() || !n.is_empty())
+                .collect();
+            if strata.is_empty() {
+                continue;
+            }
+            let pooled = |side: fn(&(Vec<f64>, Vec<f64>)) -> &Vec<f64>| -> Vec<f64> {
+                strata
+                    .iter()
+                    .flat_map(|s| side(s).iter().copied())
+                    .collect()
+            };
+            let (pooled_base, pooled_new) = (pooled(|s| &s.0), pooled(|s| &s.1));
+            let tau = band(metric, &settings, &pooled_base);
+            let c = stratified::compare_strata(&strata, metric.higher_is_better(), tau, alpha);
+            let mut r = row(
+                group.clone(),
+                metric,
+                &c.comparison,
+                &pooled_base,
+                &pooled_new,
+                group_noisy,
+            );
+            r.prompts = Some(c.strata);
+            models.push(r);
+        }
+    }
+    adjust(&mut rows, alpha, false);
+    adjust(&mut models, alpha, true);
+    rows.sort_by_key(|r| verdict_rank(r.verdict));
+    let missing = |from: &Cells<'_>, other: &Cells<'_>| -> Vec<String> {
+        from.order
+            .iter()
+            .filter(|k| !other.by_key.contains_key(*k))
+            .map(|k| (*k).to_string())
+            .collect()
+    };
+    Comparison {
+        base: base_label.to_string(),
+        new: new_label.to_string(),
+        warnings: warnings(base, new, &models, &rows, &settings),
+        models,
+        rows,
+        quality: compare_quality(base, new, alpha),
+        only_in_base: missing(&bc, &nc),
+        only_in_new: missing(&nc, &bc),
+    }
+}
+
+/// Benjamini–Hochberg across `rows`; with `gating`, a REGRESSED row that
+/// stays significant decides the exit code.
+fn adjust(rows: &mut [Row], alpha: f64, gating: bool) {
     let tested: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].p.is_some()).collect();
     let p_values: Vec<f64> = tested.iter().filter_map(|&i| rows[i].p).collect();
     let bh = stats::benjamini_hochberg(&p_values, alpha);
     for (j, &i) in tested.iter().enumerate() {
         rows[i].p_adjusted = bh.adjusted.get(j).copied();
-        rows[i].gates =
-            rows[i].verdict == Verdict::Regressed && bh.rejected.get(j).copied().unwrap_or(false);
+        rows[i].gates = gating
+            && rows[i].verdict == Verdict::Regressed
+            && bh.rejected.get(j).copied().unwrap_or(false);
     }
-    rows.sort_by_key(|r| verdict_rank(r.verdict));
+}
+
+fn warnings(
+    base: &Results,
+    new: &Results,
+    models: &[Row],
+    rows: &[Row],
+    settings: &CompareSettings,
+) -> Vec<String> {
     let mut warnings = Vec::new();
     if !base.environment.same_machine(&new.environment) {
         warnings.push(format!(
@@ -229,32 +414,27 @@ pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str)
             new.environment.cores
         ));
     }
+    let noisy = models
+        .iter()
+        .chain(rows)
+        .filter(|r| r.verdict == Verdict::Noisy)
+        .count();
+    if noisy > 0 {
+        warnings.push(format!(
+            "{noisy} rows were measured while other processes kept more than {} cores busy: they are NOISY, not REGRESSED or IMPROVED, and do not fail the comparison; run again on a quiet machine",
+            settings.noisy_cores
+        ));
+    }
     if rows
         .iter()
         .any(|r| r.n_base < stats::MIN_ROUNDS || r.n_new < stats::MIN_ROUNDS)
     {
         warnings.push(format!(
-            "cells with fewer than {} rounds a side are INCONCLUSIVE: raise `rounds` in the suite",
+            "cells with fewer than {} rounds a side are INCONCLUSIVE on their own; the model rows pool every prompt",
             stats::MIN_ROUNDS
         ));
     }
-    Comparison {
-        base: base_label.to_string(),
-        new: new_label.to_string(),
-        rows,
-        quality: compare_quality(base, new, alpha),
-        only_in_base: base_keys
-            .iter()
-            .filter(|k| !new_keys.contains(k))
-            .cloned()
-            .collect(),
-        only_in_new: new_keys
-            .iter()
-            .filter(|k| !base_keys.contains(k))
-            .cloned()
-            .collect(),
-        warnings,
-    }
+    warnings
 }
 
 impl std::str::FromStr for Metric {

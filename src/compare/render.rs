@@ -14,6 +14,7 @@ fn verdict_text(row: &Row) -> String {
         Verdict::Improved => "IMPROVED",
         Verdict::Unchanged => "UNCHANGED",
         Verdict::Inconclusive => "INCONCLUSIVE",
+        Verdict::Noisy => "NOISY",
     };
     if row.confirmed {
         format!("{name} (confirmed)")
@@ -33,18 +34,20 @@ pub fn render_markdown(
     override_dir: Option<&Path>,
 ) -> Result<String, crate::report::ReportError> {
     let verdicts: Vec<String> = c.rows.iter().map(verdict_text).collect();
+    let model_verdicts: Vec<String> = c.models.iter().map(verdict_text).collect();
     let ctx = serde_json::json!({
         "comparison": c,
         "verdicts": verdicts,
+        "model_verdicts": model_verdicts,
         "regressed": c.regressed(),
     });
     crate::report::render("compare.md", &ctx, override_dir)
 }
 
-/// The comparison as an aligned terminal table, regressions first.
-pub fn render_text(c: &Comparison) -> String {
+/// Rows as an aligned table whose first column is headed `what`.
+fn table(out: &mut String, what: &str, rows: &[Row]) {
     let mut table: Vec<[String; 8]> = vec![[
-        "cell".into(),
+        what.into(),
         "metric".into(),
         "base p50".into(),
         "new p50".into(),
@@ -53,9 +56,13 @@ pub fn render_text(c: &Comparison) -> String {
         "n".into(),
         "verdict".into(),
     ]];
-    for r in &c.rows {
+    for r in rows {
         let ci =
             r.ci.map_or_else(String::new, |(lo, hi)| format!(" [{lo:.3}, {hi:.3}]"));
+        let n = match r.prompts {
+            Some(prompts) => format!("{}/{} ({prompts} prompts)", r.n_base, r.n_new),
+            None => format!("{}/{}", r.n_base, r.n_new),
+        };
         table.push([
             r.key.clone(),
             r.metric.name().to_string(),
@@ -63,7 +70,7 @@ pub fn render_text(c: &Comparison) -> String {
             fixed(r.new_median, 2),
             format!("{}{ci}", fixed(r.ratio, 3)),
             format!("{} ({})", fixed(r.p, 4), fixed(r.p_adjusted, 4)),
-            format!("{}/{}", r.n_base, r.n_new),
+            n,
             verdict_text(r),
         ]);
     }
@@ -73,7 +80,6 @@ pub fn render_text(c: &Comparison) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = format!("base: {}\nnew:  {}\n\n", c.base, c.new);
     for row in &table {
         let line: Vec<String> = row
             .iter()
@@ -82,6 +88,15 @@ pub fn render_text(c: &Comparison) -> String {
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
+}
+
+/// The comparison as aligned terminal tables: models (pooled over their
+/// prompts; they decide the verdict), then cells, regressions first.
+pub fn render_text(c: &Comparison) -> String {
+    let mut out = format!("base: {}\nnew:  {}\n\n", c.base, c.new);
+    table(&mut out, "model", &c.models);
+    out.push('\n');
+    table(&mut out, "cell", &c.rows);
     if !c.quality.is_empty() {
         let _ = writeln!(out, "\nquality (paired by prompt):");
         for q in &c.quality {
@@ -112,7 +127,7 @@ pub fn render_text(c: &Comparison) -> String {
         out,
         "\n{}",
         if c.regressed() {
-            "verdict: REGRESSED (significant after Benjamini–Hochberg at q = 0.05)"
+            "verdict: REGRESSED (a model is slower, significant after Benjamini–Hochberg at q = 0.05)"
         } else {
             "verdict: no regression"
         }

@@ -214,6 +214,9 @@ pub enum Verdict {
     /// Too few rounds, no confidence interval, invalid input, or a ratio
     /// outside the noise band without significance.
     Inconclusive,
+    /// A shift measured while other processes kept the machine busy: not
+    /// evidence about the model (set by `compare`, never by a test).
+    Noisy,
 }
 
 /// A base-vs-new comparison of one cell × metric.

@@ -11,9 +11,12 @@ use dyno::plan::Filter;
 use crate::{Tree, fixture};
 
 /// Runs an 8-round suite against the fixture, serving `script` as model `m`.
+/// The verdicts under test are the statistics', so rows are never NOISY
+/// here: other tests' servers share the machine (the noise monitor has its
+/// own tests).
 async fn run(base_url: &str, script: &str, dir: &Path) -> PathBuf {
     let suite = format!(
-        "name: cmp\nendpoints:\n  fx: {{ base_url: \"{base_url}\" }}\nmodels:\n  - {{ id: m, endpoint: fx, model: {script} }}\nprompts:\n  - {{ id: p, text: hi }}\ndefaults: {{ rounds: 8, warmup: 1, max_tokens: 32 }}\n"
+        "name: cmp\nendpoints:\n  fx: {{ base_url: \"{base_url}\" }}\nmodels:\n  - {{ id: m, endpoint: fx, model: {script} }}\nprompts:\n  - {{ id: p, text: hi }}\ndefaults: {{ rounds: 8, warmup: 1, max_tokens: 32 }}\ncompare: {{ noisy_cores: 1000 }}\n"
     );
     let file = dir.join(format!("{script}.yaml"));
     std::fs::write(&file, suite).unwrap();

@@ -1,0 +1,192 @@
+//! Model-level verdicts, noise floors and NOISY rows on synthetic results
+//! with known numbers.
+
+use super::*;
+use crate::measure::machine::Environment;
+use crate::plan::Round;
+use crate::results::{self, FORMAT_VERSION, SuiteRecord};
+
+/// A warm, measured, successful sample of `model` on `prompt`.
+fn sample(model: &str, prompt: &str, round: u32, ttft: f64, busy: Option<f64>) -> Sample {
+    Sample {
+        index: 0,
+        key: format!("{model}/{prompt}"),
+        model: model.into(),
+        prompt: prompt.into(),
+        round: Round::Measured(round),
+        warmup: false,
+        seed: 1,
+        stream: true,
+        status: Status::Ok,
+        error_kind: None,
+        error: None,
+        ttft_ms: Some(ttft),
+        ttfo_reasoning_ms: None,
+        e2e_ms: None,
+        itl_ms: Vec::new(),
+        tpot_ms: None,
+        output_tokens: None,
+        prompt_tokens: None,
+        token_source: None,
+        decode_tps: None,
+        finish_reason: None,
+        text: String::new(),
+        server_timings: None,
+        variant: None,
+        cold: false,
+        rss_peak_mb: None,
+        rss_median_mb: None,
+        cpu_ms: None,
+        energy_j: None,
+        checks: Vec::new(),
+        judge: None,
+        human_score: None,
+        host_busy_cores: busy,
+    }
+}
+
+/// Results of `model` with `rounds` values per prompt: prompt `i` at
+/// `levels[i]`, each round `scale`d and nudged by a fixed pattern.
+fn doc(levels: &[f64], rounds: u32, scale: f64, busy: Option<f64>) -> Results {
+    let nudge = [1.0, 1.01, 0.99, 1.02, 0.98, 1.005, 0.995, 1.015];
+    let mut samples = Vec::new();
+    for (i, level) in levels.iter().enumerate() {
+        for r in 0..rounds {
+            let v = level * scale * nudge[(r as usize + i) % nudge.len()];
+            samples.push(sample("m", &format!("p{i}"), r + 1, v, busy));
+        }
+    }
+    Results {
+        format_version: FORMAT_VERSION,
+        tool_version: "test".into(),
+        started_at: "2026-01-01T00:00:00Z".into(),
+        git_revision: None,
+        suite: SuiteRecord {
+            name: "t".into(),
+            description: None,
+            file: "t.yaml".into(),
+            hash: "h".into(),
+            resolved: serde_json::json!({}),
+        },
+        environment: Environment {
+            cpu: "cpu".into(),
+            cores: 2,
+            ram_mb: 1,
+            os: "os".into(),
+            noise: None,
+        },
+        models: Vec::new(),
+        summaries: Vec::new(),
+        highlights: Vec::new(),
+        cells: results::aggregate(&samples),
+        samples,
+    }
+}
+
+fn model_row(c: &Comparison, metric: Metric) -> &Row {
+    c.models
+        .iter()
+        .find(|r| r.metric == metric)
+        .unwrap_or_else(|| panic!("no model row: {}", render_text(c)))
+}
+
+#[test]
+fn three_rounds_per_prompt_pool_into_a_model_verdict() {
+    let levels = [200.0, 450.0, 800.0, 1500.0];
+    let base = doc(&levels, 3, 1.0, None);
+    let new = doc(&levels, 3, 1.5, None);
+    let c = compare(&base, &new, "base", "new");
+    // Every cell alone is INCONCLUSIVE (3 rounds a side)…
+    assert!(
+        c.rows.iter().all(|r| r.verdict == Verdict::Inconclusive),
+        "{}",
+        render_text(&c)
+    );
+    // …but the model, pooled over its 4 prompts, is REGRESSED and gates.
+    let row = model_row(&c, Metric::TtftMs);
+    assert_eq!(row.verdict, Verdict::Regressed, "{}", render_text(&c));
+    assert_eq!(row.prompts, Some(4));
+    assert!(c.regressed());
+    let ratio = row.ratio.unwrap();
+    assert!((1.4..1.6).contains(&ratio), "{ratio}");
+
+    let same = compare(&base, &doc(&levels, 3, 1.0, None), "base", "again");
+    assert_eq!(model_row(&same, Metric::TtftMs).verdict, Verdict::Unchanged);
+    assert!(!same.regressed(), "{}", render_text(&same));
+}
+
+#[test]
+fn a_shift_below_the_floor_is_never_a_regression() {
+    // 6 ms → 6.8 ms: 13% (outside a 10% band) but 0.8 ms (inside the 1 ms
+    // floor), every round agreeing.
+    let base = doc(&[6.0], 8, 1.0, None);
+    let new = doc(&[6.0], 8, 6.8 / 6.0, None);
+    let c = compare(&base, &new, "base", "new");
+    let cell = c.rows.iter().find(|r| r.metric == Metric::TtftMs).unwrap();
+    assert_eq!(cell.verdict, Verdict::Unchanged, "{}", render_text(&c));
+    assert_eq!(model_row(&c, Metric::TtftMs).verdict, Verdict::Unchanged);
+    assert!(!c.regressed());
+    // The same 13% on 60 ms is a regression.
+    let c = compare(
+        &doc(&[60.0], 8, 1.0, None),
+        &doc(&[60.0], 8, 6.8 / 6.0, None),
+        "b",
+        "n",
+    );
+    assert_eq!(model_row(&c, Metric::TtftMs).verdict, Verdict::Regressed);
+}
+
+#[test]
+fn a_shift_measured_on_a_busy_machine_is_noisy_and_does_not_fail() {
+    let levels = [200.0, 450.0, 800.0, 1500.0];
+    let base = doc(&levels, 5, 1.0, Some(0.1));
+    let new = doc(&levels, 5, 1.5, Some(1.9));
+    let c = compare(&base, &new, "base", "new");
+    let row = model_row(&c, Metric::TtftMs);
+    assert_eq!(row.verdict, Verdict::Noisy, "{}", render_text(&c));
+    assert!(row.noisy && !row.gates);
+    assert!(!c.regressed(), "{}", render_text(&c));
+    let warnings: Vec<&String> = c.warnings.iter().filter(|w| w.contains("NOISY")).collect();
+    assert_eq!(warnings.len(), 1, "{:?}", c.warnings);
+    assert!(render_text(&c).contains("NOISY"));
+    // Quiet on both sides: the same shift is REGRESSED.
+    let quiet = compare(
+        &doc(&levels, 5, 1.0, Some(0.1)),
+        &doc(&levels, 5, 1.5, Some(0.2)),
+        "b",
+        "n",
+    );
+    assert!(quiet.regressed(), "{}", render_text(&quiet));
+}
+
+/// Every value of `doc` times a seeded jitter in `[1 − width, 1 + width]`.
+fn jittered(mut doc: Results, seed: u64, width: f64) -> Results {
+    let mut state = seed;
+    for s in &mut doc.samples {
+        // A 64-bit LCG (Knuth's MMIX constants); the top bits are uniform.
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+        s.ttft_ms = s.ttft_ms.map(|v| v * (1.0 - width + 2.0 * width * u));
+    }
+    doc
+}
+
+#[test]
+fn many_cells_of_an_unchanged_run_do_not_cry_wolf() {
+    // 1,000 prompts × 20 rounds, the same times on both sides up to ±5%
+    // jitter drawn independently; small times (5–54 ms) on purpose.
+    let levels: Vec<f64> = (0..1000).map(|i| 5.0 + f64::from(i % 50)).collect();
+    let base = jittered(doc(&levels, 20, 1.0, None), 1, 0.05);
+    let new = jittered(doc(&levels, 20, 1.0, None), 2, 0.05);
+    let c = compare(&base, &new, "base", "new");
+    assert!(!c.regressed(), "{:?}", c.models);
+    assert_eq!(c.rows.len(), 1000);
+    let regressed = c
+        .rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Regressed)
+        .count();
+    assert_eq!(regressed, 0, "cells REGRESSED in an A/A: {regressed}");
+}

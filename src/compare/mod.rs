@@ -340,13 +340,8 @@ pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str)
             if strata.is_empty() {
                 continue;
             }
-            let pooled = |side: fn(&(Vec<f64>, Vec<f64>)) -> &Vec<f64>| -> Vec<f64> {
-                strata
-                    .iter()
-                    .flat_map(|s| side(s).iter().copied())
-                    .collect()
-            };
-            let (pooled_base, pooled_new) = (pooled(|s| &s.0), pooled(|s| &s.1));
+            let pooled_base: Vec<f64> = strata.iter().flat_map(|(b, _)| b.clone()).collect();
+            let pooled_new: Vec<f64> = strata.iter().flat_map(|(_, n)| n.clone()).collect();
             let tau = band(metric, &settings, &pooled_base);
             let c = stratified::compare_strata(&strata, metric.higher_is_better(), tau, alpha);
             let mut r = row(

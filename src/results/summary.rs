@@ -57,6 +57,10 @@ pub struct CellStats {
     /// Server CPU time per output token, in milliseconds.
     #[serde(default)]
     pub cpu_ms_per_token: Option<f64>,
+    /// Most cores other processes kept busy during one of the cell's
+    /// requests (`measure::noise`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_busy_cores: Option<f64>,
 }
 
 /// Whether a sample counts in warm statistics: measured (not warmup) and
@@ -115,6 +119,10 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                     0.5,
                 ),
                 cpu_ms_per_token: per_token(ok.iter().map(|s| (s.cpu_ms, s.output_tokens))),
+                host_busy_cores: cell
+                    .iter()
+                    .filter_map(|s| s.host_busy_cores)
+                    .reduce(f64::max),
             })
         })
         .collect()

@@ -256,6 +256,30 @@ fn report_and_csv_snapshots() {
 }
 
 #[test]
+fn a_busy_machine_gets_its_section_and_its_cells_are_marked() {
+    let mut doc = synthetic();
+    let busy: Vec<f64> = vec![0.1, 0.2, 1.6, 0.3];
+    doc.environment.noise = Some(dyno::measure::noise::summarize(&[], &busy, 0.5));
+    let marked = doc.cells[1].key.clone();
+    doc.cells[1].host_busy_cores = Some(1.6);
+    doc.cells[2].host_busy_cores = Some(0.3);
+    let report = dyno::report::render("report.md", &doc, None).unwrap();
+    assert!(report.contains("## Machine during the run"), "{report}");
+    assert!(
+        report.contains("**1 requests were measured while they kept more than 0.5 cores busy**"),
+        "{report}"
+    );
+    let marks: Vec<&str> = report.lines().filter(|l| l.contains(" ⚠ |")).collect();
+    assert_eq!(marks.len(), 1, "{marks:?} (expected {marked})");
+    // Without noise figures (older results) the section is absent.
+    assert!(
+        !dyno::report::render("report.md", &synthetic(), None)
+            .unwrap()
+            .contains("Machine during the run")
+    );
+}
+
+#[test]
 fn csv_round_trips_hostile_model_output() {
     let doc = synthetic();
     let csv = dyno::report::render("results.csv", &doc, None).unwrap();

@@ -41,7 +41,8 @@ fn main() {
     let n = 20_000;
     let base = values(1, n, 100.0);
     let new = values(2, n, 103.0);
-    let (ms, c) = median_ms(|| dyno::measure::stats::compare_samples(&base, &new, false, 0.01, 0.05));
+    let (ms, c) =
+        median_ms(|| dyno::measure::stats::compare_samples(&base, &new, false, 0.01, 0.05));
     println!(
         "compare_samples, {n} rounds a side: median {ms:.1} ms over {RUNS} runs \
          (verdict {:?}, ratio {:.4})",
@@ -60,8 +61,9 @@ fn main() {
             )
         })
         .collect();
-    let (ms, c) =
-        median_ms(|| dyno::measure::stratified::compare_strata(&strata, false, 0.01, 0.05).comparison);
+    let (ms, c) = median_ms(|| {
+        dyno::measure::stratified::compare_strata(&strata, false, 0.01, 0.05).comparison
+    });
     println!(
         "compare_strata, {prompts} prompts × {rounds} rounds a side: median {ms:.1} ms over \
          {RUNS} runs (verdict {:?}, ratio {:.4})",

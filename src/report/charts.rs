@@ -1,8 +1,8 @@
 //! SVG charts for benchmark reports.
 //!
 //! This module owns turning per-series latency and throughput samples into the
-//! three report charts (`latency.svg`, `decode-tps.svg`, `ttft-vs-tps.svg`),
-//! including the percentile maths behind them.
+//! three report charts (`latency.svg`, `decode-tps.svg`, `ttft-vs-tps.svg`);
+//! the percentiles behind them come from [`crate::measure::stats`].
 //!
 //! It must never do file I/O, read the clock, use randomness or iterate a
 //! hash map: data goes in, SVG strings come out, and the same input always
@@ -14,6 +14,8 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::measure::stats;
 
 /// Samples for one model (or model/variant) shown as one series in every chart.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -99,7 +101,7 @@ pub fn render_all(series: &[Series]) -> Result<Vec<Chart>, ChartError> {
     ])
 }
 
-/// Percentile summary of one finite, sorted sample set.
+/// Box-plot summary of one finite, sorted sample set.
 #[derive(Debug, Clone, PartialEq)]
 struct Summary {
     p5: f64,
@@ -110,30 +112,20 @@ struct Summary {
     sorted: Vec<f64>,
 }
 
-/// Summarises `values`, ignoring NaN and infinities; `None` if nothing is left.
+/// Summarises `values`, ignoring NaN and infinities; `None` if nothing is
+/// left. Percentiles come from [`stats::percentile_of_sorted`].
 fn summarize(values: &[f64]) -> Option<Summary> {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     sorted.sort_by(f64::total_cmp);
+    let at = |q| stats::percentile_of_sorted(&sorted, q);
     Some(Summary {
-        p5: percentile(&sorted, 5.0)?,
-        p25: percentile(&sorted, 25.0)?,
-        p50: percentile(&sorted, 50.0)?,
-        p75: percentile(&sorted, 75.0)?,
-        p95: percentile(&sorted, 95.0)?,
+        p5: at(0.05)?,
+        p25: at(0.25)?,
+        p50: at(0.50)?,
+        p75: at(0.75)?,
+        p95: at(0.95)?,
         sorted,
     })
-}
-
-/// The `p`-th percentile (0–100) of ascending `sorted`, interpolating linearly
-/// between the closest ranks (numpy's default method).
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    let last = sorted.len().checked_sub(1)?;
-    let rank = (p.clamp(0.0, 100.0) / 100.0) * last as f64;
-    let lower = rank.floor() as usize;
-    let upper = rank.ceil() as usize;
-    let low = *sorted.get(lower)?;
-    let high = *sorted.get(upper)?;
-    Some(low + (high - low) * (rank - lower as f64))
 }
 
 /// A value range covering `lo..=hi` with some headroom, never empty.
@@ -761,16 +753,16 @@ mod tests {
     }
 
     #[test]
-    fn percentile_matches_numpy_linear() {
-        let v = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(percentile(&v, 50.0), Some(2.5));
-        assert_eq!(percentile(&v, 0.0), Some(1.0));
-        assert_eq!(percentile(&v, 100.0), Some(4.0));
-        // numpy.percentile([1, 2, 3, 4], 5) == 1.15
-        let p5 = percentile(&v, 5.0).unwrap_or(f64::NAN);
-        assert!((p5 - 1.15).abs() < 1e-12);
-        assert_eq!(percentile(&[7.0], 95.0), Some(7.0));
-        assert_eq!(percentile(&[], 50.0), None);
+    fn box_percentiles_match_numpy_linear() {
+        let s = summarize(&[4.0, 1.0, 3.0, 2.0]).unwrap_or_else(|| panic!("expected a summary"));
+        // numpy.percentile([1, 2, 3, 4], [5, 25, 50, 75, 95])
+        let expected = [1.15, 1.75, 2.5, 3.25, 3.85];
+        for (got, want) in [s.p5, s.p25, s.p50, s.p75, s.p95].into_iter().zip(expected) {
+            assert!((got - want).abs() < 1e-12, "{got} != {want}");
+        }
+        let one = summarize(&[7.0]).unwrap_or_else(|| panic!("expected a summary"));
+        assert_eq!((one.p5, one.p50, one.p95), (7.0, 7.0, 7.0));
+        assert!(summarize(&[]).is_none());
     }
 
     #[test]

@@ -112,10 +112,10 @@ struct Summary {
     sorted: Vec<f64>,
 }
 
-/// Summarises `values`, ignoring NaN and infinities; `None` if nothing is
-/// left. Percentiles come from [`stats::percentile_of_sorted`].
+/// Summarises `values`, ignoring NaN and infinities and clamping finite
+/// extremes to [`PLOT_LIMIT`]; `None` if nothing is left. Percentiles come from [`stats::percentile_of_sorted`].
 fn summarize(values: &[f64]) -> Option<Summary> {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let mut sorted: Vec<f64> = values.iter().copied().filter_map(plottable).collect();
     sorted.sort_by(f64::total_cmp);
     let at = |q| stats::percentile_of_sorted(&sorted, q);
     Some(Summary {
@@ -128,11 +128,29 @@ fn summarize(values: &[f64]) -> Option<Summary> {
     })
 }
 
-/// A value range covering `lo..=hi` with some headroom, never empty.
+/// Largest magnitude a chart plots: a quarter of `f64::MAX`, so that any
+/// padded range over plottable values, and its span, stays finite.
+const PLOT_LIMIT: f64 = f64::MAX / 4.0;
+
+/// `value` ready to plot: `None` for NaN and infinities, finite extremes
+/// clamped to `±`[`PLOT_LIMIT`] (drawn at the edge of the axis).
+fn plottable(value: f64) -> Option<f64> {
+    value
+        .is_finite()
+        .then(|| value.clamp(-PLOT_LIMIT, PLOT_LIMIT))
+}
+
+/// A value range covering `lo..=hi` with some headroom: finite, with a
+/// finite span, and never empty, whatever the inputs.
 ///
-/// When the data are non-negative the range does not dip below zero.
+/// When the data are non-negative the range does not dip below zero. Values
+/// beyond [`PLOT_LIMIT`] are clamped to it (an infinite axis end would make
+/// the axis tick search loop forever); non-finite bounds give `0..1`.
 fn padded_range(lo: f64, hi: f64) -> Range<f64> {
-    if !lo.is_finite() || !hi.is_finite() || lo > hi {
+    let (Some(lo), Some(hi)) = (plottable(lo), plottable(hi)) else {
+        return 0.0..1.0;
+    };
+    if lo > hi {
         return 0.0..1.0;
     }
     let pad = if hi > lo {
@@ -148,6 +166,17 @@ fn padded_range(lo: f64, hi: f64) -> Range<f64> {
     start..hi + pad
 }
 
+/// A value range for bars rising from zero: covers zero and `lo..=hi`, with
+/// 10% headroom above; finite and never empty, like [`padded_range`].
+fn zero_based_range(lo: f64, hi: f64) -> Range<f64> {
+    let (Some(lo), Some(hi)) = (plottable(lo), plottable(hi)) else {
+        return 0.0..1.0;
+    };
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let hi = if hi > lo { hi } else { lo + 1.0 };
+    lo..hi + (hi - lo) * 0.1
+}
+
 /// Smallest and largest of `values`, or `None` if empty.
 fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
     values.into_iter().fold(None, |acc, v| match acc {
@@ -156,8 +185,16 @@ fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
     })
 }
 
-/// Formats an axis tick with a precision suited to the axis span.
+/// Magnitude from which axis ticks switch to scientific notation, so an
+/// extreme value gives a short label rather than hundreds of digits.
+const SCIENTIFIC_FROM: f64 = 1e15;
+
+/// Formats an axis tick with a precision suited to the axis span; from
+/// [`SCIENTIFIC_FROM`] on in scientific notation (`4.5e307`).
 fn format_tick(value: f64, span: f64) -> String {
+    if value.abs() >= SCIENTIFIC_FROM {
+        return format!("{value:.1e}");
+    }
     let decimals = if span > 0.0 && span.is_finite() {
         (1.0 - span.log10().floor()).clamp(0.0, 6.0) as usize
     } else {
@@ -548,14 +585,7 @@ fn render_decode_tps(series: &[Series]) -> Result<Chart, ChartError> {
             .flatten()
             .flat_map(|s| [s.p5, s.p50, s.p95]),
     );
-    let y_range = match bounds {
-        None => 0.0..1.0,
-        Some((lo, hi)) => {
-            let lo = lo.min(0.0);
-            let hi = if hi > lo { hi } else { lo + 1.0 };
-            lo..hi + (hi - lo) * 0.1
-        }
-    };
+    let y_range = bounds.map_or(0.0..1.0, |(lo, hi)| zero_based_range(lo, hi));
     let layout = CategoryLayout::for_series(series);
 
     render_svg("decode-tps.svg", title, |root| {
@@ -882,6 +912,90 @@ mod tests {
         assert_labels_once(&charts, &input);
     }
 
+    /// Runs `f` on its own thread and fails instead of hanging when it takes
+    /// more than a minute.
+    fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("rendering did not finish: {e}"))
+    }
+
+    #[test]
+    fn axis_ranges_are_finite_for_extreme_values() {
+        let huge = 1.7e308;
+        for (lo, hi) in [
+            (0.0, huge),
+            (100.0, huge),
+            (-huge, huge),
+            (huge, huge),
+            (f64::MAX, f64::MAX),
+            (-f64::MAX, -f64::MAX),
+            (1e17, 1e17 + 16.0),
+            (f64::MIN_POSITIVE, f64::MIN_POSITIVE),
+        ] {
+            for r in [padded_range(lo, hi), zero_based_range(lo, hi)] {
+                assert!(
+                    r.start.is_finite() && r.end.is_finite() && (r.end - r.start).is_finite(),
+                    "{lo}..{hi} -> {r:?}"
+                );
+                assert!(r.end > r.start, "{lo}..{hi} -> {r:?}");
+            }
+        }
+        assert_eq!(zero_based_range(2.0, 10.0), 0.0..11.0);
+        assert_eq!(zero_based_range(0.0, 0.0), 0.0..1.1);
+    }
+
+    #[test]
+    fn run_charts_with_extreme_values_render_in_bounded_time() {
+        let huge = 1.7e308;
+        let inputs = vec![
+            vec![series("huge ttft", &[huge], &[900.0], &[30.0])],
+            vec![
+                series(
+                    "huge",
+                    &[huge, 100.0, f64::INFINITY],
+                    &[huge, 1.0],
+                    &[huge, 1.0],
+                ),
+                series(
+                    "other",
+                    &[120.0, f64::NAN],
+                    &[f64::NEG_INFINITY, 950.0],
+                    &[31.0],
+                ),
+            ],
+            vec![
+                series(
+                    "both signs",
+                    &[-huge, huge],
+                    &[-f64::MAX, f64::MAX],
+                    &[-huge, huge],
+                ),
+                series("negative", &[-huge], &[-huge], &[-huge]),
+            ],
+            vec![series(
+                "one ulp apart",
+                &[1e17, 1e17 + 16.0],
+                &[1e17, 1e17 + 16.0],
+                &[1e17, 1e17 + 16.0],
+            )],
+        ];
+        let rendered = within_a_minute(move || {
+            inputs
+                .into_iter()
+                .map(|input| (render_all(&input), input))
+                .collect::<Vec<_>>()
+        });
+        for (charts, input) in rendered {
+            let charts = charts.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(charts.len(), 3);
+            assert_labels_once(&charts, &input);
+        }
+    }
+
     #[test]
     fn tick_formatting_avoids_negative_zero() {
         assert_eq!(format_tick(-0.0001, 1000.0), "0");
@@ -889,5 +1003,7 @@ mod tests {
         assert_eq!(format_tick(0.25, 0.5), "0.25");
         assert_eq!(format_tick(2.5, 5.0), "2.5");
         assert_eq!(format_tick(20.0, 10.0), "20");
+        assert_eq!(format_tick(4.5e307, 1e308), "4.5e307");
+        assert_eq!(format_tick(-2e15, 1e16), "-2.0e15");
     }
 }

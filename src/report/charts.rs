@@ -1,7 +1,8 @@
 //! SVG charts for benchmark reports.
 //!
 //! This module owns turning per-series latency and throughput samples into the
-//! three report charts (`latency.svg`, `decode-tps.svg`, `ttft-vs-tps.svg`);
+//! three report charts (`latency.svg`, `decode-tps.svg`, `ttft-vs-tps.svg`),
+//! and a metric's values per commit into the history chart (`history.svg`);
 //! the percentiles behind them come from [`crate::measure::stats`].
 //!
 //! It must never do file I/O, read the clock, use randomness or iterate a
@@ -12,6 +13,7 @@ use std::ops::Range;
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -64,6 +66,10 @@ const TTFT_COLOUR: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 const E2E_COLOUR: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
 /// Colour of decode-throughput bars.
 const TPS_COLOUR: RGBColor = RGBColor(0x2c, 0xa0, 0x2c);
+/// Colour of the history line and its points.
+const HISTORY_COLOUR: RGBColor = RGBColor(0x2c, 0x3e, 0x50);
+/// Colour of the dashed lines marking a step in a history.
+const STEP_COLOUR: RGBColor = RGBColor(0xc0, 0x39, 0x2b);
 /// Colour of secondary text such as "no data" notes.
 const MUTED: RGBColor = RGBColor(0x66, 0x66, 0x66);
 /// Per-series colours for the scatter chart, cycled in series order.
@@ -252,18 +258,18 @@ const LABEL_ROW_HEIGHT: i32 = 16;
 impl CategoryLayout {
     /// Picks a font size and row count so the longest label roughly fits its slot:
     /// first at full size on one row, then staggered over two rows, then smaller.
-    fn for_series(series: &[Series]) -> Self {
-        let longest = series
+    fn for_labels(labels: &[&str]) -> Self {
+        let longest = labels
             .iter()
-            .map(|s| s.label.chars().count())
+            .map(|label| label.chars().count())
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let slot = CATEGORY_PLOT_WIDTH / series.len().max(1) as f64 * 0.95;
+        let slot = CATEGORY_PLOT_WIDTH / labels.len().max(1) as f64 * 0.95;
         // Rendered glyphs are about 0.45 of the plotters font size wide.
         let width_at = |size: f64| 0.45 * size * longest;
         let full = 12.0;
-        if width_at(full) <= slot || series.len() < 2 {
+        if width_at(full) <= slot || labels.len() < 2 {
             let font_size = (slot / (0.45 * longest)).clamp(9.0, full).floor();
             return Self { font_size, rows: 1 };
         }
@@ -277,12 +283,12 @@ impl CategoryLayout {
     }
 }
 
-/// Draws each series label centred under its category; with two rows,
+/// Draws each category label centred under its category; with two rows,
 /// odd categories go on the second row so neighbours do not overlap.
 fn draw_category_labels(
     root: &DrawingArea<SVGBackend<'_>, Shift>,
     anchors: &[(i32, i32)],
-    series: &[Series],
+    labels: &[&str],
     layout: CategoryLayout,
 ) -> DrawResult {
     let style = (FONT, layout.font_size)
@@ -290,7 +296,7 @@ fn draw_category_labels(
         .color(&BLACK)
         .pos(Pos::new(HPos::Center, VPos::Top));
     let width = i32::try_from(SIZE.0).unwrap_or(i32::MAX);
-    for (index, (&(x, y), s)) in anchors.iter().zip(series).enumerate() {
+    for (index, (&(x, y), &label)) in anchors.iter().zip(labels).enumerate() {
         let row = if layout.rows > 1 && index % 2 == 1 {
             1
         } else {
@@ -298,7 +304,7 @@ fn draw_category_labels(
         };
         root.draw(&PathElement::new(vec![(x, y), (x, y + 4)], BLACK))?;
         // Keep the (estimated) text extent on the canvas.
-        let half = (0.45 * layout.font_size * s.label.chars().count().min(400) as f64 / 2.0).ceil()
+        let half = (0.45 * layout.font_size * label.chars().count().min(400) as f64 / 2.0).ceil()
             as i32
             + 2;
         let centre = if 2 * half >= width {
@@ -307,7 +313,7 @@ fn draw_category_labels(
             x.clamp(half, width - half)
         };
         root.draw(&Text::new(
-            s.label.as_str(),
+            label,
             (centre, y + 7 + row * LABEL_ROW_HEIGHT),
             style.clone(),
         ))?;
@@ -339,15 +345,14 @@ fn render_svg(
     })
 }
 
-/// A chart with one category per series along x, `y_range` up the y axis
-/// (described as `y_desc`), its mesh and the series labels drawn.
+/// A chart with one category per label along x, `y_range` up the y axis
+/// (described as `y_desc`), its mesh and the category labels drawn.
 fn category_frame<'a, 'b>(
     root: &'a DrawingArea<SVGBackend<'b>, Shift>,
     title: &str,
-    series: &[Series],
+    labels: &[&str],
     y_range: &Range<f64>,
     y_desc: &str,
-    layout: CategoryLayout,
 ) -> Result<
     ChartContext<
         'a,
@@ -357,6 +362,7 @@ fn category_frame<'a, 'b>(
     DrawingAreaErrorKind<std::io::Error>,
 > {
     let span = y_range.end - y_range.start;
+    let layout = CategoryLayout::for_labels(labels);
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 20))
         .margin(12)
@@ -364,7 +370,7 @@ fn category_frame<'a, 'b>(
         .y_label_area_size(64)
         .build_cartesian_2d(
             CategoryAxis {
-                count: series.len(),
+                count: labels.len(),
             },
             y_range.clone(),
         )?;
@@ -377,11 +383,16 @@ fn category_frame<'a, 'b>(
         .y_label_formatter(&|v| format_tick(*v, span))
         .y_desc(y_desc)
         .draw()?;
-    let anchors: Vec<(i32, i32)> = (0..series.len())
+    let anchors: Vec<(i32, i32)> = (0..labels.len())
         .map(|i| chart.backend_coord(&(i as f64, y_range.start)))
         .collect();
-    draw_category_labels(root, &anchors, series, layout)?;
+    draw_category_labels(root, &anchors, labels, layout)?;
     Ok(chart)
+}
+
+/// The label of each series, in order: the categories of the category charts.
+fn series_labels(series: &[Series]) -> Vec<&str> {
+    series.iter().map(|s| s.label.as_str()).collect()
 }
 
 /// Centred "no data" caption in the middle of a plotting area.
@@ -519,10 +530,10 @@ fn render_latency(series: &[Series]) -> Result<Chart, ChartError> {
             .copied()
     }));
     let y_range = bounds.map_or(0.0..1.0, |(lo, hi)| padded_range(lo, hi));
-    let layout = CategoryLayout::for_series(series);
+    let labels = series_labels(series);
 
     render_svg("latency.svg", title, |root| {
-        let mut chart = category_frame(root, title, series, &y_range, "milliseconds", layout)?;
+        let mut chart = category_frame(root, title, &labels, &y_range, "milliseconds")?;
 
         if bounds.is_none() {
             chart
@@ -586,10 +597,10 @@ fn render_decode_tps(series: &[Series]) -> Result<Chart, ChartError> {
             .flat_map(|s| [s.p5, s.p50, s.p95]),
     );
     let y_range = bounds.map_or(0.0..1.0, |(lo, hi)| zero_based_range(lo, hi));
-    let layout = CategoryLayout::for_series(series);
+    let labels = series_labels(series);
 
     render_svg("decode-tps.svg", title, |root| {
-        let mut chart = category_frame(root, title, series, &y_range, "tokens per second", layout)?;
+        let mut chart = category_frame(root, title, &labels, &y_range, "tokens per second")?;
 
         if bounds.is_none() {
             chart
@@ -725,6 +736,81 @@ fn render_ttft_vs_tps(series: &[Series]) -> Result<Chart, ChartError> {
                 (margin + x, top + row * row_height),
                 note_style.clone(),
             ))?;
+        }
+        Ok(())
+    })
+}
+
+/// `history.svg`: `metric` per commit, oldest first. `points` holds one
+/// `(commit label, value)` per commit; each commit is a category on the x
+/// axis, labelled with its commit, and gets a point when it has a value, with
+/// a line through the points. Each index in `steps` (a commit that brought a
+/// change point) gets a dashed vertical line.
+///
+/// Values that are not finite are skipped and extreme ones clamped (see
+/// [`plottable`]); steps outside `points` are ignored; a history without
+/// values shows "no data". The same input always gives the same bytes.
+pub fn history(
+    metric: &str,
+    points: &[(&str, Option<f64>)],
+    steps: &[usize],
+) -> Result<Chart, ChartError> {
+    let title = format!("{metric} per commit");
+    let labels: Vec<&str> = points.iter().map(|&(label, _)| label).collect();
+    let values: Vec<(f64, f64)> = points
+        .iter()
+        .enumerate()
+        .filter_map(|(index, &(_, value))| Some((index as f64, plottable(value?)?)))
+        .collect();
+    let bounds = min_max(values.iter().map(|&(_, value)| value));
+    let y_range = bounds.map_or(0.0..1.0, |(lo, hi)| padded_range(lo, hi));
+    let steps: Vec<f64> = steps
+        .iter()
+        .filter(|&&index| index < points.len())
+        .map(|&index| index as f64)
+        .collect();
+
+    render_svg("history.svg", &title, |root| {
+        let mut chart = category_frame(root, &title, &labels, &y_range, metric)?;
+
+        if bounds.is_none() {
+            chart
+                .plotting_area()
+                .draw(&no_data_text(mid(&chart.x_range()), mid(&y_range)))?;
+            return Ok(());
+        }
+
+        if !steps.is_empty() {
+            let dashed = |x: f64| {
+                DashedPathElement::new(
+                    vec![(x, y_range.start), (x, y_range.end)],
+                    5,
+                    4,
+                    STEP_COLOUR.stroke_width(1),
+                )
+            };
+            chart
+                .draw_series(steps.iter().map(|&x| dashed(x)))?
+                .label("step")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], STEP_COLOUR));
+        }
+        chart.draw_series([PathElement::new(
+            values.clone(),
+            HISTORY_COLOUR.stroke_width(2),
+        )])?;
+        chart.draw_series(
+            values
+                .iter()
+                .map(|&point| Circle::new(point, 3, HISTORY_COLOUR.filled())),
+        )?;
+        if !steps.is_empty() {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font((FONT, 14))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .draw()?;
         }
         Ok(())
     })
@@ -994,6 +1080,132 @@ mod tests {
             assert_eq!(charts.len(), 3);
             assert_labels_once(&charts, &input);
         }
+    }
+
+    /// Twelve-character commit labels, as `dyno history` passes them.
+    fn commits(count: usize) -> Vec<String> {
+        (0..count).map(|i| format!("{i:04}abcdef01")).collect()
+    }
+
+    fn history_chart(labels: &[String], values: &[Option<f64>], steps: &[usize]) -> Chart {
+        let points: Vec<(&str, Option<f64>)> = labels
+            .iter()
+            .map(String::as_str)
+            .zip(values.iter().copied())
+            .collect();
+        history("e2e_ms", &points, steps).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The x positions of the vertical dashed step lines: every dash is a
+    /// polyline of [`STEP_COLOUR`] with one x for all its points.
+    fn step_lines(svg: &str) -> std::collections::BTreeSet<String> {
+        let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+        let colour = format!(
+            "#{:02X}{:02X}{:02X}",
+            STEP_COLOUR.0, STEP_COLOUR.1, STEP_COLOUR.2
+        );
+        let mut xs = std::collections::BTreeSet::new();
+        for node in doc.descendants().filter(|n| n.has_tag_name("polyline")) {
+            if node.attribute("stroke") != Some(colour.as_str()) {
+                continue;
+            }
+            let points: Vec<&str> = node
+                .attribute("points")
+                .unwrap_or("")
+                .split_whitespace()
+                .filter_map(|p| p.split(',').next())
+                .collect();
+            if points.len() > 1 && points.iter().all(|x| *x == points[0]) {
+                xs.insert(points[0].to_string());
+            }
+        }
+        xs
+    }
+
+    #[test]
+    fn history_has_a_point_per_commit_and_a_dashed_line_per_step() {
+        let labels = commits(16);
+        let values: Vec<Option<f64>> = [
+            410.0, 405.0, 415.0, 408.0, 412.0, 406.0, 411.0, 409.0, 440.0, 436.0, 445.0, 438.0,
+            442.0, 439.0, 444.0, 437.0,
+        ]
+        .into_iter()
+        .map(Some)
+        .collect();
+        let chart = history_chart(&labels, &values, &[3, 8]);
+        assert_eq!(chart.file, "history.svg");
+        assert_eq!(chart.title, "e2e_ms per commit");
+        let texts = texts(&chart.svg);
+        assert!(texts.iter().any(|t| t == "e2e_ms per commit"), "{texts:?}");
+        for label in &labels {
+            assert_eq!(texts.iter().filter(|t| *t == label).count(), 1, "{label}");
+        }
+        assert_eq!(chart.svg.matches("<circle ").count(), 16);
+        assert_eq!(step_lines(&chart.svg).len(), 2);
+        assert_eq!(chart, history_chart(&labels, &values, &[3, 8]));
+    }
+
+    #[test]
+    fn history_without_steps_has_no_dashed_lines() {
+        let labels = commits(3);
+        let chart = history_chart(&labels, &[Some(1.0), None, Some(2.0)], &[]);
+        assert!(step_lines(&chart.svg).is_empty());
+        assert_eq!(chart.svg.matches("<circle ").count(), 2);
+        assert!(!texts(&chart.svg).iter().any(|t| t == "step"));
+    }
+
+    #[test]
+    fn degenerate_histories_render() {
+        let cases: Vec<(usize, Vec<Option<f64>>, Vec<usize>)> = vec![
+            (0, vec![], vec![]),
+            (1, vec![Some(410.0)], vec![]),
+            (2, vec![None, None], vec![1]),
+            (4, vec![Some(7.0); 4], vec![2, 99]),
+            (3, vec![Some(0.0), Some(0.0), Some(0.0)], vec![]),
+        ];
+        for (count, values, steps) in cases {
+            let labels = commits(count);
+            let chart = history_chart(&labels, &values, &steps);
+            let texts = texts(&chart.svg);
+            for label in &labels {
+                assert!(texts.contains(label), "{label} in {texts:?}");
+            }
+            let valued = values.iter().flatten().count();
+            if valued == 0 {
+                assert!(texts.iter().any(|t| t == "no data"), "{texts:?}");
+            }
+            assert_eq!(chart.svg.matches("<circle ").count(), valued);
+            let in_range = steps.iter().filter(|&&i| i < count).count();
+            assert_eq!(
+                step_lines(&chart.svg).len(),
+                if valued == 0 { 0 } else { in_range }
+            );
+            assert_eq!(chart, history_chart(&labels, &values, &steps));
+        }
+    }
+
+    #[test]
+    fn history_with_extreme_values_renders_in_bounded_time() {
+        let labels = commits(6);
+        let values = vec![
+            Some(410.0),
+            Some(1.7e308),
+            Some(f64::NAN),
+            Some(f64::INFINITY),
+            Some(-f64::MAX),
+            Some(412.0),
+        ];
+        let (chart, labels) = within_a_minute(move || {
+            let chart = history_chart(&labels, &values, &[1, 4]);
+            (chart, labels)
+        });
+        let texts = texts(&chart.svg);
+        for label in &labels {
+            assert!(texts.contains(label), "{label} in {texts:?}");
+        }
+        // NaN and infinity are skipped; the huge values are clamped.
+        assert_eq!(chart.svg.matches("<circle ").count(), 4);
+        assert_eq!(step_lines(&chart.svg).len(), 2);
     }
 
     #[test]

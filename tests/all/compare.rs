@@ -142,10 +142,22 @@ async fn same_configuration_is_no_regression_and_a_slower_first_token_is() {
         compare::render_history(Metric::E2eMs, &points, &steps)
     );
     assert_eq!(points[8].subject, "change 9");
-    let svg = compare::history_svg(Metric::E2eMs, &points, &steps);
+    let svg = compare::history_svg(Metric::E2eMs, &points, &steps).unwrap();
     assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
     assert_eq!(svg.matches("<circle ").count(), 16);
-    assert_eq!(svg.matches("stroke-dasharray").count(), 1);
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    assert!(texts.contains(&"e2e_ms per commit"), "{texts:?}");
+    for point in &points {
+        assert!(texts.contains(&point.commit.as_str()), "{texts:?}");
+    }
+    // The step is drawn, and named once in the legend.
+    assert_eq!(texts.iter().filter(|t| **t == "step").count(), 1);
     let svg_path = tree.path("trend.svg");
     let out = Command::new(bin)
         .args([

@@ -7,11 +7,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::render::fixed;
 use super::sides::{LoadError, git_location, load_revision};
 use super::{ALPHA, Metric, keys, values};
 use crate::measure::stats;
 use crate::report::charts::{self, ChartError};
+use crate::report::format::fixed_or_missing;
 
 /// One commit of a results file's history.
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +72,7 @@ pub fn render_history(metric: Metric, points: &[HistoryPoint], steps: &[usize]) 
             out,
             "{:<12}  {:>12}  {:>5}  {}{mark}",
             p.commit,
-            fixed(p.value, 2),
+            fixed_or_missing(p.value, 2),
             p.cells,
             p.subject
         );
@@ -86,8 +86,8 @@ pub fn render_history(metric: Metric, points: &[HistoryPoint], steps: &[usize]) 
                 "\nthe step came with commit {} ({}): {} → {}",
                 at.commit,
                 at.subject,
-                fixed(before.value, 2),
-                fixed(at.value, 2)
+                fixed_or_missing(before.value, 2),
+                fixed_or_missing(at.value, 2)
             );
         }
     }

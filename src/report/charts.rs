@@ -3,7 +3,8 @@
 //! This module owns turning per-series latency and throughput samples into the
 //! three report charts (`latency.svg`, `decode-tps.svg`, `ttft-vs-tps.svg`),
 //! and a metric's values per commit into the history chart (`history.svg`);
-//! the percentiles behind them come from [`crate::measure::stats`].
+//! the percentiles behind them come from [`crate::measure::stats`] and
+//! every label's number from [`super::format`].
 //!
 //! It must never do file I/O, read the clock, use randomness or iterate a
 //! hash map: data goes in, SVG strings come out, and the same input always
@@ -17,6 +18,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::format;
 use crate::measure::stats;
 
 /// Samples for one model (or model/variant) shown as one series in every chart.
@@ -119,7 +121,8 @@ struct Summary {
 }
 
 /// Summarises `values`, ignoring NaN and infinities and clamping finite
-/// extremes to [`PLOT_LIMIT`]; `None` if nothing is left. Percentiles come from [`stats::percentile_of_sorted`].
+/// extremes to [`PLOT_LIMIT`]; `None` if nothing is left. Percentiles come
+/// from [`stats::percentile_of_sorted`].
 fn summarize(values: &[f64]) -> Option<Summary> {
     let mut sorted: Vec<f64> = values.iter().copied().filter_map(plottable).collect();
     sorted.sort_by(f64::total_cmp);
@@ -189,28 +192,6 @@ fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
         None => Some((v, v)),
         Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
     })
-}
-
-/// Magnitude from which axis ticks switch to scientific notation, so an
-/// extreme value gives a short label rather than hundreds of digits.
-const SCIENTIFIC_FROM: f64 = 1e15;
-
-/// Formats an axis tick with a precision suited to the axis span; from
-/// [`SCIENTIFIC_FROM`] on in scientific notation (`4.5e307`).
-fn format_tick(value: f64, span: f64) -> String {
-    if value.abs() >= SCIENTIFIC_FROM {
-        return format!("{value:.1e}");
-    }
-    let decimals = if span > 0.0 && span.is_finite() {
-        (1.0 - span.log10().floor()).clamp(0.0, 6.0) as usize
-    } else {
-        0
-    };
-    let text = format!("{value:.decimals$}");
-    match text.strip_prefix('-') {
-        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
-        _ => text,
-    }
 }
 
 /// Category axis for `count` series: series `i` sits at `i` and the axis
@@ -380,7 +361,7 @@ fn category_frame<'a, 'b>(
         .bold_line_style(BLACK.mix(0.12))
         .light_line_style(BLACK.mix(0.04))
         .axis_desc_style((FONT, 14))
-        .y_label_formatter(&|v| format_tick(*v, span))
+        .y_label_formatter(&|v| format::axis_tick(*v, span))
         .y_desc(y_desc)
         .draw()?;
     let anchors: Vec<(i32, i32)> = (0..labels.len())
@@ -638,7 +619,7 @@ fn render_decode_tps(series: &[Series]) -> Result<Chart, ChartError> {
             ])?;
             let top = summary.p95.max(summary.p50).max(0.0);
             chart.draw_series([EmptyElement::at((x, top))
-                + Text::new(format!("{:.1}", summary.p50), (0, -4), value_style.clone())])?;
+                + Text::new(format::fixed(summary.p50, 1), (0, -4), value_style.clone())])?;
         }
         Ok(())
     })
@@ -690,8 +671,8 @@ fn render_ttft_vs_tps(series: &[Series]) -> Result<Chart, ChartError> {
             .configure_mesh()
             .bold_line_style(BLACK.mix(0.12))
             .light_line_style(BLACK.mix(0.04))
-            .x_label_formatter(&|v| format_tick(*v, x_span))
-            .y_label_formatter(&|v| format_tick(*v, y_span))
+            .x_label_formatter(&|v| format::axis_tick(*v, x_span))
+            .y_label_formatter(&|v| format::axis_tick(*v, y_span))
             .axis_desc_style((FONT, 14))
             .x_desc("median TTFT (ms)")
             .y_desc("median decode (tok/s)")
@@ -747,8 +728,8 @@ fn render_ttft_vs_tps(series: &[Series]) -> Result<Chart, ChartError> {
 /// a line through the points. Each index in `steps` (a commit that brought a
 /// change point) gets a dashed vertical line.
 ///
-/// Values that are not finite are skipped and extreme ones clamped (see
-/// [`plottable`]); steps outside `points` are ignored; a history without
+/// Values that are not finite are skipped and extreme ones clamped to the
+/// edge of the axis; steps outside `points` are ignored; a history without
 /// values shows "no data". The same input always gives the same bytes.
 pub fn history(
     metric: &str,
@@ -1206,16 +1187,5 @@ mod tests {
         // NaN and infinity are skipped; the huge values are clamped.
         assert_eq!(chart.svg.matches("<circle ").count(), 4);
         assert_eq!(step_lines(&chart.svg).len(), 2);
-    }
-
-    #[test]
-    fn tick_formatting_avoids_negative_zero() {
-        assert_eq!(format_tick(-0.0001, 1000.0), "0");
-        assert_eq!(format_tick(250.0, 1000.0), "250");
-        assert_eq!(format_tick(0.25, 0.5), "0.25");
-        assert_eq!(format_tick(2.5, 5.0), "2.5");
-        assert_eq!(format_tick(20.0, 10.0), "20");
-        assert_eq!(format_tick(4.5e307, 1e308), "4.5e307");
-        assert_eq!(format_tick(-2e15, 1e16), "-2.0e15");
     }
 }

@@ -91,6 +91,13 @@ const PALETTE: [RGBColor; 10] = [
 /// sets are thinned to evenly spaced ranks so the SVG stays small.
 const MAX_POINTS: usize = 200;
 
+/// A chart with [`CategoryAxis`] along x and values up the y axis.
+type CategoryChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<CategoryAxis, plotters::coord::types::RangedCoordf64>,
+>;
+
 /// Result type of the drawing closures.
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
@@ -334,14 +341,7 @@ fn category_frame<'a, 'b>(
     labels: &[&str],
     y_range: &Range<f64>,
     y_desc: &str,
-) -> Result<
-    ChartContext<
-        'a,
-        SVGBackend<'b>,
-        Cartesian2d<CategoryAxis, plotters::coord::types::RangedCoordf64>,
-    >,
-    DrawingAreaErrorKind<std::io::Error>,
-> {
+) -> Result<CategoryChart<'a, 'b>, DrawingAreaErrorKind<std::io::Error>> {
     let span = y_range.end - y_range.start;
     let layout = CategoryLayout::for_labels(labels);
     let mut chart = ChartBuilder::on(root)
@@ -374,6 +374,18 @@ fn category_frame<'a, 'b>(
 /// The label of each series, in order: the categories of the category charts.
 fn series_labels(series: &[Series]) -> Vec<&str> {
     series.iter().map(|s| s.label.as_str()).collect()
+}
+
+/// Draws the labelled series' legend in the upper right corner.
+fn draw_legend<'a, 'b: 'a>(chart: &mut CategoryChart<'a, 'b>) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()?;
+    Ok(())
 }
 
 /// Centred "no data" caption in the middle of a plotting area.
@@ -556,14 +568,7 @@ fn render_latency(series: &[Series]) -> Result<Chart, ChartError> {
             EmptyElement::at((x, y_range.start))
                 + Text::new("no data", (0, -6), category_note_style())
         }))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()?;
-        Ok(())
+        draw_legend(&mut chart)
     })
 }
 
@@ -784,16 +789,11 @@ pub fn history(
                 .iter()
                 .map(|&point| Circle::new(point, 3, HISTORY_COLOUR.filled())),
         )?;
-        if !steps.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .label_font((FONT, 14))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .draw()?;
+        if steps.is_empty() {
+            Ok(())
+        } else {
+            draw_legend(&mut chart)
         }
-        Ok(())
     })
 }
 

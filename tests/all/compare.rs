@@ -8,7 +8,7 @@ use dyno::compare::{self, Metric};
 use dyno::measure::stats::Verdict;
 use dyno::plan::Filter;
 
-use crate::{Tree, fixture};
+use crate::{Tree, fixture, svg_texts};
 
 /// Runs an 8-round suite against the fixture, serving `script` as model `m`.
 async fn run(base_url: &str, script: &str, dir: &Path) -> PathBuf {
@@ -145,16 +145,10 @@ async fn same_configuration_is_no_regression_and_a_slower_first_token_is() {
     let svg = compare::history_svg(Metric::E2eMs, &points, &steps).unwrap();
     assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
     assert_eq!(svg.matches("<circle ").count(), 16);
-    let doc = roxmltree::Document::parse(&svg).unwrap();
-    let texts: Vec<&str> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("text"))
-        .filter_map(|n| n.text())
-        .map(str::trim)
-        .collect();
-    assert!(texts.contains(&"e2e_ms per commit"), "{texts:?}");
+    let texts = svg_texts(&svg);
+    assert!(texts.iter().any(|t| t == "e2e_ms per commit"), "{texts:?}");
     for point in &points {
-        assert!(texts.contains(&point.commit.as_str()), "{texts:?}");
+        assert!(texts.contains(&point.commit), "{texts:?}");
     }
     // The step is drawn, and named once in the legend.
     assert_eq!(texts.iter().filter(|t| **t == "step").count(), 1);

@@ -470,7 +470,7 @@ fn history_cmd(
 ) -> anyhow::Result<u8> {
     let (points, steps) = crate::compare::history(results, metric)?;
     if let Some(path) = svg {
-        let chart = crate::compare::history_svg(metric, &points, &steps);
+        let chart = crate::compare::history_svg(metric, &points, &steps)?;
         crate::fsutil::write_atomic(path, chart.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }

@@ -2,7 +2,8 @@
 //! brought a step (change points). Neighbouring commits are compared over
 //! the cells they have in common, so a change of suite (cells added or
 //! removed) is never read as a change of speed: each point is the previous
-//! one times the geometric mean ratio of the common cells' medians.
+//! one times the geometric mean ratio of the common cells' medians. Owns the
+//! data and its text table; the chart is drawn by [`crate::report::charts`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,10 +11,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::render::fixed;
 use super::sides::{LoadError, git_location, load_revision};
 use super::{ALPHA, Cells, Metric};
 use crate::measure::stats;
+use crate::report::charts::{self, ChartError};
+use crate::report::format::fixed_or_missing;
 
 /// One commit of a results file's history.
 #[derive(Debug, Clone, Serialize)]
@@ -126,7 +128,7 @@ pub fn render_history(metric: Metric, points: &[HistoryPoint], steps: &[usize]) 
             out,
             "{:<12}  {:>12}  {:>5}  {}{mark}",
             p.commit,
-            fixed(p.value, 2),
+            fixed_or_missing(p.value, 2),
             p.cells,
             p.subject
         );
@@ -140,76 +142,25 @@ pub fn render_history(metric: Metric, points: &[HistoryPoint], steps: &[usize]) 
                 "\nthe step came with commit {} ({}): {} → {}",
                 at.commit,
                 at.subject,
-                fixed(before.value, 2),
-                fixed(at.value, 2)
+                fixed_or_missing(before.value, 2),
+                fixed_or_missing(at.value, 2)
             );
         }
     }
     out
 }
 
-/// The history as an SVG line chart: one point per commit, steps marked
-/// with a dashed line. Byte-stable for the same input.
-pub fn history_svg(metric: Metric, points: &[HistoryPoint], steps: &[usize]) -> String {
-    const W: f64 = 720.0;
-    const H: f64 = 300.0;
-    const PAD: f64 = 48.0;
-    let values: Vec<(usize, f64)> = points
+/// The history as an SVG line chart ([`charts::history`]): one point per
+/// commit, labelled with its short commit, each step marked with a dashed
+/// line. Byte-stable for the same input.
+pub fn history_svg(
+    metric: Metric,
+    points: &[HistoryPoint],
+    steps: &[usize],
+) -> Result<String, ChartError> {
+    let values: Vec<(&str, Option<f64>)> = points
         .iter()
-        .enumerate()
-        .filter_map(|(i, p)| Some((i, p.value?)))
+        .map(|p| (p.commit.as_str(), p.value))
         .collect();
-    let (lo, hi) = values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v)| {
-            (lo.min(*v), hi.max(*v))
-        });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / (points.len().max(2) - 1) as f64;
-    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v - lo) / span;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">\n\
-         <rect width=\"{W}\" height=\"{H}\" fill=\"white\"/>\n\
-         <text x=\"{PAD}\" y=\"24\" font-family=\"sans-serif\" font-size=\"14\">{} per commit</text>\n",
-        metric.name()
-    );
-    if values.is_empty() {
-        svg.push_str("</svg>\n");
-        return svg;
-    }
-    for (v, label) in [(lo, lo), (hi, hi)] {
-        let _ = writeln!(
-            svg,
-            "<text x=\"4\" y=\"{:.1}\" font-family=\"sans-serif\" font-size=\"11\">{label:.1}</text>",
-            y(v) + 4.0
-        );
-    }
-    for &i in steps {
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{0:.1}\" y1=\"{PAD}\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#c0392b\" stroke-dasharray=\"4 3\"/>",
-            x(i),
-            H - PAD
-        );
-    }
-    let line: Vec<String> = values
-        .iter()
-        .map(|&(i, v)| format!("{:.1},{:.1}", x(i), y(v)))
-        .collect();
-    let _ = writeln!(
-        svg,
-        "<polyline fill=\"none\" stroke=\"#2c3e50\" stroke-width=\"2\" points=\"{}\"/>",
-        line.join(" ")
-    );
-    for &(i, v) in &values {
-        let commit = points.get(i).map_or("", |p| p.commit.as_str());
-        let _ = writeln!(
-            svg,
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#2c3e50\"><title>{commit}: {v:.2}</title></circle>",
-            x(i),
-            y(v)
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
+    Ok(charts::history(metric.name(), &values, steps)?.svg)
 }

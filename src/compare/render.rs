@@ -7,6 +7,7 @@ use std::path::Path;
 use super::Comparison;
 use super::Row;
 use crate::measure::stats::Verdict;
+use crate::report::format::{fixed, fixed_or_missing};
 
 fn verdict_text(row: &Row) -> String {
     let name = match row.verdict {
@@ -21,10 +22,6 @@ fn verdict_text(row: &Row) -> String {
     } else {
         name.to_string()
     }
-}
-
-pub(super) fn fixed(v: Option<f64>, decimals: usize) -> String {
-    v.map_or_else(|| "–".to_string(), |v| format!("{v:.decimals$}"))
 }
 
 /// The comparison as Markdown for a pull-request comment
@@ -57,8 +54,9 @@ fn table(out: &mut String, what: &str, rows: &[Row]) {
         "verdict".into(),
     ]];
     for r in rows {
-        let ci =
-            r.ci.map_or_else(String::new, |(lo, hi)| format!(" [{lo:.3}, {hi:.3}]"));
+        let ci = r.ci.map_or_else(String::new, |(lo, hi)| {
+            format!(" [{}, {}]", fixed(lo, 3), fixed(hi, 3))
+        });
         let n = match r.prompts {
             Some(prompts) => format!("{}/{} ({prompts} prompts)", r.n_base, r.n_new),
             None => format!("{}/{}", r.n_base, r.n_new),
@@ -66,10 +64,14 @@ fn table(out: &mut String, what: &str, rows: &[Row]) {
         table.push([
             r.key.clone(),
             r.metric.name().to_string(),
-            fixed(r.base_median, 2),
-            fixed(r.new_median, 2),
-            format!("{}{ci}", fixed(r.ratio, 3)),
-            format!("{} ({})", fixed(r.p, 4), fixed(r.p_adjusted, 4)),
+            fixed_or_missing(r.base_median, 2),
+            fixed_or_missing(r.new_median, 2),
+            format!("{}{ci}", fixed_or_missing(r.ratio, 3)),
+            format!(
+                "{} ({})",
+                fixed_or_missing(r.p, 4),
+                fixed_or_missing(r.p_adjusted, 4)
+            ),
             n,
             verdict_text(r),
         ]);
@@ -105,10 +107,10 @@ pub fn render_text(c: &Comparison) -> String {
                 "  {}  {:?}  {} → {} ({:+.3}), p {}, {} pairs: {:?}",
                 q.model,
                 q.measure,
-                fixed(q.base, 3),
-                fixed(q.new, 3),
+                fixed_or_missing(q.base, 3),
+                fixed_or_missing(q.new, 3),
                 q.change.unwrap_or(0.0),
-                fixed(q.p, 4),
+                fixed_or_missing(q.p, 4),
                 q.pairs,
                 q.verdict
             );

@@ -118,9 +118,13 @@ fn sorted_copy(values: &[f64]) -> Vec<f64> {
     sorted
 }
 
-/// Linear-interpolation quantile of an already sorted slice (numpy's `_lerp`,
-/// which interpolates from the nearer end so the result never leaves `[a, b]`).
-fn percentile_of_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+/// [`percentile`] of a slice the caller has already sorted ascending and
+/// checked for non-finite values (linear interpolation with numpy's `_lerp`,
+/// which interpolates from the nearer end so the result never leaves
+/// `[a, b]`). Saves the copy and sort when one sample gives many quantiles.
+///
+/// Returns `None` for an empty slice or `q` outside `[0, 1]`.
+pub fn percentile_of_sorted(sorted: &[f64], q: f64) -> Option<f64> {
     let (lo, t) = quantile_position(sorted.len(), q)?;
     let a = *sorted.get(lo)?;
     Some(sorted.get(lo + 1).map_or(a, |&b| lerp(a, b, t)))
@@ -1000,6 +1004,19 @@ mod tests {
         assert_eq!(percentile(&[], 0.5), None);
         assert_eq!(percentile(&[1.0], 1.5), None);
         assert_eq!(percentile(&[1.0, f64::NAN], 0.5), None);
+    }
+
+    #[test]
+    fn percentile_of_sorted_matches_numpy_linear() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile_of_sorted(&v, 0.5), Some(2.5));
+        assert_eq!(percentile_of_sorted(&v, 0.0), Some(1.0));
+        assert_eq!(percentile_of_sorted(&v, 1.0), Some(4.0));
+        // numpy.percentile([1, 2, 3, 4], 5) == 1.15
+        close(percentile_of_sorted(&v, 0.05).unwrap(), 1.15, 1e-12);
+        assert_eq!(percentile_of_sorted(&[7.0], 0.95), Some(7.0));
+        assert_eq!(percentile_of_sorted(&[], 0.5), None);
+        assert_eq!(percentile_of_sorted(&v, -0.1), None);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! This module owns turning per-series latency and throughput samples into the
 //! three report charts (`latency.svg`, `decode-tps.svg`, `ttft-vs-tps.svg`),
-//! including the percentile maths behind them.
+//! and a metric's values per commit into the history chart (`history.svg`);
+//! the percentiles behind them come from [`crate::measure::stats`] and
+//! every label's number from [`super::format`].
 //!
 //! It must never do file I/O, read the clock, use randomness or iterate a
 //! hash map: data goes in, SVG strings come out, and the same input always
@@ -12,8 +14,12 @@ use std::ops::Range;
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::format;
+use crate::measure::stats;
 
 /// Samples for one model (or model/variant) shown as one series in every chart.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -62,6 +68,10 @@ const TTFT_COLOUR: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 const E2E_COLOUR: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
 /// Colour of decode-throughput bars.
 const TPS_COLOUR: RGBColor = RGBColor(0x2c, 0xa0, 0x2c);
+/// Colour of the history line and its points.
+const HISTORY_COLOUR: RGBColor = RGBColor(0x2c, 0x3e, 0x50);
+/// Colour of the dashed lines marking a step in a history.
+const STEP_COLOUR: RGBColor = RGBColor(0xc0, 0x39, 0x2b);
 /// Colour of secondary text such as "no data" notes.
 const MUTED: RGBColor = RGBColor(0x66, 0x66, 0x66);
 /// Per-series colours for the scatter chart, cycled in series order.
@@ -81,6 +91,13 @@ const PALETTE: [RGBColor; 10] = [
 /// sets are thinned to evenly spaced ranks so the SVG stays small.
 const MAX_POINTS: usize = 200;
 
+/// A chart with [`CategoryAxis`] along x and values up the y axis.
+type CategoryChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<CategoryAxis, plotters::coord::types::RangedCoordf64>,
+>;
+
 /// Result type of the drawing closures.
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
@@ -99,7 +116,7 @@ pub fn render_all(series: &[Series]) -> Result<Vec<Chart>, ChartError> {
     ])
 }
 
-/// Percentile summary of one finite, sorted sample set.
+/// Box-plot summary of one finite, sorted sample set.
 #[derive(Debug, Clone, PartialEq)]
 struct Summary {
     p5: f64,
@@ -110,37 +127,46 @@ struct Summary {
     sorted: Vec<f64>,
 }
 
-/// Summarises `values`, ignoring NaN and infinities; `None` if nothing is left.
+/// Summarises `values`, ignoring NaN and infinities and clamping finite
+/// extremes to [`PLOT_LIMIT`]; `None` if nothing is left. Percentiles come
+/// from [`stats::percentile_of_sorted`].
 fn summarize(values: &[f64]) -> Option<Summary> {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let mut sorted: Vec<f64> = values.iter().copied().filter_map(plottable).collect();
     sorted.sort_by(f64::total_cmp);
+    let at = |q| stats::percentile_of_sorted(&sorted, q);
     Some(Summary {
-        p5: percentile(&sorted, 5.0)?,
-        p25: percentile(&sorted, 25.0)?,
-        p50: percentile(&sorted, 50.0)?,
-        p75: percentile(&sorted, 75.0)?,
-        p95: percentile(&sorted, 95.0)?,
+        p5: at(0.05)?,
+        p25: at(0.25)?,
+        p50: at(0.50)?,
+        p75: at(0.75)?,
+        p95: at(0.95)?,
         sorted,
     })
 }
 
-/// The `p`-th percentile (0–100) of ascending `sorted`, interpolating linearly
-/// between the closest ranks (numpy's default method).
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    let last = sorted.len().checked_sub(1)?;
-    let rank = (p.clamp(0.0, 100.0) / 100.0) * last as f64;
-    let lower = rank.floor() as usize;
-    let upper = rank.ceil() as usize;
-    let low = *sorted.get(lower)?;
-    let high = *sorted.get(upper)?;
-    Some(low + (high - low) * (rank - lower as f64))
+/// Largest magnitude a chart plots: a quarter of `f64::MAX`, so that any
+/// padded range over plottable values, and its span, stays finite.
+const PLOT_LIMIT: f64 = f64::MAX / 4.0;
+
+/// `value` ready to plot: `None` for NaN and infinities, finite extremes
+/// clamped to `±`[`PLOT_LIMIT`] (drawn at the edge of the axis).
+fn plottable(value: f64) -> Option<f64> {
+    value
+        .is_finite()
+        .then(|| value.clamp(-PLOT_LIMIT, PLOT_LIMIT))
 }
 
-/// A value range covering `lo..=hi` with some headroom, never empty.
+/// A value range covering `lo..=hi` with some headroom: finite, with a
+/// finite span, and never empty, whatever the inputs.
 ///
-/// When the data are non-negative the range does not dip below zero.
+/// When the data are non-negative the range does not dip below zero. Values
+/// beyond [`PLOT_LIMIT`] are clamped to it (an infinite axis end would make
+/// the axis tick search loop forever); non-finite bounds give `0..1`.
 fn padded_range(lo: f64, hi: f64) -> Range<f64> {
-    if !lo.is_finite() || !hi.is_finite() || lo > hi {
+    let (Some(lo), Some(hi)) = (plottable(lo), plottable(hi)) else {
+        return 0.0..1.0;
+    };
+    if lo > hi {
         return 0.0..1.0;
     }
     let pad = if hi > lo {
@@ -156,26 +182,23 @@ fn padded_range(lo: f64, hi: f64) -> Range<f64> {
     start..hi + pad
 }
 
+/// A value range for bars rising from zero: covers zero and `lo..=hi`, with
+/// 10% headroom above; finite and never empty, like [`padded_range`].
+fn zero_based_range(lo: f64, hi: f64) -> Range<f64> {
+    let (Some(lo), Some(hi)) = (plottable(lo), plottable(hi)) else {
+        return 0.0..1.0;
+    };
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let hi = if hi > lo { hi } else { lo + 1.0 };
+    lo..hi + (hi - lo) * 0.1
+}
+
 /// Smallest and largest of `values`, or `None` if empty.
 fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
     values.into_iter().fold(None, |acc, v| match acc {
         None => Some((v, v)),
         Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
     })
-}
-
-/// Formats an axis tick with a precision suited to the axis span.
-fn format_tick(value: f64, span: f64) -> String {
-    let decimals = if span > 0.0 && span.is_finite() {
-        (1.0 - span.log10().floor()).clamp(0.0, 6.0) as usize
-    } else {
-        0
-    };
-    let text = format!("{value:.decimals$}");
-    match text.strip_prefix('-') {
-        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
-        _ => text,
-    }
 }
 
 /// Category axis for `count` series: series `i` sits at `i` and the axis
@@ -223,18 +246,18 @@ const LABEL_ROW_HEIGHT: i32 = 16;
 impl CategoryLayout {
     /// Picks a font size and row count so the longest label roughly fits its slot:
     /// first at full size on one row, then staggered over two rows, then smaller.
-    fn for_series(series: &[Series]) -> Self {
-        let longest = series
+    fn for_labels(labels: &[&str]) -> Self {
+        let longest = labels
             .iter()
-            .map(|s| s.label.chars().count())
+            .map(|label| label.chars().count())
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let slot = CATEGORY_PLOT_WIDTH / series.len().max(1) as f64 * 0.95;
+        let slot = CATEGORY_PLOT_WIDTH / labels.len().max(1) as f64 * 0.95;
         // Rendered glyphs are about 0.45 of the plotters font size wide.
         let width_at = |size: f64| 0.45 * size * longest;
         let full = 12.0;
-        if width_at(full) <= slot || series.len() < 2 {
+        if width_at(full) <= slot || labels.len() < 2 {
             let font_size = (slot / (0.45 * longest)).clamp(9.0, full).floor();
             return Self { font_size, rows: 1 };
         }
@@ -248,12 +271,12 @@ impl CategoryLayout {
     }
 }
 
-/// Draws each series label centred under its category; with two rows,
+/// Draws each category label centred under its category; with two rows,
 /// odd categories go on the second row so neighbours do not overlap.
 fn draw_category_labels(
     root: &DrawingArea<SVGBackend<'_>, Shift>,
     anchors: &[(i32, i32)],
-    series: &[Series],
+    labels: &[&str],
     layout: CategoryLayout,
 ) -> DrawResult {
     let style = (FONT, layout.font_size)
@@ -261,7 +284,7 @@ fn draw_category_labels(
         .color(&BLACK)
         .pos(Pos::new(HPos::Center, VPos::Top));
     let width = i32::try_from(SIZE.0).unwrap_or(i32::MAX);
-    for (index, (&(x, y), s)) in anchors.iter().zip(series).enumerate() {
+    for (index, (&(x, y), &label)) in anchors.iter().zip(labels).enumerate() {
         let row = if layout.rows > 1 && index % 2 == 1 {
             1
         } else {
@@ -269,7 +292,7 @@ fn draw_category_labels(
         };
         root.draw(&PathElement::new(vec![(x, y), (x, y + 4)], BLACK))?;
         // Keep the (estimated) text extent on the canvas.
-        let half = (0.45 * layout.font_size * s.label.chars().count().min(400) as f64 / 2.0).ceil()
+        let half = (0.45 * layout.font_size * label.chars().count().min(400) as f64 / 2.0).ceil()
             as i32
             + 2;
         let centre = if 2 * half >= width {
@@ -278,7 +301,7 @@ fn draw_category_labels(
             x.clamp(half, width - half)
         };
         root.draw(&Text::new(
-            s.label.as_str(),
+            label,
             (centre, y + 7 + row * LABEL_ROW_HEIGHT),
             style.clone(),
         ))?;
@@ -310,24 +333,17 @@ fn render_svg(
     })
 }
 
-/// A chart with one category per series along x, `y_range` up the y axis
-/// (described as `y_desc`), its mesh and the series labels drawn.
+/// A chart with one category per label along x, `y_range` up the y axis
+/// (described as `y_desc`), its mesh and the category labels drawn.
 fn category_frame<'a, 'b>(
     root: &'a DrawingArea<SVGBackend<'b>, Shift>,
     title: &str,
-    series: &[Series],
+    labels: &[&str],
     y_range: &Range<f64>,
     y_desc: &str,
-    layout: CategoryLayout,
-) -> Result<
-    ChartContext<
-        'a,
-        SVGBackend<'b>,
-        Cartesian2d<CategoryAxis, plotters::coord::types::RangedCoordf64>,
-    >,
-    DrawingAreaErrorKind<std::io::Error>,
-> {
+) -> Result<CategoryChart<'a, 'b>, DrawingAreaErrorKind<std::io::Error>> {
     let span = y_range.end - y_range.start;
+    let layout = CategoryLayout::for_labels(labels);
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 20))
         .margin(12)
@@ -335,7 +351,7 @@ fn category_frame<'a, 'b>(
         .y_label_area_size(64)
         .build_cartesian_2d(
             CategoryAxis {
-                count: series.len(),
+                count: labels.len(),
             },
             y_range.clone(),
         )?;
@@ -345,14 +361,31 @@ fn category_frame<'a, 'b>(
         .bold_line_style(BLACK.mix(0.12))
         .light_line_style(BLACK.mix(0.04))
         .axis_desc_style((FONT, 14))
-        .y_label_formatter(&|v| format_tick(*v, span))
+        .y_label_formatter(&|v| format::axis_tick(*v, span))
         .y_desc(y_desc)
         .draw()?;
-    let anchors: Vec<(i32, i32)> = (0..series.len())
+    let anchors: Vec<(i32, i32)> = (0..labels.len())
         .map(|i| chart.backend_coord(&(i as f64, y_range.start)))
         .collect();
-    draw_category_labels(root, &anchors, series, layout)?;
+    draw_category_labels(root, &anchors, labels, layout)?;
     Ok(chart)
+}
+
+/// The label of each series, in order: the categories of the category charts.
+fn series_labels(series: &[Series]) -> Vec<&str> {
+    series.iter().map(|s| s.label.as_str()).collect()
+}
+
+/// Draws the labelled series' legend in the upper right corner.
+fn draw_legend<'a, 'b: 'a>(chart: &mut CategoryChart<'a, 'b>) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()?;
+    Ok(())
 }
 
 /// Centred "no data" caption in the middle of a plotting area.
@@ -490,10 +523,10 @@ fn render_latency(series: &[Series]) -> Result<Chart, ChartError> {
             .copied()
     }));
     let y_range = bounds.map_or(0.0..1.0, |(lo, hi)| padded_range(lo, hi));
-    let layout = CategoryLayout::for_series(series);
+    let labels = series_labels(series);
 
     render_svg("latency.svg", title, |root| {
-        let mut chart = category_frame(root, title, series, &y_range, "milliseconds", layout)?;
+        let mut chart = category_frame(root, title, &labels, &y_range, "milliseconds")?;
 
         if bounds.is_none() {
             chart
@@ -535,14 +568,7 @@ fn render_latency(series: &[Series]) -> Result<Chart, ChartError> {
             EmptyElement::at((x, y_range.start))
                 + Text::new("no data", (0, -6), category_note_style())
         }))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()?;
-        Ok(())
+        draw_legend(&mut chart)
     })
 }
 
@@ -556,18 +582,11 @@ fn render_decode_tps(series: &[Series]) -> Result<Chart, ChartError> {
             .flatten()
             .flat_map(|s| [s.p5, s.p50, s.p95]),
     );
-    let y_range = match bounds {
-        None => 0.0..1.0,
-        Some((lo, hi)) => {
-            let lo = lo.min(0.0);
-            let hi = if hi > lo { hi } else { lo + 1.0 };
-            lo..hi + (hi - lo) * 0.1
-        }
-    };
-    let layout = CategoryLayout::for_series(series);
+    let y_range = bounds.map_or(0.0..1.0, |(lo, hi)| zero_based_range(lo, hi));
+    let labels = series_labels(series);
 
     render_svg("decode-tps.svg", title, |root| {
-        let mut chart = category_frame(root, title, series, &y_range, "tokens per second", layout)?;
+        let mut chart = category_frame(root, title, &labels, &y_range, "tokens per second")?;
 
         if bounds.is_none() {
             chart
@@ -605,7 +624,7 @@ fn render_decode_tps(series: &[Series]) -> Result<Chart, ChartError> {
             ])?;
             let top = summary.p95.max(summary.p50).max(0.0);
             chart.draw_series([EmptyElement::at((x, top))
-                + Text::new(format!("{:.1}", summary.p50), (0, -4), value_style.clone())])?;
+                + Text::new(format::fixed(summary.p50, 1), (0, -4), value_style.clone())])?;
         }
         Ok(())
     })
@@ -657,8 +676,8 @@ fn render_ttft_vs_tps(series: &[Series]) -> Result<Chart, ChartError> {
             .configure_mesh()
             .bold_line_style(BLACK.mix(0.12))
             .light_line_style(BLACK.mix(0.04))
-            .x_label_formatter(&|v| format_tick(*v, x_span))
-            .y_label_formatter(&|v| format_tick(*v, y_span))
+            .x_label_formatter(&|v| format::axis_tick(*v, x_span))
+            .y_label_formatter(&|v| format::axis_tick(*v, y_span))
             .axis_desc_style((FONT, 14))
             .x_desc("median TTFT (ms)")
             .y_desc("median decode (tok/s)")
@@ -705,6 +724,76 @@ fn render_ttft_vs_tps(series: &[Series]) -> Result<Chart, ChartError> {
             ))?;
         }
         Ok(())
+    })
+}
+
+/// `history.svg`: `metric` per commit, oldest first. `points` holds one
+/// `(commit label, value)` per commit; each commit is a category on the x
+/// axis, labelled with its commit, and gets a point when it has a value, with
+/// a line through the points. Each index in `steps` (a commit that brought a
+/// change point) gets a dashed vertical line.
+///
+/// Values that are not finite are skipped and extreme ones clamped to the
+/// edge of the axis; steps outside `points` are ignored; a history without
+/// values shows "no data". The same input always gives the same bytes.
+pub fn history(
+    metric: &str,
+    points: &[(&str, Option<f64>)],
+    steps: &[usize],
+) -> Result<Chart, ChartError> {
+    let title = format!("{metric} per commit");
+    let labels: Vec<&str> = points.iter().map(|&(label, _)| label).collect();
+    let values: Vec<(f64, f64)> = points
+        .iter()
+        .enumerate()
+        .filter_map(|(index, &(_, value))| Some((index as f64, plottable(value?)?)))
+        .collect();
+    let bounds = min_max(values.iter().map(|&(_, value)| value));
+    let y_range = bounds.map_or(0.0..1.0, |(lo, hi)| padded_range(lo, hi));
+    let steps: Vec<f64> = steps
+        .iter()
+        .filter(|&&index| index < points.len())
+        .map(|&index| index as f64)
+        .collect();
+
+    render_svg("history.svg", &title, |root| {
+        let mut chart = category_frame(root, &title, &labels, &y_range, metric)?;
+
+        if bounds.is_none() {
+            chart
+                .plotting_area()
+                .draw(&no_data_text(mid(&chart.x_range()), mid(&y_range)))?;
+            return Ok(());
+        }
+
+        if !steps.is_empty() {
+            let dashed = |x: f64| {
+                DashedPathElement::new(
+                    vec![(x, y_range.start), (x, y_range.end)],
+                    5,
+                    4,
+                    STEP_COLOUR.stroke_width(1),
+                )
+            };
+            chart
+                .draw_series(steps.iter().map(|&x| dashed(x)))?
+                .label("step")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], STEP_COLOUR));
+        }
+        chart.draw_series([PathElement::new(
+            values.clone(),
+            HISTORY_COLOUR.stroke_width(2),
+        )])?;
+        chart.draw_series(
+            values
+                .iter()
+                .map(|&point| Circle::new(point, 3, HISTORY_COLOUR.filled())),
+        )?;
+        if steps.is_empty() {
+            Ok(())
+        } else {
+            draw_legend(&mut chart)
+        }
     })
 }
 
@@ -761,16 +850,16 @@ mod tests {
     }
 
     #[test]
-    fn percentile_matches_numpy_linear() {
-        let v = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(percentile(&v, 50.0), Some(2.5));
-        assert_eq!(percentile(&v, 0.0), Some(1.0));
-        assert_eq!(percentile(&v, 100.0), Some(4.0));
-        // numpy.percentile([1, 2, 3, 4], 5) == 1.15
-        let p5 = percentile(&v, 5.0).unwrap_or(f64::NAN);
-        assert!((p5 - 1.15).abs() < 1e-12);
-        assert_eq!(percentile(&[7.0], 95.0), Some(7.0));
-        assert_eq!(percentile(&[], 50.0), None);
+    fn box_percentiles_match_numpy_linear() {
+        let s = summarize(&[4.0, 1.0, 3.0, 2.0]).unwrap_or_else(|| panic!("expected a summary"));
+        // numpy.percentile([1, 2, 3, 4], [5, 25, 50, 75, 95])
+        let expected = [1.15, 1.75, 2.5, 3.25, 3.85];
+        for (got, want) in [s.p5, s.p25, s.p50, s.p75, s.p95].into_iter().zip(expected) {
+            assert!((got - want).abs() < 1e-12, "{got} != {want}");
+        }
+        let one = summarize(&[7.0]).unwrap_or_else(|| panic!("expected a summary"));
+        assert_eq!((one.p5, one.p50, one.p95), (7.0, 7.0, 7.0));
+        assert!(summarize(&[]).is_none());
     }
 
     #[test]
@@ -890,12 +979,213 @@ mod tests {
         assert_labels_once(&charts, &input);
     }
 
+    /// Runs `f` on its own thread and fails instead of hanging when it takes
+    /// more than a minute.
+    fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("rendering did not finish: {e}"))
+    }
+
     #[test]
-    fn tick_formatting_avoids_negative_zero() {
-        assert_eq!(format_tick(-0.0001, 1000.0), "0");
-        assert_eq!(format_tick(250.0, 1000.0), "250");
-        assert_eq!(format_tick(0.25, 0.5), "0.25");
-        assert_eq!(format_tick(2.5, 5.0), "2.5");
-        assert_eq!(format_tick(20.0, 10.0), "20");
+    fn axis_ranges_are_finite_for_extreme_values() {
+        let huge = 1.7e308;
+        for (lo, hi) in [
+            (0.0, huge),
+            (100.0, huge),
+            (-huge, huge),
+            (huge, huge),
+            (f64::MAX, f64::MAX),
+            (-f64::MAX, -f64::MAX),
+            (1e17, 1e17 + 16.0),
+            (f64::MIN_POSITIVE, f64::MIN_POSITIVE),
+        ] {
+            for r in [padded_range(lo, hi), zero_based_range(lo, hi)] {
+                assert!(
+                    r.start.is_finite() && r.end.is_finite() && (r.end - r.start).is_finite(),
+                    "{lo}..{hi} -> {r:?}"
+                );
+                assert!(r.end > r.start, "{lo}..{hi} -> {r:?}");
+            }
+        }
+        assert_eq!(zero_based_range(2.0, 10.0), 0.0..11.0);
+        assert_eq!(zero_based_range(0.0, 0.0), 0.0..1.1);
+    }
+
+    #[test]
+    fn run_charts_with_extreme_values_render_in_bounded_time() {
+        let huge = 1.7e308;
+        let inputs = vec![
+            vec![series("huge ttft", &[huge], &[900.0], &[30.0])],
+            vec![
+                series(
+                    "huge",
+                    &[huge, 100.0, f64::INFINITY],
+                    &[huge, 1.0],
+                    &[huge, 1.0],
+                ),
+                series(
+                    "other",
+                    &[120.0, f64::NAN],
+                    &[f64::NEG_INFINITY, 950.0],
+                    &[31.0],
+                ),
+            ],
+            vec![
+                series(
+                    "both signs",
+                    &[-huge, huge],
+                    &[-f64::MAX, f64::MAX],
+                    &[-huge, huge],
+                ),
+                series("negative", &[-huge], &[-huge], &[-huge]),
+            ],
+            vec![series(
+                "one ulp apart",
+                &[1e17, 1e17 + 16.0],
+                &[1e17, 1e17 + 16.0],
+                &[1e17, 1e17 + 16.0],
+            )],
+        ];
+        let rendered = within_a_minute(move || {
+            inputs
+                .into_iter()
+                .map(|input| (render_all(&input), input))
+                .collect::<Vec<_>>()
+        });
+        for (charts, input) in rendered {
+            let charts = charts.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(charts.len(), 3);
+            assert_labels_once(&charts, &input);
+        }
+    }
+
+    /// Twelve-character commit labels, as `dyno history` passes them.
+    fn commits(count: usize) -> Vec<String> {
+        (0..count).map(|i| format!("{i:04}abcdef01")).collect()
+    }
+
+    fn history_chart(labels: &[String], values: &[Option<f64>], steps: &[usize]) -> Chart {
+        let points: Vec<(&str, Option<f64>)> = labels
+            .iter()
+            .map(String::as_str)
+            .zip(values.iter().copied())
+            .collect();
+        history("e2e_ms", &points, steps).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The x positions of the vertical dashed step lines: every dash is a
+    /// polyline of [`STEP_COLOUR`] with one x for all its points.
+    fn step_lines(svg: &str) -> std::collections::BTreeSet<String> {
+        let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+        let colour = format!(
+            "#{:02X}{:02X}{:02X}",
+            STEP_COLOUR.0, STEP_COLOUR.1, STEP_COLOUR.2
+        );
+        let mut xs = std::collections::BTreeSet::new();
+        for node in doc.descendants().filter(|n| n.has_tag_name("polyline")) {
+            if node.attribute("stroke") != Some(colour.as_str()) {
+                continue;
+            }
+            let points: Vec<&str> = node
+                .attribute("points")
+                .unwrap_or("")
+                .split_whitespace()
+                .filter_map(|p| p.split(',').next())
+                .collect();
+            if points.len() > 1 && points.iter().all(|x| *x == points[0]) {
+                xs.insert(points[0].to_string());
+            }
+        }
+        xs
+    }
+
+    #[test]
+    fn history_has_a_point_per_commit_and_a_dashed_line_per_step() {
+        let labels = commits(16);
+        let values: Vec<Option<f64>> = [
+            410.0, 405.0, 415.0, 408.0, 412.0, 406.0, 411.0, 409.0, 440.0, 436.0, 445.0, 438.0,
+            442.0, 439.0, 444.0, 437.0,
+        ]
+        .into_iter()
+        .map(Some)
+        .collect();
+        let chart = history_chart(&labels, &values, &[3, 8]);
+        assert_eq!(chart.file, "history.svg");
+        assert_eq!(chart.title, "e2e_ms per commit");
+        let texts = texts(&chart.svg);
+        assert!(texts.iter().any(|t| t == "e2e_ms per commit"), "{texts:?}");
+        for label in &labels {
+            assert_eq!(texts.iter().filter(|t| *t == label).count(), 1, "{label}");
+        }
+        assert_eq!(chart.svg.matches("<circle ").count(), 16);
+        assert_eq!(step_lines(&chart.svg).len(), 2);
+        assert_eq!(chart, history_chart(&labels, &values, &[3, 8]));
+    }
+
+    #[test]
+    fn history_without_steps_has_no_dashed_lines() {
+        let labels = commits(3);
+        let chart = history_chart(&labels, &[Some(1.0), None, Some(2.0)], &[]);
+        assert!(step_lines(&chart.svg).is_empty());
+        assert_eq!(chart.svg.matches("<circle ").count(), 2);
+        assert!(!texts(&chart.svg).iter().any(|t| t == "step"));
+    }
+
+    #[test]
+    fn degenerate_histories_render() {
+        let cases: Vec<(usize, Vec<Option<f64>>, Vec<usize>)> = vec![
+            (0, vec![], vec![]),
+            (1, vec![Some(410.0)], vec![]),
+            (2, vec![None, None], vec![1]),
+            (4, vec![Some(7.0); 4], vec![2, 99]),
+            (3, vec![Some(0.0), Some(0.0), Some(0.0)], vec![]),
+        ];
+        for (count, values, steps) in cases {
+            let labels = commits(count);
+            let chart = history_chart(&labels, &values, &steps);
+            let texts = texts(&chart.svg);
+            for label in &labels {
+                assert!(texts.contains(label), "{label} in {texts:?}");
+            }
+            let valued = values.iter().flatten().count();
+            if valued == 0 {
+                assert!(texts.iter().any(|t| t == "no data"), "{texts:?}");
+            }
+            assert_eq!(chart.svg.matches("<circle ").count(), valued);
+            let in_range = steps.iter().filter(|&&i| i < count).count();
+            assert_eq!(
+                step_lines(&chart.svg).len(),
+                if valued == 0 { 0 } else { in_range }
+            );
+            assert_eq!(chart, history_chart(&labels, &values, &steps));
+        }
+    }
+
+    #[test]
+    fn history_with_extreme_values_renders_in_bounded_time() {
+        let labels = commits(6);
+        let values = vec![
+            Some(410.0),
+            Some(1.7e308),
+            Some(f64::NAN),
+            Some(f64::INFINITY),
+            Some(-f64::MAX),
+            Some(412.0),
+        ];
+        let (chart, labels) = within_a_minute(move || {
+            let chart = history_chart(&labels, &values, &[1, 4]);
+            (chart, labels)
+        });
+        let texts = texts(&chart.svg);
+        for label in &labels {
+            assert!(texts.contains(label), "{label} in {texts:?}");
+        }
+        // NaN and infinity are skipped; the huge values are clamped.
+        assert_eq!(chart.svg.matches("<circle ").count(), 4);
+        assert_eq!(step_lines(&chart.svg).len(), 2);
     }
 }

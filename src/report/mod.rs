@@ -7,15 +7,20 @@
 //! (the outputs are Markdown and CSV), uses `trim_blocks`, `lstrip_blocks`
 //! and `keep_trailing_newline`, and adds the filters `ms`, `num`, `pct`,
 //! `md`, `csv` and `fence`. Every number a default template prints goes
-//! through one of the fixed-format filters, so output is byte-stable.
+//! through one of the fixed-format filters, from [`format`](mod@format)
+//! (which formats every number dyno prints), so output is byte-stable.
 
 pub mod charts;
+pub mod format;
 
 use std::path::{Path, PathBuf};
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Serde, Value};
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+
+use format::MISSING;
+pub use format::{ms, num, pct};
 
 /// The built-in templates: `(name, source)`.
 pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
@@ -27,9 +32,6 @@ pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     ("compare.md", include_str!("../../templates/compare.md.j2")),
     ("judge.md", include_str!("../../templates/judge.md.j2")),
 ];
-
-/// What the filters print for a missing (null or undefined) value.
-const MISSING: &str = "–";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -172,54 +174,6 @@ fn template_error(name: &str, err: &minijinja::Error) -> ReportError {
 fn undefined_message(detail: &str) -> Option<String> {
     let (expr, rest) = detail.strip_prefix('`')?.split_once("` is undefined")?;
     Some(format!("undefined value `{expr}`{rest}"))
-}
-
-/// `x` with `decimals` fixed decimals; never `-0.0`.
-fn fixed(x: f64, decimals: usize) -> String {
-    let s = format!("{x:.decimals$}");
-    if s.starts_with('-') && s[1..].bytes().all(|b| b == b'0' || b == b'.') {
-        s[1..].to_string()
-    } else {
-        s
-    }
-}
-
-/// Milliseconds: `123.4 ms` below one second, `1.23 s` from there on;
-/// null/undefined → `–`.
-pub fn ms(value: Option<f64>) -> String {
-    match value {
-        Some(x) if x.is_finite() => {
-            // 999.96 would print as "1000.0 ms"; switch on the rounded value.
-            if x.abs() >= 999.95 {
-                format!("{} s", fixed(x / 1000.0, 2))
-            } else {
-                format!("{} ms", fixed(x, 1))
-            }
-        }
-        _ => MISSING.to_string(),
-    }
-}
-
-/// Fixed decimals (default 0); null/undefined → `–`.
-pub fn num(value: Option<f64>, decimals: Option<u32>) -> String {
-    match value {
-        Some(x) if x.is_finite() => fixed(x, decimals.unwrap_or(0).min(12) as usize),
-        _ => MISSING.to_string(),
-    }
-}
-
-/// A fraction as a percentage with fixed decimals (default 1):
-/// `0.123` → `12.3%`; null/undefined → `–`.
-pub fn pct(value: Option<f64>, decimals: Option<u32>) -> String {
-    match value {
-        Some(x) if x.is_finite() => {
-            format!(
-                "{}%",
-                fixed(x * 100.0, decimals.unwrap_or(1).min(12) as usize)
-            )
-        }
-        _ => MISSING.to_string(),
-    }
 }
 
 /// The text of a scalar for the escaping filters; `None` for null/undefined.
@@ -370,32 +324,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
-    }
-
-    #[test]
-    fn ms_filter() {
-        assert_eq!(ms(Some(123.44)), "123.4 ms");
-        assert_eq!(ms(Some(0.0)), "0.0 ms");
-        assert_eq!(ms(Some(999.9)), "999.9 ms");
-        assert_eq!(ms(Some(999.96)), "1.00 s");
-        assert_eq!(ms(Some(1000.0)), "1.00 s");
-        assert_eq!(ms(Some(1234.5)), "1.23 s");
-        assert_eq!(ms(Some(61_000.0)), "61.00 s");
-        assert_eq!(ms(Some(-0.01)), "0.0 ms");
-        assert_eq!(ms(None), "–");
-        assert_eq!(ms(Some(f64::NAN)), "–");
-    }
-
-    #[test]
-    fn num_and_pct_filters() {
-        assert_eq!(num(Some(1.23456), Some(2)), "1.23");
-        assert_eq!(num(Some(2.5), None), "2");
-        assert_eq!(num(Some(120.0), Some(1)), "120.0");
-        assert_eq!(num(Some(-0.001), Some(2)), "0.00");
-        assert_eq!(num(None, Some(2)), "–");
-        assert_eq!(pct(Some(0.123), None), "12.3%");
-        assert_eq!(pct(Some(1.0), Some(0)), "100%");
-        assert_eq!(pct(None, None), "–");
     }
 
     #[test]

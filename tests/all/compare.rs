@@ -8,7 +8,7 @@ use dyno::compare::{self, Metric};
 use dyno::measure::stats::Verdict;
 use dyno::plan::Filter;
 
-use crate::{Tree, fixture};
+use crate::{Tree, fixture, svg_texts};
 
 /// Runs an 8-round suite against the fixture, serving `script` as model `m`.
 /// The verdicts under test are the statistics', so rows are never NOISY
@@ -145,10 +145,16 @@ async fn same_configuration_is_no_regression_and_a_slower_first_token_is() {
         compare::render_history(Metric::E2eMs, &points, &steps)
     );
     assert_eq!(points[8].subject, "change 9");
-    let svg = compare::history_svg(Metric::E2eMs, &points, &steps);
+    let svg = compare::history_svg(Metric::E2eMs, &points, &steps).unwrap();
     assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
     assert_eq!(svg.matches("<circle ").count(), 16);
-    assert_eq!(svg.matches("stroke-dasharray").count(), 1);
+    let texts = svg_texts(&svg);
+    assert!(texts.iter().any(|t| t == "e2e_ms per commit"), "{texts:?}");
+    for point in &points {
+        assert!(texts.contains(&point.commit), "{texts:?}");
+    }
+    // The step is drawn, and named once in the legend.
+    assert_eq!(texts.iter().filter(|t| **t == "step").count(), 1);
     let svg_path = tree.path("trend.svg");
     let out = Command::new(bin)
         .args([

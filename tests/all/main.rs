@@ -69,6 +69,18 @@ pub fn load_results(dir: &Path) -> dyno::results::Results {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The trimmed text of every `<text>` element of `svg`; panics unless it
+/// parses as an SVG document.
+pub fn svg_texts(svg: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .collect()
+}
+
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

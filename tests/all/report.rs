@@ -6,7 +6,7 @@ use dyno::results::{self, Environment, Results, Sample, Status, SuiteRecord};
 use dyno::results::{Footprint, Launch, ModelRun};
 use dyno::suite::EnergySettings;
 
-use crate::Tree;
+use crate::{Tree, svg_texts};
 
 pub const HOSTILE: &str =
     "=SUM(A1:A2), \"quoted\" | pipe\nsecond line\r\nthird ``` fence — ünïcödé 🚀";
@@ -309,14 +309,7 @@ fn charts_parse_as_svg_with_one_series_per_model() {
     assert_eq!(charts.len(), 3, "{files:?}");
     for chart in charts {
         let text = std::fs::read_to_string(chart).unwrap();
-        let svg = roxmltree::Document::parse(&text).unwrap();
-        assert_eq!(svg.root_element().tag_name().name(), "svg");
-        let texts: Vec<&str> = svg
-            .descendants()
-            .filter(|n| n.has_tag_name("text"))
-            .filter_map(|n| n.text())
-            .map(str::trim)
-            .collect();
+        let texts = svg_texts(&text);
         for summary in &doc.summaries {
             let hits = texts.iter().filter(|t| **t == summary.label).count();
             assert_eq!(

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::proc::{TreeUsage, tree_pids, tree_usage, usage_of};
+use crate::measure::stats;
 
 /// Default sampling period: 50 ms, i.e. 20 Hz.
 pub const DEFAULT_PERIOD: Duration = Duration::from_millis(50);
@@ -39,7 +40,8 @@ pub struct Window {
     pub samples: usize,
     /// Highest tree RSS seen, in bytes; `None` without samples.
     pub rss_peak_bytes: Option<u64>,
-    /// Median tree RSS, in bytes (mean of the middle two for an even count).
+    /// Median tree RSS, in bytes ([`stats::percentile`] at 0.5: the midpoint
+    /// of the middle two for an even count).
     pub rss_median_bytes: Option<f64>,
     /// CPU-seconds consumed during the window (all cores summed); `None`
     /// with fewer than two samples. Drops in the tree total (a child exited)
@@ -63,18 +65,6 @@ impl Mark {
     }
 }
 
-/// Median of `values` (sorted in place); linear interpolation between the
-/// middle two for an even count. `None` when empty.
-fn median(values: &mut [f64]) -> Option<f64> {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2]),
-        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
-    }
-}
-
 /// CPU consumed across a series of cumulative CPU totals: the sum of the
 /// positive steps, so a total that drops (a child exited, taking its CPU
 /// time with it) does not produce a negative or shrunken delta.
@@ -92,7 +82,7 @@ fn cpu_increase(totals: impl IntoIterator<Item = f64>) -> Option<f64> {
 /// Statistics over `samples` (in time order). `wall_s` is the span from the
 /// first to the last sample.
 pub fn window_stats(samples: &[Point]) -> Window {
-    let mut rss: Vec<f64> = samples.iter().map(|p| p.rss_bytes as f64).collect();
+    let rss: Vec<f64> = samples.iter().map(|p| p.rss_bytes as f64).collect();
     let wall_s = match (samples.first(), samples.last()) {
         (Some(first), Some(last)) => last.at.saturating_duration_since(first.at).as_secs_f64(),
         _ => 0.0,
@@ -100,7 +90,7 @@ pub fn window_stats(samples: &[Point]) -> Window {
     Window {
         samples: samples.len(),
         rss_peak_bytes: samples.iter().map(|p| p.rss_bytes).max(),
-        rss_median_bytes: median(&mut rss),
+        rss_median_bytes: stats::percentile(&rss, 0.5),
         cpu_s: cpu_increase(samples.iter().map(|p| p.cpu_s)),
         wall_s,
     }

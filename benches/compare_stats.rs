@@ -53,7 +53,7 @@ fn main() {
     let (prompts, rounds) = (1000, 100);
     let strata: Vec<(Vec<f64>, Vec<f64>)> = (0..prompts)
         .map(|p| {
-            let level = 50.0 + p as f64;
+            let level = 50.0 + f64::from(p);
             let seed = 10 + 2 * p as u64;
             (
                 values(seed, rounds, level),

@@ -21,7 +21,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check suites: YAML, schema and references; errors point at file:line:col.
+    /// Check suites: YAML, schema and references; errors point at <file:line:col>.
     Validate {
         /// Suite files or globs (`suites/**/*.yaml`).
         #[arg(required = true)]
@@ -36,7 +36,7 @@ pub enum Command {
         /// Keep only prompts whose id matches this glob (repeatable).
         #[arg(long = "prompts", value_name = "GLOB")]
         prompts: Vec<String>,
-        /// model_major or interleaved, instead of the suite's `order`.
+        /// `model_major` or interleaved, instead of the suite's `order`.
         #[arg(long, value_name = "ORDER")]
         order: Option<crate::suite::Order>,
         /// Print JSON instead of a table.
@@ -77,7 +77,7 @@ pub enum Command {
         /// Keep only prompts whose id matches this glob (repeatable).
         #[arg(long = "prompts", value_name = "GLOB")]
         prompts: Vec<String>,
-        /// model_major or interleaved, instead of the suite's `order`.
+        /// `model_major` or interleaved, instead of the suite's `order`.
         #[arg(long, value_name = "ORDER")]
         order: Option<crate::suite::Order>,
         /// Write results here instead of the suite's `outputs.dir`.
@@ -128,7 +128,7 @@ pub enum Command {
     History {
         /// A results.json file (or its directory) tracked in git.
         results: PathBuf,
-        /// ttft_ms, e2e_ms, tpot_ms or decode_tps.
+        /// `ttft_ms`, `e2e_ms`, `tpot_ms` or `decode_tps`.
         #[arg(long, default_value = "e2e_ms")]
         metric: crate::compare::Metric,
         /// Print JSON instead of a table.

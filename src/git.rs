@@ -21,7 +21,7 @@ fn git(dir: &Path, args: &[&str]) -> std::io::Result<Output> {
 }
 
 /// The git revision (`HEAD`) of the repository holding `dir`, if any.
-pub fn revision(dir: &Path) -> Option<String> {
+pub(crate) fn revision(dir: &Path) -> Option<String> {
     let out = git(dir, &["rev-parse", "HEAD"]).ok()?;
     out.status
         .success()
@@ -31,7 +31,7 @@ pub fn revision(dir: &Path) -> Option<String> {
 
 /// The text of `name` (relative to `dir`) at revision `rev`; `Err` holds
 /// git's own message.
-pub fn show(dir: &Path, rev: &str, name: &str) -> Result<String, String> {
+pub(crate) fn show(dir: &Path, rev: &str, name: &str) -> Result<String, String> {
     if rev.starts_with('-') {
         return Err(format!("`{rev}` is not a revision"));
     }
@@ -45,7 +45,7 @@ pub fn show(dir: &Path, rev: &str, name: &str) -> Result<String, String> {
 
 /// The commits that changed `name` (relative to `dir`), oldest first, as
 /// (hash, subject); `Err` holds git's own message.
-pub fn log(dir: &Path, name: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn log(dir: &Path, name: &str) -> Result<Vec<(String, String)>, String> {
     let out = git(dir, &["log", "--reverse", "--format=%H%x09%s", "--", name])
         .map_err(|e| e.to_string())?;
     if !out.status.success() {

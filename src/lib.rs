@@ -10,8 +10,8 @@
 
 pub mod cli;
 pub mod compare;
-pub mod fsutil;
-pub mod git;
+mod fsutil;
+mod git;
 pub mod measure;
 pub mod plan;
 pub mod probe;
@@ -21,6 +21,6 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod suite;
-pub mod text;
+mod text;
 
 pub use cli::{Cli, run};

@@ -3,7 +3,7 @@
 //! writes its own.
 
 /// The first non-empty line of `text`, trimmed; `""` when there is none.
-pub fn first_line(text: &str) -> &str {
+pub(crate) fn first_line(text: &str) -> &str {
     text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
@@ -11,7 +11,7 @@ pub fn first_line(text: &str) -> &str {
 }
 
 /// `text` cut to at most `max_chars` characters, with `…` where it was cut.
-pub fn clip(text: &str, max_chars: usize) -> String {
+pub(crate) fn clip(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_string(),
@@ -19,7 +19,7 @@ pub fn clip(text: &str, max_chars: usize) -> String {
 }
 
 /// The innermost cause of `err` (HTTP clients wrap the useful message).
-pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(next) = current.source() {
         current = next;
@@ -28,7 +28,7 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// `err` and every cause that adds something, joined with `: `.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -43,7 +43,7 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut out, b| {
         let _ = write!(out, "{b:02x}");

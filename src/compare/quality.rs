@@ -1,6 +1,8 @@
 //! Quality compared paired by prompt: McNemar on check outcomes, Wilcoxon
 //! signed-rank on per-prompt mean scores (judge and human).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::measure::stats::{self, Verdict};
@@ -56,6 +58,9 @@ fn by_prompt<'a>(
     out
 }
 
+/// How a quality measure reads one sample.
+type Score = fn(&Sample) -> Option<f64>;
+
 /// Quality of every model present in both runs, paired by prompt: McNemar
 /// on check outcomes (a check passes for a prompt when it passed in at least
 /// half the rounds), Wilcoxon signed-rank on per-prompt mean scores.
@@ -72,7 +77,7 @@ pub fn compare_quality(base: &Results, new: &Results, alpha: f64) -> Vec<Quality
         let prompts: Vec<&str> = b.keys().filter(|p| n.contains_key(*p)).copied().collect();
         // Checks: one pair per prompt × check label.
         let outcome = |samples: &[&Sample]| {
-            let mut passes: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+            let mut passes: BTreeMap<String, (usize, usize)> = BTreeMap::default();
             for s in samples {
                 for c in &s.checks {
                     let e = passes.entry(c.check.clone()).or_default();
@@ -109,7 +114,6 @@ pub fn compare_quality(base: &Results, new: &Results, alpha: f64) -> Vec<Quality
                 verdict: quality_verdict(rn - rb, p, alpha, CHECKS_THRESHOLD),
             });
         }
-        type Score = fn(&Sample) -> Option<f64>;
         let measures: [(QualityMeasure, Score); 2] = [
             (QualityMeasure::JudgeScore, |s| s.judge.as_ref()?.score),
             (QualityMeasure::HumanScore, |s| s.human_score),

@@ -36,7 +36,7 @@
 //! confidence interval is `{Δ : |z(Δ)| ≤ z_{1−α/2}}`, i.e. the shifts the
 //! test does not reject, so it excludes 0 exactly when `p < α`. Its endpoints
 //! are found by bisection; each evaluation of `z(Δ)` is a two-pointer walk per
-//! stratum over values sorted once, O(Σ(m_i+n_i)). Ratios are `exp` of shifts.
+//! stratum over values sorted once, `O(Σ(m_i+n_i))`. Ratios are `exp` of shifts.
 //!
 //! `scripts/stats-vectors.py` implements the same method independently
 //! (scipy midranks, brute force over every breakpoint) and prints the vectors

@@ -538,12 +538,11 @@ fn probe_request(model: &Model) -> Request {
 /// "1 token in 12 ms", or why the chat failed (its first line: an HTML
 /// error page says no more after it).
 fn chat_outcome(m: &Measured) -> Result<String, String> {
-    match &m.error {
-        Some((_, message)) => Err(first_line(message).to_string()),
-        None => {
-            let tokens = plural(m.output_tokens.unwrap_or(0) as usize, "token");
-            Ok(format!("{tokens} in {:.0} ms", m.e2e_ms.unwrap_or(0.0)))
-        }
+    if let Some((_, message)) = &m.error {
+        Err(first_line(message).to_string())
+    } else {
+        let tokens = plural(m.output_tokens.unwrap_or(0) as usize, "token");
+        Ok(format!("{tokens} in {:.0} ms", m.e2e_ms.unwrap_or(0.0)))
     }
 }
 

@@ -73,10 +73,7 @@ pub enum ProbeError {
 }
 
 pub(super) fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(LIST_TIMEOUT)
-        .build()
-        .unwrap_or_default()
+    crate::provider::http::client(crate::provider::http::Purpose::Probe).unwrap_or_default()
 }
 
 /// "3 models", "1 model".

@@ -339,7 +339,7 @@ pub async fn list_url(url: &str, kind: UrlKind, ctx: &Context<'_>) -> Inventory 
             let target = Target {
                 base_url: url.to_string(),
                 api_key: None,
-                headers: Default::default(),
+                headers: std::collections::BTreeMap::default(),
             };
             openai_models(&http_client(), &target)
                 .await
@@ -432,13 +432,15 @@ fn server_model_files(server: &suite::Server) -> Vec<PathBuf> {
     files
 }
 
+/// How a column of the listing table reads one listing.
+type Cell = fn(&ModelListing) -> String;
+
 /// An aligned table of the listings; columns that are empty for every row
 /// are left out.
 pub fn render_models_text(models: &[ModelListing]) -> String {
     if models.is_empty() {
         return "no models listed\n".to_string();
     }
-    type Cell = fn(&ModelListing) -> String;
     let columns: [(&str, Cell); 12] = [
         ("SOURCE", |m| m.source.clone()),
         ("KIND", |m| m.kind.name().to_string()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// What a client is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     /// Timed requests: a fresh connection per request. A pooled connection
     /// that the server closed while idle fails the next request on send (a
     /// client artifact, not a server fault); connect time on loopback is
@@ -23,7 +23,7 @@ pub enum Purpose {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client for `purpose`.
-pub fn client(purpose: Purpose) -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn client(purpose: Purpose) -> Result<reqwest::Client, reqwest::Error> {
     let builder = reqwest::Client::builder();
     match purpose {
         Purpose::Measure => builder.pool_max_idle_per_host(0),

@@ -16,11 +16,11 @@
 pub mod adapter;
 mod endpoint;
 pub mod foundry;
-pub mod http;
+pub(crate) mod http;
 pub mod openai;
-pub mod process;
-pub mod server;
-pub mod sse;
+pub(crate) mod process;
+pub(crate) mod server;
+pub(crate) mod sse;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -93,7 +93,7 @@ pub struct Started {
     /// The process tree to sample for memory and CPU, when dyno knows it.
     pub pid: Option<u32>,
     /// What the start did, in a few words for people ("ready in 311 ms at
-    /// http://127.0.0.1:41234/v1"); empty when nothing was started.
+    /// <http://127.0.0.1:41234/v1>"); empty when nothing was started.
     pub description: String,
     /// What the server says it is (llama.cpp `build_info`, adapter `info`).
     pub version: Option<String>,

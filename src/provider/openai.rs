@@ -28,7 +28,7 @@ impl std::fmt::Debug for Target {
         f.debug_struct("Target")
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -248,8 +248,7 @@ async fn exchange(
             return Err((
                 ErrorKind::EarlyEof,
                 format!(
-                    "stream closed before the response was complete ({} content events received)",
-                    content_events
+                    "stream closed before the response was complete ({content_events} content events received)"
                 ),
             ));
         }

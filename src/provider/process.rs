@@ -8,12 +8,12 @@ use std::process::ExitStatus;
 /// The process group of a child started with [`own_group`]: the leader's
 /// pid is the group id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Group {
+pub(crate) struct Group {
     pgid: i32,
 }
 
 /// Makes the command's child the leader of a new process group.
-pub fn own_group(command: &mut std::process::Command) {
+pub(crate) fn own_group(command: &mut std::process::Command) {
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt as _;
@@ -27,7 +27,7 @@ pub fn own_group(command: &mut std::process::Command) {
 
 impl Group {
     /// The pid of a child spawned with [`own_group`], and its group.
-    pub fn of(child: &tokio::process::Child) -> std::io::Result<(u32, Group)> {
+    pub(crate) fn of(child: &tokio::process::Child) -> std::io::Result<(u32, Group)> {
         let pid = child
             .id()
             .ok_or_else(|| std::io::Error::other("the process exited before its pid was read"))?;
@@ -43,13 +43,13 @@ impl Group {
     }
 
     /// Asks every process of the group to end (SIGTERM).
-    pub fn terminate(self) {
+    pub(crate) fn terminate(self) {
         #[cfg(unix)]
         self.signal(libc::SIGTERM);
     }
 
     /// Ends every process of the group at once (SIGKILL).
-    pub fn kill(self) {
+    pub(crate) fn kill(self) {
         #[cfg(unix)]
         self.signal(libc::SIGKILL);
     }
@@ -58,7 +58,7 @@ impl Group {
     /// may stay zombies for a while (or for good, under an init that does
     /// not reap), so `kill(-pgid, 0)` alone is not enough where `/proc` can
     /// tell.
-    pub fn alive(self) -> bool {
+    pub(crate) fn alive(self) -> bool {
         #[cfg(unix)]
         {
             if !self.signal(0) {
@@ -95,7 +95,7 @@ impl Group {
 }
 
 /// State letter and process group of `pid` from `/proc/{pid}/stat`.
-pub fn proc_state(pid: i32) -> Option<(char, i32)> {
+pub(crate) fn proc_state(pid: i32) -> Option<(char, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parens.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -107,10 +107,10 @@ pub fn proc_state(pid: i32) -> Option<(char, i32)> {
 }
 
 /// How [`describe_exit`] describes a process that ended with status 0.
-pub const CLEAN_EXIT: &str = "exited with status 0";
+pub(crate) const CLEAN_EXIT: &str = "exited with status 0";
 
 /// "exited with status 3", "killed by signal 9 (SIGKILL)", ...
-pub fn describe_exit(status: ExitStatus) -> String {
+pub(crate) fn describe_exit(status: ExitStatus) -> String {
     if let Some(code) = status.code() {
         return format!("exited with status {code}");
     }

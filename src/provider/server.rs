@@ -37,7 +37,7 @@ const TAIL_BYTES: u64 = 64 * 1024;
 
 /// What to run and how to tell that it is ready.
 #[derive(Debug, Clone)]
-pub struct ServerSpec {
+pub(crate) struct ServerSpec {
     /// The server's name in the suite, used in every message.
     pub name: String,
     /// Program and arguments; every `{port}` is replaced by the chosen port.
@@ -55,7 +55,7 @@ pub struct ServerSpec {
 
 /// Why a managed server could not be started.
 #[derive(Debug, thiserror::Error)]
-pub enum ServerError {
+pub(crate) enum ServerError {
     #[error(
         "server `{name}`: could not start `{program}`: {source} \
          (run `make engine` to install the local engine, or check the program path in the server's command)"
@@ -107,7 +107,7 @@ pub enum ServerError {
 
 /// A started server. Dropping it without `stop` SIGKILLs its process group.
 #[derive(Debug)]
-pub struct RunningServer {
+pub(crate) struct RunningServer {
     name: String,
     child: Child,
     pid: u32,
@@ -128,13 +128,13 @@ impl RunningServer {
     /// Picks a free 127.0.0.1 port (bind port 0, read it, drop), replaces
     /// every `{port}` in the command args, spawns the program in its own
     /// process group, stdout+stderr appended to `log_path` (parent dirs are
-    /// created), stdin null, kill_on_drop; polls
+    /// created), stdin null, `kill_on_drop`; polls
     /// `GET http://127.0.0.1:{port}{ready_path}` every 50 ms until it returns
     /// 200 (llama-server answers 503 while loading), measuring load time from
     /// just before spawn to the first 200. A process that exits before it is
     /// ready fails at once; one that is not ready in time is killed (whole
     /// group) before the error is returned.
-    pub async fn start(spec: &ServerSpec) -> Result<RunningServer, ServerError> {
+    pub(crate) async fn start(spec: &ServerSpec) -> Result<RunningServer, ServerError> {
         let name = spec.name.clone();
         let port = free_port().map_err(|source| ServerError::Port {
             name: name.clone(),
@@ -156,14 +156,12 @@ impl RunningServer {
                 ),
             });
         };
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(READY_REQUEST_TIMEOUT)
-            .build()
-            .map_err(|source| ServerError::Client {
+        let client = super::http::client(super::http::Purpose::Local).map_err(|source| {
+            ServerError::Client {
                 name: name.clone(),
                 source,
-            })?;
+            }
+        })?;
 
         let log_error = |source| ServerError::Log {
             name: name.clone(),
@@ -251,30 +249,25 @@ impl RunningServer {
         }
     }
 
-    /// The port the server was started on.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The OpenAI-compatible base URL: `http://127.0.0.1:{port}/v1`.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.port)
     }
 
     /// Milliseconds from just before spawn to the first 200 on the ready path.
-    pub fn load_ms(&self) -> f64 {
+    pub(crate) fn load_ms(&self) -> f64 {
         self.load_ms
     }
 
     /// The server's pid (also its process group id).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// `Some("exited with status 1")`, `Some("killed by signal 9 (SIGKILL)")`
     /// and the like once the process has exited; `None` while it runs.
     /// Never blocks.
-    pub fn exit_status(&mut self) -> Option<String> {
+    pub(crate) fn exit_status(&mut self) -> Option<String> {
         if self.exited.is_none()
             && let Ok(Some(status)) = self.child.try_wait()
         {
@@ -285,7 +278,7 @@ impl RunningServer {
 
     /// The last `n` lines this run wrote to the log (lossy UTF-8), for error
     /// messages; a note saying so when it wrote nothing.
-    pub fn log_tail(&self, n: usize) -> String {
+    pub(crate) fn log_tail(&self, n: usize) -> String {
         match tail_lines(&self.log_path, self.log_start, n) {
             Ok(tail) if tail.is_empty() => {
                 format!("(no output in {})", self.log_path.display())
@@ -298,7 +291,7 @@ impl RunningServer {
     /// SIGTERM to the whole process group, wait up to 5 s for the server
     /// and everything it started to exit, then SIGKILL the group; reaps the
     /// child. Never panics.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if self.stopped {
             return;
         }
@@ -398,7 +391,7 @@ fn tail_lines(path: &Path, start: u64, n: usize) -> std::io::Result<String> {
 }
 
 /// How dyno starts `server` in `variant`; its log goes under `work_dir/logs`.
-pub fn spec(name: &str, server: &Server, variant: &Variant, work_dir: &Path) -> ServerSpec {
+pub(crate) fn spec(name: &str, server: &Server, variant: &Variant, work_dir: &Path) -> ServerSpec {
     let log_name = match variant.label() {
         Some(v) => format!("{name}[{v}].log"),
         None => format!("{name}.log"),
@@ -419,7 +412,7 @@ pub fn spec(name: &str, server: &Server, variant: &Variant, work_dir: &Path) -> 
 
 /// A managed server as a [`super::Provider`]: one process per launch,
 /// requests over OpenAI-compatible HTTP, its process tree sampled.
-pub struct Managed {
+pub(crate) struct Managed {
     spec: ServerSpec,
     http: reqwest::Client,
     running: Option<(RunningServer, Target)>,
@@ -428,7 +421,7 @@ pub struct Managed {
 }
 
 impl Managed {
-    pub fn new(spec: ServerSpec, http: reqwest::Client) -> Managed {
+    pub(crate) fn new(spec: ServerSpec, http: reqwest::Client) -> Managed {
         Managed {
             spec,
             http,
@@ -526,7 +519,10 @@ mod tests {
     fn spec(test: &str, command: &[&str], ready_path: &str, timeout: Duration) -> ServerSpec {
         ServerSpec {
             name: format!("test-{test}"),
-            command: command.iter().map(|s| s.to_string()).collect(),
+            command: command
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             ready_path: ready_path.to_string(),
             startup_timeout: timeout,
             env: BTreeMap::new(),
@@ -576,7 +572,7 @@ mod tests {
     async fn python_server_becomes_ready_on_the_chosen_port() {
         let spec = spec("ready", PYTHON_SERVER, "/", Duration::from_secs(30));
         let mut server = RunningServer::start(&spec).await.expect("server starts");
-        let port = server.port();
+        let port = server.port;
         assert_ne!(port, 0);
         assert_eq!(server.base_url(), format!("http://127.0.0.1:{port}/v1"));
         assert!(server.load_ms() > 0.0, "load_ms = {}", server.load_ms());
@@ -614,10 +610,7 @@ mod tests {
         spec.env.insert("DYNO_TEST_PORT".into(), "p{port}".into());
         let server = RunningServer::start(&spec).await.expect("server starts");
         let log = std::fs::read_to_string(&spec.log_path).unwrap();
-        assert!(
-            log.contains(&format!("got=p{}", server.port())),
-            "log: {log}"
-        );
+        assert!(log.contains(&format!("got=p{}", server.port)), "log: {log}");
         server.stop().await;
         cleanup(&spec);
     }

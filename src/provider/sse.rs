@@ -25,7 +25,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// One dispatched server-sent event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
+pub(crate) struct SseEvent {
     /// Value of the last `event:` field of this event; `None` when absent or
     /// empty (the spec's default type, `message`).
     pub event: Option<String>,
@@ -38,14 +38,14 @@ pub struct SseEvent {
 
 impl SseEvent {
     /// True for the OpenAI end-of-stream sentinel, `data: [DONE]`.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.data == "[DONE]"
     }
 }
 
 /// What was left in the framer at end of stream.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Finish {
+pub(crate) struct Finish {
     /// True when the stream ended mid-event: there were unterminated bytes, or
     /// field lines (data, event, id, unknown) not followed by a blank line.
     /// Comments alone after the last blank line do not count.
@@ -60,7 +60,7 @@ pub struct Finish {
 /// Feed bytes with [`push`](Self::push) as they arrive; call
 /// [`finish`](Self::finish) at EOF.
 #[derive(Debug, Clone, Default)]
-pub struct SseFramer {
+pub(crate) struct SseFramer {
     /// Bytes of the current unterminated line (plus, before the BOM check is
     /// done, up to 3 bytes of a possible BOM).
     buf: Vec<u8>,
@@ -187,12 +187,12 @@ fn scan_lines(
 }
 
 impl SseFramer {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Feeds bytes as they arrive; returns every event completed by them.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         let mut events = Vec::new();
         let mut input = bytes;
         if input.is_empty() {
@@ -244,7 +244,7 @@ impl SseFramer {
 
     /// Ends the stream. An unterminated event is not dispatched (per spec) but
     /// reported, so an early EOF mid-event is detectable.
-    pub fn finish(self) -> Finish {
+    pub(crate) fn finish(self) -> Finish {
         let mut fields = self.fields;
         let had_tail = !self.buf.is_empty();
         if had_tail {

@@ -90,7 +90,7 @@ pub enum AnnotationError {
     },
 }
 
-fn csv_error(err: csv::Error) -> AnnotationError {
+fn csv_error(err: &csv::Error) -> AnnotationError {
     AnnotationError::Csv {
         line: err.position().map_or(0, csv::Position::line),
         message: match err.kind() {
@@ -106,7 +106,9 @@ fn csv_error(err: csv::Error) -> AnnotationError {
 /// (commas, quotes, newlines) is quoted so it reads back unchanged.
 pub fn write_annotations_csv(rows: &[AnnotationRow]) -> Result<String, AnnotationError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(ANNOTATION_COLUMNS).map_err(csv_error)?;
+    writer
+        .write_record(ANNOTATION_COLUMNS)
+        .map_err(|e| csv_error(&e))?;
     for (index, row) in rows.iter().enumerate() {
         let score = match row.score {
             Some(s) if !s.is_finite() => return Err(AnnotationError::NonFiniteScore { index }),
@@ -122,7 +124,7 @@ pub fn write_annotations_csv(rows: &[AnnotationRow]) -> Result<String, Annotatio
                 score.as_str(),
                 row.note.as_str(),
             ])
-            .map_err(csv_error)?;
+            .map_err(|e| csv_error(&e))?;
     }
     let bytes = writer.into_inner().map_err(|e| AnnotationError::Csv {
         line: 0,
@@ -142,7 +144,7 @@ pub fn read_annotations_csv(text: &str) -> Result<Vec<AnnotationRow>, Annotation
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(csv_error)?.clone();
+    let headers = reader.headers().map_err(|e| csv_error(&e))?.clone();
     let column = |name: &'static str| {
         headers
             .iter()
@@ -159,7 +161,7 @@ pub fn read_annotations_csv(text: &str) -> Result<Vec<AnnotationRow>, Annotation
     ];
     let mut rows = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(csv_error)?;
+        let record = record.map_err(|e| csv_error(&e))?;
         let line = record.position().map_or(0, csv::Position::line);
         let cell = |i: usize| record.get(i).unwrap_or("").to_string();
         let raw_score = cell(score);

@@ -499,13 +499,14 @@ impl Check {
                 Some((at, m)) => (true, format!("found {} at byte {at}", quote(m))),
                 None => (false, format!("missing {}", quote(&lit.text))),
             },
-            Rule::ContainsAny(lits) => match lits.iter().find_map(|l| l.find(text)) {
-                Some((at, m)) => (true, format!("found {} at byte {at}", quote(m))),
-                None => {
+            Rule::ContainsAny(lits) => {
+                if let Some((at, m)) = lits.iter().find_map(|l| l.find(text)) {
+                    (true, format!("found {} at byte {at}", quote(m)))
+                } else {
                     let all: Vec<&str> = lits.iter().map(|l| l.text.as_str()).collect();
                     (false, format!("none of {} found", quote_list(&all)))
                 }
-            },
+            }
             Rule::ContainsAll(lits) => {
                 let missing: Vec<&str> = lits
                     .iter()
@@ -539,12 +540,11 @@ impl Check {
             },
             Rule::StartsWith(lit) => {
                 let body = text.trim_start();
-                match lit.find(body) {
-                    Some((_, m)) => (true, format!("starts with {}", quote(m))),
-                    None => {
-                        let head = prefix_chars(body, lit.text.chars().count().max(1));
-                        (false, format!("starts with {} instead", quote(head)))
-                    }
+                if let Some((_, m)) = lit.find(body) {
+                    (true, format!("starts with {}", quote(m)))
+                } else {
+                    let head = prefix_chars(body, lit.text.chars().count().max(1));
+                    (false, format!("starts with {} instead", quote(head)))
                 }
             }
             Rule::Equals(lit) => {

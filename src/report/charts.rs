@@ -285,11 +285,7 @@ fn draw_category_labels(
         .pos(Pos::new(HPos::Center, VPos::Top));
     let width = i32::try_from(SIZE.0).unwrap_or(i32::MAX);
     for (index, (&(x, y), &label)) in anchors.iter().zip(labels).enumerate() {
-        let row = if layout.rows > 1 && index % 2 == 1 {
-            1
-        } else {
-            0
-        };
+        let row = i32::from(layout.rows > 1 && index % 2 == 1);
         root.draw(&PathElement::new(vec![(x, y), (x, y + 4)], BLACK))?;
         // Keep the (estimated) text extent on the canvas.
         let half = (0.45 * layout.font_size * label.chars().count().min(400) as f64 / 2.0).ceil()
@@ -429,7 +425,7 @@ fn flow_note<'a>(labels: &[&'a str], width: i32) -> Vec<(i32, i32, &'a str)> {
 
 /// Midpoint of a range.
 fn mid(range: &Range<f64>) -> f64 {
-    (range.start + range.end) / 2.0
+    f64::midpoint(range.start, range.end)
 }
 
 /// Deterministic horizontal jitter in `[-0.5, 0.5)` for the `index`-th point
@@ -986,7 +982,7 @@ mod tests {
         std::thread::spawn(move || {
             let _ = tx.send(f());
         });
-        rx.recv_timeout(std::time::Duration::from_secs(60))
+        rx.recv_timeout(std::time::Duration::from_mins(1))
             .unwrap_or_else(|e| panic!("rendering did not finish: {e}"))
     }
 

@@ -431,7 +431,7 @@ mod tests {
                 assert_eq!(*line, Some(3));
                 assert!(message.contains("`foo`"), "{message}");
             }
-            other => panic!("unexpected {other:?}"),
+            other @ ReportError::Unknown { .. } => panic!("unexpected {other:?}"),
         }
         assert_eq!(
             err.to_string(),
@@ -506,7 +506,7 @@ mod tests {
                         "compare.md, judge.md, mine.txt, report.md, results.csv"
                     );
                 }
-                other => panic!("unexpected {other:?}"),
+                other @ ReportError::Template { .. } => panic!("unexpected {other:?}"),
             }
         }
         let err = render("nope.md", &json!({}), None).unwrap_err();

@@ -98,12 +98,12 @@ pub struct Sample {
     pub e2e_ms: Option<f64>,
     /// Gaps between consecutive content-bearing events.
     pub itl_ms: Vec<f64>,
-    /// (e2e − ttft) / (output_tokens − 1).
+    /// (e2e − ttft) / (`output_tokens` − 1).
     pub tpot_ms: Option<f64>,
     pub output_tokens: Option<u64>,
     pub prompt_tokens: Option<u64>,
     pub token_source: Option<TokenSource>,
-    /// (output_tokens − 1) / (e2e − ttft), per second.
+    /// (`output_tokens` − 1) / (e2e − ttft), per second.
     pub decode_tps: Option<f64>,
     pub finish_reason: Option<String>,
     pub text: String,

@@ -93,7 +93,7 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                 Dist::of(&ok.iter().filter_map(|s| f(s)).collect::<Vec<_>>())
             };
             let mut errors = BTreeMap::new();
-            for s in cell.iter() {
+            for s in cell {
                 if let Some(kind) = s.error_kind {
                     *errors.entry(kind).or_insert(0) += 1;
                 }

@@ -20,7 +20,7 @@ use crate::suite::{Model, Suite};
 use crate::text::first_line;
 
 /// The longest a request may take, whatever the suite says: a day.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_TIMEOUT: Duration = Duration::from_hours(24);
 
 /// How the executor reports and records.
 pub struct Options<'a> {

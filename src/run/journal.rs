@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::results::Sample;
 
 /// The journal's name inside a run's output directory.
-pub const JOURNAL_FILE: &str = "journal.jsonl";
+pub(crate) const JOURNAL_FILE: &str = "journal.jsonl";
 
 /// An open journal.
 pub struct Journal {

@@ -20,11 +20,11 @@ use crate::suite::{Message, Role, Suite};
 use crate::text::first_line;
 
 /// The judge cache beside `results.json`.
-pub const CACHE_FILE: &str = "judgements.json";
+pub(crate) const CACHE_FILE: &str = "judgements.json";
 
 /// Runs the checks of each sample's prompt on its output (successful
 /// requests only; a failed request has no output to check).
-pub fn apply_checks(suite: &Suite, samples: &mut [Sample]) {
+pub(crate) fn apply_checks(suite: &Suite, samples: &mut [Sample]) {
     for sample in samples.iter_mut() {
         sample.checks.clear();
         if sample.status != Status::Ok {
@@ -53,7 +53,7 @@ struct Cached {
 
 /// What the judge pass did, for the run summary.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct JudgeReport {
+pub(crate) struct JudgeReport {
     /// Distinct outputs judged by a request now.
     pub asked: usize,
     /// Distinct outputs whose verdict came from the cache.
@@ -74,7 +74,7 @@ type Wanted = BTreeMap<String, BTreeMap<String, String>>;
 /// through providers from `source`. Verdicts are cached in
 /// `dir/judgements.json`; a judge that cannot start leaves its outputs
 /// unjudged and says why.
-pub async fn judge_samples(
+pub(crate) async fn judge_samples(
     suite: &Suite,
     samples: &mut [Sample],
     dir: &Path,
@@ -205,15 +205,14 @@ async fn ask(
             timeout: timeout(model.params.timeout_s),
         };
         let m = provider.measure(&request).await;
-        let (reply, parse) = match m.error {
-            Some((kind, message)) => (
+        let (reply, parse) = if let Some((kind, message)) = m.error {
+            (
                 format!("no reply ({kind:?}): {}", first_line(&message)),
                 JudgeParse::Unparseable,
-            ),
-            None => {
-                let parse = quality::parse_judge_reply(&m.text, settings.scale.bounds());
-                (m.text, parse)
-            }
+            )
+        } else {
+            let parse = quality::parse_judge_reply(&m.text, settings.scale.bounds());
+            (m.text, parse)
         };
         cache.insert(
             key.clone(),

@@ -3,8 +3,8 @@
 //! the judge that scores outputs after the timed cells (`judge`).
 
 pub mod executor;
-pub mod journal;
-pub mod judge;
+pub(crate) mod journal;
+pub(crate) mod judge;
 pub mod pipeline;
 
 pub use pipeline::{

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use globset::{GlobBuilder, GlobMatcher};
 
 /// Deepest directory level the walker enters below its root.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// Why suite arguments name no files.
 #[derive(Debug, thiserror::Error)]
-pub enum FilesError {
+pub(crate) enum FilesError {
     #[error("invalid glob `{pattern}`: {reason}")]
     BadGlob { pattern: String, reason: String },
     #[error("`{0}` matches no file")]
@@ -23,12 +23,12 @@ pub enum FilesError {
 }
 
 /// Whether `text` holds a glob metacharacter.
-pub fn is_glob(text: &str) -> bool {
+pub(crate) fn is_glob(text: &str) -> bool {
     text.contains(['*', '?', '[', '{'])
 }
 
 /// A glob where `*` stops at `/` and `**` crosses directories.
-pub fn compile(pattern: &str) -> Result<GlobMatcher, FilesError> {
+pub(crate) fn compile(pattern: &str) -> Result<GlobMatcher, FilesError> {
     GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()
@@ -40,7 +40,7 @@ pub fn compile(pattern: &str) -> Result<GlobMatcher, FilesError> {
 }
 
 /// Expands globs among `args` (a plain path is kept as is); sorted per glob.
-pub fn expand_args(args: &[String]) -> Result<Vec<PathBuf>, FilesError> {
+pub(crate) fn expand_args(args: &[String]) -> Result<Vec<PathBuf>, FilesError> {
     let mut files = Vec::new();
     for arg in args {
         if !is_glob(arg) {
@@ -60,7 +60,7 @@ pub fn expand_args(args: &[String]) -> Result<Vec<PathBuf>, FilesError> {
 /// The regular files under `root` (itself excluded) for which `keep`
 /// holds, sorted. Paths are `root` joined with the relative path; an empty
 /// root is the current directory, and its files have no `./` prefix.
-pub fn matching(root: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+pub(crate) fn matching(root: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut visited = HashSet::new();
     walk(root, 0, &mut visited, &mut |path| {

@@ -40,7 +40,7 @@ impl Loader<'_> {
         };
         let before = self.diagnostics.len();
         for (pos, err) in root.interpolate(self.env) {
-            let hint = err.hint();
+            let hint = Some(err.hint());
             self.diagnostics
                 .push(Diagnostic::new(err.to_string(), file, pos).with_hint(hint));
         }

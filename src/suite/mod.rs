@@ -2,10 +2,10 @@
 //! diagnostics renderer (`diag`), and `load`, which turns a file into a
 //! resolved, validated [`Suite`]. Nothing after this module sees YAML.
 
-pub mod diag;
-pub mod files;
+pub(crate) mod diag;
+pub(crate) mod files;
 mod load;
-pub mod node;
+pub(crate) mod node;
 pub mod raw;
 mod resolve;
 

@@ -28,20 +28,20 @@ impl Pos {
 
 /// One YAML node with its position.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub(crate) struct Node {
     pub pos: Pos,
     pub value: Value,
 }
 
 /// A mapping key with its position.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Key {
+pub(crate) struct Key {
     pub pos: Pos,
     pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     Null,
     Bool(bool),
     Int(i128),
@@ -53,7 +53,7 @@ pub enum Value {
 
 impl Node {
     /// Parses YAML text. Duplicate keys are errors (the parser's policy).
-    pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
+    pub(crate) fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
         let spanned: Spanned<Value> = serde_saphyr::from_str(text)?;
         Ok(Node {
             pos: Pos::of(spanned.referenced),
@@ -63,7 +63,7 @@ impl Node {
 
     /// The node a JSON pointer (`/models/0/id`) designates, with the
     /// position of the key when the last step is a mapping key.
-    pub fn lookup(&self, pointer: &str) -> Option<&Node> {
+    pub(crate) fn lookup(&self, pointer: &str) -> Option<&Node> {
         let mut node = self;
         for token in pointer.split('/').skip(1) {
             let token = token.replace("~1", "/").replace("~0", "~");
@@ -77,7 +77,7 @@ impl Node {
     }
 
     /// The key `name` of this mapping, if present.
-    pub fn key(&self, name: &str) -> Option<&Key> {
+    pub(crate) fn key(&self, name: &str) -> Option<&Key> {
         match &self.value {
             Value::Map(entries) => entries.iter().map(|(k, _)| k).find(|k| k.name == name),
             _ => None,
@@ -85,7 +85,7 @@ impl Node {
     }
 
     /// The tree as JSON, for schema validation and typed deserialization.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match &self.value {
             Value::Null => J::Null,
@@ -108,7 +108,7 @@ impl Node {
 
     /// Replaces `${VAR}` and `${VAR:-default}` in every string scalar (and
     /// `$$` by `$`). Returns each failure with the position of its scalar.
-    pub fn interpolate(
+    pub(crate) fn interpolate(
         &mut self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Vec<(Pos, InterpolationError)> {
@@ -139,7 +139,7 @@ impl Node {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InterpolationError {
+pub(crate) enum InterpolationError {
     Missing(String),
     Unterminated,
     BadName(String),
@@ -161,21 +161,21 @@ impl fmt::Display for InterpolationError {
 }
 
 impl InterpolationError {
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> String {
         match self {
-            InterpolationError::Missing(name) => Some(format!(
-                "export {name}=..., or give a default: ${{{name}:-value}}"
-            )),
-            InterpolationError::Unterminated => Some("write `$$` for a literal `$`".into()),
+            InterpolationError::Missing(name) => {
+                format!("export {name}=..., or give a default: ${{{name}:-value}}")
+            }
+            InterpolationError::Unterminated => "write `$$` for a literal `$`".into(),
             InterpolationError::BadName(_) => {
-                Some("names are letters, digits and `_`, not starting with a digit".into())
+                "names are letters, digits and `_`, not starting with a digit".into()
             }
         }
     }
 }
 
 /// Expands `${VAR}`, `${VAR:-default}` and `$$` in one string.
-pub fn interpolate(
+pub(crate) fn interpolate(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolationError> {

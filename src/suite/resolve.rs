@@ -52,10 +52,10 @@ impl Loader<'_> {
         });
         let outputs = raw.outputs.clone().unwrap_or_default();
         let outputs = Outputs {
-            dir: outputs
-                .dir
-                .map(|d| doc.dir.join(d))
-                .unwrap_or_else(|| default_results_dir(&doc.dir, &raw.name)),
+            dir: outputs.dir.map_or_else(
+                || default_results_dir(&doc.dir, &raw.name),
+                |d| doc.dir.join(d),
+            ),
             templates: outputs
                 .templates
                 .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
@@ -226,7 +226,10 @@ impl Loader<'_> {
                             doc.file,
                             doc.at(&here),
                         )
-                        .with_hint(defined("endpoints", endpoints.keys().chain(servers.keys()))),
+                        .with_hint(Some(defined(
+                            "endpoints",
+                            endpoints.keys().chain(servers.keys()),
+                        ))),
                     );
                     continue;
                 }
@@ -359,7 +362,7 @@ impl Loader<'_> {
                         doc.file,
                         doc.at(&pointer),
                     )
-                    .with_hint(defined("models", raw.models.iter().map(|m| &m.id))),
+                    .with_hint(Some(defined("models", raw.models.iter().map(|m| &m.id)))),
                 );
             }
         }
@@ -492,7 +495,7 @@ impl Loader<'_> {
                     file,
                     pos,
                 )
-                .with_hint(defined(&format!("{what}s"), defined_here.keys())),
+                .with_hint(Some(defined(&format!("{what}s"), defined_here.keys()))),
             );
         }
     }
@@ -651,13 +654,13 @@ fn display_dir(dir: &Path) -> String {
     }
 }
 
-fn defined<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> Option<String> {
+fn defined<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
     let names: Vec<&str> = names.map(String::as_str).collect();
-    Some(if names.is_empty() {
+    if names.is_empty() {
         format!("no {what} are defined")
     } else {
         format!("defined {what}: {}", names.join(", "))
-    })
+    }
 }
 
 /// The `name`s of `{name}` placeholders (lowercase identifiers) in `text`.

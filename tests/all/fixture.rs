@@ -14,10 +14,11 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 /// Requests the `judge` model has answered (it always says "Score: 4").
-pub static JUDGE_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+pub(crate) static JUDGE_CALLS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 /// Every model name the fixture answers to, as `GET /v1/models` lists them.
-pub const MODELS: &[&str] = &[
+pub(crate) const MODELS: &[&str] = &[
     "timetable",
     "slower-first-token",
     "no-usage",
@@ -33,12 +34,13 @@ pub const MODELS: &[&str] = &[
 ];
 
 /// One step of a script: wait, then send these bytes.
-pub type Step = (Duration, String);
+pub(crate) type Step = (Duration, String);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+#[allow(clippy::needless_pass_by_value)] // built inline at every call
 fn chunk(delta: Value, finish: Option<&str>) -> String {
     let c = json!({
         "id": "x", "object": "chat.completion.chunk",
@@ -55,7 +57,7 @@ fn usage(completion: u64) -> String {
 
 /// Role-only chunk at 5 ms, first content at 150 ms, 19 more tokens 20 ms
 /// apart, then (optionally) a usage chunk and `[DONE]`.
-pub fn timetable(first_token_ms: u64, with_usage: bool) -> Vec<Step> {
+pub(crate) fn timetable(first_token_ms: u64, with_usage: bool) -> Vec<Step> {
     let mut steps = vec![(
         ms(5),
         chunk(json!({ "role": "assistant", "content": "" }), None),
@@ -196,7 +198,7 @@ async fn models() -> axum::Json<Value> {
 }
 
 /// Starts the fixture; returns its base URL (`http://127.0.0.1:PORT/v1`).
-pub async fn start() -> String {
+pub(crate) async fn start() -> String {
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models));

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use dyno::provider::foundry::{Generation, same_variant, split_version};
 
 /// Simulated load time, so load timings are visibly non-zero.
-pub const LOAD_DELAY: Duration = Duration::from_millis(20);
+pub(crate) const LOAD_DELAY: Duration = Duration::from_millis(20);
 
 struct FixtureState {
     generation: Generation,
@@ -31,7 +31,7 @@ struct FixtureState {
 type Shared = Arc<Mutex<FixtureState>>;
 
 /// A running fixture; stops when dropped.
-pub struct Fixture {
+pub(crate) struct Fixture {
     /// `http://127.0.0.1:<port>` (no `/v1`).
     pub base_url: String,
     task: tokio::task::JoinHandle<()>,
@@ -46,17 +46,20 @@ impl Drop for Fixture {
 /// The catalog both generations serve (the first as `/foundry/list`,
 /// the core service as `/v1/models` items); the same file the unit tests
 /// of `dyno::provider::foundry` parse.
-pub fn sample_catalog() -> Vec<Value> {
+pub(crate) fn sample_catalog() -> Vec<Value> {
     serde_json::from_str(include_str!("../fixtures/foundry-catalog.json"))
         .expect("tests/fixtures/foundry-catalog.json is a JSON array")
 }
 
 /// Starts a fixture of `generation` with the given variant ids cached.
-pub async fn start(generation: Generation, cached: &[&str]) -> Fixture {
+pub(crate) async fn start(generation: Generation, cached: &[&str]) -> Fixture {
     let state: Shared = Arc::new(Mutex::new(FixtureState {
         generation,
         catalog: sample_catalog(),
-        cached: cached.iter().map(|s| s.to_string()).collect(),
+        cached: cached
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect(),
         loaded: BTreeSet::new(),
     }));
     let chat = Router::new()
@@ -113,6 +116,7 @@ fn without_version(ids: &BTreeSet<String>) -> Vec<String> {
         .collect()
 }
 
+#[allow(clippy::needless_pass_by_value)] // built inline at every call
 fn error_json(status: StatusCode, message: String) -> Response {
     (
         status,
@@ -191,7 +195,7 @@ async fn service_download(State(state): State<Shared>, Json(body): Json<Value>) 
             "\"errorMessage\":null}",
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect(),
         None => vec![format!(
             "{{\"success\":false,\"errorMessage\":\"Model {requested} not found in catalog\"}}"
@@ -205,21 +209,18 @@ async fn service_download(State(state): State<Shared>, Json(body): Json<Value>) 
 }
 
 async fn token_count(Json(body): Json<Value>) -> Json<Value> {
-    let words: usize = body["messages"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .map(|m| {
-                    m["content"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .split_whitespace()
-                        .count()
-                        + 4
-                })
-                .sum()
-        })
-        .unwrap_or(0);
+    let words: usize = body["messages"].as_array().map_or(0, |ms| {
+        ms.iter()
+            .map(|m| {
+                m["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .count()
+                    + 4
+            })
+            .sum()
+    });
     Json(json!({ "tokenCount": words }))
 }
 

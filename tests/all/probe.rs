@@ -1,4 +1,4 @@
-//! `dyno check` and `dyno models` against the scripted OpenAI fixture and
+//! `dyno check` and `dyno models` against the scripted `OpenAI` fixture and
 //! the Foundry Local fixture (both generations): the library in-process,
 //! the binary for exit codes.
 

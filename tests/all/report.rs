@@ -8,7 +8,7 @@ use dyno::suite::EnergySettings;
 
 use crate::{Tree, svg_texts};
 
-pub const HOSTILE: &str =
+pub(crate) const HOSTILE: &str =
     "=SUM(A1:A2), \"quoted\" | pipe\nsecond line\r\nthird ``` fence — ünïcödé 🚀";
 
 fn sample(
@@ -99,7 +99,7 @@ fn run(id: &str, variant: Option<&str>, load_ms: f64, rss: f64) -> ModelRun {
 
 /// Two models, one with two variants; two prompts (one with hostile
 /// output), a warmup (cold) round and five measured rounds each.
-pub fn synthetic() -> Results {
+pub(crate) fn synthetic() -> Results {
     let mut samples = Vec::new();
     let launches = [
         ("alpha", Some("threads=1"), 20.0, 900.0),
@@ -329,7 +329,7 @@ fn charts_parse_as_svg_with_one_series_per_model() {
 }
 
 /// Validates `doc` against the committed `schemas/results.schema.json`.
-pub fn assert_matches_results_schema(doc: &serde_json::Value) {
+pub(crate) fn assert_matches_results_schema(doc: &serde_json::Value) {
     let text =
         std::fs::read_to_string(crate::repo_root().join("schemas/results.schema.json")).unwrap();
     let schema: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -11,7 +11,7 @@ pub fn file_bytes(paths: &[PathBuf]) -> Vec<(PathBuf, Option<u64>)> {
         .map(|p| {
             let size = std::fs::metadata(p)
                 .ok()
-                .filter(|m| m.is_file())
+                .filter(std::fs::Metadata::is_file)
                 .map(|m| m.len());
             (p.clone(), size)
         })
@@ -51,7 +51,7 @@ mod tests {
     use super::*;
 
     fn strings(args: &[&str]) -> Vec<String> {
-        args.iter().map(|s| s.to_string()).collect()
+        args.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]

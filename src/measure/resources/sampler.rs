@@ -99,7 +99,7 @@ pub fn window_stats(samples: &[Point]) -> Window {
 fn lock(points: &Mutex<Vec<Point>>) -> MutexGuard<'_, Vec<Point>> {
     points
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Appends a sample, timestamped under the lock so the history stays in

@@ -1,7 +1,7 @@
 //! The seeded percentile bootstrap of a quantile ratio, and its RNG
 //! (xoshiro256**); never seeded from the clock.
 
-use super::*;
+use super::{all_positive_finite, in_open_unit, percentile_by_selection, percentile_of_sorted};
 
 /// Percentile-bootstrap CI (level `1 − alpha`) of the ratio
 /// `quantile_q(new) / quantile_q(base)`: each of `resamples` rounds draws

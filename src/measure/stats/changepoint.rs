@@ -1,6 +1,6 @@
 //! Change points in a series (binary segmentation with Mann–Whitney).
 
-use super::*;
+use super::{MIN_ROUNDS, mann_whitney_u};
 
 /// Change points of a per-commit series by binary segmentation: in each
 /// segment, every split leaving at least [`MIN_ROUNDS`] values a side is

@@ -33,7 +33,7 @@ mod twosample;
 
 pub use bootstrap::*;
 pub use changepoint::*;
-use null::*;
+use null::{NullCounts, normal_two_sided_p};
 pub(crate) use null::{midranks, normal_cdf};
 pub use paired::*;
 pub use twosample::*;

@@ -1,7 +1,9 @@
 //! Many tests (Benjamini–Hochberg) and paired tests for quality:
 //! McNemar on pass/fail, Wilcoxon signed-rank on scores.
 
-use super::*;
+use super::{
+    EXACT_WILCOXON_MAX_N, NullCounts, TestMethod, all_finite, midranks, normal_two_sided_p,
+};
 use std::f64::consts::LN_2;
 
 /// Benjamini–Hochberg adjusted p values and rejections, in input order.

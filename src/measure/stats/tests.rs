@@ -1,4 +1,5 @@
 //! Known-value tests (`shared/reference/stats-vectors.md`, computed with scipy).
+use super::null::erfc;
 use super::*;
 
 const E1_BASE: [f64; 5] = [101.0, 98.0, 105.0, 99.0, 103.0];
@@ -320,7 +321,7 @@ fn brute_u(x: &[f64], y: &[f64]) -> f64 {
         .iter()
         .flat_map(|yj| {
             x.iter()
-                .map(move |xi| (yj > xi) as usize * 2 + (yj == xi) as usize)
+                .map(move |xi| usize::from(yj > xi) * 2 + usize::from(yj == xi))
         })
         .sum();
     twice as f64 / 2.0

@@ -2,7 +2,10 @@
 //! distribution-free interval (selected without materialising the m·n
 //! differences), and the verdict against a noise band.
 
-use super::*;
+use super::{
+    EXACT_MWU_MAX_CELLS, MIN_ROUNDS, NullCounts, all_finite, in_open_unit, lerp, midranks,
+    normal_cdf, normal_two_sided_p, quantile_position, sorted_copy,
+};
 
 /// How a p value was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -462,7 +462,7 @@ impl Adapter {
 
     /// Sends `shutdown`, closes stdin, waits up to 2 s for the adapter to
     /// exit, else SIGKILLs its whole process group and reaps it. Whenever
-    /// the adapter exits, anything it left in its group is SIGKILLed at
+    /// the adapter exits, anything it left in its group is `SIGKILLed` at
     /// once. Never panics.
     pub async fn stop(mut self) -> Stopped {
         self.check_abandoned_write();
@@ -578,15 +578,12 @@ impl Adapter {
                         .map(|u| (u.prompt_tokens, u.completion_tokens))
                         .unwrap_or_default();
                     g.prompt_tokens = prompt;
-                    match completion {
-                        Some(n) => {
-                            g.output_tokens = Some(n);
-                            g.token_source = Some(TokenSource::Usage);
-                        }
-                        None => {
-                            g.output_tokens = Some(content_events);
-                            g.token_source = Some(TokenSource::Estimate);
-                        }
+                    if let Some(n) = completion {
+                        g.output_tokens = Some(n);
+                        g.token_source = Some(TokenSource::Usage);
+                    } else {
+                        g.output_tokens = Some(content_events);
+                        g.token_source = Some(TokenSource::Estimate);
                     }
                     return Ok(());
                 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::*;
+use super::{Device, FoundryError};
 
 /// One catalog variant. Record `id`, `device` and `execution_provider` with
 /// every result.
@@ -273,7 +273,7 @@ pub(super) fn suggest(catalog: &[CatalogEntry], query: &str) -> Vec<String> {
             close.then_some((distance, name))
         })
         .collect();
-    scored.sort();
+    scored.sort_unstable();
     scored
         .into_iter()
         .take(5)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use super::*;
+use super::{DEFAULT_CLI_TIMEOUT, ENDPOINT_ENV, FoundryError, clip};
 
 /// Where the service URL came from; record it with results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -290,7 +290,7 @@ pub(super) fn collect_web_urls(value: &Value, out: &mut Vec<String>) {
                     match child {
                         Value::String(s) => out.push(s.clone()),
                         Value::Array(items) => {
-                            out.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
+                            out.extend(items.iter().filter_map(Value::as_str).map(str::to_string));
                         }
                         _ => {}
                     }

@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
-use super::*;
+use super::{
+    BODY_EXCERPT, CatalogEntry, DEFAULT_LOAD_TIMEOUT, DEFAULT_LOAD_TTL, Discovered, FoundryError,
+    MANAGEMENT_TIMEOUT, PROBE_TIMEOUT, TOKEN_COUNT_TIMEOUT, aliases, field, list_items,
+    normalize_base_url, parse_catalog, same_variant, split_version, str_field, suggest,
+};
+use crate::text::error_chain;
 
 /// Which Foundry Local service is answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -41,12 +46,9 @@ pub struct Foundry {
     load_ttl: Duration,
 }
 
+/// The service is local: a system proxy must not intercept it.
 pub(super) fn http_client() -> Result<reqwest::Client, FoundryError> {
-    reqwest::Client::builder()
-        // The service is local; a system proxy must not intercept it.
-        .no_proxy()
-        .connect_timeout(PROBE_TIMEOUT)
-        .build()
+    crate::provider::http::client(crate::provider::http::Purpose::Local)
         .map_err(|e| FoundryError::Client(error_chain(&e)))
 }
 
@@ -116,6 +118,7 @@ impl Foundry {
     }
 
     /// Changes how long [`Foundry::load`] may take.
+    #[must_use]
     pub fn with_load_timeout(mut self, timeout: Duration) -> Foundry {
         self.load_timeout = timeout;
         self
@@ -123,6 +126,7 @@ impl Foundry {
 
     /// Changes the idle time after which the service may unload a model
     /// loaded by [`Foundry::load`] (first generation only).
+    #[must_use]
     pub fn with_load_ttl(mut self, ttl: Duration) -> Foundry {
         self.load_ttl = ttl;
         self
@@ -646,20 +650,6 @@ pub(super) fn tuple_fraction(bytes: &[u8]) -> Option<f64> {
     let comma = inner.iter().rposition(|b| *b == b',')?;
     let value = number_before(&inner[comma + 1..])?;
     (0.0..=1.0).contains(&value).then_some(value)
-}
-
-pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 pub(super) fn clip(text: &str, max: usize) -> String {

@@ -8,41 +8,16 @@ use crate::results::{self, FORMAT_VERSION, SuiteRecord};
 
 /// A warm, measured, successful sample of `model` on `prompt`.
 fn sample(model: &str, prompt: &str, round: u32, ttft: f64, busy: Option<f64>) -> Sample {
-    Sample {
-        index: 0,
-        key: format!("{model}/{prompt}"),
-        model: model.into(),
-        prompt: prompt.into(),
-        round: Round::Measured(round),
-        warmup: false,
-        seed: 1,
-        stream: true,
-        status: Status::Ok,
-        error_kind: None,
-        error: None,
-        ttft_ms: Some(ttft),
-        ttfo_reasoning_ms: None,
-        e2e_ms: None,
-        itl_ms: Vec::new(),
-        tpot_ms: None,
-        output_tokens: None,
-        prompt_tokens: None,
-        token_source: None,
-        decode_tps: None,
-        finish_reason: None,
-        text: String::new(),
-        server_timings: None,
-        variant: None,
-        cold: false,
-        rss_peak_mb: None,
-        rss_median_mb: None,
-        cpu_ms: None,
-        energy_j: None,
-        checks: Vec::new(),
-        judge: None,
-        human_score: None,
-        host_busy_cores: busy,
-    }
+    let mut s = Sample::new(
+        format!("{model}/{prompt}"),
+        model,
+        prompt,
+        Round::Measured(round),
+    );
+    s.status = Status::Ok;
+    s.ttft_ms = Some(ttft);
+    s.host_busy_cores = busy;
+    s
 }
 
 /// Results of `model` with `rounds` values per prompt: prompt `i` at

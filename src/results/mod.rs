@@ -157,6 +157,46 @@ pub struct Judgement {
 }
 
 impl Sample {
+    /// A request of cell `key` (model × prompt × axes) at `round`, with
+    /// nothing measured yet: status error, every figure empty.
+    pub fn new(key: String, model: &str, prompt: &str, round: Round) -> Sample {
+        Sample {
+            index: 0,
+            key,
+            model: model.to_string(),
+            prompt: prompt.to_string(),
+            round,
+            warmup: round.is_warmup(),
+            seed: 0,
+            stream: true,
+            status: Status::Error,
+            error_kind: None,
+            error: None,
+            ttft_ms: None,
+            ttfo_reasoning_ms: None,
+            e2e_ms: None,
+            itl_ms: Vec::new(),
+            tpot_ms: None,
+            output_tokens: None,
+            prompt_tokens: None,
+            token_source: None,
+            decode_tps: None,
+            finish_reason: None,
+            text: String::new(),
+            server_timings: None,
+            variant: None,
+            cold: false,
+            rss_peak_mb: None,
+            rss_median_mb: None,
+            cpu_ms: None,
+            energy_j: None,
+            checks: Vec::new(),
+            judge: None,
+            human_score: None,
+            host_busy_cores: None,
+        }
+    }
+
     /// Derives TPOT and decode tokens/s from TTFT, E2E and the token count.
     pub fn derive_rates(&mut self) {
         if let Some((tpot, tps)) = rates(self.ttft_ms, self.e2e_ms, self.output_tokens) {

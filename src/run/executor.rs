@@ -460,41 +460,12 @@ pub fn sample(cell: &Cell, measured: Measured) -> Sample {
 
 /// A sample of `cell` with nothing measured yet.
 fn blank(cell: &Cell) -> Sample {
-    Sample {
-        index: cell.index,
-        key: cell.key.clone(),
-        model: cell.model.clone(),
-        prompt: cell.prompt.clone(),
-        round: cell.round,
-        warmup: cell.round.is_warmup(),
-        seed: cell.seed,
-        stream: cell.params.stream,
-        status: Status::Error,
-        error_kind: None,
-        error: None,
-        ttft_ms: None,
-        ttfo_reasoning_ms: None,
-        e2e_ms: None,
-        itl_ms: Vec::new(),
-        tpot_ms: None,
-        output_tokens: None,
-        prompt_tokens: None,
-        token_source: None,
-        decode_tps: None,
-        finish_reason: None,
-        text: String::new(),
-        server_timings: None,
-        variant: cell.variant.label(),
-        cold: false,
-        rss_peak_mb: None,
-        rss_median_mb: None,
-        cpu_ms: None,
-        energy_j: None,
-        checks: Vec::new(),
-        judge: None,
-        human_score: None,
-        host_busy_cores: None,
-    }
+    let mut sample = Sample::new(cell.key.clone(), &cell.model, &cell.prompt, cell.round);
+    sample.index = cell.index;
+    sample.seed = cell.seed;
+    sample.stream = cell.params.stream;
+    sample.variant = cell.variant.label();
+    sample
 }
 
 #[cfg(test)]
@@ -587,6 +558,19 @@ mod tests {
         }
     }
 
+    /// A source whose model `a` runs a watched process.
+    fn watched_a() -> MockSource {
+        let mut source = MockSource::default();
+        source.scripts.insert(
+            "a".into(),
+            Script {
+                watched: true,
+                ..Script::default()
+            },
+        );
+        source
+    }
+
     #[derive(Default)]
     struct MockSource {
         scripts: BTreeMap<String, Script>,
@@ -658,14 +642,7 @@ mod tests {
     #[tokio::test]
     async fn the_first_request_of_a_watched_launch_is_cold() {
         let (suite, _dir) = suite("");
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                watched: true,
-                ..Script::default()
-            },
-        );
+        let mut source = watched_a();
         let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
         let cold: Vec<(&str, usize)> = samples
             .iter()
@@ -685,14 +662,7 @@ mod tests {
     #[tokio::test]
     async fn cold_start_gives_each_round_its_own_launch() {
         let (suite, _dir) = suite(", cold_start: true");
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                watched: true,
-                ..Script::default()
-            },
-        );
+        let mut source = watched_a();
         let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
         let starts = source
             .log
@@ -790,14 +760,7 @@ mod tests {
     #[tokio::test]
     async fn interleaved_keeps_every_model_up_and_rotates_within_a_round() {
         let (suite, _dir) = suite("");
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                watched: true,
-                ..Script::default()
-            },
-        );
+        let mut source = watched_a();
         let cells = plan::plan(
             &suite,
             &Filter {

@@ -24,45 +24,25 @@ fn sample(
     };
     let (ttft, e2e) = ms;
     let tokens = 40;
-    let mut s = Sample {
-        index: 0,
-        key,
-        model: model.into(),
-        prompt: prompt.into(),
-        round,
-        warmup: round.is_warmup(),
-        seed: 7,
-        stream: true,
-        status: Status::Ok,
-        error_kind: None,
-        error: None,
-        ttft_ms: Some(ttft),
-        ttfo_reasoning_ms: None,
-        e2e_ms: Some(e2e),
-        itl_ms: vec![],
-        tpot_ms: None,
-        output_tokens: Some(tokens),
-        prompt_tokens: Some(12),
-        token_source: Some(results::TokenSource::Usage),
-        decode_tps: None,
-        finish_reason: Some("stop".into()),
-        text: format!("{model} answers {prompt}"),
-        server_timings: Some(
-            [("predicted_per_second".to_string(), 39_000.0 / (e2e - ttft))]
-                .into_iter()
-                .collect(),
-        ),
-        variant: variant.map(String::from),
-        cold: false,
-        rss_peak_mb: Some(if model == "alpha" { 310.0 } else { 455.0 } + ttft / 100.0),
-        rss_median_mb: Some(if model == "alpha" { 300.0 } else { 450.0 }),
-        cpu_ms: Some(e2e * 1.5),
-        energy_j: None,
-        checks: Vec::new(),
-        judge: None,
-        human_score: None,
-        host_busy_cores: None,
-    };
+    let mut s = Sample::new(key, model, prompt, round);
+    s.seed = 7;
+    s.status = Status::Ok;
+    s.ttft_ms = Some(ttft);
+    s.e2e_ms = Some(e2e);
+    s.output_tokens = Some(tokens);
+    s.prompt_tokens = Some(12);
+    s.token_source = Some(results::TokenSource::Usage);
+    s.finish_reason = Some("stop".into());
+    s.text = format!("{model} answers {prompt}");
+    s.server_timings = Some(
+        [("predicted_per_second".to_string(), 39_000.0 / (e2e - ttft))]
+            .into_iter()
+            .collect(),
+    );
+    s.variant = variant.map(String::from);
+    s.rss_peak_mb = Some(if model == "alpha" { 310.0 } else { 455.0 } + ttft / 100.0);
+    s.rss_median_mb = Some(if model == "alpha" { 300.0 } else { 450.0 });
+    s.cpu_ms = Some(e2e * 1.5);
     s.derive_rates();
     s
 }

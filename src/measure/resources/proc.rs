@@ -228,7 +228,7 @@ pub fn tree_usage(root: u32) -> Option<TreeUsage> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::process::{Child, Command};
     use std::time::{Duration, Instant};
@@ -303,7 +303,7 @@ mod tests {
     }
 
     /// Kills and reaps a child on drop, so a failing test leaves nothing.
-    struct Reaped(Child);
+    pub(crate) struct Reaped(pub(crate) Child);
 
     impl Drop for Reaped {
         fn drop(&mut self) {
@@ -312,12 +312,12 @@ mod tests {
         }
     }
 
-    fn spawn(program: &str, args: &[&str]) -> Reaped {
+    pub(crate) fn spawn(program: &str, args: &[&str]) -> Reaped {
         Reaped(Command::new(program).args(args).spawn().unwrap())
     }
 
     /// Polls `tree_pids(root)` until it has at least `n` entries.
-    fn wait_for_tree(root: u32, n: usize) -> Vec<u32> {
+    pub(crate) fn wait_for_tree(root: u32, n: usize) -> Vec<u32> {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             let pids = tree_pids(root);

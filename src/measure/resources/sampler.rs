@@ -239,8 +239,8 @@ fn sample_loop(root: u32, period: Duration, points: &Mutex<Vec<Point>>, stop: &m
 
 #[cfg(test)]
 mod tests {
+    use super::super::proc::tests::{spawn, wait_for_tree};
     use super::*;
-    use std::process::{Child, Command};
 
     fn points(t0: Instant, data: &[(u64, u64, f64)]) -> Vec<Point> {
         data.iter()
@@ -312,32 +312,6 @@ mod tests {
         let json = serde_json::to_value(w).unwrap();
         assert_eq!(json["samples"], 0);
         assert!(json["rss_peak_bytes"].is_null());
-    }
-
-    /// Kills and reaps a child on drop, so a failing test leaves nothing.
-    struct Reaped(Child);
-
-    impl Drop for Reaped {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    fn spawn(program: &str, args: &[&str]) -> Reaped {
-        Reaped(Command::new(program).args(args).spawn().unwrap())
-    }
-
-    /// Polls `tree_pids(root)` until it has at least `n` entries.
-    fn wait_for_tree(root: u32, n: usize) -> Vec<u32> {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let pids = tree_pids(root);
-            if pids.len() >= n || Instant::now() > deadline {
-                return pids;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 
     #[test]

@@ -391,6 +391,19 @@ fn axis_combinations(axes: &[Axis]) -> Vec<Vec<AxisValue>> {
     combos
 }
 
+/// SHA-256 over the cells (position, key, round, seed and parameters), so
+/// results and journals can say which plan they followed.
+pub fn hash(cells: &[Cell]) -> String {
+    let mut digest = Sha256::new();
+    for cell in cells {
+        // Serializing plain data cannot fail.
+        let line = serde_json::to_string(cell).unwrap_or_default();
+        digest.update(line.as_bytes());
+        digest.update(b"\n");
+    }
+    crate::text::hex(&digest.finalize())
+}
+
 /// A seed in `0..2^31` from the suite seed and the cell key (SHA-256), so it
 /// fits every server's integer seed and never depends on the clock.
 pub fn derive_seed(suite_seed: u32, key: &str) -> u32 {

@@ -14,6 +14,7 @@
 //! implements [`Provider`], and one arm in [`Providers::open`].
 
 pub mod adapter;
+pub mod children;
 mod endpoint;
 pub mod foundry;
 pub(crate) mod http;
@@ -72,6 +73,10 @@ pub struct Measured {
     pub text: String,
     /// The server's own timings (llama.cpp `timings`), as sent.
     pub server_timings: Option<BTreeMap<String, f64>>,
+    /// The HTTP status of a response that was not a success.
+    pub http_status: Option<u16>,
+    /// How long the server asked to wait before trying again.
+    pub retry_after: Option<Duration>,
 }
 
 impl Measured {

@@ -169,6 +169,8 @@ async fn exchange(
     let response = builder.send().await.map_err(|e| transport_error(&e))?;
     let status = response.status();
     if !status.is_success() {
+        m.http_status = Some(status.as_u16());
+        m.retry_after = retry_after(response.headers());
         let body = response.text().await.unwrap_or_default();
         return Err((
             ErrorKind::HttpStatus,
@@ -255,6 +257,18 @@ async fn exchange(
         m.e2e_ms = Some(ms(start, end));
     }
     Ok(())
+}
+
+/// A `Retry-After` given in seconds (an HTTP date is not read).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// Reads a non-streaming response body.

@@ -74,6 +74,22 @@ pub enum ErrorKind {
     Skipped,
 }
 
+impl ErrorKind {
+    /// The name results use for the kind (`http_status`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::HttpStatus => "http_status",
+            ErrorKind::BadSse => "bad_sse",
+            ErrorKind::EarlyEof => "early_eof",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::ServerExited => "server_exited",
+            ErrorKind::Skipped => "skipped",
+        }
+    }
+}
+
 /// One request, measured. Times are milliseconds on a monotonic clock,
 /// from just before the request was written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -142,6 +158,19 @@ pub struct Sample {
     /// busy while this request ran (`measure::noise`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_busy_cores: Option<f64>,
+    /// Attempts it took (more than one when the server turned it away for
+    /// now and it was tried again); its figures are the last attempt's.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub attempts: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes fields by reference
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// One judge model's verdict on one output.
@@ -194,6 +223,7 @@ impl Sample {
             judge: None,
             human_score: None,
             host_busy_cores: None,
+            attempts: 1,
         }
     }
 
@@ -383,6 +413,17 @@ impl SuiteRecord {
     }
 }
 
+/// Why a run stopped early, and how far it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Partial {
+    /// E.g. `interrupted by SIGINT (Ctrl-C)`.
+    pub reason: String,
+    /// Requests recorded (sent or skipped).
+    pub sent: usize,
+    /// Requests the plan holds.
+    pub planned: usize,
+}
+
 /// One run of one suite: what `results.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Results {
@@ -392,6 +433,13 @@ pub struct Results {
     pub started_at: String,
     pub git_revision: Option<String>,
     pub suite: SuiteRecord,
+    /// SHA-256 of the plan the run followed (cells, rounds, seeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_hash: Option<String>,
+    /// Set when the run stopped before its last request (interrupted);
+    /// `dyno run --resume` goes on from its journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Partial>,
     pub environment: Environment,
     pub models: Vec<crate::results::ModelRun>,
     /// One row per model (and server variant), pooled over prompts.

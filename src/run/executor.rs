@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::interrupt::Interrupt;
 use super::journal::Journal;
 use crate::measure::noise::Monitor;
 use crate::measure::resources::{DEFAULT_PERIOD, Mark, Rapl, Sampler, Window, files};
@@ -22,6 +23,12 @@ use crate::text::first_line;
 /// The longest a request may take, whatever the suite says: a day.
 pub const MAX_TIMEOUT: Duration = Duration::from_hours(24);
 
+/// The longest wait before trying a request again.
+const MAX_RETRY_WAIT: Duration = Duration::from_mins(1);
+
+/// Failed requests printed per cell; the rest are counted.
+const ERRORS_SHOWN_PER_CELL: usize = 3;
+
 /// How the executor reports and records.
 pub struct Options<'a> {
     /// No progress bar.
@@ -30,6 +37,19 @@ pub struct Options<'a> {
     pub journal: Journal,
     /// What the rest of the machine does, read around every request.
     pub monitor: Option<&'a Monitor>,
+    /// Stops the run between requests (and abandons the one in flight).
+    pub interrupt: Interrupt,
+}
+
+/// What a run of the executor measured.
+#[derive(Debug)]
+pub struct Executed {
+    /// Every request sent or skipped, in plan order.
+    pub samples: Vec<Sample>,
+    /// Each model (in each variant) the run reached.
+    pub runs: Vec<ModelRun>,
+    /// Why the run stopped before its last cell, if it did.
+    pub interrupted: Option<String>,
 }
 
 /// The state shared by every request of a run.
@@ -39,7 +59,21 @@ struct Runner<'a> {
     journal: Journal,
     rapl: Option<Rapl>,
     monitor: Option<&'a Monitor>,
+    interrupt: Interrupt,
+    /// Set once the run is interrupted: nothing more is sent.
+    interrupted: Option<String>,
+    /// Failed requests per cell key, for printing a few of each.
+    errors: std::collections::BTreeMap<String, usize>,
     samples: Vec<Sample>,
+}
+
+/// What sending one cell came to.
+enum Sent {
+    Done,
+    /// What serves the model died; why.
+    Died(String),
+    /// The run was interrupted while the request was in flight.
+    Interrupted(String),
 }
 
 /// One model in one variant during a run: its provider, what is known of
@@ -79,7 +113,7 @@ pub async fn execute(
     cells: &[Cell],
     options: Options<'_>,
     source: &mut dyn Source,
-) -> (Vec<Sample>, Vec<ModelRun>) {
+) -> Executed {
     let progress = if options.quiet {
         ProgressBar::with_draw_target(Some(cells.len() as u64), ProgressDrawTarget::hidden())
     } else {
@@ -99,10 +133,16 @@ pub async fn execute(
             Rapl::open()
         },
         monitor: options.monitor,
+        interrupt: options.interrupt,
+        interrupted: None,
+        errors: std::collections::BTreeMap::new(),
         samples: Vec::with_capacity(cells.len()),
     };
     let mut slots = slots(suite, cells, source);
     for chunk in cells.chunk_by(|a, b| a.model == b.model && a.variant == b.variant) {
+        if runner.interrupted.is_some() {
+            break;
+        }
         let Some(first) = chunk.first() else {
             continue;
         };
@@ -118,7 +158,8 @@ pub async fn execute(
         runner.stop(slot).await;
     }
     runner.progress.finish_and_clear();
-    let runs = slots
+    runner.report_hidden_errors();
+    let runs: Vec<ModelRun> = slots
         .into_iter()
         .map(|slot| {
             let mut run = slot.run;
@@ -130,7 +171,14 @@ pub async fn execute(
             run
         })
         .collect();
-    (runner.samples, runs)
+    for run in &runs {
+        runner.journal.run(run);
+    }
+    Executed {
+        samples: runner.samples,
+        runs,
+        interrupted: runner.interrupted,
+    }
 }
 
 /// One slot per model and variant, in order of first appearance.
@@ -186,6 +234,9 @@ impl Runner<'_> {
     /// its cells are skipped.
     async fn chunk(&mut self, slot: &mut Slot<'_>, chunk: &[Cell]) {
         for (i, cell) in chunk.iter().enumerate() {
+            if self.interrupted.is_some() {
+                return;
+            }
             if let Some(reason) = &slot.failure {
                 let reason = reason.clone();
                 self.skip(chunk[i..].iter(), &reason);
@@ -205,8 +256,13 @@ impl Runner<'_> {
                 self.fail(slot, reason);
                 break;
             }
-            if let Some(reason) = self.send(slot, cell).await {
-                self.fail(slot, reason);
+            match self.send(slot, cell).await {
+                Sent::Done => {}
+                Sent::Died(reason) => self.fail(slot, reason),
+                Sent::Interrupted(reason) => {
+                    self.interrupted = Some(reason);
+                    return;
+                }
             }
         }
         if chunk.last().is_some_and(|c| c.index == slot.last + 1) {
@@ -278,29 +334,59 @@ impl Runner<'_> {
         slot.failure = Some(reason);
     }
 
-    /// Sends one cell through `slot`'s running launch. With a process to
-    /// watch, measures its memory and CPU around the request and marks the
-    /// launch's first request cold. Returns why the model failed when what
-    /// serves it has died.
-    async fn send(&mut self, slot: &mut Slot<'_>, cell: &Cell) -> Option<String> {
+    /// Sends one cell through `slot`'s running launch, again while the
+    /// server turns it away for now (its retry settings). With a process
+    /// to watch, measures its memory and CPU around the (last) attempt;
+    /// the first request after a launch is cold. Says whether what serves
+    /// the model died, or the run was interrupted meanwhile.
+    async fn send(&mut self, slot: &mut Slot<'_>, cell: &Cell) -> Sent {
         let (Some(provider), Some(running)) = (slot.provider.as_mut(), slot.launch.as_mut()) else {
-            return None;
+            return Sent::Done;
         };
         self.progress
             .set_message(format!("{} · {} · {}", cell.model, cell.prompt, cell.round));
+        let request = request(self.suite, cell);
+        let retry = cell.params.retry;
         let sampler = running.sampler.as_ref();
-        let mark = sampler.map(Sampler::mark);
-        let noise = self.monitor.map(Monitor::mark);
-        let energy_before = self.rapl.as_ref().and_then(Rapl::read_domains);
-        let measured = provider.measure(&request(self.suite, cell)).await;
+        let mut interrupt = self.interrupt.clone();
+        let mut attempts = 0;
+        let (measured, mark, noise, energy_before) = loop {
+            attempts += 1;
+            let mark = sampler.map(Sampler::mark);
+            let noise = self.monitor.map(Monitor::mark);
+            let energy_before = self.rapl.as_ref().and_then(Rapl::read_domains);
+            let measured = tokio::select! {
+                measured = provider.measure(&request) => measured,
+                reason = interrupt.wait() => return Sent::Interrupted(reason),
+            };
+            let turned_away = measured.http_status.is_some_and(|s| retry.on.contains(s));
+            if !turned_away || attempts > retry.max {
+                break (measured, mark, noise, energy_before);
+            }
+            let backoff = Duration::from_millis(u64::from(retry.backoff_ms))
+                .saturating_mul(1 << (attempts - 1).min(16));
+            let wait = measured.retry_after.unwrap_or(backoff).min(MAX_RETRY_WAIT);
+            self.progress.set_message(format!(
+                "{} · {} · turned away ({}), again in {:.1} s",
+                cell.model,
+                cell.prompt,
+                measured.http_status.unwrap_or(0),
+                wait.as_secs_f64()
+            ));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                reason = interrupt.wait() => return Sent::Interrupted(reason),
+            }
+        };
         let mut sample = sample(cell, measured);
+        sample.attempts = attempts;
+        sample.cold = running.sent == 0 && running.started.load.is_some();
         if let (Some(rapl), Some(before)) = (&self.rapl, energy_before)
             && let Some(after) = rapl.read_domains()
         {
             sample.energy_j = rapl.delta_uj(&before, &after).map(|uj| uj as f64 / 1e6);
         }
         if let (Some(sampler), Some(mark)) = (sampler, &mark) {
-            sample.cold = running.sent == 0;
             let window = sampler.window(mark);
             sample.rss_peak_mb = window.rss_peak_bytes.map(|b| b as f64 / MB);
             sample.rss_median_mb = window.rss_median_bytes.map(|b| b / MB);
@@ -325,8 +411,41 @@ impl Runner<'_> {
                 cell.model, cell.prompt, tps
             ));
         }
+        self.show_error(&sample);
         self.record(sample);
-        died
+        died.map_or(Sent::Done, Sent::Died)
+    }
+
+    /// Prints a failed request's kind and first line, a few per cell.
+    fn show_error(&mut self, sample: &Sample) {
+        let (Some(kind), Some(message)) = (sample.error_kind, &sample.error) else {
+            return;
+        };
+        let seen = self.errors.entry(sample.key.clone()).or_default();
+        *seen += 1;
+        if *seen <= ERRORS_SHOWN_PER_CELL {
+            self.progress.println(format!(
+                "error: {} ({}): {}: {}",
+                sample.key,
+                sample.round,
+                kind.name(),
+                first_line(message)
+            ));
+        }
+    }
+
+    /// Says how many failed requests went unprinted.
+    fn report_hidden_errors(&self) {
+        let hidden: usize = self
+            .errors
+            .values()
+            .map(|n| n.saturating_sub(ERRORS_SHOWN_PER_CELL))
+            .sum();
+        if hidden > 0 {
+            eprintln!(
+                "… and {hidden} more failed requests not shown (every one is in results.json and the report's failures)"
+            );
+        }
     }
 
     /// Records `cells` as not sent, because of `reason`.
@@ -340,7 +459,7 @@ impl Runner<'_> {
     }
 
     fn record(&mut self, sample: Sample) {
-        self.journal.append(&sample);
+        self.journal.sample(&sample);
         self.samples.push(sample);
         self.progress.inc(1);
     }
@@ -431,6 +550,8 @@ pub fn sample(cell: &Cell, measured: Measured) -> Sample {
         finish_reason,
         text,
         server_timings,
+        http_status: _,
+        retry_after: _,
     } = measured;
     let mut sample = blank(cell);
     sample.status = if error.is_some() {
@@ -491,6 +612,11 @@ mod tests {
         dies_at: Option<usize>,
         /// A process to watch (so requests are sampled and the first is cold).
         watched: bool,
+        /// Every request is turned away (429, Retry-After 1 ms) this many
+        /// times before it is answered.
+        turned_away: usize,
+        /// The request with this (0-based) number never answers.
+        hangs_at: Option<usize>,
     }
 
     /// An in-memory provider with programmed timings: TTFT 10 ms, then 10
@@ -501,6 +627,8 @@ mod tests {
         log: Arc<Mutex<Vec<String>>>,
         sent: usize,
         dead: bool,
+        /// Attempts of the current request so far.
+        tries: usize,
     }
 
     impl Provider for Mock {
@@ -526,7 +654,18 @@ mod tests {
                 .unwrap()
                 .push(format!("measure {} {}", self.model, request.id));
             let n = self.sent;
+            if self.tries < self.script.turned_away {
+                self.tries += 1;
+                let mut busy = Measured::failed(ErrorKind::HttpStatus, "HTTP 429: slow down");
+                busy.http_status = Some(429);
+                busy.retry_after = Some(Duration::from_millis(1));
+                return async move { busy }.boxed();
+            }
+            self.tries = 0;
             self.sent += 1;
+            if self.script.hangs_at == Some(n) {
+                return std::future::pending().boxed();
+            }
             let measured = if self.script.dies_at == Some(n) {
                 self.dead = true;
                 Measured::failed(ErrorKind::EarlyEof, "connection closed")
@@ -585,6 +724,7 @@ mod tests {
                 log: Arc::clone(&self.log),
                 sent: 0,
                 dead: false,
+                tries: 0,
             }))
         }
     }
@@ -613,8 +753,10 @@ mod tests {
             quiet: true,
             journal,
             monitor: None,
+            interrupt: Interrupt::never(),
         };
-        execute(suite, &cells, options, source).await
+        let executed = execute(suite, &cells, options, source).await;
+        (executed.samples, executed.runs)
     }
 
     #[tokio::test]
@@ -649,9 +791,11 @@ mod tests {
             .filter(|s| s.cold)
             .map(|s| (s.model.as_str(), s.index))
             .collect();
-        // Model a is watched: its first request is cold; b is not watched.
-        assert_eq!(cold, [("a", 1)], "{samples:?}");
+        // The first request after each load is cold; only a's process is
+        // watched, so only a's requests have memory figures.
+        assert_eq!(cold, [("a", 1), ("b", 7)], "{samples:?}");
         assert!(samples[0].rss_peak_mb.is_some(), "{:?}", samples[0]);
+        assert!(samples[6].rss_peak_mb.is_none(), "{:?}", samples[6]);
         assert!(
             runs[0].launches[0].rss_samples > 0,
             "{:?}",
@@ -689,7 +833,13 @@ mod tests {
             },
         );
         let journal_path = dir.path().join("journal.jsonl");
-        let (samples, runs) = run(&suite, &mut source, Journal::create(&journal_path)).await;
+        let header = super::super::journal::Header {
+            suite_hash: suite.hash(),
+            plan_hash: String::new(),
+            started_at: String::new(),
+        };
+        let (samples, runs) =
+            run(&suite, &mut source, Journal::create(&journal_path, &header)).await;
         let a: Vec<(usize, Option<ErrorKind>)> = samples
             .iter()
             .filter(|s| s.model == "a")
@@ -718,13 +868,11 @@ mod tests {
             .filter(|s| s.model == "b" && s.status == Status::Ok)
             .count();
         assert_eq!(b_ok, 6, "{samples:?}");
-        // The journal holds every sample, in order, as it was recorded.
-        let journal = std::fs::read_to_string(&journal_path).unwrap();
-        let journaled: Vec<Sample> = journal
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(journaled, samples);
+        // The journal holds every sample, in order, as it was recorded,
+        // and how each model fared.
+        let journaled = super::super::journal::read(&journal_path).unwrap();
+        assert_eq!(journaled.samples, samples);
+        assert_eq!(journaled.runs, runs);
     }
 
     #[tokio::test]
@@ -773,8 +921,10 @@ mod tests {
             quiet: true,
             journal: Journal::none(),
             monitor: None,
+            interrupt: Interrupt::never(),
         };
-        let (samples, runs) = execute(&suite, &cells, options, &mut source).await;
+        let executed = execute(&suite, &cells, options, &mut source).await;
+        let (samples, runs) = (executed.samples, executed.runs);
         let order: Vec<(&str, &str)> = samples
             .iter()
             .map(|s| (s.model.as_str(), s.prompt.as_str()))
@@ -808,11 +958,88 @@ mod tests {
                 "{model} stopped before its last request: {log:?}"
             );
         }
-        // Only a's very first request is cold: b is not watched, and a's
-        // server stayed up between its rounds.
+        // Only each model's very first request is cold: their servers
+        // stayed up between rounds.
         let cold: Vec<usize> = samples.iter().filter(|s| s.cold).map(|s| s.index).collect();
-        assert_eq!(cold, [1], "{samples:?}");
+        assert_eq!(cold, [1, 3], "{samples:?}");
         assert_eq!(runs[0].launches.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_stops_sending_and_stops_what_runs() {
+        let (suite, _dir) = suite("");
+        let mut source = MockSource::default();
+        source.scripts.insert(
+            "a".into(),
+            Script {
+                hangs_at: Some(2),
+                ..Script::default()
+            },
+        );
+        let cells = plan::plan(&suite, &Filter::default()).unwrap();
+        let (tx, interrupt) = Interrupt::manual();
+        let options = Options {
+            quiet: true,
+            journal: Journal::none(),
+            monitor: None,
+            interrupt,
+        };
+        let run = execute(&suite, &cells, options, &mut source);
+        let trigger = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send(Some("interrupted by test".into())).unwrap();
+        };
+        let (executed, ()) = tokio::join!(run, trigger);
+        assert_eq!(executed.interrupted.as_deref(), Some("interrupted by test"));
+        let sent: Vec<usize> = executed.samples.iter().map(|s| s.index).collect();
+        assert_eq!(sent, [1, 2], "the request in flight is not recorded");
+        let log = source.log.lock().unwrap().clone();
+        assert_eq!(log.last().map(String::as_str), Some("stop a"), "{log:?}");
+        assert!(
+            !log.iter().any(|l| l.ends_with(" b")),
+            "b never started: {log:?}"
+        );
+        assert_eq!(executed.runs.len(), 2, "{:?}", executed.runs);
+    }
+
+    #[tokio::test]
+    async fn a_request_turned_away_is_tried_again() {
+        let (suite, _dir) = suite("");
+        let mut source = MockSource::default();
+        source.scripts.insert(
+            "a".into(),
+            Script {
+                turned_away: 2,
+                ..Script::default()
+            },
+        );
+        let (samples, _) = run(&suite, &mut source, Journal::none()).await;
+        let a: Vec<(Status, u32)> = samples
+            .iter()
+            .filter(|s| s.model == "a")
+            .map(|s| (s.status, s.attempts))
+            .collect();
+        assert!(
+            a.iter()
+                .all(|&(status, attempts)| status == Status::Ok && attempts == 3),
+            "{a:?}"
+        );
+        // More refusals than the default 3 retries allow: recorded as failed.
+        let mut source = MockSource::default();
+        source.scripts.insert(
+            "a".into(),
+            Script {
+                turned_away: 9,
+                ..Script::default()
+            },
+        );
+        let (samples, _) = run(&suite, &mut source, Journal::none()).await;
+        let first = &samples[0];
+        assert_eq!(
+            (first.status, first.attempts, first.error_kind),
+            (Status::Error, 4, Some(ErrorKind::HttpStatus)),
+            "{first:?}"
+        );
     }
 
     #[test]

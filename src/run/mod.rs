@@ -3,7 +3,8 @@
 //! the judge that scores outputs after the timed cells (`judge`).
 
 pub mod executor;
-pub(crate) mod journal;
+pub mod interrupt;
+pub mod journal;
 pub(crate) mod judge;
 pub mod pipeline;
 

@@ -8,6 +8,7 @@ mod engine;
 mod fixture;
 mod foundry;
 mod foundry_fixture;
+mod interrupt;
 mod plan;
 mod probe;
 mod quality;

@@ -165,6 +165,8 @@ pub(crate) fn synthetic() -> Results {
             hash: "abc123".into(),
             resolved: serde_json::json!({"outputs": {"templates": ["report.md", "results.csv"]}}),
         },
+        plan_hash: None,
+        partial: None,
         environment: Environment {
             cpu: "Test CPU".into(),
             cores: 2,

@@ -140,6 +140,43 @@ pub trait Provider: Send {
 
     /// Stops what `start` started; harmless when nothing runs.
     fn stop(&mut self) -> BoxFuture<'_, Stopped>;
+
+    /// While started: a handle that sends requests side by side (load
+    /// modes); `None` for providers that take one request at a time.
+    fn sender(&self) -> Option<Arc<dyn Concurrent>> {
+        None
+    }
+}
+
+/// Sends requests side by side: what load modes drive. Cheap to share.
+pub trait Concurrent: Send + Sync {
+    /// Sends one request and measures it, like [`Provider::measure`].
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Measured>;
+}
+
+/// An OpenAI-compatible target that takes requests side by side.
+pub struct HttpSender {
+    http: reqwest::Client,
+    target: openai::Target,
+    /// Sent instead of each request's model (a resolved Foundry variant).
+    model: Option<String>,
+}
+
+impl HttpSender {
+    pub fn new(http: reqwest::Client, target: openai::Target, model: Option<String>) -> HttpSender {
+        HttpSender {
+            http,
+            target,
+            model,
+        }
+    }
+}
+
+impl Concurrent for HttpSender {
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Measured> {
+        let model = self.model.as_deref().unwrap_or(&request.model);
+        Box::pin(openai::chat(&self.http, &self.target, model, request))
+    }
 }
 
 /// Where providers come from: the executor and the judge ask for one per

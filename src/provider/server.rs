@@ -487,6 +487,15 @@ impl super::Provider for Managed {
         ))
     }
 
+    fn sender(&self) -> Option<std::sync::Arc<dyn super::Concurrent>> {
+        let (_, target) = self.running.as_ref()?;
+        Some(std::sync::Arc::new(super::HttpSender::new(
+            self.http.clone(),
+            target.clone(),
+            None,
+        )))
+    }
+
     fn stop(&mut self) -> BoxFuture<'_, Stopped> {
         async move {
             let Some((mut running, _)) = self.running.take() else {

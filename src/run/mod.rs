@@ -6,6 +6,7 @@ pub mod executor;
 pub mod interrupt;
 pub mod journal;
 pub(crate) mod judge;
+pub mod load;
 pub mod pipeline;
 
 pub use pipeline::{

@@ -14,7 +14,10 @@ use crate::measure::resources::GpuSnapshot;
 use crate::plan::Round;
 
 mod io;
+mod load;
 mod summary;
+
+pub use load::{CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, load_stats};
 
 pub use io::{LoadError, RESULTS_FILE, load, parse, results_file, to_json};
 
@@ -162,6 +165,12 @@ pub struct Sample {
     /// now and it was tried again); its figures are the last attempt's.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub attempts: u32,
+    /// Load points: when the request was due, from the point's start, and
+    /// how late it went out (milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_lag_ms: Option<f64>,
 }
 
 fn one() -> u32 {
@@ -224,6 +233,8 @@ impl Sample {
             human_score: None,
             host_busy_cores: None,
             attempts: 1,
+            scheduled_ms: None,
+            schedule_lag_ms: None,
         }
     }
 

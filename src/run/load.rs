@@ -22,59 +22,7 @@ use super::interrupt::Interrupt;
 use crate::measure::resources::own::own_cpu_s;
 use crate::measure::stats;
 use crate::provider::{Concurrent, Measured, Request};
-
-/// How requests arrive in an open loop.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Arrival {
-    /// Exponential gaps (a Poisson process), the arrivals of many users.
-    #[default]
-    Poisson,
-    /// Equal gaps.
-    Constant,
-}
-
-/// How a point drives requests.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Drive {
-    /// Closed loop: this many streams.
-    Concurrency(u32),
-    /// Open loop: this many requests per second on average.
-    Rate { per_s: f64, arrival: Arrival },
-}
-
-impl Drive {
-    /// `concurrency=4`, `rate=2.5`.
-    pub fn label(&self) -> String {
-        match self {
-            Drive::Concurrency(n) => format!("concurrency={n}"),
-            Drive::Rate { per_s, .. } => format!("rate={per_s}"),
-        }
-    }
-}
-
-/// One load point.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Point {
-    pub drive: Drive,
-    /// Seeds the arrival schedule (and the executor's prompt choice).
-    pub seed: u64,
-    /// Open loop: requests in flight at most; later ones wait (and their
-    /// lag shows it).
-    pub max_in_flight: u32,
-    /// Requests started before this are warm-up, recorded but not counted.
-    pub warmup: Duration,
-    /// The counted window's length, when bounded by time.
-    pub duration: Option<Duration>,
-    /// Counted requests, when bounded by number.
-    pub requests: Option<u64>,
-    /// Load kept on after the counted window, recorded but not counted, so
-    /// the window's last requests meet the same load as its first.
-    pub cooldown: Duration,
-}
+pub use crate::suite::workload::{Arrival, Drive, Point};
 
 /// Where in a point a request started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -8,6 +8,7 @@ mod load;
 pub(crate) mod node;
 pub mod raw;
 mod resolve;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -49,6 +49,9 @@ pub struct Request {
     pub max_tokens: u32,
     pub seed: u32,
     pub stream: bool,
+    /// Generate exactly `max_tokens` (`ignore_eos`, `min_tokens`), for
+    /// prompts of controlled lengths.
+    pub ignore_eos: bool,
     pub timeout: Duration,
 }
 
@@ -152,6 +155,12 @@ pub trait Provider: Send {
 pub trait Concurrent: Send + Sync {
     /// Sends one request and measures it, like [`Provider::measure`].
     fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Measured>;
+
+    /// Tokens the server counts in `text`; `None` where it cannot tell.
+    fn count_tokens<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Option<u64>> {
+        let _ = text;
+        Box::pin(async { None })
+    }
 }
 
 /// An OpenAI-compatible target that takes requests side by side.
@@ -176,6 +185,10 @@ impl Concurrent for HttpSender {
     fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Measured> {
         let model = self.model.as_deref().unwrap_or(&request.model);
         Box::pin(openai::chat(&self.http, &self.target, model, request))
+    }
+
+    fn count_tokens<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(openai::tokenize(&self.http, &self.target, text))
     }
 }
 

@@ -97,6 +97,10 @@ pub fn body(model: &str, request: &Request) -> Value {
     if request.stream {
         body["stream_options"] = json!({ "include_usage": true });
     }
+    if request.ignore_eos {
+        body["ignore_eos"] = json!(true);
+        body["min_tokens"] = json!(request.max_tokens);
+    }
     body
 }
 
@@ -352,7 +356,7 @@ async fn count_tokens(
 }
 
 /// llama.cpp's `POST /tokenize`; `None` where the server has no such route.
-async fn tokenize(client: &reqwest::Client, target: &Target, text: &str) -> Option<u64> {
+pub(crate) async fn tokenize(client: &reqwest::Client, target: &Target, text: &str) -> Option<u64> {
     let url = format!("{}/tokenize", target.server_root());
     let body = json!({ "content": text });
     let value = post_json(client, &url, &body, Duration::from_secs(5)).await?;
@@ -496,6 +500,7 @@ mod tests {
             max_tokens: 8,
             seed: 3,
             stream: true,
+            ignore_eos: false,
             timeout: Duration::from_secs(1),
         };
         let body = body("m", &req);

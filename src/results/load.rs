@@ -15,6 +15,20 @@ pub const CLIENT_BOUND_LAG_MS: f64 = 1.0;
 /// …or the client used more than this many cores.
 pub const CLIENT_BOUND_CORES: f64 = 0.5;
 
+/// A sweep from one stream to saturation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SweepResult {
+    /// The sweep's cell key: `model/*[sweep]`.
+    pub key: String,
+    pub model: String,
+    /// The keys of the points it drove, in order.
+    pub points: Vec<String>,
+    /// The most requests per second any of its points completed.
+    pub saturation_throughput: Option<f64>,
+    /// The highest rate whose point met the SLO; `None` without an SLO.
+    pub max_rate_meeting_slo: Option<f64>,
+}
+
 /// How the client fared while driving a point.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClientCost {

@@ -17,7 +17,9 @@ mod io;
 mod load;
 mod summary;
 
-pub use load::{CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, load_stats};
+pub use load::{
+    CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, SweepResult, load_stats,
+};
 
 pub use io::{LoadError, RESULTS_FILE, load, parse, results_file, to_json};
 
@@ -460,6 +462,12 @@ pub struct Results {
     #[serde(default)]
     pub highlights: Vec<Highlight>,
     pub cells: Vec<CellStats>,
+    /// Every load point driven: throughput, goodput, latency, client cost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load: Vec<LoadStats>,
+    /// Every sweep to saturation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweeps: Vec<SweepResult>,
     pub samples: Vec<Sample>,
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::results::{ModelRun, Sample};
+use crate::results::{LoadStats, ModelRun, Sample, SweepResult};
 
 /// The journal's name inside a run's output directory.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -29,6 +29,8 @@ pub struct Header {
 enum Line {
     Header { journal: Header },
     Run { model_run: Box<ModelRun> },
+    Load { load_point: Box<LoadStats> },
+    Sweep { sweep: Box<SweepResult> },
     Sample(Box<Sample>),
 }
 
@@ -38,6 +40,8 @@ pub struct Contents {
     pub header: Option<Header>,
     pub samples: Vec<Sample>,
     pub runs: Vec<ModelRun>,
+    pub load: Vec<LoadStats>,
+    pub sweeps: Vec<SweepResult>,
 }
 
 /// An open journal.
@@ -95,6 +99,20 @@ impl Journal {
         });
     }
 
+    /// Appends what a load point measured.
+    pub fn load(&mut self, stats: &LoadStats) {
+        self.line(&Line::Load {
+            load_point: Box::new(stats.clone()),
+        });
+    }
+
+    /// Appends what a sweep found.
+    pub fn sweep(&mut self, sweep: &SweepResult) {
+        self.line(&Line::Sweep {
+            sweep: Box::new(sweep.clone()),
+        });
+    }
+
     fn line(&mut self, line: &Line) {
         if let Some(file) = self.file.as_mut()
             && let Ok(text) = serde_json::to_string(line)
@@ -113,6 +131,8 @@ pub fn read(path: &Path) -> std::io::Result<Contents> {
         match serde_json::from_str::<Line>(line) {
             Ok(Line::Header { journal }) => contents.header = Some(journal),
             Ok(Line::Run { model_run }) => contents.runs.push(*model_run),
+            Ok(Line::Load { load_point }) => contents.load.push(*load_point),
+            Ok(Line::Sweep { sweep }) => contents.sweeps.push(*sweep),
             Ok(Line::Sample(sample)) => contents.samples.push(*sample),
             Err(_) => {}
         }

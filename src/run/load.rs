@@ -380,6 +380,7 @@ mod tests {
                 max_tokens: 4,
                 seed: 1,
                 stream: true,
+                ignore_eos: false,
                 timeout: Duration::from_secs(5),
             },
         )

@@ -18,7 +18,8 @@ use crate::provider::Providers;
 use crate::quality::{self, AnnotationError};
 use crate::report::{self, ReportError, charts};
 use crate::results::{
-    self, Environment, ErrorKind, ModelRun, Partial, Results, Sample, Status, SuiteRecord,
+    self, Environment, ErrorKind, LoadStats, ModelRun, Partial, Results, Sample, Status,
+    SuiteRecord, SweepResult,
 };
 use crate::suite::{self, LoadError};
 
@@ -188,6 +189,7 @@ pub async fn run_suite_with(
         let journal = Journal::create(&journal_path, &header);
         (Contents::default(), header, journal)
     };
+    let before = without_unfinished_points(before, &cells);
     let done: BTreeSet<usize> = before
         .samples
         .iter()
@@ -222,6 +224,18 @@ pub async fn run_suite_with(
     )
     .await;
     let interrupted = executed.interrupted.clone();
+    let load: Vec<LoadStats> = before
+        .load
+        .iter()
+        .cloned()
+        .chain(executed.load.iter().cloned())
+        .collect();
+    let sweeps: Vec<SweepResult> = before
+        .sweeps
+        .iter()
+        .cloned()
+        .chain(executed.sweeps.iter().cloned())
+        .collect();
     let (mut samples, models) = merge(before, executed);
     judge::apply_checks(&suite, &mut samples);
     if interrupted.is_none() {
@@ -251,6 +265,8 @@ pub async fn run_suite_with(
             planned: cells.len(),
         }),
         cells: results::aggregate(&samples),
+        load,
+        sweeps,
         models,
         samples,
     };
@@ -286,6 +302,33 @@ fn resumable(path: &Path, expected: &Header) -> Result<Contents, RunError> {
             path: path.to_path_buf(),
         }),
     }
+}
+
+/// `before` without the samples of load cells that did not finish (no
+/// stats for the point, or for the sweep): `--resume` drives them again.
+fn without_unfinished_points(mut before: Contents, cells: &[Cell]) -> Contents {
+    let finished: BTreeSet<&str> = before
+        .load
+        .iter()
+        .map(|l| l.key.as_str())
+        .chain(before.sweeps.iter().map(|s| s.key.as_str()))
+        .collect();
+    let unfinished: BTreeSet<usize> = cells
+        .iter()
+        .filter(|c| c.load.is_some() && !finished.contains(c.key.as_str()))
+        .map(|c| c.index)
+        .collect();
+    before.samples.retain(|s| !unfinished.contains(&s.index));
+    // The points of an unfinished sweep are driven again with it.
+    let swept: BTreeSet<String> = before
+        .sweeps
+        .iter()
+        .flat_map(|s| s.points.clone())
+        .collect();
+    before.load.retain(|l| {
+        !l.key.contains("[sweep-") && !l.key.contains(",sweep-") || swept.contains(&l.key)
+    });
+    before
 }
 
 /// The samples of an earlier part of the run (`before`) and of this one,

@@ -7,6 +7,7 @@ pub(crate) mod files;
 mod load;
 pub(crate) mod node;
 pub mod raw;
+pub mod raw_load;
 mod resolve;
 pub mod workload;
 
@@ -173,6 +174,9 @@ pub struct Model {
     /// Download through Foundry Local when not cached.
     pub download: bool,
     pub params: Params,
+    /// Load points (its own `load:`, else the suite's); `None`: one request
+    /// at a time.
+    pub load: Option<workload::Workload>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -53,6 +53,11 @@ pub struct RawSuite {
     /// run is shared instead of landing on one model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<Order>,
+    /// Load points: many requests side by side (concurrency, rates, a sweep
+    /// to saturation) instead of one at a time; every model without its
+    /// own `load:` is driven at them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<super::raw_load::RawLoad>,
     /// Output quality: checks applied to every prompt and a judge model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<RawQuality>,
@@ -350,6 +355,9 @@ pub struct RawModel {
     /// Parameter overrides for this model only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<RawParams>,
+    /// Load points for this model only (instead of the suite's `load:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<super::raw_load::RawLoad>,
 }
 
 /// One entry of the prompt set: an inline prompt (`id` with `text` or

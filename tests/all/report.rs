@@ -178,6 +178,8 @@ pub(crate) fn synthetic() -> Results {
         summaries,
         highlights,
         cells: results::aggregate(&samples),
+        load: Vec::new(),
+        sweeps: Vec::new(),
         samples,
     }
 }

@@ -16,9 +16,13 @@ use crate::measure::noise::Monitor;
 use crate::measure::resources::{DEFAULT_PERIOD, Mark, Rapl, Sampler, Window, files};
 use crate::plan::{Cell, Round, Variant};
 use crate::provider::{Measured, Provider, Request, Source, Started};
-use crate::results::{ErrorKind, Footprint, Launch, MB, ModelRun, Sample, Status};
+use crate::results::{
+    ErrorKind, Footprint, Launch, LoadStats, MB, ModelRun, Sample, Status, SweepResult,
+};
 use crate::suite::{Model, Suite};
 use crate::text::first_line;
+
+mod points;
 
 /// The longest a request may take, whatever the suite says: a day.
 pub const MAX_TIMEOUT: Duration = Duration::from_hours(24);
@@ -50,6 +54,9 @@ pub struct Executed {
     pub runs: Vec<ModelRun>,
     /// Why the run stopped before its last cell, if it did.
     pub interrupted: Option<String>,
+    /// Every load point driven, and every sweep.
+    pub load: Vec<LoadStats>,
+    pub sweeps: Vec<SweepResult>,
 }
 
 /// The state shared by every request of a run.
@@ -65,6 +72,8 @@ struct Runner<'a> {
     /// Failed requests per cell key, for printing a few of each.
     errors: std::collections::BTreeMap<String, usize>,
     samples: Vec<Sample>,
+    load: Vec<LoadStats>,
+    sweeps: Vec<SweepResult>,
 }
 
 /// What sending one cell came to.
@@ -137,6 +146,8 @@ pub async fn execute(
         interrupted: None,
         errors: std::collections::BTreeMap::new(),
         samples: Vec::with_capacity(cells.len()),
+        load: Vec::new(),
+        sweeps: Vec::new(),
     };
     let mut slots = slots(suite, cells, source);
     for chunk in cells.chunk_by(|a, b| a.model == b.model && a.variant == b.variant) {
@@ -178,6 +189,8 @@ pub async fn execute(
         samples: runner.samples,
         runs,
         interrupted: runner.interrupted,
+        load: runner.load,
+        sweeps: runner.sweeps,
     }
 }
 
@@ -256,7 +269,12 @@ impl Runner<'_> {
                 self.fail(slot, reason);
                 break;
             }
-            match self.send(slot, cell).await {
+            let outcome = if cell.load.is_some() {
+                self.load_cell(slot, cell).await
+            } else {
+                self.send(slot, cell).await
+            };
+            match outcome {
                 Sent::Done => {}
                 Sent::Died(reason) => self.fail(slot, reason),
                 Sent::Interrupted(reason) => {
@@ -526,6 +544,7 @@ pub fn request(suite: &Suite, cell: &Cell) -> Request {
         max_tokens: cell.params.max_tokens,
         seed: cell.seed,
         stream: cell.params.stream,
+        ignore_eos: false,
         timeout: timeout(cell.params.timeout_s),
     }
 }
@@ -590,462 +609,4 @@ fn blank(cell: &Cell) -> Sample {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
-
-    use futures_util::FutureExt as _;
-    use futures_util::future::BoxFuture;
-
-    use super::*;
-    use crate::plan::{self, Filter};
-    use crate::provider::{Progress, Stopped};
-    use crate::results::TokenSource;
-
-    /// What a mock model does: its programmed timings, and when it dies.
-    #[derive(Clone, Default)]
-    struct Script {
-        /// The start fails with this reason.
-        start_error: Option<String>,
-        /// The request with this (0-based) number fails and the process is
-        /// then gone.
-        dies_at: Option<usize>,
-        /// A process to watch (so requests are sampled and the first is cold).
-        watched: bool,
-        /// Every request is turned away (429, Retry-After 1 ms) this many
-        /// times before it is answered.
-        turned_away: usize,
-        /// The request with this (0-based) number never answers.
-        hangs_at: Option<usize>,
-    }
-
-    /// An in-memory provider with programmed timings: TTFT 10 ms, then 10
-    /// tokens 2 ms apart; it logs every call.
-    struct Mock {
-        model: String,
-        script: Script,
-        log: Arc<Mutex<Vec<String>>>,
-        sent: usize,
-        dead: bool,
-        /// Attempts of the current request so far.
-        tries: usize,
-    }
-
-    impl Provider for Mock {
-        fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("start {}", self.model));
-            let result = match &self.script.start_error {
-                Some(reason) => Err(reason.clone()),
-                None => Ok(Started {
-                    load: Some(Duration::from_millis(250)),
-                    pid: self.script.watched.then(std::process::id),
-                    ..Started::default()
-                }),
-            };
-            async move { result }.boxed()
-        }
-
-        fn measure<'a>(&'a mut self, request: &'a Request) -> BoxFuture<'a, Measured> {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("measure {} {}", self.model, request.id));
-            let n = self.sent;
-            if self.tries < self.script.turned_away {
-                self.tries += 1;
-                let mut busy = Measured::failed(ErrorKind::HttpStatus, "HTTP 429: slow down");
-                busy.http_status = Some(429);
-                busy.retry_after = Some(Duration::from_millis(1));
-                return async move { busy }.boxed();
-            }
-            self.tries = 0;
-            self.sent += 1;
-            if self.script.hangs_at == Some(n) {
-                return std::future::pending().boxed();
-            }
-            let measured = if self.script.dies_at == Some(n) {
-                self.dead = true;
-                Measured::failed(ErrorKind::EarlyEof, "connection closed")
-            } else {
-                Measured {
-                    ttft_ms: Some(10.0),
-                    e2e_ms: Some(28.0),
-                    itl_ms: vec![2.0; 9],
-                    output_tokens: Some(10),
-                    token_source: Some(TokenSource::Usage),
-                    text: format!("reply to {}", request.id),
-                    ..Measured::default()
-                }
-            };
-            async move { measured }.boxed()
-        }
-
-        fn died(&mut self) -> Option<String> {
-            self.dead
-                .then(|| "server exited with status 1 during the request".to_string())
-        }
-
-        fn stop(&mut self) -> BoxFuture<'_, Stopped> {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("stop {}", self.model));
-            async { Stopped::default() }.boxed()
-        }
-    }
-
-    /// A source whose model `a` runs a watched process.
-    fn watched_a() -> MockSource {
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                watched: true,
-                ..Script::default()
-            },
-        );
-        source
-    }
-
-    #[derive(Default)]
-    struct MockSource {
-        scripts: BTreeMap<String, Script>,
-        log: Arc<Mutex<Vec<String>>>,
-    }
-
-    impl Source for MockSource {
-        fn open(&mut self, model: &Model, _: &Variant) -> Result<Box<dyn Provider>, String> {
-            Ok(Box::new(Mock {
-                model: model.id.clone(),
-                script: self.scripts.get(&model.id).cloned().unwrap_or_default(),
-                log: Arc::clone(&self.log),
-                sent: 0,
-                dead: false,
-                tries: 0,
-            }))
-        }
-    }
-
-    fn suite(extra: &str) -> (Suite, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("s.yaml");
-        std::fs::write(
-            &file,
-            format!(
-                "name: mock\nendpoints:\n  e: {{ base_url: http://127.0.0.1:9 }}\nmodels:\n  - {{ id: a, endpoint: e{extra} }}\n  - {{ id: b, endpoint: e }}\nprompts:\n  - {{ id: p, text: one }}\n  - {{ id: q, text: two }}\ndefaults: {{ rounds: 2, warmup: 1 }}\n"
-            ),
-        )
-        .unwrap();
-        let suite = crate::suite::load(&file, &|_| None).unwrap();
-        (suite, dir)
-    }
-
-    async fn run(
-        suite: &Suite,
-        source: &mut MockSource,
-        journal: Journal,
-    ) -> (Vec<Sample>, Vec<ModelRun>) {
-        let cells = plan::plan(suite, &Filter::default()).unwrap();
-        let options = Options {
-            quiet: true,
-            journal,
-            monitor: None,
-            interrupt: Interrupt::never(),
-        };
-        let executed = execute(suite, &cells, options, source).await;
-        (executed.samples, executed.runs)
-    }
-
-    #[tokio::test]
-    async fn cells_go_in_plan_order_one_launch_per_model() {
-        let (suite, _dir) = suite("");
-        let mut source = MockSource::default();
-        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
-        let indices: Vec<usize> = samples.iter().map(|s| s.index).collect();
-        assert_eq!(indices, (1..=12).collect::<Vec<_>>(), "{samples:?}");
-        let log = source.log.lock().unwrap().clone();
-        assert_eq!(log.first().map(String::as_str), Some("start a"), "{log:?}");
-        assert_eq!(log[7], "stop a", "{log:?}");
-        assert_eq!(log[8], "start b", "{log:?}");
-        assert_eq!(runs.len(), 2);
-        assert!(runs.iter().all(|r| r.status == Status::Ok), "{runs:?}");
-        // Programmed timings go through unchanged: TPOT (28 − 10) / 9 = 2 ms.
-        let first = &samples[0];
-        assert_eq!(first.tpot_ms, Some(2.0), "{first:?}");
-        let tps = first.decode_tps.unwrap();
-        assert!((tps - 500.0).abs() < 1e-9, "{first:?}");
-        assert_eq!(runs[0].launches.len(), 1);
-        assert_eq!(runs[0].load_ms, Some(250.0));
-    }
-
-    #[tokio::test]
-    async fn the_first_request_of_a_watched_launch_is_cold() {
-        let (suite, _dir) = suite("");
-        let mut source = watched_a();
-        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
-        let cold: Vec<(&str, usize)> = samples
-            .iter()
-            .filter(|s| s.cold)
-            .map(|s| (s.model.as_str(), s.index))
-            .collect();
-        // The first request after each load is cold; only a's process is
-        // watched, so only a's requests have memory figures.
-        assert_eq!(cold, [("a", 1), ("b", 7)], "{samples:?}");
-        assert!(samples[0].rss_peak_mb.is_some(), "{:?}", samples[0]);
-        assert!(samples[6].rss_peak_mb.is_none(), "{:?}", samples[6]);
-        assert!(
-            runs[0].launches[0].rss_samples > 0,
-            "{:?}",
-            runs[0].launches
-        );
-    }
-
-    #[tokio::test]
-    async fn cold_start_gives_each_round_its_own_launch() {
-        let (suite, _dir) = suite(", cold_start: true");
-        let mut source = watched_a();
-        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
-        let starts = source
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| *l == "start a")
-            .count();
-        assert_eq!(starts, 3, "1 warmup + 2 rounds");
-        assert_eq!(runs[0].launches.len(), 3, "{:?}", runs[0].launches);
-        let cold = samples.iter().filter(|s| s.model == "a" && s.cold).count();
-        assert_eq!(cold, 3, "{samples:?}");
-    }
-
-    #[tokio::test]
-    async fn after_a_death_the_rest_of_the_model_is_skipped_and_the_next_runs() {
-        let (suite, dir) = suite("");
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                dies_at: Some(1),
-                ..Script::default()
-            },
-        );
-        let journal_path = dir.path().join("journal.jsonl");
-        let header = super::super::journal::Header {
-            suite_hash: suite.hash(),
-            plan_hash: String::new(),
-            started_at: String::new(),
-        };
-        let (samples, runs) =
-            run(&suite, &mut source, Journal::create(&journal_path, &header)).await;
-        let a: Vec<(usize, Option<ErrorKind>)> = samples
-            .iter()
-            .filter(|s| s.model == "a")
-            .map(|s| (s.index, s.error_kind))
-            .collect();
-        assert_eq!(
-            a,
-            [
-                (1, None),
-                (2, Some(ErrorKind::ServerExited)),
-                (3, Some(ErrorKind::Skipped)),
-                (4, Some(ErrorKind::Skipped)),
-                (5, Some(ErrorKind::Skipped)),
-                (6, Some(ErrorKind::Skipped)),
-            ],
-            "{samples:?}"
-        );
-        assert_eq!(
-            samples[2].error.as_deref(),
-            Some("not sent: server exited with status 1 during the request")
-        );
-        assert_eq!(runs[0].status, Status::Error, "{:?}", runs[0]);
-        assert_eq!(runs[1].status, Status::Ok, "{:?}", runs[1]);
-        let b_ok = samples
-            .iter()
-            .filter(|s| s.model == "b" && s.status == Status::Ok)
-            .count();
-        assert_eq!(b_ok, 6, "{samples:?}");
-        // The journal holds every sample, in order, as it was recorded,
-        // and how each model fared.
-        let journaled = super::super::journal::read(&journal_path).unwrap();
-        assert_eq!(journaled.samples, samples);
-        assert_eq!(journaled.runs, runs);
-    }
-
-    #[tokio::test]
-    async fn a_start_that_fails_skips_every_cell_of_the_model() {
-        let (suite, _dir) = suite("");
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                start_error: Some("server `s` exited with status 3 before it was ready".into()),
-                ..Script::default()
-            },
-        );
-        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
-        let skipped = samples
-            .iter()
-            .filter(|s| s.model == "a" && s.error_kind == Some(ErrorKind::Skipped))
-            .count();
-        assert_eq!(skipped, 6, "{samples:?}");
-        assert!(
-            runs[0]
-                .failure
-                .as_deref()
-                .is_some_and(|f| f.contains("before it was ready")),
-            "{:?}",
-            runs[0]
-        );
-        assert!(runs[0].launches.is_empty());
-        let log = source.log.lock().unwrap().clone();
-        assert!(!log.contains(&"measure a 1".to_string()), "{log:?}");
-    }
-
-    #[tokio::test]
-    async fn interleaved_keeps_every_model_up_and_rotates_within_a_round() {
-        let (suite, _dir) = suite("");
-        let mut source = watched_a();
-        let cells = plan::plan(
-            &suite,
-            &Filter {
-                order: Some(crate::suite::Order::Interleaved),
-                ..Filter::default()
-            },
-        )
-        .unwrap();
-        let options = Options {
-            quiet: true,
-            journal: Journal::none(),
-            monitor: None,
-            interrupt: Interrupt::never(),
-        };
-        let executed = execute(&suite, &cells, options, &mut source).await;
-        let (samples, runs) = (executed.samples, executed.runs);
-        let order: Vec<(&str, &str)> = samples
-            .iter()
-            .map(|s| (s.model.as_str(), s.prompt.as_str()))
-            .collect();
-        assert_eq!(
-            order[..6],
-            [
-                ("a", "p"),
-                ("a", "q"),
-                ("b", "p"),
-                ("b", "q"),
-                ("a", "p"),
-                ("a", "q")
-            ],
-            "{order:?}"
-        );
-        let log = source.log.lock().unwrap().clone();
-        let starts: Vec<&String> = log.iter().filter(|l| l.starts_with("start")).collect();
-        assert_eq!(starts, ["start a", "start b"], "one launch each: {log:?}");
-        for model in ["a", "b"] {
-            let stop = log
-                .iter()
-                .position(|l| *l == format!("stop {model}"))
-                .unwrap();
-            let last = log
-                .iter()
-                .rposition(|l| l.starts_with(&format!("measure {model} ")))
-                .unwrap();
-            assert!(
-                stop > last,
-                "{model} stopped before its last request: {log:?}"
-            );
-        }
-        // Only each model's very first request is cold: their servers
-        // stayed up between rounds.
-        let cold: Vec<usize> = samples.iter().filter(|s| s.cold).map(|s| s.index).collect();
-        assert_eq!(cold, [1, 3], "{samples:?}");
-        assert_eq!(runs[0].launches.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn an_interrupt_stops_sending_and_stops_what_runs() {
-        let (suite, _dir) = suite("");
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                hangs_at: Some(2),
-                ..Script::default()
-            },
-        );
-        let cells = plan::plan(&suite, &Filter::default()).unwrap();
-        let (tx, interrupt) = Interrupt::manual();
-        let options = Options {
-            quiet: true,
-            journal: Journal::none(),
-            monitor: None,
-            interrupt,
-        };
-        let run = execute(&suite, &cells, options, &mut source);
-        let trigger = async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            tx.send(Some("interrupted by test".into())).unwrap();
-        };
-        let (executed, ()) = tokio::join!(run, trigger);
-        assert_eq!(executed.interrupted.as_deref(), Some("interrupted by test"));
-        let sent: Vec<usize> = executed.samples.iter().map(|s| s.index).collect();
-        assert_eq!(sent, [1, 2], "the request in flight is not recorded");
-        let log = source.log.lock().unwrap().clone();
-        assert_eq!(log.last().map(String::as_str), Some("stop a"), "{log:?}");
-        assert!(
-            !log.iter().any(|l| l.ends_with(" b")),
-            "b never started: {log:?}"
-        );
-        assert_eq!(executed.runs.len(), 2, "{:?}", executed.runs);
-    }
-
-    #[tokio::test]
-    async fn a_request_turned_away_is_tried_again() {
-        let (suite, _dir) = suite("");
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                turned_away: 2,
-                ..Script::default()
-            },
-        );
-        let (samples, _) = run(&suite, &mut source, Journal::none()).await;
-        let a: Vec<(Status, u32)> = samples
-            .iter()
-            .filter(|s| s.model == "a")
-            .map(|s| (s.status, s.attempts))
-            .collect();
-        assert!(
-            a.iter()
-                .all(|&(status, attempts)| status == Status::Ok && attempts == 3),
-            "{a:?}"
-        );
-        // More refusals than the default 3 retries allow: recorded as failed.
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                turned_away: 9,
-                ..Script::default()
-            },
-        );
-        let (samples, _) = run(&suite, &mut source, Journal::none()).await;
-        let first = &samples[0];
-        assert_eq!(
-            (first.status, first.attempts, first.error_kind),
-            (Status::Error, 4, Some(ErrorKind::HttpStatus)),
-            "{first:?}"
-        );
-    }
-
-    #[test]
-    fn huge_timeouts_are_capped_not_a_panic() {
-        assert_eq!(timeout(1e20), MAX_TIMEOUT);
-        assert_eq!(timeout(f64::NAN), MAX_TIMEOUT);
-        assert_eq!(timeout(1.5), Duration::from_millis(1500));
-    }
-}
+mod tests;

@@ -588,7 +588,8 @@ fn write_reports(
         .iter()
         .map(|name| report::render(name, doc, override_dir).map(|text| (dir.join(name), text)))
         .collect::<Result<Vec<_>, _>>()?;
-    let charts = charts::render_all(&chart_series(doc))?;
+    let mut charts = charts::render_all(&chart_series(doc))?;
+    charts.extend(crate::report::load_charts::render_load(&doc.load)?);
     rendered.extend(
         charts
             .into_iter()

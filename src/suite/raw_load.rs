@@ -112,27 +112,15 @@ pub struct RawSlo {
     pub percentile: Option<RawPercentile>,
 }
 
-/// A percentile dyno summarises.
+/// A percentile dyno summarises: 50, 90, 95 or 99.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
-pub enum RawPercentile {
-    #[serde(rename = "50")]
-    P50,
-    #[serde(rename = "90")]
-    P90,
-    #[serde(rename = "95")]
-    P95,
-    #[serde(rename = "99")]
-    P99,
-}
+#[serde(transparent)]
+#[schemars(extend("enum" = [50, 90, 95, 99]))]
+pub struct RawPercentile(pub u8);
 
 impl RawPercentile {
     pub fn value(self) -> f64 {
-        match self {
-            RawPercentile::P50 => 50.0,
-            RawPercentile::P90 => 90.0,
-            RawPercentile::P95 => 95.0,
-            RawPercentile::P99 => 99.0,
-        }
+        f64::from(self.0)
     }
 }
 

@@ -505,7 +505,7 @@ mod tests {
                     assert_eq!(n, name);
                     assert_eq!(
                         available,
-                        "compare.md, judge.md, mine.txt, report.md, results.csv"
+                        "compare.md, judge.md, load.md, mine.txt, report.md, results.csv"
                     );
                 }
                 other @ ReportError::Template { .. } => panic!("unexpected {other:?}"),

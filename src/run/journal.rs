@@ -1,8 +1,10 @@
 //! The request journal: a header naming the suite and plan, then one JSON
 //! line per sample as it is measured and one per model as it finishes, so
 //! an interrupted run keeps what it measured and `dyno run --resume` can
-//! go on from it. A journal that cannot be written only warns; it never
-//! stops a run. Reading tolerates a last line cut short by a crash.
+//! go on from it. Lines are serialized and written by a thread of their
+//! own, off the request path, each handed to the OS as soon as it is
+//! written. A journal that cannot be written only warns; it never stops a
+//! run. Reading tolerates a last line cut short by a crash.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -44,9 +46,20 @@ pub struct Contents {
     pub sweeps: Vec<SweepResult>,
 }
 
-/// An open journal.
+/// An open journal: lines go to its writer thread.
 pub struct Journal {
-    file: Option<std::fs::File>,
+    lines: Option<std::sync::mpsc::Sender<Line>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer once it has written every line.
+        self.lines = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl Journal {
@@ -57,7 +70,7 @@ impl Journal {
             .map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|()| std::fs::File::create(path));
         let mut journal = Journal::warn_unless(path, file);
-        journal.line(&Line::Header {
+        journal.line(Line::Header {
             journal: header.clone(),
         });
         journal
@@ -70,55 +83,90 @@ impl Journal {
     }
 
     fn warn_unless(path: &Path, file: std::io::Result<std::fs::File>) -> Journal {
-        match file {
-            Ok(file) => Journal { file: Some(file) },
+        let warn = |err: std::io::Error| {
+            eprintln!(
+                "warning: cannot write the journal {}: {err}",
+                path.display()
+            );
+        };
+        let file = match file {
+            Ok(file) => file,
             Err(err) => {
-                eprintln!(
-                    "warning: cannot write the journal {}: {err}",
-                    path.display()
-                );
-                Journal { file: None }
+                warn(err);
+                return Journal::none();
+            }
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Line>();
+        let writer = std::thread::Builder::new()
+            .name("dyno-journal".into())
+            .spawn(move || write_lines(file, &rx));
+        match writer {
+            Ok(writer) => Journal {
+                lines: Some(tx),
+                writer: Some(writer),
+            },
+            Err(err) => {
+                warn(err);
+                Journal::none()
             }
         }
     }
 
     /// A journal that records nothing (tests, dry runs).
     pub fn none() -> Journal {
-        Journal { file: None }
+        Journal {
+            lines: None,
+            writer: None,
+        }
     }
 
     /// Appends one sample.
     pub fn sample(&mut self, sample: &Sample) {
-        self.line(&Line::Sample(Box::new(sample.clone())));
+        self.line(Line::Sample(Box::new(sample.clone())));
     }
 
     /// Appends how one model fared.
     pub fn run(&mut self, run: &ModelRun) {
-        self.line(&Line::Run {
+        self.line(Line::Run {
             model_run: Box::new(run.clone()),
         });
     }
 
     /// Appends what a load point measured.
     pub fn load(&mut self, stats: &LoadStats) {
-        self.line(&Line::Load {
+        self.line(Line::Load {
             load_point: Box::new(stats.clone()),
         });
     }
 
     /// Appends what a sweep found.
     pub fn sweep(&mut self, sweep: &SweepResult) {
-        self.line(&Line::Sweep {
+        self.line(Line::Sweep {
             sweep: Box::new(sweep.clone()),
         });
     }
 
-    fn line(&mut self, line: &Line) {
-        if let Some(file) = self.file.as_mut()
-            && let Ok(text) = serde_json::to_string(line)
-        {
-            let _ = writeln!(file, "{text}");
+    fn line(&mut self, line: Line) {
+        if let Some(lines) = &self.lines {
+            // A writer that has gone (it could not write) loses the line.
+            let _ = lines.send(line);
         }
+    }
+}
+
+/// The writer thread: every line as JSON, written together while more
+/// are waiting, handed to the OS before the thread waits again.
+fn write_lines(file: std::fs::File, lines: &std::sync::mpsc::Receiver<Line>) {
+    let mut out = std::io::BufWriter::new(file);
+    while let Ok(line) = lines.recv() {
+        let mut next = Some(line);
+        while let Some(line) = next {
+            if let Ok(text) = serde_json::to_string(&line) {
+                let _ = writeln!(out, "{text}");
+            }
+            next = lines.try_recv().ok();
+        }
+        let _ = out.flush();
     }
 }
 

@@ -514,7 +514,7 @@ mod tests {
         let err = render("nope.md", &json!({}), None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown template `nope.md` (available: compare.md, judge.md, report.md, results.csv)"
+            "unknown template `nope.md` (available: compare.md, judge.md, load.md, report.md, results.csv)"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

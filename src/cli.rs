@@ -362,9 +362,13 @@ fn print_stdout(text: &str) -> anyhow::Result<u8> {
 }
 
 /// The async runtime of the commands that talk to servers.
+///
+/// One thread: every connection, the measuring loop and the scheduler of
+/// load points run on it, so a streamed chunk never crosses threads on its
+/// way to the clock (each crossing costs wake-ups that become latency under
+/// load). Samplers and the journal writer have threads of their own.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -39,6 +39,9 @@ pub enum Command {
         /// `model_major` or interleaved, instead of the suite's `order`.
         #[arg(long, value_name = "ORDER")]
         order: Option<crate::suite::Order>,
+        /// Only the cells of one part (`2/3`), as `dyno run --shard` would run them.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<crate::plan::ShardSpec>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -96,6 +99,31 @@ pub enum Command {
         /// the output directory) does not hold, then write the whole.
         #[arg(long)]
         resume: bool,
+        /// Run one part of the plan, cut along launches (`2/3`); `dyno
+        /// merge` puts the parts back together.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<crate::plan::ShardSpec>,
+        /// This machine's name in a fleet (default: host name and CPU).
+        #[arg(long, value_name = "NAME")]
+        machine: Option<String>,
+    },
+    /// Merge the results of a sharded run (or, with --fleet, runs of one
+    /// suite on several machines) into one results.json and its reports.
+    /// The same inputs in any order give the same bytes. Exit 2 when they
+    /// are of different suites or plans, or a shard is missing or doubled.
+    Merge {
+        /// Results files or the directories holding them.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Where the merged results and reports go.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Whole runs from several machines, the machine an axis of every row.
+        #[arg(long)]
+        fleet: bool,
+        /// Use templates from this directory over the built-in ones.
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
     },
     /// Write (or extend) `annotations.csv` beside a results file: one row per
     /// model × prompt × distinct output, with empty `score` and `note`
@@ -174,6 +202,7 @@ pub fn run(cli: Cli) -> ExitCode {
             models,
             prompts,
             order,
+            shard,
             json,
         } => plan_cmd(
             &suite,
@@ -182,6 +211,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 prompts,
                 order,
             },
+            shard,
             json,
         ),
         Command::Models { target, kind, json } => models_cmd(&target, kind, json),
@@ -196,6 +226,8 @@ pub fn run(cli: Cli) -> ExitCode {
             templates,
             archive,
             resume,
+            shard,
+            machine,
         } => run_cmd(
             &suites,
             &Filter {
@@ -210,8 +242,16 @@ pub fn run(cli: Cli) -> ExitCode {
                 archive,
                 resume,
                 interrupt: crate::run::interrupt::Interrupt::never(),
+                shard,
+                machine,
             },
         ),
+        Command::Merge {
+            results,
+            out,
+            fleet,
+            templates,
+        } => merge_cmd(&results, &out, fleet, templates.as_deref()),
         Command::Annotate { results } => crate::run::annotate(&results)
             .map_err(anyhow::Error::from)
             .and_then(|path| {
@@ -293,9 +333,17 @@ fn validate(args: &[String]) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-fn plan_cmd(file: &Path, filter: &Filter, json: bool) -> anyhow::Result<u8> {
+fn plan_cmd(
+    file: &Path,
+    filter: &Filter,
+    shard: Option<plan::ShardSpec>,
+    json: bool,
+) -> anyhow::Result<u8> {
     let s = suite::load(file, &suite::process_env)?;
-    let cells = plan::plan(&s, filter)?;
+    let mut cells = plan::plan(&s, filter)?;
+    if let Some(spec) = shard {
+        cells = plan::shard(&cells, spec).0;
+    }
     let text = if json {
         serde_json::to_string_pretty(&cells)? + "\n"
     } else {
@@ -460,6 +508,40 @@ fn run_cmd(
         }
     }
     Ok(code)
+}
+
+fn merge_cmd(
+    inputs: &[PathBuf],
+    out: &Path,
+    fleet: bool,
+    templates: Option<&Path>,
+) -> anyhow::Result<u8> {
+    let mut parts = Vec::new();
+    for input in inputs {
+        let (doc, file) = crate::results::load(input)?;
+        parts.push((file.display().to_string(), doc));
+    }
+    let (merged, warnings) = if fleet {
+        crate::results::merge_fleet(parts)?
+    } else {
+        crate::results::merge_shards(parts)?
+    };
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    let names: Vec<String> = merged
+        .suite
+        .resolved
+        .pointer("/outputs/templates")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]);
+    let files = crate::run::write_outputs(&merged, out, &names, templates)?;
+    print_stdout(
+        &files
+            .iter()
+            .map(|f| format!("{}\n", f.display()))
+            .collect::<String>(),
+    )
 }
 
 fn compare_cmd(

@@ -452,6 +452,73 @@ fn axis_combinations(axes: &[Axis]) -> Vec<Vec<AxisValue>> {
     combos
 }
 
+/// One of `count` parts of a plan (`--shard 2/3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardSpec {
+    /// 1-based.
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for ShardSpec {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ShardSpec, String> {
+        let bad = || format!("`{text}` is not a shard: give I/N with 1 ≤ I ≤ N, e.g. 2/3");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (usize, usize) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(ShardSpec { index, count })
+    }
+}
+
+/// Cuts a plan into `spec.count` parts along launches (a model in one
+/// variant: its server starts once per shard and its rounds stay
+/// together), balancing the requests: the largest launch first, each to
+/// the part with the fewest so far (the lowest part on a tie). Returns the
+/// cells of part `spec.index`, with their plan positions, and the cell keys
+/// of every part. Pure: the same plan always cuts the same way.
+pub fn shard(cells: &[Cell], spec: ShardSpec) -> (Vec<Cell>, Vec<Vec<String>>) {
+    let mut units: Vec<((&str, &Variant), Vec<&Cell>)> = Vec::new();
+    for cell in cells {
+        let unit = (cell.model.as_str(), &cell.variant);
+        match units.iter_mut().find(|(u, _)| *u == unit) {
+            Some((_, members)) => members.push(cell),
+            None => units.push((unit, vec![cell])),
+        }
+    }
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    order.sort_by_key(|&u| std::cmp::Reverse(units[u].1.len()));
+    let mut load = vec![0usize; spec.count.max(1)];
+    let mut part_of = vec![0usize; units.len()];
+    for u in order {
+        let lightest = (0..load.len()).min_by_key(|&p| (load[p], p)).unwrap_or(0);
+        load[lightest] += units[u].1.len();
+        part_of[u] = lightest;
+    }
+    let mut keys: Vec<Vec<String>> = vec![Vec::new(); load.len()];
+    let mut seen = std::collections::HashSet::new();
+    let mut mine = Vec::new();
+    for cell in cells {
+        let unit = (cell.model.as_str(), &cell.variant);
+        let Some(u) = units.iter().position(|(x, _)| *x == unit) else {
+            continue;
+        };
+        let part = part_of[u];
+        if seen.insert(cell.key.as_str()) {
+            keys[part].push(cell.key.clone());
+        }
+        if part + 1 == spec.index {
+            mine.push(cell.clone());
+        }
+    }
+    (mine, keys)
+}
+
 /// SHA-256 over the cells (position, key, round, seed and parameters), so
 /// results and journals can say which plan they followed.
 pub fn hash(cells: &[Cell]) -> String {
@@ -496,4 +563,49 @@ pub fn render_text(cells: &[Cell]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite() -> (Suite, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.yaml");
+        std::fs::write(
+            &file,
+            "name: s\nservers:\n  srv: { command: [x, \"{port}\", \"{threads}\"], variants: { threads: [1, 2, 4] } }\nendpoints:\n  e: { base_url: http://127.0.0.1:9 }\nmodels:\n  - { id: a, server: srv }\n  - { id: b, endpoint: e }\n  - { id: c, endpoint: e, params: { rounds: 9 } }\nprompts:\n  - { id: p, text: one }\n  - { id: q, text: two }\ndefaults: { rounds: 3, warmup: 1 }\n",
+        )
+        .unwrap();
+        (crate::suite::load(&file, &|_| None).unwrap(), dir)
+    }
+
+    #[test]
+    fn shards_cover_the_plan_once_along_launches_and_balance_it() {
+        let (suite, _dir) = suite();
+        let cells = plan(&suite, &Filter::default()).unwrap();
+        let mut seen: Vec<usize> = Vec::new();
+        let mut sizes = Vec::new();
+        for index in 1..=3 {
+            let (part, keys) = shard(&cells, ShardSpec { index, count: 3 });
+            assert_eq!(keys.len(), 3);
+            // Every launch (model × variant) lies in one part.
+            for cell in &part {
+                assert!(keys[index - 1].contains(&cell.key), "{cell:?}");
+            }
+            sizes.push(part.len());
+            seen.extend(part.iter().map(|c| c.index));
+            assert_eq!(part, shard(&cells, ShardSpec { index, count: 3 }).0, "pure");
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=cells.len()).collect::<Vec<_>>());
+        // Launches of 8, 8, 8, 8 and 20 cells into three parts: 20, 16, 8.
+        sizes.sort_unstable();
+        assert_eq!(sizes, [16, 16, 20], "{sizes:?}");
+        assert_eq!(
+            "2/3".parse::<ShardSpec>(),
+            Ok(ShardSpec { index: 2, count: 3 })
+        );
+        assert!("0/3".parse::<ShardSpec>().is_err() && "4/3".parse::<ShardSpec>().is_err());
+    }
 }

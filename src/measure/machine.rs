@@ -10,6 +10,9 @@ pub struct Environment {
     pub cores: usize,
     pub ram_mb: u64,
     pub os: String,
+    /// The machine's name in a fleet (`dyno run --machine NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     /// What the rest of the machine did during the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<super::noise::NoiseSummary>,
@@ -52,6 +55,7 @@ impl Environment {
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             ram_mb,
             os,
+            machine: None,
             noise: None,
         }
     }
@@ -79,4 +83,15 @@ pub fn utc_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// This machine's default name in a fleet: its host name and CPU.
+pub fn name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host} ({})", Environment::detect().cpu)
 }

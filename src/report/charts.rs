@@ -92,7 +92,7 @@ pub(super) const PALETTE: [RGBColor; 10] = [
 const MAX_POINTS: usize = 200;
 
 /// A chart with [`CategoryAxis`] along x and values up the y axis.
-type CategoryChart<'a, 'b> = ChartContext<
+pub(super) type CategoryChart<'a, 'b> = ChartContext<
     'a,
     SVGBackend<'b>,
     Cartesian2d<CategoryAxis, plotters::coord::types::RangedCoordf64>,
@@ -184,7 +184,7 @@ pub(super) fn padded_range(lo: f64, hi: f64) -> Range<f64> {
 
 /// A value range for bars rising from zero: covers zero and `lo..=hi`, with
 /// 10% headroom above; finite and never empty, like [`padded_range`].
-fn zero_based_range(lo: f64, hi: f64) -> Range<f64> {
+pub(super) fn zero_based_range(lo: f64, hi: f64) -> Range<f64> {
     let (Some(lo), Some(hi)) = (plottable(lo), plottable(hi)) else {
         return 0.0..1.0;
     };
@@ -205,7 +205,7 @@ pub(super) fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64
 /// spans `-0.5..count - 0.5`. It yields no key points, because the category
 /// labels are laid out by [`draw_category_labels`] rather than by the mesh.
 #[derive(Debug, Clone, Copy)]
-struct CategoryAxis {
+pub(super) struct CategoryAxis {
     count: usize,
 }
 
@@ -331,7 +331,7 @@ pub(super) fn render_svg(
 
 /// A chart with one category per label along x, `y_range` up the y axis
 /// (described as `y_desc`), its mesh and the category labels drawn.
-fn category_frame<'a, 'b>(
+pub(super) fn category_frame<'a, 'b>(
     root: &'a DrawingArea<SVGBackend<'b>, Shift>,
     title: &str,
     labels: &[&str],
@@ -373,7 +373,7 @@ fn series_labels(series: &[Series]) -> Vec<&str> {
 }
 
 /// Draws the labelled series' legend in the upper right corner.
-fn draw_legend<'a, 'b: 'a>(chart: &mut CategoryChart<'a, 'b>) -> DrawResult {
+pub(super) fn draw_legend<'a, 'b: 'a>(chart: &mut CategoryChart<'a, 'b>) -> DrawResult {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -385,7 +385,7 @@ fn draw_legend<'a, 'b: 'a>(chart: &mut CategoryChart<'a, 'b>) -> DrawResult {
 }
 
 /// Centred "no data" caption in the middle of a plotting area.
-fn no_data_text(x: f64, y: f64) -> Text<'static, (f64, f64), &'static str> {
+pub(super) fn no_data_text(x: f64, y: f64) -> Text<'static, (f64, f64), &'static str> {
     Text::new(
         "no data",
         (x, y),
@@ -424,7 +424,7 @@ fn flow_note<'a>(labels: &[&'a str], width: i32) -> Vec<(i32, i32, &'a str)> {
 }
 
 /// Midpoint of a range.
-fn mid(range: &Range<f64>) -> f64 {
+pub(super) fn mid(range: &Range<f64>) -> f64 {
     f64::midpoint(range.start, range.end)
 }
 

@@ -24,48 +24,59 @@ pub fn render_load(load: &[LoadStats]) -> Result<Vec<Chart>, ChartError> {
         return Ok(Vec::new());
     }
     let groups = groups(load);
-    let latency = |file: &str, title: &str, what: &str, pick: fn(&LoadStats) -> Option<(f64, f64)>| {
-        let mut lines = Vec::new();
-        for (i, (label, points)) in groups.iter().enumerate() {
-            let colour = PALETTE[i % PALETTE.len()];
-            let at = |p95: bool| {
-                let mut xy: Vec<(f64, f64)> = points
-                    .iter()
-                    .filter_map(|l| {
-                        let (p50, p95v) = pick(l)?;
-                        Some((l.request_throughput, if p95 { p95v } else { p50 }))
-                    })
-                    .collect();
-                xy.sort_by(|a, b| a.0.total_cmp(&b.0));
-                xy
-            };
-            lines.push(Line {
-                label: format!("{label} p50"),
-                points: at(false),
-                colour,
-                dashed: false,
-            });
-            lines.push(Line {
-                label: format!("{label} p95"),
-                points: at(true),
-                colour,
-                dashed: true,
-            });
-        }
-        lines_chart(file, title, "requests per second", what, &lines)
-    };
+    let latency =
+        |file: &str, title: &str, what: &str, pick: fn(&LoadStats) -> Option<(f64, f64)>| {
+            let mut lines = Vec::new();
+            for (i, (label, points)) in groups.iter().enumerate() {
+                let colour = PALETTE[i % PALETTE.len()];
+                let at = |p95: bool| {
+                    let mut xy: Vec<(f64, f64)> = points
+                        .iter()
+                        .filter_map(|l| {
+                            let (p50, p95v) = pick(l)?;
+                            Some((l.request_throughput, if p95 { p95v } else { p50 }))
+                        })
+                        .collect();
+                    xy.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    xy
+                };
+                lines.push(Line {
+                    label: format!("{label} p50"),
+                    points: at(false),
+                    colour,
+                    dashed: false,
+                });
+                lines.push(Line {
+                    label: format!("{label} p95"),
+                    points: at(true),
+                    colour,
+                    dashed: true,
+                });
+            }
+            lines_chart(file, title, "requests per second", what, &lines)
+        };
     let mut charts = vec![
         latency(
             "load-ttft.svg",
             "Time to first token under load",
             "TTFT (ms)",
-            |l| Some((l.ttft_ms.as_ref()?.summary.p50, l.ttft_ms.as_ref()?.summary.p95)),
+            |l| {
+                Some((
+                    l.ttft_ms.as_ref()?.summary.p50,
+                    l.ttft_ms.as_ref()?.summary.p95,
+                ))
+            },
         )?,
         latency(
             "load-tpot.svg",
             "Time per output token under load",
             "TPOT (ms)",
-            |l| Some((l.tpot_ms.as_ref()?.summary.p50, l.tpot_ms.as_ref()?.summary.p95)),
+            |l| {
+                Some((
+                    l.tpot_ms.as_ref()?.summary.p50,
+                    l.tpot_ms.as_ref()?.summary.p95,
+                ))
+            },
         )?,
     ];
     if load.iter().any(|l| l.goodput.is_some()) {
@@ -217,10 +228,16 @@ mod tests {
         ];
         let charts = render_load(&load).unwrap();
         let files: Vec<&str> = charts.iter().map(|c| c.file.as_str()).collect();
-        assert_eq!(files, ["load-ttft.svg", "load-tpot.svg", "load-goodput.svg"]);
+        assert_eq!(
+            files,
+            ["load-ttft.svg", "load-tpot.svg", "load-goodput.svg"]
+        );
         assert_eq!(charts, render_load(&load).unwrap());
         let ttft = &charts[0].svg;
-        assert!(ttft.contains("a p50") && ttft.contains("b [threads=2] p95"), "{ttft}");
+        assert!(
+            ttft.contains("a p50") && ttft.contains("b [threads=2] p95"),
+            "{ttft}"
+        );
         assert!(render_load(&[]).unwrap().is_empty());
     }
 }

@@ -11,8 +11,9 @@
 //! (which formats every number dyno prints), so output is byte-stable.
 
 pub mod charts;
-pub mod load_charts;
+pub mod fleet_charts;
 pub mod format;
+pub mod load_charts;
 
 use std::path::{Path, PathBuf};
 

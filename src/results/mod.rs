@@ -15,7 +15,12 @@ use crate::plan::Round;
 
 mod io;
 mod load;
+mod merge;
 mod summary;
+
+pub use merge::{
+    Fleet, FleetMachine, FleetRow, MergeError, Shard, machine, merge_fleet, merge_shards,
+};
 
 pub use load::{
     CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, SweepResult, load_stats,
@@ -449,6 +454,12 @@ pub struct Results {
     /// SHA-256 of the plan the run followed (cells, rounds, seeds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_hash: Option<String>,
+    /// The part of a sharded run (`dyno run --shard I/N`) this holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// Set by `dyno merge --fleet`: the machines side by side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<Fleet>,
     /// Set when the run stopped before its last request (interrupted);
     /// `dyno run --resume` goes on from its journal.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -135,6 +135,10 @@ pub struct RunOptions {
     pub resume: bool,
     /// Stops the run (Ctrl-C, SIGTERM); `Interrupt::never()` for none.
     pub interrupt: Interrupt,
+    /// Run only this part of the plan (`--shard I/N`).
+    pub shard: Option<plan::ShardSpec>,
+    /// The machine's name in a fleet (`--machine NAME`).
+    pub machine: Option<String>,
 }
 
 /// Runs the suite at `file`; errors are rendered for the terminal.
@@ -180,6 +184,18 @@ pub async fn run_suite_with(
         suite_hash: suite.hash(),
         plan_hash: plan::hash(&cells),
         started_at: crate::measure::machine::utc_now(),
+    };
+    let (cells, shard) = match options.shard {
+        Some(spec) => {
+            let (part, keys) = plan::shard(&cells, spec);
+            let shard = results::Shard {
+                index: spec.index,
+                count: spec.count,
+                keys,
+            };
+            (part, Some(shard))
+        }
+        None => (cells, None),
     };
     let (before, header, journal) = if options.resume {
         let before = resumable(&journal_path, &header)?;
@@ -256,8 +272,16 @@ pub async fn run_suite_with(
         suite: SuiteRecord::of(&suite),
         environment: Environment {
             noise,
+            machine: Some(
+                options
+                    .machine
+                    .clone()
+                    .unwrap_or_else(crate::measure::machine::name),
+            ),
             ..Environment::detect()
         },
+        shard,
+        fleet: None,
         plan_hash: Some(header.plan_hash.clone()),
         partial: interrupted.map(|reason| Partial {
             reason,
@@ -590,6 +614,7 @@ fn write_reports(
         .collect::<Result<Vec<_>, _>>()?;
     let mut charts = charts::render_all(&chart_series(doc))?;
     charts.extend(crate::report::load_charts::render_load(&doc.load)?);
+    charts.extend(crate::report::fleet_charts::render_fleet(doc)?);
     rendered.extend(
         charts
             .into_iter()

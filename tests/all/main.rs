@@ -12,6 +12,7 @@ mod interrupt;
 mod plan;
 mod probe;
 mod quality;
+mod recipes;
 mod report;
 mod shard;
 mod suite;

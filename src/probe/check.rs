@@ -10,9 +10,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::models::{FoundryState, Served, openai_models};
-use super::{Context, file_size, http_client, plural, quoted};
+use super::{Context, file_size, plural, quoted};
 use crate::plan::Variant;
 use crate::provider::foundry::{self, CatalogEntry, Device};
+use crate::provider::http::{Clients, Purpose};
 use crate::provider::openai::Target;
 use crate::provider::{Measured, Providers, Request, Source as _};
 use crate::run::executor::timeout;
@@ -84,7 +85,7 @@ enum Reached {
 /// are started through the same providers a run uses.
 pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, LoadError> {
     let suite = Arc::new(suite::load(file, ctx.env)?);
-    let http = http_client();
+    let mut clients = Clients::default();
     let mut lines = vec![CheckLine::pass(
         format!("suite {} loads", file.display()),
         format!(
@@ -97,7 +98,7 @@ pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, Loa
 
     let mut reached = BTreeMap::new();
     for (name, endpoint) in &suite.endpoints {
-        let (line, state) = reach(name, endpoint, &http, ctx).await;
+        let (line, state) = reach(name, endpoint, &mut clients, ctx).await;
         lines.push(line);
         reached.insert(name.clone(), state);
     }
@@ -278,14 +279,18 @@ async fn probe_model(providers: &mut Providers, model: &Model, variant: &Variant
 async fn reach(
     name: &str,
     endpoint: &Endpoint,
-    http: &reqwest::Client,
+    clients: &mut Clients,
     ctx: &Context<'_>,
 ) -> (CheckLine, Reached) {
     let what = format!("endpoint {name} reachable");
     match endpoint.kind {
         EndpointKind::Openai => {
             let target = Target::of(endpoint);
-            match openai_models(http, &target).await {
+            let http = match clients.get(Purpose::Probe, endpoint.ca_cert.as_deref()) {
+                Ok(http) => http,
+                Err(err) => return (CheckLine::fail(what, err.to_string()), Reached::Failed),
+            };
+            match openai_models(&http, &target).await {
                 Ok(served) => {
                     let mut detail = format!(
                         "{}, {}",

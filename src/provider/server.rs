@@ -98,10 +98,10 @@ pub(crate) enum ServerError {
         name: String,
         source: std::io::Error,
     },
-    #[error("server `{name}`: cannot build the HTTP client for the readiness check: {source}")]
+    #[error("server `{name}`: for the readiness check, {source}")]
     Client {
         name: String,
-        source: reqwest::Error,
+        source: super::http::ClientError,
     },
 }
 
@@ -156,7 +156,7 @@ impl RunningServer {
                 ),
             });
         };
-        let client = super::http::client(super::http::Purpose::Local).map_err(|source| {
+        let client = super::http::client(super::http::Purpose::Local, None).map_err(|source| {
             ServerError::Client {
                 name: name.clone(),
                 source,

@@ -13,6 +13,10 @@ mod probe;
 mod quality;
 mod report;
 mod suite;
+// The client speaks rustls there; elsewhere the system's TLS, and the
+// fixture's certificate tools would need a C compiler for the target.
+#[cfg(not(any(windows, target_vendor = "apple")))]
+mod tls;
 
 use std::path::{Path, PathBuf};
 

@@ -499,7 +499,8 @@ impl super::Provider for Managed {
     }
 }
 
-#[cfg(test)]
+// The tests start shell scripts and signal them.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::provider::process::proc_state;

@@ -269,6 +269,7 @@ impl Adapter {
         let log = Arc::new(Mutex::new(LogRing::default()));
         let stderr_task = tokio::spawn(read_stderr(BufReader::new(stderr), Arc::clone(&log)));
         let (exit_tx, exit) = watch::channel(None);
+        let leftovers = group.clone();
         tokio::spawn(async move {
             let status = match child.wait().await {
                 Ok(status) => describe_exit(status),
@@ -278,7 +279,7 @@ impl Adapter {
             // the leader is reaped and the group is empty, the group id may
             // be reused, so later signals are only sent while the leader
             // has not been reaped (see `Adapter::kill_group`).
-            group.kill();
+            leftovers.kill();
             // Nobody listening any more is fine.
             let _ = exit_tx.send(Some(status));
         });

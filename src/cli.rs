@@ -92,6 +92,10 @@ pub enum Command {
         /// Also keep a timestamped copy of every output under `<dir>/archive/`.
         #[arg(long)]
         archive: bool,
+        /// Go on with an interrupted run: send only what its journal (in
+        /// the output directory) does not hold, then write the whole.
+        #[arg(long)]
+        resume: bool,
     },
     /// Write (or extend) `annotations.csv` beside a results file: one row per
     /// model × prompt × distinct output, with empty `score` and `note`
@@ -157,8 +161,12 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
+/// Exit status of a run that was interrupted (and wrote what it measured).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 /// Runs one command; errors are rendered here, at the edge.
 pub fn run(cli: Cli) -> ExitCode {
+    crate::provider::children::kill_on_panic();
     let outcome = match cli.command {
         Command::Validate { suites } => validate(&suites),
         Command::Plan {
@@ -187,6 +195,7 @@ pub fn run(cli: Cli) -> ExitCode {
             quiet,
             templates,
             archive,
+            resume,
         } => run_cmd(
             &suites,
             &Filter {
@@ -199,6 +208,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 quiet,
                 templates,
                 archive,
+                resume,
+                interrupt: crate::run::interrupt::Interrupt::never(),
             },
         ),
         Command::Annotate { results } => crate::run::annotate(&results)
@@ -420,7 +431,18 @@ fn run_cmd(
     let runtime = runtime()?;
     let mut code = EXIT_OK;
     for file in &files {
-        match runtime.block_on(crate::run::run_suite_with(file, filter, options)) {
+        let outcome = runtime.block_on(async {
+            let options = crate::run::RunOptions {
+                interrupt: crate::run::interrupt::Interrupt::listen(),
+                ..options.clone()
+            };
+            crate::run::run_suite_with(file, filter, &options).await
+        });
+        match outcome {
+            Ok(summary) if summary.partial.is_some() => {
+                println!("{summary}");
+                return Ok(EXIT_INTERRUPTED);
+            }
             Ok(summary) => {
                 println!("{summary}");
                 if summary.failed_requests > 0 {

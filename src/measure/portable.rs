@@ -91,7 +91,6 @@ pub(crate) fn pid_usages(pids: &[u32]) -> Vec<Option<PidUsage>> {
 #[derive(Debug)]
 pub(crate) struct MachineCpu {
     system: System,
-    own: Pid,
     cores: f64,
     /// When the CPU use was last updated, and the busy CPU-seconds of the
     /// whole machine (all cores summed) from the start until then.
@@ -123,7 +122,6 @@ impl MachineCpu {
         let cores = system.cpus().len().max(1) as f64;
         Some(MachineCpu {
             system,
-            own: Pid::from_u32(std::process::id()),
             cores,
             updated: Instant::now(),
             busy_s: 0.0,
@@ -141,15 +139,7 @@ impl MachineCpu {
             self.busy_s += self.usage * self.cores * now.duration_since(self.updated).as_secs_f64();
             self.updated = now;
         }
-        self.system.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&[self.own]),
-            false,
-            ProcessRefreshKind::nothing().with_cpu(),
-        );
-        let own_s = self
-            .system
-            .process(self.own)
-            .map_or(0.0, |p| p.accumulated_cpu_time() as f64 / 1000.0);
+        let own_s = super::resources::own::own_cpu_s().unwrap_or(0.0);
         let at = Instant::now();
         let since_update = at.saturating_duration_since(self.updated).as_secs_f64();
         let mhz: Vec<f64> = self

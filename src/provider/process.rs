@@ -66,6 +66,14 @@ impl Group {
         self.inner.kill();
     }
 
+    /// Puts the group on the list that an interrupt, an error exit or a
+    /// panic ends (`super::children`), for as long as the registration
+    /// lives.
+    pub(crate) fn register(&self) -> super::children::Registration {
+        let group = self.clone();
+        super::children::register(move || group.kill())
+    }
+
     /// Whether the group still has a live member.
     pub(crate) fn alive(&self) -> bool {
         self.inner.alive()

@@ -11,6 +11,7 @@
 //! (which formats every number dyno prints), so output is byte-stable.
 
 pub mod charts;
+pub mod load_charts;
 pub mod format;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     ),
     ("compare.md", include_str!("../../templates/compare.md.j2")),
     ("judge.md", include_str!("../../templates/judge.md.j2")),
+    ("load.md", include_str!("../../templates/load.md.j2")),
 ];
 
 #[derive(Debug, thiserror::Error)]

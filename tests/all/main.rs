@@ -8,6 +8,9 @@ mod engine;
 mod fixture;
 mod foundry;
 mod foundry_fixture;
+// SIGINT to a run and its children, found in `/proc`.
+#[cfg(target_os = "linux")]
+mod interrupt;
 mod plan;
 mod probe;
 mod quality;

@@ -19,6 +19,7 @@
 
 pub mod files;
 pub mod gpu;
+pub mod own;
 pub mod proc;
 pub mod rapl;
 pub mod sampler;

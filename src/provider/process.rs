@@ -94,3 +94,39 @@ pub(crate) fn describe_exit(status: ExitStatus) -> String {
         None => format!("exited ({status})"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(unix)]
+    use std::os::unix::process::ExitStatusExt as _;
+    #[cfg(windows)]
+    use std::os::windows::process::ExitStatusExt as _;
+
+    /// Raw wait statuses and how they read.
+    #[cfg(unix)]
+    const EXITS: [(i32, &str); 4] = [
+        (0, CLEAN_EXIT),
+        (3 << 8, "exited with status 3"),
+        (9, "killed by signal 9 (SIGKILL)"),
+        (15, "killed by signal 15 (SIGTERM)"),
+    ];
+
+    /// Raw exit codes and how they read.
+    #[cfg(windows)]
+    const EXITS: [(u32, &str); 3] = [
+        (0, CLEAN_EXIT),
+        (3, "exited with status 3"),
+        (
+            0xC000_0005,
+            "exited with status 0xC0000005 (STATUS_ACCESS_VIOLATION)",
+        ),
+    ];
+
+    #[test]
+    fn exit_descriptions() {
+        for (raw, text) in EXITS {
+            assert_eq!(describe_exit(ExitStatus::from_raw(raw)), text);
+        }
+    }
+}

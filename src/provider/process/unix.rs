@@ -117,26 +117,7 @@ const SIGNAL_NAMES: [(i32, &str); 11] = [
 
 #[cfg(test)]
 mod tests {
-    use super::super::{CLEAN_EXIT, describe_exit};
     use super::*;
-    use std::os::unix::process::ExitStatusExt as _;
-
-    #[test]
-    fn exit_descriptions() {
-        assert_eq!(describe_exit(ExitStatus::from_raw(0)), CLEAN_EXIT);
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(3 << 8)),
-            "exited with status 3"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(9)),
-            "killed by signal 9 (SIGKILL)"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(15)),
-            "killed by signal 15 (SIGTERM)"
-        );
-    }
 
     #[test]
     fn signals_refuse_our_own_group_and_everyone() {

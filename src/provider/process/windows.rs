@@ -153,23 +153,3 @@ const NTSTATUS_NAMES: [(u32, &str); 7] = [
     (0xC000_0409, "STATUS_STACK_BUFFER_OVERRUN"),
     (0xC000_0017, "STATUS_NO_MEMORY"),
 ];
-
-#[cfg(test)]
-mod tests {
-    use super::super::{CLEAN_EXIT, describe_exit};
-    use std::os::windows::process::ExitStatusExt as _;
-    use std::process::ExitStatus;
-
-    #[test]
-    fn exit_descriptions() {
-        assert_eq!(describe_exit(ExitStatus::from_raw(0)), CLEAN_EXIT);
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(3)),
-            "exited with status 3"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(0xC000_0005)),
-            "exited with status 0xC0000005 (STATUS_ACCESS_VIOLATION)"
-        );
-    }
-}

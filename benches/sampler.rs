@@ -17,7 +17,7 @@ fn reading_cost(root: u32) -> (f64, usize) {
     let mut processes = 0;
     for _ in 0..500 {
         let start = Instant::now();
-        let usage = dyno::measure::resources::proc::tree_usage(root).expect("the tree exists");
+        let usage = dyno::measure::resources::tree::tree_usage(root).expect("the tree exists");
         times.push(start.elapsed().as_secs_f64() * 1e6);
         processes = usage.processes;
     }
@@ -25,7 +25,7 @@ fn reading_cost(root: u32) -> (f64, usize) {
 }
 
 fn own_cpu_s() -> f64 {
-    dyno::measure::resources::proc::tree_usage(std::process::id()).map_or(0.0, |u| u.cpu_s)
+    dyno::measure::resources::tree::tree_usage(std::process::id()).map_or(0.0, |u| u.cpu_s)
 }
 
 fn main() {

@@ -1,5 +1,6 @@
 //! The machine a run happens on: CPU, cores, memory and OS, as recorded in
-//! every results document.
+//! every results document. Read from `/proc` and `/etc/os-release` on
+//! Linux, through the `sysinfo` crate on macOS and Windows.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,31 +26,20 @@ impl Environment {
             == (&other.cpu, other.cores, other.ram_mb, &other.os)
     }
 
-    /// Reads the machine's description (Linux `/proc`; `unknown` elsewhere).
+    /// Reads the machine's description; `unknown` (or 0 MB) for what
+    /// cannot be read.
     pub fn detect() -> Environment {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("model name")
-                    .and_then(|r| r.split(':').nth(1))
-            })
-            .map_or_else(|| "unknown".to_string(), |s| s.trim().to_string());
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let ram_mb = meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kb| kb / 1024);
-        let os = std::fs::read_to_string("/etc/os-release")
-            .ok()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.strip_prefix("PRETTY_NAME=")
-                        .map(|v| v.trim_matches('"').to_string())
-                })
-            })
-            .unwrap_or_else(|| std::env::consts::OS.to_string());
+        #[cfg(target_os = "linux")]
+        let (cpu, ram_mb, os) = linux();
+        #[cfg(not(target_os = "linux"))]
+        let (cpu, ram_mb, os) = {
+            let (cpu, ram_mb, os) = super::portable::describe();
+            (
+                cpu.unwrap_or_else(|| "unknown".to_string()),
+                ram_mb.unwrap_or(0),
+                os.unwrap_or_else(|| std::env::consts::OS.to_string()),
+            )
+        };
         Environment {
             cpu,
             cores: std::thread::available_parallelism().map_or(1, usize::from),
@@ -59,6 +49,36 @@ impl Environment {
             noise: None,
         }
     }
+}
+
+/// CPU model, memory in MiB and OS name from `/proc/cpuinfo`,
+/// `/proc/meminfo` and `/etc/os-release`.
+#[cfg(target_os = "linux")]
+fn linux() -> (String, u64, String) {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split(':').nth(1))
+        })
+        .map_or_else(|| "unknown".to_string(), |s| s.trim().to_string());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let ram_mb = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024);
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| std::env::consts::OS.to_string());
+    (cpu, ram_mb, os)
 }
 
 /// Now, as `YYYY-MM-DDTHH:MM:SSZ`.

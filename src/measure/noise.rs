@@ -7,8 +7,13 @@
 //! meanwhile (`host_busy_cores`): the machine's busy time minus dyno's and
 //! minus the measured server tree's.
 //!
-//! Observes only; never fails a run: what cannot be read is `None`. Off
-//! Linux the monitor records nothing.
+//! On macOS and Windows the machine is read through the `sysinfo` crate
+//! (`super::portable`): busy time integrated from the CPU use between
+//! readings, dyno's own CPU time, the load average and the frequency where
+//! the OS tells them; steal time and pressure stall information are Linux
+//! only and stay `None` there.
+//!
+//! Observes only; never fails a run: what cannot be read is `None`.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,8 +36,8 @@ pub struct Reading {
     /// CPU seconds the whole machine spent busy (user, nice, system, irq,
     /// softirq), all cores summed.
     pub busy_s: f64,
-    /// CPU seconds stolen by the hypervisor, all cores summed.
-    pub steal_s: f64,
+    /// CPU seconds stolen by the hypervisor, all cores summed (Linux only).
+    pub steal_s: Option<f64>,
     /// CPU seconds dyno itself used (every thread).
     pub own_s: f64,
     /// One-minute load average.
@@ -50,8 +55,8 @@ pub struct Busy {
     /// Mean cores kept busy by processes other than dyno and the measured
     /// tree; never negative.
     pub host_busy_cores: f64,
-    /// Mean cores stolen by the hypervisor.
-    pub steal_cores: f64,
+    /// Mean cores stolen by the hypervisor (Linux only).
+    pub steal_cores: Option<f64>,
 }
 
 /// What the machine did over a whole run, for `results.json`.
@@ -83,46 +88,105 @@ pub struct NoiseSummary {
 #[derive(Debug, Clone, Copy)]
 pub struct Mark(usize);
 
+/// Where readings come from: `/proc` on Linux, the `sysinfo` crate
+/// elsewhere (and in Linux tests, which check it).
+#[derive(Debug)]
+enum Machine {
+    #[cfg(target_os = "linux")]
+    Proc,
+    #[cfg(any(not(target_os = "linux"), test))]
+    Portable(Box<super::portable::MachineCpu>),
+}
+
+impl Machine {
+    /// A reading now; `None` when `/proc` cannot be read (sysinfo always
+    /// answers, with what it has).
+    #[cfg_attr(not(target_os = "linux"), allow(clippy::unnecessary_wraps))]
+    fn read(&mut self) -> Option<Reading> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Machine::Proc => read_proc(),
+            #[cfg(any(not(target_os = "linux"), test))]
+            Machine::Portable(machine) => {
+                let cpu = machine.read();
+                Some(Reading {
+                    at: cpu.at,
+                    busy_s: cpu.busy_s,
+                    steal_s: None,
+                    own_s: cpu.own_s,
+                    load1: cpu.load1,
+                    cpu_pressure: None,
+                    memory_pressure: None,
+                    freq_mhz: cpu.freq_mhz,
+                })
+            }
+        }
+    }
+}
+
+/// The readings so far and the reader that takes the next.
+#[derive(Debug)]
+struct State {
+    readings: Vec<Reading>,
+    machine: Machine,
+}
+
+impl State {
+    /// Takes a reading (when the machine can be read) and keeps it.
+    fn take(&mut self) {
+        if let Some(reading) = self.machine.read() {
+            self.readings.push(reading);
+        }
+    }
+}
+
 /// Reads the machine in a background thread until dropped.
 #[derive(Debug)]
 pub struct Monitor {
-    readings: Arc<Mutex<Vec<Reading>>>,
+    state: Arc<Mutex<State>>,
     stop_tx: Option<mpsc::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
-fn lock(readings: &Mutex<Vec<Reading>>) -> MutexGuard<'_, Vec<Reading>> {
-    readings
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Monitor {
     /// Starts reading every `period`; `None` where the machine cannot be
-    /// read (no `/proc/stat`).
+    /// read.
     pub fn start(period: Duration) -> Option<Monitor> {
-        let first = read()?;
-        let readings = Arc::new(Mutex::new(vec![first]));
+        #[cfg(target_os = "linux")]
+        let machine = Machine::Proc;
+        #[cfg(not(target_os = "linux"))]
+        let machine = Machine::Portable(Box::new(super::portable::MachineCpu::start()?));
+        Monitor::start_with(machine, period)
+    }
+
+    fn start_with(mut machine: Machine, period: Duration) -> Option<Monitor> {
+        let first = machine.read()?;
+        let state = Arc::new(Mutex::new(State {
+            readings: vec![first],
+            machine,
+        }));
         let (stop_tx, stop_rx) = mpsc::channel();
-        let shared = Arc::clone(&readings);
+        let shared = Arc::clone(&state);
         let period = period.max(Duration::from_millis(1));
         let handle = std::thread::Builder::new()
             .name("dyno-noise".into())
             .spawn(move || {
                 loop {
                     match stop_rx.recv_timeout(period) {
-                        Err(RecvTimeoutError::Timeout) => {
-                            if let Some(reading) = read() {
-                                lock(&shared).push(reading);
-                            }
-                        }
+                        Err(RecvTimeoutError::Timeout) => lock(&shared).take(),
                         _ => return,
                     }
                 }
             })
             .ok()?;
         Some(Monitor {
-            readings,
+            state,
             stop_tx: Some(stop_tx),
             handle: Some(handle),
         })
@@ -130,11 +194,9 @@ impl Monitor {
 
     /// Takes a reading now and returns its position.
     pub fn mark(&self) -> Mark {
-        let mut readings = lock(&self.readings);
-        if let Some(reading) = read() {
-            readings.push(reading);
-        }
-        Mark(readings.len().saturating_sub(1))
+        let mut state = lock(&self.state);
+        state.take();
+        Mark(state.readings.len().saturating_sub(1))
     }
 
     /// From `mark` to now (a reading is taken): the cores other processes
@@ -142,14 +204,18 @@ impl Monitor {
     /// the measured process tree over the same window.
     pub fn window(&self, mark: Mark, tree_cpu_s: Option<f64>) -> Option<Busy> {
         let end = self.mark();
-        let readings = lock(&self.readings);
-        busy(readings.get(mark.0)?, readings.get(end.0)?, tree_cpu_s)
+        let state = lock(&self.state);
+        busy(
+            state.readings.get(mark.0)?,
+            state.readings.get(end.0)?,
+            tree_cpu_s,
+        )
     }
 
     /// The run's summary, given the per-request figures.
     pub fn summary(&self, per_request: &[f64], noisy_cores: f64) -> NoiseSummary {
-        let readings = lock(&self.readings);
-        summarize(&readings, per_request, noisy_cores)
+        let state = lock(&self.state);
+        summarize(&state.readings, per_request, noisy_cores)
     }
 }
 
@@ -171,7 +237,10 @@ pub fn busy(from: &Reading, to: &Reading, tree_cpu_s: Option<f64>) -> Option<Bus
     let others = (to.busy_s - from.busy_s) - (to.own_s - from.own_s) - tree_cpu_s.unwrap_or(0.0);
     Some(Busy {
         host_busy_cores: (others / wall).max(0.0),
-        steal_cores: ((to.steal_s - from.steal_s) / wall).max(0.0),
+        steal_cores: to
+            .steal_s
+            .zip(from.steal_s)
+            .map(|(to, from)| ((to - from) / wall).max(0.0)),
     })
 }
 
@@ -180,7 +249,7 @@ pub fn summarize(readings: &[Reading], per_request: &[f64], noisy_cores: f64) ->
     let max = |f: fn(&Reading) -> Option<f64>| readings.iter().filter_map(f).reduce(f64::max);
     let min = |f: fn(&Reading) -> Option<f64>| readings.iter().filter_map(f).reduce(f64::min);
     let steal_cores = match (readings.first(), readings.last()) {
-        (Some(a), Some(b)) => busy(a, b, None).map(|w| w.steal_cores),
+        (Some(a), Some(b)) => busy(a, b, None).and_then(|w| w.steal_cores),
         _ => None,
     };
     NoiseSummary {
@@ -199,8 +268,9 @@ pub fn summarize(readings: &[Reading], per_request: &[f64], noisy_cores: f64) ->
     }
 }
 
-/// One reading of the machine; `None` without `/proc/stat`.
-fn read() -> Option<Reading> {
+/// One reading of the machine from `/proc`; `None` without `/proc/stat`.
+#[cfg(target_os = "linux")]
+fn read_proc() -> Option<Reading> {
     let at = Instant::now();
     let (busy_s, steal_s) = parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)?;
     let own_s = std::fs::read_to_string("/proc/self/stat")
@@ -211,7 +281,7 @@ fn read() -> Option<Reading> {
     Some(Reading {
         at,
         busy_s,
-        steal_s,
+        steal_s: Some(steal_s),
         own_s,
         load1: std::fs::read_to_string("/proc/loadavg")
             .ok()
@@ -238,6 +308,7 @@ pub fn parse_proc_stat(text: &str) -> Option<(f64, f64)> {
 }
 
 /// utime + stime of `/proc/self/stat`, in clock ticks.
+#[cfg(target_os = "linux")]
 fn own_cpu_ticks(stat: &str) -> Option<f64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -248,6 +319,7 @@ fn own_cpu_ticks(stat: &str) -> Option<f64> {
 }
 
 /// `some avg10` of a pressure file, in percent.
+#[cfg(target_os = "linux")]
 fn pressure(path: &str) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
     parse_pressure(&text)
@@ -263,6 +335,7 @@ pub fn parse_pressure(text: &str) -> Option<f64> {
 }
 
 /// The mean `scaling_cur_freq` over the CPUs that expose one, in MHz.
+#[cfg(target_os = "linux")]
 fn mean_frequency_mhz() -> Option<f64> {
     let entries = std::fs::read_dir("/sys/devices/system/cpu").ok()?;
     let khz: Vec<f64> = entries
@@ -309,7 +382,7 @@ mod tests {
         Reading {
             at,
             busy_s,
-            steal_s: 0.0,
+            steal_s: Some(0.0),
             own_s,
             load1: Some(1.0),
             cpu_pressure: None,
@@ -348,11 +421,11 @@ mod tests {
         assert_eq!(s.load1_max, Some(1.0));
     }
 
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_busy_thread_in_another_process_is_seen() {
-        let Some(monitor) = Monitor::start(Duration::from_millis(20)) else {
-            panic!("no /proc/stat on Linux");
+    /// A busy loop in another process, seen by `machine`.
+    #[cfg(unix)]
+    fn busy_loop_seen_by(machine: Machine) {
+        let Some(monitor) = Monitor::start_with(machine, Duration::from_millis(20)) else {
+            panic!("the machine cannot be read");
         };
         let mark = monitor.mark();
         let mut hog = std::process::Command::new("sh")
@@ -366,5 +439,18 @@ mod tests {
         // One busy loop is one core; on a shared machine others add to it,
         // and scheduling may give the loop less than a whole core.
         assert!(w.host_busy_cores > 0.4, "{w:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_busy_thread_in_another_process_is_seen() {
+        busy_loop_seen_by(Machine::Proc);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_busy_thread_in_another_process_is_seen_through_sysinfo() {
+        let machine = super::super::portable::MachineCpu::start().unwrap();
+        busy_loop_seen_by(Machine::Portable(Box::new(machine)));
     }
 }

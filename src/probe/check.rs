@@ -10,9 +10,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::models::{FoundryState, Served, openai_models};
-use super::{Context, file_size, http_client, plural, quoted};
+use super::{Context, file_size, plural, quoted};
 use crate::plan::Variant;
 use crate::provider::foundry::{self, CatalogEntry, Device};
+use crate::provider::http::{Clients, Purpose};
 use crate::provider::openai::Target;
 use crate::provider::{Measured, Providers, Request, Source as _};
 use crate::run::executor::timeout;
@@ -84,7 +85,7 @@ enum Reached {
 /// are started through the same providers a run uses.
 pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, LoadError> {
     let suite = Arc::new(suite::load(file, ctx.env)?);
-    let http = http_client();
+    let mut clients = Clients::default();
     let mut lines = vec![CheckLine::pass(
         format!("suite {} loads", file.display()),
         format!(
@@ -97,7 +98,7 @@ pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, Loa
 
     let mut reached = BTreeMap::new();
     for (name, endpoint) in &suite.endpoints {
-        let (line, state) = reach(name, endpoint, &http, ctx).await;
+        let (line, state) = reach(name, endpoint, &mut clients, ctx).await;
         lines.push(line);
         reached.insert(name.clone(), state);
     }
@@ -278,14 +279,18 @@ async fn probe_model(providers: &mut Providers, model: &Model, variant: &Variant
 async fn reach(
     name: &str,
     endpoint: &Endpoint,
-    http: &reqwest::Client,
+    clients: &mut Clients,
     ctx: &Context<'_>,
 ) -> (CheckLine, Reached) {
     let what = format!("endpoint {name} reachable");
     match endpoint.kind {
         EndpointKind::Openai => {
             let target = Target::of(endpoint);
-            match openai_models(http, &target).await {
+            let http = match clients.get(Purpose::Probe, endpoint.ca_cert.as_deref()) {
+                Ok(http) => http,
+                Err(err) => return (CheckLine::fail(what, err.to_string()), Reached::Failed),
+            };
+            match openai_models(&http, &target).await {
                 Ok(served) => {
                     let mut detail = format!(
                         "{}, {}",
@@ -355,18 +360,44 @@ fn find_program(program: &str, dir: &Path) -> Option<PathBuf> {
     if program.is_empty() {
         return None;
     }
-    if program.contains('/') {
-        let path = dir.join(program);
-        return is_executable(&path).then_some(path);
+    if program.contains(std::path::is_separator) {
+        return executable(&dir.join(program));
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| is_executable(p))
+    std::env::split_paths(&std::env::var_os("PATH")?).find_map(|d| executable(&d.join(program)))
 }
 
-fn is_executable(path: &Path) -> bool {
+/// `path`, when it is a file with an execute permission bit.
+#[cfg(unix)]
+fn executable(path: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .then(|| path.to_path_buf())
+}
+
+/// `path` when it is a file with an executable extension, else the first
+/// file that is `path` with one appended (`foundry` → `foundry.exe`); the
+/// extensions are those of `PATHEXT`, as the shell tries them.
+#[cfg(windows)]
+fn executable(path: &Path) -> Option<PathBuf> {
+    let pathext = std::env::var("PATHEXT").unwrap_or_else(|_| ".COM;.EXE;.BAT;.CMD".into());
+    let extensions: Vec<&str> = pathext.split(';').filter(|e| !e.is_empty()).collect();
+    let runnable = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        extensions
+            .iter()
+            .any(|x| x.trim_start_matches('.').eq_ignore_ascii_case(e))
+    });
+    if runnable && path.is_file() {
+        return Some(path.to_path_buf());
+    }
+    extensions
+        .iter()
+        .map(|extension| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(extension);
+            PathBuf::from(name)
+        })
+        .find(|candidate| candidate.is_file())
 }
 
 /// Whether `model` is among what its endpoint serves.

@@ -46,6 +46,9 @@ pub enum ProbeError {
         "cannot reach {url}: {reason}; check that the server is running and that the URL (`base_url`) is right"
     )]
     Unreachable { url: String, reason: String },
+    /// The server's TLS certificate was refused.
+    #[error("cannot reach {url}: {problem}")]
+    Tls { url: String, problem: String },
     /// Something answered with an error status.
     #[error(
         "{url} answered HTTP {status}: {body}; check the URL, and for a hosted API the key named by `api_key_env`"
@@ -73,7 +76,7 @@ pub enum ProbeError {
 }
 
 pub(super) fn http_client() -> reqwest::Client {
-    crate::provider::http::client(crate::provider::http::Purpose::Probe).unwrap_or_default()
+    crate::provider::http::client(crate::provider::http::Purpose::Probe, None).unwrap_or_default()
 }
 
 /// "3 models", "1 model".

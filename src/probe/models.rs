@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::{Context, LIST_TIMEOUT, ProbeError, file_size, http_client};
 use crate::plan::Variant;
 use crate::provider::foundry::{self, CatalogEntry, Discovered, Foundry, FoundryError};
+use crate::provider::http::{Clients, Purpose};
 use crate::provider::openai::Target;
 use crate::suite::{self, EndpointKind, LoadError};
 
@@ -172,13 +173,18 @@ pub struct Served {
 /// `GET /v1/models` of `target`, and llama-server's `/props` when it has one.
 pub async fn openai_models(http: &reqwest::Client, target: &Target) -> Result<Served, ProbeError> {
     let url = format!("{}/models", target.v1_root());
-    let response = get(http, target, &url)
-        .send()
-        .await
-        .map_err(|e| ProbeError::Unreachable {
-            url: url.clone(),
-            reason: crate::text::root_cause(&e),
-        })?;
+    let response = get(http, target, &url).send().await.map_err(|e| {
+        match crate::provider::http::certificate_problem(&e) {
+            Some(problem) => ProbeError::Tls {
+                url: url.clone(),
+                problem,
+            },
+            None => ProbeError::Unreachable {
+                url: url.clone(),
+                reason: crate::text::root_cause(&e),
+            },
+        }
+    })?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
@@ -372,14 +378,19 @@ impl Inventory {
 /// of its managed servers (which are not started).
 pub async fn list_suite(file: &Path, ctx: &Context<'_>) -> Result<Inventory, LoadError> {
     let suite = suite::load(file, ctx.env)?;
-    let http = http_client();
+    let mut clients = Clients::default();
     let mut inventory = Inventory::default();
     for (name, endpoint) in &suite.endpoints {
         let listed = match endpoint.kind {
-            EndpointKind::Openai => openai_models(&http, &Target::of(endpoint))
-                .await
-                .map(|served| openai_listings(name, &served))
-                .map_err(|e| e.to_string()),
+            EndpointKind::Openai => {
+                match clients.get(Purpose::Probe, endpoint.ca_cert.as_deref()) {
+                    Ok(http) => openai_models(&http, &Target::of(endpoint))
+                        .await
+                        .map(|served| openai_listings(name, &served))
+                        .map_err(|e| e.to_string()),
+                    Err(err) => Err(err.to_string()),
+                }
+            }
             EndpointKind::Foundry => FoundryState::connect(endpoint.base_url.as_deref(), ctx)
                 .await
                 .map(|state| state.listings(name))

@@ -205,7 +205,8 @@ pub struct Providers {
     suite: Arc<Suite>,
     /// Where server logs go (`logs/` below it).
     work_dir: PathBuf,
-    http: reqwest::Client,
+    /// The clients of timed requests, by purpose and `ca_cert`.
+    clients: http::Clients,
     foundry: BTreeMap<String, foundry::Shared>,
     /// For `dyno check`: nothing is downloaded.
     probing: bool,
@@ -216,7 +217,7 @@ impl Providers {
         Providers {
             suite,
             work_dir,
-            http: http::client(http::Purpose::Measure).unwrap_or_default(),
+            clients: http::Clients::default(),
             foundry: BTreeMap::new(),
             probing: false,
         }
@@ -229,11 +230,25 @@ impl Providers {
             ..Providers::new(suite, work_dir)
         }
     }
+
+    /// The client for timed requests to `endpoint` (`what` names it in
+    /// errors), which trusts its `ca_cert`; a service on this machine
+    /// (Foundry Local) is never reached through a proxy.
+    fn client_for(
+        &mut self,
+        what: &str,
+        purpose: http::Purpose,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<reqwest::Client, String> {
+        self.clients
+            .get(purpose, ca_cert)
+            .map_err(|e| format!("{what}: {e}"))
+    }
 }
 
 impl Source for Providers {
     fn open(&mut self, model: &Model, variant: &Variant) -> Result<Box<dyn Provider>, String> {
-        let suite = &self.suite;
+        let suite = Arc::clone(&self.suite);
         match &model.served_by {
             ServedBy::Server(name) => {
                 let server = suite
@@ -241,7 +256,12 @@ impl Source for Providers {
                     .get(name)
                     .ok_or_else(|| format!("server `{name}` is not defined"))?;
                 let spec = server::spec(name, server, variant, &self.work_dir);
-                Ok(Box::new(server::Managed::new(spec, self.http.clone())))
+                let http = self.client_for(
+                    &format!("server `{name}`"),
+                    http::Purpose::MeasureLocal,
+                    None,
+                )?;
+                Ok(Box::new(server::Managed::new(spec, http)))
             }
             ServedBy::Endpoint(name) => {
                 let endpoint = suite
@@ -251,12 +271,21 @@ impl Source for Providers {
                 Ok(match endpoint.kind {
                     EndpointKind::Openai => Box::new(endpoint::Endpoint::new(
                         openai::Target::of(endpoint),
-                        self.http.clone(),
+                        self.client_for(
+                            &format!("endpoint `{name}`"),
+                            http::Purpose::Measure,
+                            endpoint.ca_cert.as_deref(),
+                        )?,
                     )),
                     EndpointKind::Command => {
                         Box::new(adapter::Command::new(name, adapter::spec(endpoint)))
                     }
                     EndpointKind::Foundry => {
+                        let http = self.client_for(
+                            &format!("endpoint `{name}`"),
+                            http::Purpose::MeasureLocal,
+                            endpoint.ca_cert.as_deref(),
+                        )?;
                         let service = self
                             .foundry
                             .entry(name.clone())
@@ -268,7 +297,7 @@ impl Source for Providers {
                             self.probing,
                             variant.device().cloned(),
                             openai::Target::of(endpoint),
-                            self.http.clone(),
+                            http,
                         ))
                     }
                 })

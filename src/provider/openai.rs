@@ -414,7 +414,9 @@ pub async fn server_version(client: &reqwest::Client, target: &Target) -> Option
 }
 
 fn transport_error(err: &reqwest::Error) -> Failure {
-    if err.is_timeout() {
+    if let Some(problem) = super::http::certificate_problem(err) {
+        (ErrorKind::Connect, problem)
+    } else if err.is_timeout() {
         (ErrorKind::Timeout, "request timed out".into())
     } else if err.is_connect() {
         (

@@ -1,28 +1,39 @@
 //! Process control for what dyno starts (managed servers, adapters): each
-//! child leads a process group of its own, so stopping it stops everything
-//! it started; and one description of how a process ended. Never signals a
-//! process outside a group dyno created.
+//! child gets a process tree of its own that dyno can end as a whole (a
+//! process group on Unix, a job object on Windows), so stopping it stops
+//! everything it started; and one description of how a process ended.
+//! Never touches a process outside a group or job dyno created.
+//!
+//! The platform code is in `unix` and `windows`; callers see only
+//! [`Group`], [`own_group`] and [`describe_exit`].
 
 use std::process::ExitStatus;
 
-/// The process group of a child started with [`own_group`]: the leader's
-/// pid is the group id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as sys;
+#[cfg(all(test, unix))]
+pub(crate) use unix::proc_state;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as sys;
+
+/// The process tree of a child started with [`own_group`]: the process
+/// group it leads (Unix) or the job object it was put in (Windows; the job
+/// ends its processes when the last `Group` of it is dropped).
+#[derive(Debug, Clone)]
 pub(crate) struct Group {
-    pgid: i32,
+    inner: sys::Group,
 }
 
-/// Makes the command's child the leader of a new process group.
+/// Prepares `command` so its child can lead a tree of its own: a new
+/// process group on Unix, a new console process group on Windows (so a
+/// Ctrl+C meant for dyno reaches dyno, which stops its children itself).
 pub(crate) fn own_group(command: &mut std::process::Command) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt as _;
-        command.process_group(0);
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = command;
-    }
+    sys::own_group(command);
 }
 
 impl Group {
@@ -31,149 +42,91 @@ impl Group {
         let pid = child
             .id()
             .ok_or_else(|| std::io::Error::other("the process exited before its pid was read"))?;
-        let pgid = i32::try_from(pid)
-            .map_err(|_| std::io::Error::other(format!("pid {pid} is out of range")))?;
-        Ok((pid, Group { pgid }))
+        let inner = sys::Group::of(child, pid)?;
+        Ok((pid, Group { inner }))
     }
 
     /// The group led by `pgid` (for tests that watch a group from outside).
-    #[cfg(test)]
+    #[cfg(all(test, unix))]
     pub(crate) fn of_pgid(pgid: i32) -> Group {
-        Group { pgid }
-    }
-
-    /// Asks every process of the group to end (SIGTERM).
-    pub(crate) fn terminate(self) {
-        #[cfg(unix)]
-        self.signal(libc::SIGTERM);
-    }
-
-    /// Ends every process of the group at once (SIGKILL).
-    pub(crate) fn kill(self) {
-        #[cfg(unix)]
-        self.signal(libc::SIGKILL);
-    }
-
-    /// Whether the group still has a member that is not a zombie. Orphans
-    /// may stay zombies for a while (or for good, under an init that does
-    /// not reap), so `kill(-pgid, 0)` alone is not enough where `/proc` can
-    /// tell.
-    pub(crate) fn alive(self) -> bool {
-        #[cfg(unix)]
-        {
-            if !self.signal(0) {
-                return false;
-            }
-            let Ok(entries) = std::fs::read_dir("/proc") else {
-                return true;
-            };
-            entries.flatten().any(|entry| {
-                entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|pid| pid.parse::<i32>().ok())
-                    .and_then(proc_state)
-                    .is_some_and(|(state, group)| group == self.pgid && !matches!(state, 'Z' | 'X'))
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            false
+        Group {
+            inner: unix::Group::of_pgid(pgid),
         }
     }
 
-    /// `kill(2)` to the whole group; true if delivered (or, for signal 0, if
-    /// the group exists). Refuses groups 0 and 1, which would mean our own
-    /// group or every process.
-    #[cfg(unix)]
-    fn signal(self, signal: libc::c_int) -> bool {
-        // SAFETY: kill(2) takes two integers and touches no memory of this
-        // process; a negative pid addresses exactly one process group that
-        // this module's caller created, and `pgid > 1` rules out 0 and -1.
-        self.pgid > 1 && unsafe { libc::kill(-self.pgid, signal) == 0 }
+    /// Asks every process of the group to end: SIGTERM on Unix; on Windows,
+    /// which has no such request, the job's processes end at once.
+    pub(crate) fn terminate(&self) {
+        self.inner.terminate();
     }
-}
 
-/// State letter and process group of `pid` from `/proc/{pid}/stat`.
-pub(crate) fn proc_state(pid: i32) -> Option<(char, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parens.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((state, pgrp))
+    /// Ends every process of the group at once (SIGKILL; the job's
+    /// termination on Windows).
+    pub(crate) fn kill(&self) {
+        self.inner.kill();
+    }
+
+    /// Puts the group on the list that an interrupt, an error exit or a
+    /// panic ends (`super::children`), for as long as the registration
+    /// lives.
+    pub(crate) fn register(&self) -> super::children::Registration {
+        let group = self.clone();
+        super::children::register(move || group.kill())
+    }
+
+    /// Whether the group still has a live member.
+    pub(crate) fn alive(&self) -> bool {
+        self.inner.alive()
+    }
 }
 
 /// How [`describe_exit`] describes a process that ended with status 0.
 pub(crate) const CLEAN_EXIT: &str = "exited with status 0";
 
-/// "exited with status 3", "killed by signal 9 (SIGKILL)", ...
+/// "exited with status 3", "killed by signal 9 (SIGKILL)", "exited with
+/// status 0xC0000005 (STATUS_ACCESS_VIOLATION)", ...
 pub(crate) fn describe_exit(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exited with status {code}");
+    if let Some(abnormal) = sys::describe_abnormal(status) {
+        return abnormal;
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt as _;
-        if let Some(signal) = status.signal() {
-            let name = SIGNAL_NAMES
-                .iter()
-                .find(|(number, _)| *number == signal)
-                .map_or(String::new(), |(_, name)| format!(" ({name})"));
-            let core = if status.core_dumped() {
-                ", core dumped"
-            } else {
-                ""
-            };
-            return format!("killed by signal {signal}{name}{core}");
-        }
+    match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => format!("exited ({status})"),
     }
-    format!("exited ({status})")
 }
 
-/// The signals a server or adapter is commonly killed by, by number.
-#[cfg(unix)]
-const SIGNAL_NAMES: [(i32, &str); 11] = [
-    (libc::SIGHUP, "SIGHUP"),
-    (libc::SIGINT, "SIGINT"),
-    (libc::SIGQUIT, "SIGQUIT"),
-    (libc::SIGILL, "SIGILL"),
-    (libc::SIGABRT, "SIGABRT"),
-    (libc::SIGBUS, "SIGBUS"),
-    (libc::SIGFPE, "SIGFPE"),
-    (libc::SIGKILL, "SIGKILL"),
-    (libc::SIGSEGV, "SIGSEGV"),
-    (libc::SIGPIPE, "SIGPIPE"),
-    (libc::SIGTERM, "SIGTERM"),
-];
-
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
     use std::os::unix::process::ExitStatusExt as _;
+    #[cfg(windows)]
+    use std::os::windows::process::ExitStatusExt as _;
+
+    /// Raw wait statuses and how they read.
+    #[cfg(unix)]
+    const EXITS: [(i32, &str); 4] = [
+        (0, CLEAN_EXIT),
+        (3 << 8, "exited with status 3"),
+        (9, "killed by signal 9 (SIGKILL)"),
+        (15, "killed by signal 15 (SIGTERM)"),
+    ];
+
+    /// Raw exit codes and how they read.
+    #[cfg(windows)]
+    const EXITS: [(u32, &str); 3] = [
+        (0, CLEAN_EXIT),
+        (3, "exited with status 3"),
+        (
+            0xC000_0005,
+            "exited with status 0xC0000005 (STATUS_ACCESS_VIOLATION)",
+        ),
+    ];
 
     #[test]
     fn exit_descriptions() {
-        assert_eq!(describe_exit(ExitStatus::from_raw(0)), CLEAN_EXIT);
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(3 << 8)),
-            "exited with status 3"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(9)),
-            "killed by signal 9 (SIGKILL)"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(15)),
-            "killed by signal 15 (SIGTERM)"
-        );
-    }
-
-    #[test]
-    fn signals_refuse_our_own_group_and_everyone() {
-        assert!(!Group { pgid: 0 }.signal(0));
-        assert!(!Group { pgid: 1 }.signal(0));
+        for (raw, text) in EXITS {
+            assert_eq!(describe_exit(ExitStatus::from_raw(raw)), text);
+        }
     }
 }

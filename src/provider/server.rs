@@ -98,10 +98,10 @@ pub(crate) enum ServerError {
         name: String,
         source: std::io::Error,
     },
-    #[error("server `{name}`: cannot build the HTTP client for the readiness check: {source}")]
+    #[error("server `{name}`: for the readiness check, {source}")]
     Client {
         name: String,
-        source: reqwest::Error,
+        source: super::http::ClientError,
     },
 }
 
@@ -158,7 +158,7 @@ impl RunningServer {
                 ),
             });
         };
-        let client = super::http::client(super::http::Purpose::Local).map_err(|source| {
+        let client = super::http::client(super::http::Purpose::Local, None).map_err(|source| {
             ServerError::Client {
                 name: name.clone(),
                 source,
@@ -196,7 +196,7 @@ impl RunningServer {
         };
         let child = tokio_command.spawn().map_err(spawn_error)?;
         let (pid, group) = Group::of(&child).map_err(spawn_error)?;
-        let registered = super::children::register(move || group.kill());
+        let registered = group.register();
         // From here on, dropping `server` (an error below, or the caller
         // dropping this future) kills the whole group.
         let mut server = RunningServer {
@@ -512,7 +512,8 @@ impl super::Provider for Managed {
     }
 }
 
-#[cfg(test)]
+// The tests start shell scripts and signal them.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::provider::process::proc_state;

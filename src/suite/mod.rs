@@ -133,6 +133,13 @@ pub struct Endpoint {
     /// The variable's name only; its value is read when a request is sent.
     pub api_key_env: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// `ca_cert:` as written: what results record, the same on every machine.
+    #[serde(rename = "ca_cert", skip_serializing_if = "Option::is_none")]
+    pub ca_cert_written: Option<String>,
+    /// The `ca_cert:` file, absolute (checked to hold PEM certificates when
+    /// the suite loaded); not recorded, since it differs between checkouts.
+    #[serde(skip)]
+    pub ca_cert: Option<PathBuf>,
     /// `command` endpoints: the adapter program, its weights and load parameters.
     pub command: Vec<String>,
     pub weights: Option<PathBuf>,

@@ -234,6 +234,11 @@ pub struct RawEndpoint {
     /// Extra HTTP headers sent with every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// `openai` and `foundry` endpoints: a PEM file of certificates trusted
+    /// besides the system's (relative to the suite file), for an `https://`
+    /// server with a self-signed certificate or one from a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
     /// `command` endpoints: the adapter program and its arguments (paths
     /// relative to the suite file's directory, where it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -128,11 +128,17 @@ impl Loader<'_> {
                         )),
                     );
                 }
+                let ca_cert = e
+                    .ca_cert
+                    .as_deref()
+                    .and_then(|written| self.ca_cert(doc, name, kind, written));
                 let endpoint = Endpoint {
                     kind,
                     base_url: e.base_url.clone(),
                     api_key_env: e.api_key_env.clone(),
                     headers: e.headers.clone(),
+                    ca_cert_written: e.ca_cert.clone(),
+                    ca_cert,
                     command: e.command.clone().unwrap_or_default(),
                     weights: e.weights.as_ref().map(|w| doc.dir.join(w)),
                     params: e.params.clone(),
@@ -142,6 +148,51 @@ impl Loader<'_> {
                 (name.clone(), endpoint)
             })
             .collect()
+    }
+
+    /// The absolute path of endpoint `name`'s `ca_cert` (written relative
+    /// to the suite file), once it is known to hold PEM certificates; a
+    /// diagnostic at the key otherwise.
+    fn ca_cert(
+        &mut self,
+        doc: &Doc<'_>,
+        name: &str,
+        kind: EndpointKind,
+        written: &str,
+    ) -> Option<PathBuf> {
+        let pos = doc.at(&format!("/endpoints/{}/ca_cert", escape(name)));
+        if kind == EndpointKind::Command {
+            self.diagnostics.push(Diagnostic::new(
+                format!(
+                    "endpoint `{name}`: `ca_cert` applies to `openai` and `foundry` endpoints; a `command` endpoint sends no HTTP"
+                ),
+                doc.file,
+                pos,
+            ));
+            return None;
+        }
+        let joined = doc.dir.join(written);
+        let path = std::path::absolute(&joined).unwrap_or(joined);
+        let checked = std::fs::read(&path)
+            .map_err(|e| format!("cannot be read: {e}"))
+            .and_then(|bytes| pem_certificates(&bytes));
+        match checked {
+            Ok(_) => Some(path),
+            Err(reason) => {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!("endpoint `{name}`: `ca_cert` {} {reason}", path.display()),
+                        doc.file,
+                        pos,
+                    )
+                    .with_hint(Some(format!(
+                        "a PEM file with the server's certificate or its CA's; paths are relative to {}",
+                        display_dir(&doc.dir)
+                    ))),
+                );
+                None
+            }
+        }
     }
 
     fn servers(&mut self, doc: &Doc<'_>, raw: &RawSuite) -> BTreeMap<String, Server> {
@@ -788,4 +839,73 @@ fn placeholders(text: &str) -> Vec<&str> {
 
 fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
+}
+
+/// How many PEM `CERTIFICATE` blocks `bytes` holds, each with a base64
+/// body; why it is not a PEM certificate file otherwise. The TLS library
+/// parses the certificates themselves when a client is built.
+fn pem_certificates(bytes: &[u8]) -> Result<usize, String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| "is not a PEM file (not text)".to_string())?;
+    let mut count = 0;
+    let mut rest = text;
+    while let Some(begin) = rest.find(BEGIN) {
+        let body_and_rest = &rest[begin + BEGIN.len()..];
+        let end = body_and_rest
+            .find(END)
+            .ok_or_else(|| format!("has a `{BEGIN}` line without its `{END}`"))?;
+        let body = &body_and_rest[..end];
+        let base64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+        if body.trim().is_empty() || !body.chars().all(|c| c.is_ascii_whitespace() || base64(c)) {
+            return Err(format!(
+                "has a certificate #{} that is not base64",
+                count + 1
+            ));
+        }
+        count += 1;
+        rest = &body_and_rest[end + END.len()..];
+    }
+    if count == 0 {
+        return Err(format!("holds no PEM certificate (no `{BEGIN}` line)"));
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pem_certificates;
+
+    #[test]
+    fn pem_files_are_told_from_others() {
+        let one = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n";
+        assert_eq!(pem_certificates(one.as_bytes()), Ok(1));
+        assert_eq!(
+            pem_certificates(format!("# a bundle\n{one}{one}").as_bytes()),
+            Ok(2)
+        );
+        assert!(
+            pem_certificates(b"hello\n")
+                .unwrap_err()
+                .starts_with("holds no PEM certificate")
+        );
+        assert!(
+            pem_certificates(b"\xff\xfe")
+                .unwrap_err()
+                .contains("not text")
+        );
+        let open = "-----BEGIN CERTIFICATE-----\nMIIB\n";
+        assert!(
+            pem_certificates(open.as_bytes())
+                .unwrap_err()
+                .contains("without its")
+        );
+        let junk = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+        assert!(
+            pem_certificates(junk.as_bytes())
+                .unwrap_err()
+                .contains("not base64")
+        );
+    }
 }

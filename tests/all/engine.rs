@@ -3,7 +3,7 @@
 //! call first). These tests fail, never skip, when the engine is missing.
 
 use dyno::plan::Filter;
-use dyno::results::{ErrorKind, Status, TokenSource};
+use dyno::results::{Status, TokenSource};
 
 use crate::{repo_root, run_and_load};
 
@@ -193,6 +193,8 @@ async fn a_server_that_cannot_start_fails_its_model_and_the_run_goes_on() {
     );
 }
 
+// The test finds the server in `/proc` and kills it with kill(2).
+#[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
     let _engine = ENGINE.lock().await;
@@ -221,7 +223,7 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let victim = dyno::measure::resources::proc::tree_pids(std::process::id())
+        let victim = dyno::measure::resources::tree::tree_pids(std::process::id())
             .into_iter()
             .find(|pid| {
                 std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -246,7 +248,7 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
         .collect();
     let exited = smollm
         .iter()
-        .find(|s| s.error_kind == Some(ErrorKind::ServerExited))
+        .find(|s| s.error_kind == Some(dyno::results::ErrorKind::ServerExited))
         .expect("the request the kill interrupted");
     let message = exited.error.as_deref().unwrap();
     assert!(message.contains("killed by signal 9"), "{message}");
@@ -255,7 +257,7 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
     assert!(
         after
             .iter()
-            .all(|s| s.error_kind == Some(ErrorKind::Skipped)),
+            .all(|s| s.error_kind == Some(dyno::results::ErrorKind::Skipped)),
         "{after:?}"
     );
     assert_eq!(doc.models[0].status, Status::Error);

@@ -197,11 +197,17 @@ async fn models() -> axum::Json<Value> {
     axum::Json(json!({ "object": "list", "data": data }))
 }
 
+/// The fixture's routes, whatever serves them (plain HTTP here, TLS in
+/// `tls.rs`).
+pub(crate) fn router() -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+}
+
 /// Starts the fixture; returns its base URL (`http://127.0.0.1:PORT/v1`).
 pub(crate) async fn start() -> String {
-    let app = Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/models", get(models));
+    let app = router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

@@ -8,6 +8,8 @@ mod engine;
 mod fixture;
 mod foundry;
 mod foundry_fixture;
+// SIGINT to a run and its children, found in `/proc`.
+#[cfg(target_os = "linux")]
 mod interrupt;
 mod plan;
 mod probe;
@@ -16,6 +18,10 @@ mod recipes;
 mod report;
 mod shard;
 mod suite;
+// The client speaks rustls there; elsewhere the system's TLS, and the
+// fixture's certificate tools would need a C compiler for the target.
+#[cfg(not(any(windows, target_vendor = "apple")))]
+mod tls;
 
 use std::path::{Path, PathBuf};
 

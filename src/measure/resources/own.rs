@@ -1,6 +1,7 @@
 //! dyno's own CPU time (every thread), for the client's cost in load
-//! modes: `getrusage(RUSAGE_SELF)`, microsecond resolution where the OS
-//! keeps it; `None` elsewhere.
+//! modes: `getrusage(RUSAGE_SELF)` on Unix, microsecond resolution where
+//! the OS keeps it; the process's user and kernel time through sysinfo on
+//! Windows (millisecond resolution).
 
 /// CPU seconds dyno has used so far, user and system, all threads.
 pub fn own_cpu_s() -> Option<f64> {
@@ -10,12 +11,17 @@ pub fn own_cpu_s() -> Option<f64> {
         // own and reads nothing else.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) } == 0;
+        // `tv_usec` is an i64 on Linux and an i32 on macOS.
+        #[allow(clippy::cast_lossless)]
         let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
         ok.then(|| seconds(usage.ru_utime) + seconds(usage.ru_stime))
     }
     #[cfg(not(unix))]
     {
-        None
+        let [own] = crate::measure::portable::pid_usages(&[std::process::id()])[..] else {
+            return None;
+        };
+        own.map(|process| process.cpu_s)
     }
 }
 
@@ -23,7 +29,6 @@ pub fn own_cpu_s() -> Option<f64> {
 mod tests {
     use super::*;
 
-    #[cfg(unix)]
     #[test]
     fn busy_work_shows_as_cpu_time() {
         let before = own_cpu_s().unwrap();

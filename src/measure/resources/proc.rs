@@ -1,11 +1,13 @@
-//! A process tree's memory and CPU, read from Linux `/proc`: the parsers
-//! (pure, tested everywhere) and the live readers (`None` off Linux). Only
-//! observes; never signals or touches the processes it reads.
+//! Processes read from Linux `/proc`: the parsers (pure, tested
+//! everywhere) and the live readers behind [`super::tree`] on Linux
+//! (`None` or empty elsewhere). Only observes; never signals or touches the
+//! processes it reads.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+#[cfg(target_os = "linux")]
 use std::path::Path;
 
-use serde::Serialize;
+#[cfg(target_os = "linux")]
+use super::tree::PidUsage;
 
 /// The fields of `/proc/<pid>/stat` this module uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,34 +65,11 @@ pub fn parse_status_rss_kb(text: &str) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// All descendants of `root` (children, grandchildren, …) given a process
-/// table of `(pid, ppid)` pairs, in breadth-first order. `root` itself is not
-/// included. Self-parented entries and cycles are tolerated.
-pub fn descendants(root: u32, table: &[(u32, u32)]) -> Vec<u32> {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    for &(pid, ppid) in table {
-        if pid != ppid {
-            children.entry(ppid).or_default().push(pid);
-        }
-    }
-    let mut seen = HashSet::from([root]);
-    let mut queue = VecDeque::from([root]);
-    let mut out = Vec::new();
-    while let Some(parent) = queue.pop_front() {
-        for &child in children.get(&parent).map(Vec::as_slice).unwrap_or_default() {
-            if seen.insert(child) {
-                out.push(child);
-                queue.push_back(child);
-            }
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------
-// Live process-tree readers (Linux)
+// Live readers (Linux)
 // ---------------------------------------------------------------------------
 
+#[cfg(target_os = "linux")]
 const PROC: &str = "/proc";
 
 /// Kernel clock ticks per second (`sysconf(_SC_CLK_TCK)`), cached.
@@ -111,28 +90,24 @@ pub(crate) fn clk_tck() -> Option<f64> {
 }
 
 /// Memory page size in bytes, cached; only used when `VmRSS` is missing.
+#[cfg(target_os = "linux")]
 fn page_size() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        *PAGE.get_or_init(|| {
-            // SAFETY: sysconf has no preconditions and touches no memory of ours.
-            let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-            u64::try_from(v).ok().filter(|&v| v > 0).unwrap_or(4096)
-        })
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        4096
-    }
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions and touches no memory of ours.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(v).ok().filter(|&v| v > 0).unwrap_or(4096)
+    })
 }
 
+#[cfg(target_os = "linux")]
 fn read_stat(pid: u32) -> Option<ProcStat> {
     let text = std::fs::read_to_string(Path::new(PROC).join(pid.to_string()).join("stat")).ok()?;
     parse_stat(&text)
 }
 
 /// Resident bytes of one process; `None` when the process is gone.
+#[cfg(target_os = "linux")]
 fn read_rss_bytes(stat: &ProcStat) -> Option<u64> {
     let path = Path::new(PROC).join(stat.pid.to_string()).join("status");
     let text = std::fs::read_to_string(path).ok()?;
@@ -142,8 +117,10 @@ fn read_rss_bytes(stat: &ProcStat) -> Option<u64> {
     })
 }
 
-/// One pass over `/proc/*/stat`; unreadable entries are skipped.
-fn scan_proc() -> Vec<(u32, u32)> {
+/// `(pid, parent)` of every process, from one pass over `/proc/*/stat`;
+/// unreadable entries are skipped.
+#[cfg(target_os = "linux")]
+pub(super) fn process_table() -> Vec<(u32, u32)> {
     let Ok(dir) = std::fs::read_dir(PROC) else {
         return Vec::new();
     };
@@ -154,84 +131,23 @@ fn scan_proc() -> Vec<(u32, u32)> {
         .collect()
 }
 
-/// `root` followed by all its descendants, from one scan of `/proc`.
-/// Empty when `root` does not exist (or off Linux).
-pub fn tree_pids(root: u32) -> Vec<u32> {
-    if !cfg!(target_os = "linux") {
-        return Vec::new();
-    }
-    let table = scan_proc();
-    if !table.iter().any(|&(pid, _)| pid == root) {
-        return Vec::new();
-    }
-    let mut pids = vec![root];
-    pids.extend(descendants(root, &table));
-    pids
-}
-
-/// Resource usage summed over a process tree at one instant.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct TreeUsage {
-    /// Sum of `VmRSS` over the tree, in bytes. Pages shared between
-    /// processes (e.g. a model mmapped by two of them) count once per process.
-    pub rss_bytes: u64,
-    /// Sum of user + system CPU time of the live processes, in seconds.
-    /// Children that exited are no longer counted, so this can go down.
-    pub cpu_s: f64,
-    /// Processes that were measured.
-    pub processes: usize,
-}
-
-/// Measures `pids` (which must start with, or contain, `root`). Returns the
-/// usage and whether every listed process was still there and still in the
-/// tree; `None` when `root` itself is gone.
-pub(super) fn usage_of(root: u32, pids: &[u32]) -> Option<(TreeUsage, bool)> {
+/// The parent, resident memory and CPU time of `pid` (`utime + stime` of
+/// the live process, not `cutime`/`cstime`); `None` when it is gone.
+#[cfg(target_os = "linux")]
+pub(crate) fn pid_usage(pid: u32) -> Option<PidUsage> {
     let tck = clk_tck()?;
-    let members: HashSet<u32> = pids.iter().copied().collect();
-    let mut usage = TreeUsage {
-        rss_bytes: 0,
-        cpu_s: 0.0,
-        processes: 0,
-    };
-    let mut complete = true;
-    for &pid in pids {
-        // A non-root pid whose parent is no longer in the tree was
-        // reparented (its parent exited) or reused: it is not ours.
-        let measured = read_stat(pid)
-            .filter(|s| pid == root || members.contains(&s.ppid))
-            .and_then(|s| read_rss_bytes(&s).map(|rss| (s, rss)));
-        let Some((stat, rss)) = measured else {
-            if pid == root {
-                return None;
-            }
-            complete = false;
-            continue;
-        };
-        usage.rss_bytes = usage.rss_bytes.saturating_add(rss);
-        usage.cpu_s += stat.utime.saturating_add(stat.stime) as f64 / tck;
-        usage.processes += 1;
-    }
-    Some((usage, complete))
-}
-
-/// Memory and CPU of `root` and all its descendants, right now. Processes
-/// that vanish during the scan are skipped; `None` when `root` is gone or
-/// off Linux.
-///
-/// CPU is `utime + stime` of live processes only (not `cutime`/`cstime`).
-pub fn tree_usage(root: u32) -> Option<TreeUsage> {
-    let pids = tree_pids(root);
-    if pids.is_empty() {
-        return None;
-    }
-    usage_of(root, &pids).map(|(usage, _)| usage)
+    let stat = read_stat(pid)?;
+    let rss_bytes = read_rss_bytes(&stat)?;
+    Some(PidUsage {
+        ppid: stat.ppid,
+        rss_bytes,
+        cpu_s: stat.utime.saturating_add(stat.stime) as f64 / tck,
+    })
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use std::process::{Child, Command};
-    use std::time::{Duration, Instant};
 
     #[test]
     fn parse_stat_plain() {
@@ -275,95 +191,5 @@ pub(crate) mod tests {
         assert_eq!(parse_status_rss_kb(text), Some(123_456));
         assert_eq!(parse_status_rss_kb("Name:\tzombie\nState:\tZ\n"), None);
         assert_eq!(parse_status_rss_kb("VmRSS:\tlots kB\n"), None);
-    }
-
-    #[test]
-    fn descendants_of_a_tree() {
-        // 1 ─ 10 ─ 20 ─ 30
-        //   │    └ 21
-        //   └ 11
-        // 99 is unrelated; 0 is self-parented; 50 and 51 form a cycle.
-        let table = [
-            (1, 0),
-            (10, 1),
-            (11, 1),
-            (20, 10),
-            (21, 10),
-            (30, 20),
-            (99, 98),
-            (0, 0),
-            (50, 51),
-            (51, 50),
-        ];
-        assert_eq!(descendants(10, &table), vec![20, 21, 30]);
-        assert_eq!(descendants(1, &table), vec![10, 11, 20, 21, 30]);
-        assert_eq!(descendants(30, &table), Vec::<u32>::new());
-        assert_eq!(descendants(12345, &table), Vec::<u32>::new());
-        assert_eq!(descendants(50, &table), vec![51]);
-    }
-
-    /// Kills and reaps a child on drop, so a failing test leaves nothing.
-    pub(crate) struct Reaped(pub(crate) Child);
-
-    impl Drop for Reaped {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    pub(crate) fn spawn(program: &str, args: &[&str]) -> Reaped {
-        Reaped(Command::new(program).args(args).spawn().unwrap())
-    }
-
-    /// Polls `tree_pids(root)` until it has at least `n` entries.
-    pub(crate) fn wait_for_tree(root: u32, n: usize) -> Vec<u32> {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let pids = tree_pids(root);
-            if pids.len() >= n || Instant::now() > deadline {
-                return pids;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn live_tree_includes_child_and_grandchild() {
-        let me = std::process::id();
-        let child = spawn("sleep", &["2"]);
-        let shell = spawn("sh", &["-c", "sleep 2 & sleep 2"]);
-        let shell_pid = shell.0.id();
-
-        let sub = wait_for_tree(shell_pid, 2);
-        assert!(sub.len() >= 2, "shell tree {sub:?}");
-        assert_eq!(sub[0], shell_pid);
-
-        let mine = tree_pids(me);
-        assert_eq!(mine[0], me);
-        assert!(mine.contains(&child.0.id()), "{mine:?}");
-        for pid in &sub {
-            assert!(mine.contains(pid), "{pid} not in {mine:?}");
-        }
-
-        let usage = tree_usage(shell_pid).unwrap();
-        assert!(usage.rss_bytes > 0);
-        assert!(usage.processes >= 2);
-        assert!(usage.cpu_s >= 0.0);
-
-        let own = tree_usage(me).unwrap();
-        assert!(own.processes >= 4);
-        assert!(own.rss_bytes > usage.rss_bytes);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn live_vanished_process() {
-        let mut child = Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        assert!(tree_pids(pid).is_empty());
-        assert_eq!(tree_usage(pid), None);
     }
 }

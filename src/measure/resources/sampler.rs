@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::proc::{TreeUsage, tree_pids, tree_usage, usage_of};
+use super::tree::{TreeUsage, tree_pids, tree_usage, usage_of};
 use crate::measure::stats;
 
 /// Default sampling period: 50 ms, i.e. 20 Hz.
 pub const DEFAULT_PERIOD: Duration = Duration::from_millis(50);
 
-/// The background thread re-scans `/proc` for new descendants every this
-/// many ticks (0.5 s at the default period); in between it re-reads only the
-/// known pids, which keeps the sampler's own CPU cost small. A pid that
-/// vanishes forces a re-scan on the next tick.
+/// The background thread re-scans the process table for new descendants
+/// every this many ticks (0.5 s at the default period); in between it
+/// re-reads only the known pids, which keeps the sampler's own CPU cost
+/// small. A pid that vanishes forces a re-scan on the next tick.
 const RESCAN_EVERY: u32 = 10;
 
 /// Shortest period the sampler accepts, so a zero period cannot spin.
@@ -239,7 +239,7 @@ fn sample_loop(root: u32, period: Duration, points: &Mutex<Vec<Point>>, stop: &m
 
 #[cfg(test)]
 mod tests {
-    use super::super::proc::tests::{spawn, wait_for_tree};
+    use super::super::tree::tests::{spawn, wait_for_tree};
     use super::*;
 
     fn points(t0: Instant, data: &[(u64, u64, f64)]) -> Vec<Point> {

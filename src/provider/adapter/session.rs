@@ -258,7 +258,7 @@ impl Adapter {
         // Until `adapter` exists, dropping `child` kills the leader
         // (kill_on_drop); nothing else can be running yet.
         let (pid, group) = Group::of(&child).map_err(spawn_error)?;
-        let registered = crate::provider::children::register(move || group.kill());
+        let registered = group.register();
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -272,6 +272,7 @@ impl Adapter {
         let log = Arc::new(Mutex::new(LogRing::default()));
         let stderr_task = tokio::spawn(read_stderr(BufReader::new(stderr), Arc::clone(&log)));
         let (exit_tx, exit) = watch::channel(None);
+        let leftovers = group.clone();
         tokio::spawn(async move {
             let status = match child.wait().await {
                 Ok(status) => describe_exit(status),
@@ -281,7 +282,7 @@ impl Adapter {
             // the leader is reaped and the group is empty, the group id may
             // be reused, so later signals are only sent while the leader
             // has not been reaped (see `Adapter::kill_group`).
-            group.kill();
+            leftovers.kill();
             // Nobody listening any more is fine.
             let _ = exit_tx.send(Some(status));
         });

@@ -48,7 +48,7 @@ pub struct Foundry {
 
 /// The service is local: a system proxy must not intercept it.
 pub(super) fn http_client() -> Result<reqwest::Client, FoundryError> {
-    crate::provider::http::client(crate::provider::http::Purpose::Local)
+    crate::provider::http::client(crate::provider::http::Purpose::Local, None)
         .map_err(|e| FoundryError::Client(error_chain(&e)))
 }
 

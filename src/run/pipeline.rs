@@ -122,6 +122,7 @@ pub async fn run_suite_with(
     let cells = plan::plan(&suite, filter)?;
     let dir = out.map_or_else(|| suite.outputs.dir.clone(), Path::to_path_buf);
     let dir = normalize(&dir);
+    report::preflight(&dir, &suite.outputs.templates, options.templates.as_deref())?;
     let started_at = crate::measure::machine::utc_now();
     let mut providers = Providers::new(Arc::clone(&suite), dir.clone());
     let monitor = Monitor::start(crate::measure::resources::DEFAULT_PERIOD);

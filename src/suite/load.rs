@@ -12,6 +12,16 @@ pub(super) struct Loader<'e> {
     pub(super) env: &'e dyn Fn(&str) -> Option<String>,
     pub(super) diagnostics: Vec<Diagnostic>,
     pub(super) sources: BTreeMap<PathBuf, String>,
+    pub(super) outputs: OutputsCheck,
+}
+
+/// Whether resolving also checks the outputs a run would write.
+pub(super) enum OutputsCheck {
+    /// Commands that write nothing (`plan`, `check`, `models`).
+    Skip,
+    /// `validate`: `outputs.dir` can be written and every template exists
+    /// (built-in, or as `<name>.j2` in `templates`) and compiles.
+    Check { templates: Option<PathBuf> },
 }
 
 impl Loader<'_> {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use diag::Diagnostic;
-use load::Loader;
+use load::{Loader, OutputsCheck};
 use node::Pos;
 use raw::RawParams;
 pub use raw::{EndpointKind, Order, Role};
@@ -359,11 +359,34 @@ pub fn process_env(name: &str) -> Option<String> {
 
 /// Reads, validates and resolves the suite at `file`.
 pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Suite, LoadError> {
-    let text = std::fs::read_to_string(file).map_err(|e| LoadError::io(file, &e))?;
+    load_with(file, env, OutputsCheck::Skip)
+}
+
+/// [`load`], and checks the outputs as a run needs them: `outputs.dir` is
+/// a directory that can be written (or created), and every name in
+/// `outputs.templates` is a built-in template or a `<name>.j2` in
+/// `templates` and compiles. Errors point at the key.
+pub fn load_checked(
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    templates: Option<&Path>,
+) -> Result<Suite, LoadError> {
+    let templates = templates.map(Path::to_path_buf);
+    load_with(file, env, OutputsCheck::Check { templates })
+}
+
+fn load_with(
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    outputs: OutputsCheck,
+) -> Result<Suite, LoadError> {
+    let text = crate::fsutil::read_text(file, crate::fsutil::MAX_INPUT_BYTES)
+        .map_err(|e| LoadError::io(file, &e))?;
     let mut loader = Loader {
         env,
         diagnostics: Vec::new(),
         sources: BTreeMap::new(),
+        outputs,
     };
     let suite = loader.suite(file, text);
     match suite {

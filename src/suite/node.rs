@@ -138,11 +138,16 @@ impl Node {
     }
 }
 
+/// How deep `${A:-${B:-…}}` defaults may nest: deeper is an error at the
+/// scalar, never a stack overflow.
+pub(crate) const MAX_INTERPOLATION_DEPTH: usize = 16;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum InterpolationError {
     Missing(String),
     Unterminated,
     BadName(String),
+    TooDeep,
 }
 
 impl fmt::Display for InterpolationError {
@@ -156,6 +161,10 @@ impl fmt::Display for InterpolationError {
             InterpolationError::BadName(name) => {
                 write!(f, "`{name}` is not a valid environment variable name")
             }
+            InterpolationError::TooDeep => write!(
+                f,
+                "`${{VAR:-default}}` defaults nest more than {MAX_INTERPOLATION_DEPTH} deep"
+            ),
         }
     }
 }
@@ -170,15 +179,28 @@ impl InterpolationError {
             InterpolationError::BadName(_) => {
                 "names are letters, digits and `_`, not starting with a digit".into()
             }
+            InterpolationError::TooDeep => "set one of the variables instead of nesting".into(),
         }
     }
 }
 
-/// Expands `${VAR}`, `${VAR:-default}` and `$$` in one string.
+/// Expands `${VAR}`, `${VAR:-default}` and `$$` in one string; defaults
+/// nest at most [`MAX_INTERPOLATION_DEPTH`] deep.
 pub(crate) fn interpolate(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolationError> {
+    expand(text, env, 0)
+}
+
+fn expand(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, InterpolationError> {
+    if depth > MAX_INTERPOLATION_DEPTH {
+        return Err(InterpolationError::TooDeep);
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -201,7 +223,7 @@ pub(crate) fn interpolate(
             }
             match (env(name).filter(|v| !v.is_empty()), default) {
                 (Some(value), _) => out.push_str(&value),
-                (None, Some(default)) => out.push_str(&interpolate(default, env)?),
+                (None, Some(default)) => out.push_str(&expand(default, env, depth + 1)?),
                 (None, None) => return Err(InterpolationError::Missing(name.to_string())),
             }
             rest = &body[end + 1..];
@@ -355,5 +377,24 @@ mod tests {
             interpolate("${NOPE:-${HOME}/.cache}/x", &env).unwrap(),
             "/root/.cache/x"
         );
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}x{}", "${U:-".repeat(depth), "}".repeat(depth))
+    }
+
+    #[test]
+    fn deep_interpolation_is_an_error_not_an_abort() {
+        let env = |_: &str| None;
+        let deepest = nested(MAX_INTERPOLATION_DEPTH);
+        assert_eq!(interpolate(&deepest, &env), Ok("x".to_string()));
+        for depth in [MAX_INTERPOLATION_DEPTH + 1, 50_000] {
+            let result = interpolate(&nested(depth), &env);
+            assert_eq!(
+                result,
+                Err(InterpolationError::TooDeep),
+                "depth {depth}: {result:?}"
+            );
+        }
     }
 }

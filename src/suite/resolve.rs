@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::diag::Diagnostic;
-use super::load::Loader;
+use super::load::{Loader, OutputsCheck};
 use super::node::{Node, Pos};
 use super::raw::{self, RawMessage, RawPrompt, RawSuite};
 use super::{
@@ -14,6 +14,9 @@ use super::{
     EnergySettings, Judge, Message, Model, Outputs, Params, Prompt, Role, ServedBy, Server, Suite,
     files,
 };
+
+/// The most variant combinations (launches) one managed server may have.
+pub(crate) const MAX_SERVER_VARIANTS: u64 = 1000;
 
 /// The file being resolved: its path, its tree and its directory.
 struct Doc<'a> {
@@ -60,6 +63,11 @@ impl Loader<'_> {
                 .templates
                 .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
         };
+        if let OutputsCheck::Check { templates } = &self.outputs {
+            let templates = templates.clone();
+            let listed = raw.outputs.as_ref().is_some_and(|o| o.templates.is_some());
+            self.check_outputs(&doc, &outputs, listed, templates.as_deref());
+        }
         let energy = raw.energy.unwrap_or_default();
         Some(Suite {
             judge,
@@ -81,6 +89,59 @@ impl Loader<'_> {
             matrix,
             outputs,
         })
+    }
+
+    /// The results directory can be written (or created), and every report
+    /// template listed in `outputs.templates` exists (built-in, or in
+    /// `templates`) and compiles.
+    fn check_outputs(
+        &mut self,
+        doc: &Doc<'_>,
+        outputs: &Outputs,
+        listed: bool,
+        templates: Option<&Path>,
+    ) {
+        if let Some(reason) = crate::fsutil::unwritable_dir(&outputs.dir) {
+            let at = if doc.root.lookup("/outputs/dir").is_some() {
+                "/outputs/dir"
+            } else {
+                // The default directory is named after the suite.
+                "/name"
+            };
+            self.diagnostics.push(
+                Diagnostic::new(
+                    format!(
+                        "results directory {} cannot be written: {reason}",
+                        outputs.dir.display()
+                    ),
+                    doc.file,
+                    doc.at(at),
+                )
+                .with_hint(Some(
+                    "set `outputs.dir` to a directory dyno may create, or run with `--out DIR`"
+                        .into(),
+                )),
+            );
+        }
+        if !listed {
+            // The built-in defaults compile; their test says so.
+            return;
+        }
+        for (i, name) in outputs.templates.iter().enumerate() {
+            if let Err(err) = crate::report::check(name, templates) {
+                let hint = matches!(err, crate::report::ReportError::Unknown { .. }).then(|| {
+                    "a template of your own is found with `--templates DIR` (as `<name>.j2`)".into()
+                });
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        err.to_string(),
+                        doc.file,
+                        doc.at(&format!("/outputs/templates/{i}")),
+                    )
+                    .with_hint(hint),
+                );
+            }
+        }
     }
 
     fn endpoints(&mut self, doc: &Doc<'_>, raw: &RawSuite) -> BTreeMap<String, Endpoint> {
@@ -398,6 +459,19 @@ impl Loader<'_> {
                 }
             }
         }
+        let launches = server
+            .variants
+            .values()
+            .fold(1u64, |n, values| n.saturating_mul(values.len() as u64));
+        if launches > MAX_SERVER_VARIANTS {
+            self.diagnostics.push(Diagnostic::new(
+                format!(
+                    "server `{name}` has {launches} variant combinations, each its own launch; at most {MAX_SERVER_VARIANTS}"
+                ),
+                file,
+                at(&format!("/servers/{}/variants", escape(name))),
+            ));
+        }
         for (variant, values) in &server.variants {
             let here = format!("/servers/{}/variants/{}", escape(name), escape(variant));
             let token = format!("{{{variant}}}");
@@ -445,7 +519,7 @@ impl Loader<'_> {
                 continue;
             };
             let path = dir.join(path);
-            let loaded = std::fs::read_to_string(&path)
+            let loaded = crate::fsutil::read_text(&path, crate::fsutil::MAX_INPUT_BYTES)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))
                 .and_then(|t| {
                     serde_json::from_str::<serde_json::Value>(&t)
@@ -604,7 +678,7 @@ impl Loader<'_> {
         }
         let schema = raw::prompt_file_schema();
         for path in matches {
-            let text = match std::fs::read_to_string(&path) {
+            let text = match crate::fsutil::read_text(&path, crate::fsutil::MAX_INPUT_BYTES) {
                 Ok(text) => text,
                 Err(err) => {
                     self.diagnostics.push(Diagnostic::new(

@@ -1,6 +1,7 @@
 //! dyno's integration tests: one binary, a module per area.
 
 mod adapter;
+mod bounds;
 mod cli;
 mod client;
 mod compare;

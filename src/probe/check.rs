@@ -97,7 +97,7 @@ pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, Loa
 
     let mut reached = BTreeMap::new();
     for (name, endpoint) in &suite.endpoints {
-        let (line, state) = reach(name, endpoint, &http, ctx).await;
+        let (line, state) = reach(name, endpoint, &suite.secrets, &http, ctx).await;
         lines.push(line);
         reached.insert(name.clone(), state);
     }
@@ -164,6 +164,10 @@ pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, Loa
     }
     if failed {
         let _ = work_dir.keep();
+    }
+    for line in &mut lines {
+        line.what = suite.secrets.redact(&line.what);
+        line.detail = suite.secrets.redact(&line.detail);
     }
     Ok(lines)
 }
@@ -278,13 +282,14 @@ async fn probe_model(providers: &mut Providers, model: &Model, variant: &Variant
 async fn reach(
     name: &str,
     endpoint: &Endpoint,
+    secrets: &crate::secrets::Secrets,
     http: &reqwest::Client,
     ctx: &Context<'_>,
 ) -> (CheckLine, Reached) {
     let what = format!("endpoint {name} reachable");
     match endpoint.kind {
         EndpointKind::Openai => {
-            let target = Target::of(endpoint);
+            let target = Target::of(endpoint, secrets);
             match openai_models(http, &target).await {
                 Ok(served) => {
                     let mut detail = format!(

@@ -256,15 +256,33 @@ pub fn md(value: &Value) -> Result<String, minijinja::Error> {
 }
 
 /// One CSV field as the csv crate writes it (quoted only when necessary);
-/// null/undefined → an empty field.
+/// null/undefined → an empty field. A text that a spreadsheet would take
+/// for a formula (it begins with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return, and is not a plain number) gets a leading `'`, as OWASP
+/// recommends, so opening results.csv never runs model output.
 pub fn csv(value: &Value) -> Result<String, minijinja::Error> {
     let text = scalar_text("csv", value)?.unwrap_or_default();
+    let text = if looks_like_formula(&text) {
+        format!("'{text}")
+    } else {
+        text
+    };
     csv_field(&text).map_err(|e| {
         minijinja::Error::new(
             ErrorKind::InvalidOperation,
             format!("cannot write CSV field: {e}"),
         )
     })
+}
+
+/// Whether a spreadsheet would evaluate `text` as a formula. Numbers such
+/// as `-1.5` or `-2e3` stay as they are.
+fn looks_like_formula(text: &str) -> bool {
+    let number = text.parse::<f64>().is_ok()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b".+-eE".contains(&b));
+    text.starts_with(['=', '+', '-', '@', '\t', '\r']) && !number
 }
 
 fn csv_field(text: &str) -> Result<String, Box<dyn std::error::Error>> {
@@ -394,7 +412,16 @@ mod tests {
         assert_eq!(f("a,b"), "\"a,b\"");
         assert_eq!(f("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(f("two\nlines"), "\"two\nlines\"");
-        assert_eq!(f("=1+1"), "=1+1");
+        assert_eq!(f("=1+1"), "'=1+1");
+        assert_eq!(f("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(f("+cmd"), "'+cmd");
+        assert_eq!(f("-2+3"), "'-2+3");
+        assert_eq!(f("\tx"), "'\tx");
+        assert_eq!(f("\r=x"), "\"'\r=x\"");
+        assert_eq!(f("-1.5"), "-1.5");
+        assert_eq!(f("-2e3"), "-2e3");
+        assert_eq!(f("-inf"), "'-inf");
+        assert_eq!(f("a=b"), "a=b");
         assert_eq!(f("ünïcödé"), "ünïcödé");
         assert_eq!(f(""), "");
         assert_eq!(csv(&Value::from(())).unwrap(), "");
@@ -406,7 +433,11 @@ mod tests {
             .has_headers(false)
             .from_reader(line.as_bytes());
         let record = reader.records().next().unwrap().unwrap();
-        assert_eq!(record.iter().collect::<Vec<_>>(), vec![HOSTILE, "x"]);
+        let escaped = format!("'{HOSTILE}");
+        assert_eq!(
+            record.iter().collect::<Vec<_>>(),
+            vec![escaped.as_str(), "x"]
+        );
     }
 
     #[test]
@@ -450,8 +481,24 @@ mod tests {
         assert_eq!(
             rows[0],
             [
-                "qwen", "", "p", "qwen/p", "3", "41.250", "72.188", "1357.950", "1234.500",
-                "2160.375", "9.750", "102.50", "132.00", "", "", "", "1", HOSTILE
+                "qwen",
+                "",
+                "p",
+                "qwen/p",
+                "3",
+                "41.250",
+                "72.188",
+                "1357.950",
+                "1234.500",
+                "2160.375",
+                "9.750",
+                "102.50",
+                "132.00",
+                "",
+                "",
+                "",
+                "1",
+                &format!("'{HOSTILE}")
             ]
         );
         assert_eq!(

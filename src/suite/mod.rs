@@ -40,6 +40,10 @@ pub struct Suite {
     pub judge: Option<Judge>,
     /// The order requests are sent in.
     pub order: Order,
+    /// Values that must never be written or printed (keys, tokens,
+    /// passwords); see [`crate::secrets`]. Not part of the hash.
+    #[serde(skip)]
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Judge replies are one line ("Score: 4"); this leaves room for a reason.
@@ -257,9 +261,17 @@ pub struct Outputs {
 }
 
 impl Suite {
-    /// A SHA-256 over the resolved suite, so results can say which suite made them.
+    /// A SHA-256 over the resolved suite, so results can say which suite
+    /// made them; over its redacted form when it holds secrets, so the hash
+    /// cannot confirm a guessed key.
     pub fn hash(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
+        let json = if self.secrets.is_empty() {
+            serde_json::to_vec(self).unwrap_or_default()
+        } else {
+            let mut value = serde_json::to_value(self).unwrap_or_default();
+            self.secrets.redact_json(&mut value);
+            serde_json::to_vec(&value).unwrap_or_default()
+        };
         crate::text::hex(&Sha256::digest(json))
     }
 }
@@ -387,13 +399,25 @@ fn load_with(
         diagnostics: Vec::new(),
         sources: BTreeMap::new(),
         outputs,
+        secrets: crate::secrets::Secrets::default(),
     };
     let suite = loader.suite(file, text);
     match suite {
-        Some(suite) if loader.diagnostics.is_empty() => Ok(suite),
-        _ => Err(LoadError {
-            diagnostics: loader.diagnostics,
-            sources: loader.sources,
-        }),
+        Some(mut suite) if loader.diagnostics.is_empty() => {
+            suite.secrets = loader.secrets;
+            Ok(suite)
+        }
+        _ => {
+            let secrets = loader.secrets;
+            let mut diagnostics = loader.diagnostics;
+            for d in &mut diagnostics {
+                d.message = secrets.redact(&d.message);
+                d.hint = d.hint.as_deref().map(|h| secrets.redact(h));
+            }
+            Err(LoadError {
+                diagnostics,
+                sources: loader.sources,
+            })
+        }
     }
 }

@@ -79,6 +79,7 @@ impl Loader<'_> {
             },
             compare: CompareSettings::from_raw(raw.compare.as_ref()),
             order: raw.order.unwrap_or_default(),
+            secrets: crate::secrets::Secrets::default(),
             name: raw.name,
             description: raw.description,
             file: file.to_path_buf(),
@@ -186,6 +187,7 @@ impl Loader<'_> {
                         )),
                     );
                 }
+                self.endpoint_secrets(e);
                 let endpoint = Endpoint {
                     kind,
                     base_url: e.base_url.clone(),
@@ -200,6 +202,22 @@ impl Loader<'_> {
                 (name.clone(), endpoint)
             })
             .collect()
+    }
+
+    /// An endpoint's secrets: its base URL's password and query values, the
+    /// key its `api_key_env` names, and secret-looking headers.
+    fn endpoint_secrets(&mut self, endpoint: &raw::RawEndpoint) {
+        if let Some(url) = &endpoint.base_url {
+            self.secrets.add_url(url);
+        }
+        if let Some(key) = endpoint.api_key_env.as_deref().and_then(self.env) {
+            self.secrets.add(&key);
+        }
+        for (name, value) in &endpoint.headers {
+            if crate::secrets::looks_secret_header(name) {
+                self.secrets.add_header(value);
+            }
+        }
     }
 
     fn servers(&mut self, doc: &Doc<'_>, raw: &RawSuite) -> BTreeMap<String, Server> {
@@ -219,6 +237,12 @@ impl Loader<'_> {
                     );
                 }
                 self.check_variants(doc.file, name, s, &|p| doc.at(p));
+                self.secrets.add_command(&s.command);
+                for (key, value) in &s.env {
+                    if crate::secrets::looks_secret(key) {
+                        self.secrets.add(value);
+                    }
+                }
                 let server = Server {
                     command: s.command.clone(),
                     ready: s.ready.clone().unwrap_or_else(|| "/health".into()),

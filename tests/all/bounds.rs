@@ -325,3 +325,30 @@ fn the_run_refuses_an_unwritable_out_dir_before_the_first_request() {
         "a file"
     );
 }
+
+#[test]
+fn compare_refuses_an_unknown_format_version() {
+    let committed =
+        std::fs::read_to_string(crate::repo_root().join("results/quickstart/results.json"))
+            .unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    doc["format_version"] = serde_json::json!(999);
+    let tree = Tree::new(&[
+        ("a/results.json", &committed),
+        ("b/results.json", &doc.to_string()),
+    ]);
+    for args in [["a", "b"], ["b", "a"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_dyno"))
+            .arg("compare")
+            .args(args)
+            .current_dir(tree.dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("has results format 999; this dyno reads formats"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ mod plan;
 mod probe;
 mod quality;
 mod report;
+mod secrets;
 mod suite;
 
 use std::path::{Path, PathBuf};

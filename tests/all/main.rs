@@ -9,6 +9,7 @@ mod engine;
 mod fixture;
 mod foundry;
 mod foundry_fixture;
+mod fuzz;
 mod plan;
 mod probe;
 mod quality;

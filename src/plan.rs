@@ -257,10 +257,11 @@ fn select<'a>(
     Ok(kept)
 }
 
-/// How many requests [`plan`] would hold, without building it (saturating
-/// at `u64::MAX`): per selected model, its variants × matrix combinations
-/// × (warmup + measured rounds) × selected prompts.
-pub fn count(suite: &Suite, filter: &Filter) -> Result<u64, PlanError> {
+/// The ids of the models and prompts `filter` keeps, in suite order.
+fn selection<'a>(
+    suite: &'a Suite,
+    filter: &Filter,
+) -> Result<(Vec<&'a str>, Vec<&'a str>), PlanError> {
     let models = select(
         "models",
         &filter.models,
@@ -271,6 +272,14 @@ pub fn count(suite: &Suite, filter: &Filter) -> Result<u64, PlanError> {
         &filter.prompts,
         suite.prompts.iter().map(|p| p.id.as_str()),
     )?;
+    Ok((models, prompts))
+}
+
+/// How many requests [`plan`] would hold, without building it (saturating
+/// at `u64::MAX`): per selected model, its variants × matrix combinations
+/// × (warmup + measured rounds) × selected prompts.
+pub fn count(suite: &Suite, filter: &Filter) -> Result<u64, PlanError> {
+    let (models, prompts) = selection(suite, filter)?;
     let combos = suite
         .matrix
         .iter()
@@ -301,16 +310,7 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
     if requests > MAX_REQUESTS {
         return Err(PlanError::TooLarge { requests });
     }
-    let models = select(
-        "models",
-        &filter.models,
-        suite.models.iter().map(|m| m.id.as_str()),
-    )?;
-    let prompts = select(
-        "prompts",
-        &filter.prompts,
-        suite.prompts.iter().map(|p| p.id.as_str()),
-    )?;
+    let (models, prompts) = selection(suite, filter)?;
     let combos = axis_combinations(&suite.matrix);
     // One block per model × variant × axis values: its cells, round by round.
     let mut blocks: Vec<Vec<(Round, Vec<Cell>)>> = Vec::new();

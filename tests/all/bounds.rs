@@ -8,31 +8,22 @@ use std::process::Command;
 use dyno::plan::{self, Filter, PlanError};
 use dyno::suite;
 
+use crate::suite::{GOOD, errors_with};
 use crate::{Tree, test_env};
-
-const GOOD: &str = "\
-name: t
-endpoints:
-  local:
-    base_url: http://127.0.0.1:8080/v1
-models:
-  - id: m1
-    endpoint: local
-prompts:
-  - id: p1
-    text: hello
-defaults:
-  rounds: 2
-";
 
 /// Loads `yaml` as `s.yaml` (with `extra` files beside it), checking its
 /// outputs as `dyno validate` does, and returns the rendered diagnostics
 /// with the temp dir shown as `DIR`.
 fn errors(yaml: &str, extra: &[(&str, &str)]) -> String {
-    let mut files = vec![("s.yaml", yaml)];
-    files.extend_from_slice(extra);
-    let tree = Tree::new(&files);
-    checked(&tree, None)
+    errors_with(yaml, extra, &|file| {
+        suite::load_checked(file, &test_env, None)
+    })
+}
+
+/// `yaml` with the test host written out, for runs that read the process
+/// environment.
+fn without_env(yaml: &str) -> String {
+    yaml.replace("${DYNO_TEST_HOST}", "127.0.0.1")
 }
 
 fn checked(tree: &Tree, templates: Option<&Path>) -> String {
@@ -80,8 +71,8 @@ fn timeout_1e19_and_other_huge_numbers_are_refused_at_their_lines() {
             "defaults" => GOOD.replace("rounds: 2", &format!("rounds: 2\n  {line}")),
             "rounds" => GOOD.replace("rounds: 2", line),
             "endpoint" => GOOD.replace(
-                "    base_url: http://127.0.0.1:8080/v1",
-                &format!("    base_url: http://127.0.0.1:8080/v1\n    {line}"),
+                "    base_url: http://${DYNO_TEST_HOST}:8080/v1",
+                &format!("    base_url: http://${{DYNO_TEST_HOST}}:8080/v1\n    {line}"),
             ),
             "model" => GOOD.replace(
                 "    endpoint: local",
@@ -182,7 +173,7 @@ fn big(rounds: u32, values: usize) -> String {
     let temps: Vec<String> = (0..values)
         .map(|i| format!("{}", i as f64 / 100.0))
         .collect();
-    GOOD.replace("rounds: 2", &format!("rounds: {rounds}\n  warmup: 0"))
+    without_env(GOOD).replace("rounds: 2", &format!("rounds: {rounds}\n  warmup: 0"))
         + &format!("matrix:\n  temperature: [{}]\n", temps.join(", "))
 }
 
@@ -305,7 +296,7 @@ fn outputs_dir_that_is_a_file_or_dev_null_is_refused_at_its_line() {
 
 #[test]
 fn the_run_refuses_an_unwritable_out_dir_before_the_first_request() {
-    let tree = Tree::new(&[("s.yaml", GOOD), ("taken", "a file")]);
+    let tree = Tree::new(&[("s.yaml", &without_env(GOOD)), ("taken", "a file")]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let err = runtime
         .block_on(dyno::run::run_suite(

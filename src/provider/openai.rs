@@ -282,16 +282,7 @@ async fn exchange(
         ));
     }
     if !req.stream {
-        let (body, more) = read_body(&mut response, MAX_BODY)
-            .await
-            .map_err(|e| body_error(&e))?;
-        if more {
-            return Err(too_large("the response body", MAX_BODY));
-        }
-        m.e2e_ms = Some(ms(start, Instant::now()));
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| (ErrorKind::BadSse, format!("response is not JSON: {e}")))?;
-        return absorb_final(&value, m, target);
+        return whole(&mut response, start, m, target).await;
     }
     let mut framer = SseFramer::new();
     let mut stream = response.bytes_stream();
@@ -377,6 +368,26 @@ async fn exchange(
         m.e2e_ms = Some(ms(start, end));
     }
     Ok(())
+}
+
+/// Reads a non-streamed response (at most [`MAX_BODY`]); E2E ends when
+/// the whole body is in.
+async fn whole(
+    response: &mut reqwest::Response,
+    start: Instant,
+    m: &mut Measured,
+    target: &Target,
+) -> Result<(), Failure> {
+    let (body, more) = read_body(response, MAX_BODY)
+        .await
+        .map_err(|e| body_error(&e))?;
+    if more {
+        return Err(too_large("the response body", MAX_BODY));
+    }
+    m.e2e_ms = Some(ms(start, Instant::now()));
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| (ErrorKind::BadSse, format!("response is not JSON: {e}")))?;
+    absorb_final(&value, m, target)
 }
 
 /// Reads a non-streaming response body.

@@ -6,6 +6,11 @@
 //! address-space limit and a 10 s timeout each, asserting no panic, no hang
 //! and no abort (issue 15).
 //!
+//! The timeout counts CPU seconds (`ulimit -t`: the kernel stops a suite
+//! that computes for 10 s), so a machine busy with other work cannot make
+//! a slow suite look hung; a suite blocked without computing (a read that
+//! never returns) is stopped after six times as long on the wall clock.
+//!
 //! The corpus is the same on every run (seed 15). `DYNO_FUZZ_CASES=N`
 //! changes its size, `DYNO_FUZZ_SEED=S` its seed, and `DYNO_FUZZ_KEEP=DIR`
 //! writes it to DIR (kept) for a closer look: `dyno validate DIR/*.yaml`.
@@ -18,8 +23,10 @@ use crate::repo_root;
 
 /// Suites in the default corpus (besides the special files).
 const CASES: usize = 1200;
-/// How long one suite may take to validate.
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// How many CPU seconds one suite may take to validate.
+const TIMEOUT_S: u64 = 10;
+/// Wall-clock time per CPU second allowed, for a suite blocked on a read.
+const WALL_PER_CPU: u32 = 6;
 /// Suites validated by one `dyno validate` process.
 const BATCH: usize = 40;
 /// The address-space limit of every validation, in KiB (2 GB).
@@ -361,18 +368,20 @@ enum Outcome {
     Bad(String),
 }
 
-/// Validates `suites` in one process under the address-space limit;
-/// `limit` is the timeout of the whole batch.
+/// Validates `suites` in one process under the address-space limit and
+/// `cpu_s` CPU seconds for the whole batch.
 #[cfg(unix)]
-fn validate(dir: &Path, suites: &[PathBuf], limit: Duration) -> Outcome {
+fn validate(dir: &Path, suites: &[PathBuf], cpu_s: u64) -> Outcome {
     use std::os::unix::process::ExitStatusExt as _;
     let stderr_path = dir.join(format!("stderr-{}.txt", std::process::id()));
     let stderr = std::fs::File::create(&stderr_path).unwrap();
-    let script = if cfg!(target_os = "linux") {
-        format!("ulimit -v {ADDRESS_SPACE_KIB} && exec \"$0\" \"$@\"")
+    let memory = if cfg!(target_os = "linux") {
+        format!("ulimit -v {ADDRESS_SPACE_KIB} && ")
     } else {
-        "exec \"$0\" \"$@\"".to_string()
+        String::new()
     };
+    let script = format!("{memory}ulimit -S -t {cpu_s} && exec \"$0\" \"$@\"");
+    let limit = Duration::from_secs(cpu_s) * WALL_PER_CPU;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -398,7 +407,7 @@ fn validate(dir: &Path, suites: &[PathBuf], limit: Duration) -> Outcome {
         if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            return Outcome::Bad(format!("hung: no exit within {limit:?}"));
+            return Outcome::Bad(format!("hung: blocked, no exit within {limit:?}"));
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -409,6 +418,8 @@ fn validate(dir: &Path, suites: &[PathBuf], limit: Duration) -> Outcome {
     };
     if text.contains("panicked at") || status.code() == Some(101) {
         Outcome::Bad(format!("panicked: {}", tail(&text)))
+    } else if status.signal() == Some(libc::SIGXCPU) {
+        Outcome::Bad(format!("hung: computed for over {cpu_s} s"))
     } else if let Some(signal) = status.signal() {
         Outcome::Bad(format!("aborted by signal {signal}: {}", tail(&text)))
     } else if !matches!(status.code(), Some(0 | 2)) {
@@ -435,13 +446,13 @@ fn loader_survives_the_mutated_corpus_without_panic_hang_or_abort() {
     let started = Instant::now();
     let mut failures = Vec::new();
     for batch in suites.chunks(BATCH) {
-        let limit = TIMEOUT.max(Duration::from_millis(500) * batch.len() as u32);
-        if matches!(validate(&dir, batch, limit), Outcome::Fine) {
+        let cpu_s = TIMEOUT_S.max(batch.len() as u64 / 2);
+        if matches!(validate(&dir, batch, cpu_s), Outcome::Fine) {
             continue;
         }
         // Find the culprits one by one.
         for suite in batch {
-            if let Outcome::Bad(why) = validate(&dir, std::slice::from_ref(suite), TIMEOUT) {
+            if let Outcome::Bad(why) = validate(&dir, std::slice::from_ref(suite), TIMEOUT_S) {
                 failures.push(format!("{}: {why}", suite.display()));
             }
         }

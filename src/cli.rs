@@ -97,6 +97,10 @@ pub enum Command {
         /// Also keep a timestamped copy of every output under `<dir>/archive/`.
         #[arg(long)]
         archive: bool,
+        /// Go on with an interrupted run: send only what its journal (in
+        /// the output directory) does not hold, then write the whole.
+        #[arg(long)]
+        resume: bool,
     },
     /// Write (or extend) `annotations.csv` beside a results file: one row per
     /// model × prompt × distinct output, with empty `score` and `note`
@@ -162,8 +166,12 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
+/// Exit status of a run that was interrupted (and wrote what it measured).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 /// Runs one command; errors are rendered here, at the edge.
 pub fn run(cli: Cli) -> ExitCode {
+    crate::provider::children::kill_on_panic();
     let outcome = match cli.command {
         Command::Validate { suites, templates } => validate(&suites, templates.as_deref()),
         Command::Plan {
@@ -192,6 +200,7 @@ pub fn run(cli: Cli) -> ExitCode {
             quiet,
             templates,
             archive,
+            resume,
         } => run_cmd(
             &suites,
             &Filter {
@@ -204,6 +213,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 quiet,
                 templates,
                 archive,
+                resume,
+                interrupt: crate::run::interrupt::Interrupt::never(),
             },
         ),
         Command::Annotate { results } => crate::run::annotate(&results)
@@ -367,9 +378,13 @@ fn print_stdout(text: &str) -> anyhow::Result<u8> {
 }
 
 /// The async runtime of the commands that talk to servers.
+///
+/// One thread: every connection, the measuring loop and the scheduler of
+/// load points run on it, so a streamed chunk never crosses threads on its
+/// way to the clock (each crossing costs wake-ups that become latency under
+/// load). Samplers and the journal writer have threads of their own.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -436,7 +451,18 @@ fn run_cmd(
     let runtime = runtime()?;
     let mut code = EXIT_OK;
     for file in &files {
-        match runtime.block_on(crate::run::run_suite_with(file, filter, options)) {
+        let outcome = runtime.block_on(async {
+            let options = crate::run::RunOptions {
+                interrupt: crate::run::interrupt::Interrupt::listen(),
+                ..options.clone()
+            };
+            crate::run::run_suite_with(file, filter, &options).await
+        });
+        match outcome {
+            Ok(summary) if summary.partial.is_some() => {
+                println!("{summary}");
+                return Ok(EXIT_INTERRUPTED);
+            }
             Ok(summary) => {
                 println!("{summary}");
                 if summary.failed_requests > 0 {

@@ -20,6 +20,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::suite::workload::{Point, Sweep, Workload};
 use crate::suite::{Axis, Device, Model, Order, Params, ServedBy, Server, Suite};
 
 /// One request of the plan: a cell (model × prompt × axis values) at one round.
@@ -43,7 +44,22 @@ pub struct Cell {
     /// Seed sent with the request, derived from the suite seed and `key`;
     /// every round of a cell sends the same seed, so rounds repeat the same work.
     pub seed: u32,
+    /// A load point (or a sweep of them) instead of one request; its
+    /// prompt is `*`, the prompt set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadTarget>,
 }
+
+/// What a load cell drives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadTarget {
+    Point(Point),
+    Sweep(Sweep),
+}
+
+/// The prompt of a load cell: every prompt of the suite, drawn in turn.
+pub const ALL_PROMPTS: &str = "*";
 
 /// What a model runs under; each distinct variant is its own launch (a
 /// server started with these values, a Foundry model loaded for this device).
@@ -275,9 +291,10 @@ fn selection<'a>(
     Ok((models, prompts))
 }
 
-/// How many requests [`plan`] would hold, without building it (saturating
-/// at `u64::MAX`): per selected model, its variants × matrix combinations
-/// × (warmup + measured rounds) × selected prompts.
+/// How many cells [`plan`] would hold, without building it (saturating at
+/// `u64::MAX`): per selected model, its variants × matrix combinations ×
+/// (warmup + measured rounds) × selected prompts, or, for a model under
+/// load, × (its load points, and the sweep).
 pub fn count(suite: &Suite, filter: &Filter) -> Result<u64, PlanError> {
     let (models, prompts) = selection(suite, filter)?;
     let combos = suite
@@ -295,10 +312,15 @@ pub fn count(suite: &Suite, filter: &Filter) -> Result<u64, PlanError> {
         .iter()
         .filter(|m| models.contains(&m.id.as_str()))
         .map(|model| {
-            let rounds = u64::from(model.params.warmup) + u64::from(model.params.rounds);
-            Variant::count_of_model(suite, model)
-                .saturating_mul(rounds)
-                .saturating_mul(per_round)
+            // Under load: one cell per load point, and one for the sweep.
+            let per_variant = if let Some(workload) = &model.load {
+                let targets = workload.points.len() as u64 + u64::from(workload.sweep.is_some());
+                combos.saturating_mul(targets)
+            } else {
+                let rounds = u64::from(model.params.warmup) + u64::from(model.params.rounds);
+                per_round.saturating_mul(rounds)
+            };
+            Variant::count_of_model(suite, model).saturating_mul(per_variant)
         })
         .fold(0u64, u64::saturating_add))
 }
@@ -329,6 +351,10 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
             for setting in combo {
                 labels.push(setting.apply(&mut params));
             }
+            if let Some(workload) = &model.load {
+                blocks.push(load_block(model, variant, workload, &labels, params));
+                continue;
+            }
             let rounds = (1..=params.warmup)
                 .map(Round::Warmup)
                 .chain((1..=params.rounds).map(Round::Measured));
@@ -348,6 +374,7 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
                                 variant: variant.clone(),
                                 round,
                                 params,
+                                load: None,
                             }
                         })
                         .collect();
@@ -368,6 +395,46 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
         cell.index = i + 1;
     }
     Ok(cells)
+}
+
+/// A model's load cells: every point, then the sweep, each one cell of
+/// the prompt set `*` whose key carries the point.
+fn load_block(
+    model: &Model,
+    variant: &Variant,
+    workload: &Workload,
+    labels: &[String],
+    params: Params,
+) -> Vec<(Round, Vec<Cell>)> {
+    let targets = workload
+        .points
+        .iter()
+        .map(|p| (p.drive.label(), LoadTarget::Point(p.clone())))
+        .chain(
+            workload
+                .sweep
+                .map(|s| ("sweep".to_string(), LoadTarget::Sweep(s))),
+        );
+    let cells = targets
+        .map(|(label, target)| {
+            let mut labels = labels.to_vec();
+            labels.push(label);
+            let key = cell_key(&model.id, ALL_PROMPTS, &labels);
+            Cell {
+                index: 0,
+                seed: derive_seed(params.seed, &key),
+                key,
+                model: model.id.clone(),
+                prompt: ALL_PROMPTS.to_string(),
+                axes: labels,
+                variant: variant.clone(),
+                round: Round::Measured(1),
+                params,
+                load: Some(target),
+            }
+        })
+        .collect();
+    vec![(Round::Measured(1), cells)]
 }
 
 /// Round by round (every warmup round first, then every measured round),
@@ -456,6 +523,19 @@ fn axis_combinations(axes: &[Axis]) -> Vec<Vec<AxisValue>> {
             .collect();
     }
     combos
+}
+
+/// SHA-256 over the cells (position, key, round, seed and parameters), so
+/// results and journals can say which plan they followed.
+pub fn hash(cells: &[Cell]) -> String {
+    let mut digest = Sha256::new();
+    for cell in cells {
+        // Serializing plain data cannot fail.
+        let line = serde_json::to_string(cell).unwrap_or_default();
+        digest.update(line.as_bytes());
+        digest.update(b"\n");
+    }
+    crate::text::hex(&digest.finalize())
 }
 
 /// A seed in `0..2^31` from the suite seed and the cell key (SHA-256), so it

@@ -43,6 +43,8 @@ fn doc(levels: &[f64], rounds: u32, scale: f64, busy: Option<f64>) -> Results {
             hash: "h".into(),
             resolved: serde_json::json!({}),
         },
+        plan_hash: None,
+        partial: None,
         environment: Environment {
             cpu: "cpu".into(),
             cores: 2,
@@ -54,6 +56,8 @@ fn doc(levels: &[f64], rounds: u32, scale: f64, busy: Option<f64>) -> Results {
         summaries: Vec::new(),
         highlights: Vec::new(),
         cells: results::aggregate(&samples),
+        load: Vec::new(),
+        sweeps: Vec::new(),
         samples,
     }
 }

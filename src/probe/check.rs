@@ -536,6 +536,7 @@ fn probe_request(model: &Model) -> Request {
         max_tokens: 1,
         seed: model.params.seed,
         stream: false,
+        ignore_eos: false,
         timeout: timeout(model.params.timeout_s),
     }
 }

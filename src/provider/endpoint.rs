@@ -38,6 +38,14 @@ impl super::Provider for Endpoint {
         None
     }
 
+    fn sender(&self) -> Option<std::sync::Arc<dyn super::Concurrent>> {
+        Some(std::sync::Arc::new(super::HttpSender::new(
+            self.http.clone(),
+            self.target.clone(),
+            None,
+        )))
+    }
+
     fn stop(&mut self) -> BoxFuture<'_, Stopped> {
         async { Stopped::default() }.boxed()
     }

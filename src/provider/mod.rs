@@ -14,6 +14,7 @@
 //! implements [`Provider`], and one arm in [`Providers::open`].
 
 pub mod adapter;
+pub mod children;
 mod endpoint;
 pub mod foundry;
 pub(crate) mod http;
@@ -50,6 +51,9 @@ pub struct Request {
     pub max_tokens: u32,
     pub seed: u32,
     pub stream: bool,
+    /// Generate exactly `max_tokens` (`ignore_eos`, `min_tokens`), for
+    /// prompts of controlled lengths.
+    pub ignore_eos: bool,
     pub timeout: Duration,
 }
 
@@ -74,6 +78,10 @@ pub struct Measured {
     pub text: String,
     /// The server's own timings (llama.cpp `timings`), as sent.
     pub server_timings: Option<BTreeMap<String, f64>>,
+    /// The HTTP status of a response that was not a success.
+    pub http_status: Option<u16>,
+    /// How long the server asked to wait before trying again.
+    pub retry_after: Option<Duration>,
 }
 
 impl Measured {
@@ -137,6 +145,53 @@ pub trait Provider: Send {
 
     /// Stops what `start` started; harmless when nothing runs.
     fn stop(&mut self) -> BoxFuture<'_, Stopped>;
+
+    /// While started: a handle that sends requests side by side (load
+    /// modes); `None` for providers that take one request at a time.
+    fn sender(&self) -> Option<Arc<dyn Concurrent>> {
+        None
+    }
+}
+
+/// Sends requests side by side: what load modes drive. Cheap to share.
+pub trait Concurrent: Send + Sync {
+    /// Sends one request and measures it, like [`Provider::measure`].
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Measured>;
+
+    /// Tokens the server counts in `text`; `None` where it cannot tell.
+    fn count_tokens<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Option<u64>> {
+        let _ = text;
+        Box::pin(async { None })
+    }
+}
+
+/// An OpenAI-compatible target that takes requests side by side.
+pub struct HttpSender {
+    http: reqwest::Client,
+    target: openai::Target,
+    /// Sent instead of each request's model (a resolved Foundry variant).
+    model: Option<String>,
+}
+
+impl HttpSender {
+    pub fn new(http: reqwest::Client, target: openai::Target, model: Option<String>) -> HttpSender {
+        HttpSender {
+            http,
+            target,
+            model,
+        }
+    }
+}
+
+impl Concurrent for HttpSender {
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Measured> {
+        let model = self.model.as_deref().unwrap_or(&request.model);
+        Box::pin(openai::chat(&self.http, &self.target, model, request))
+    }
+
+    fn count_tokens<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(openai::tokenize(&self.http, &self.target, text))
+    }
 }
 
 /// Where providers come from: the executor and the judge ask for one per
@@ -292,5 +347,36 @@ impl Provider for Redacted {
             }
         }
         .boxed()
+    }
+
+    fn sender(&self) -> Option<Arc<dyn Concurrent>> {
+        let inner = self.inner.sender()?;
+        Some(Arc::new(RedactedSender {
+            inner,
+            secrets: self.secrets.clone(),
+        }))
+    }
+}
+
+/// A [`Concurrent`] sender behind the same redaction as [`Redacted`].
+struct RedactedSender {
+    inner: Arc<dyn Concurrent>,
+    secrets: Secrets,
+}
+
+impl Concurrent for RedactedSender {
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Measured> {
+        async move {
+            let mut measured = self.inner.send(request).await;
+            if let Some((_, message)) = &mut measured.error {
+                *message = self.secrets.redact(message);
+            }
+            measured
+        }
+        .boxed()
+    }
+
+    fn count_tokens<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Option<u64>> {
+        self.inner.count_tokens(text)
     }
 }

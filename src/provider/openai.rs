@@ -203,6 +203,10 @@ pub fn body(model: &str, request: &Request) -> Value {
     if request.stream {
         body["stream_options"] = json!({ "include_usage": true });
     }
+    if request.ignore_eos {
+        body["ignore_eos"] = json!(true);
+        body["min_tokens"] = json!(request.max_tokens);
+    }
     body
 }
 
@@ -275,6 +279,8 @@ async fn exchange(
     let mut response = builder.send().await.map_err(|e| transport_error(&e))?;
     let status = response.status();
     if !status.is_success() {
+        m.http_status = Some(status.as_u16());
+        m.retry_after = retry_after(response.headers());
         let body = target.scrub(&error_body(response).await);
         return Err((
             ErrorKind::HttpStatus,
@@ -390,6 +396,18 @@ async fn whole(
     absorb_final(&value, m, target)
 }
 
+/// A `Retry-After` given in seconds (an HTTP date is not read).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
 /// Reads a non-streaming response body.
 fn absorb_final(value: &Value, m: &mut Measured, target: &Target) -> Result<(), Failure> {
     if let Some(error) = value.get("error") {
@@ -485,7 +503,7 @@ async fn count_tokens(
 }
 
 /// llama.cpp's `POST /tokenize`; `None` where the server has no such route.
-async fn tokenize(client: &reqwest::Client, target: &Target, text: &str) -> Option<u64> {
+pub(crate) async fn tokenize(client: &reqwest::Client, target: &Target, text: &str) -> Option<u64> {
     let url = target.root_url("tokenize");
     let body = json!({ "content": text });
     let value = post_json(client, &url, &body, Duration::from_secs(5)).await?;
@@ -674,6 +692,7 @@ mod tests {
             max_tokens: 8,
             seed: 3,
             stream: true,
+            ignore_eos: false,
             timeout: Duration::from_secs(1),
         };
         let body = body("m", &req);

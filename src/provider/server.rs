@@ -116,6 +116,8 @@ pub(crate) struct RunningServer {
     pid: u32,
     /// The server leads its own process group.
     group: Group,
+    /// On the list of groups an interrupt or a panic ends.
+    _registered: super::children::Registration,
     port: u16,
     log_path: PathBuf,
     /// Where this run's output starts in the (appended) log file.
@@ -198,6 +200,7 @@ impl RunningServer {
         };
         let child = tokio_command.spawn().map_err(spawn_error)?;
         let (pid, group) = Group::of(&child).map_err(spawn_error)?;
+        let registered = super::children::register(move || group.kill());
         // From here on, dropping `server` (an error below, or the caller
         // dropping this future) kills the whole group.
         let mut server = RunningServer {
@@ -205,6 +208,7 @@ impl RunningServer {
             child,
             pid,
             group,
+            _registered: registered,
             port,
             log_path: spec.log_path.clone(),
             log_start,
@@ -519,6 +523,15 @@ impl super::Provider for Managed {
             "server {status} during the request; last log lines:\n{}",
             running.log_tail(ERROR_LOG_LINES)
         ))
+    }
+
+    fn sender(&self) -> Option<std::sync::Arc<dyn super::Concurrent>> {
+        let (_, target) = self.running.as_ref()?;
+        Some(std::sync::Arc::new(super::HttpSender::new(
+            self.http.clone(),
+            target.clone(),
+            None,
+        )))
     }
 
     fn stop(&mut self) -> BoxFuture<'_, Stopped> {

@@ -61,7 +61,7 @@ pub enum ChartError {
 /// Canvas size in pixels.
 const SIZE: (u32, u32) = (800, 480);
 /// Font family used for every piece of text.
-const FONT: &str = "sans-serif";
+pub(super) const FONT: &str = "sans-serif";
 /// Colour of TTFT marks.
 const TTFT_COLOUR: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 /// Colour of E2E marks.
@@ -75,7 +75,7 @@ const STEP_COLOUR: RGBColor = RGBColor(0xc0, 0x39, 0x2b);
 /// Colour of secondary text such as "no data" notes.
 const MUTED: RGBColor = RGBColor(0x66, 0x66, 0x66);
 /// Per-series colours for the scatter chart, cycled in series order.
-const PALETTE: [RGBColor; 10] = [
+pub(super) const PALETTE: [RGBColor; 10] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
@@ -99,7 +99,7 @@ type CategoryChart<'a, 'b> = ChartContext<
 >;
 
 /// Result type of the drawing closures.
-type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
+pub(super) type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 /// Renders the three report charts for `series`, in a fixed order:
 /// latency distribution, decode throughput, then TTFT versus throughput.
@@ -162,7 +162,7 @@ fn plottable(value: f64) -> Option<f64> {
 /// When the data are non-negative the range does not dip below zero. Values
 /// beyond [`PLOT_LIMIT`] are clamped to it (an infinite axis end would make
 /// the axis tick search loop forever); non-finite bounds give `0..1`.
-fn padded_range(lo: f64, hi: f64) -> Range<f64> {
+pub(super) fn padded_range(lo: f64, hi: f64) -> Range<f64> {
     let (Some(lo), Some(hi)) = (plottable(lo), plottable(hi)) else {
         return 0.0..1.0;
     };
@@ -194,7 +194,7 @@ fn zero_based_range(lo: f64, hi: f64) -> Range<f64> {
 }
 
 /// Smallest and largest of `values`, or `None` if empty.
-fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+pub(super) fn min_max(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
     values.into_iter().fold(None, |acc, v| match acc {
         None => Some((v, v)),
         Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
@@ -306,7 +306,7 @@ fn draw_category_labels(
 }
 
 /// Draws into a fresh SVG canvas and returns the document.
-fn render_svg(
+pub(super) fn render_svg(
     file: &str,
     title: &str,
     draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,

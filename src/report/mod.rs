@@ -13,6 +13,7 @@
 
 pub mod charts;
 pub mod format;
+pub mod load_charts;
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,7 @@ pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     ),
     ("compare.md", include_str!("../../templates/compare.md.j2")),
     ("judge.md", include_str!("../../templates/judge.md.j2")),
+    ("load.md", include_str!("../../templates/load.md.j2")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -664,7 +666,7 @@ mod tests {
                     assert_eq!(n, name);
                     assert_eq!(
                         available,
-                        "compare.md, judge.md, mine.txt, report.md, results.csv"
+                        "compare.md, judge.md, load.md, mine.txt, report.md, results.csv"
                     );
                 }
                 other => panic!("unexpected {other:?}"),
@@ -673,7 +675,7 @@ mod tests {
         let err = render("nope.md", &json!({}), None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown template `nope.md` (available: compare.md, judge.md, report.md, results.csv)"
+            "unknown template `nope.md` (available: compare.md, judge.md, load.md, report.md, results.csv)"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -14,7 +14,12 @@ use crate::measure::resources::GpuSnapshot;
 use crate::plan::Round;
 
 mod io;
+mod load;
 mod summary;
+
+pub use load::{
+    CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, SweepResult, load_stats,
+};
 
 pub use io::{LoadError, RESULTS_FILE, load, parse, results_file, to_json};
 
@@ -75,6 +80,23 @@ pub enum ErrorKind {
     /// The response was larger than dyno reads (a body over 16 MiB, one
     /// SSE event over 1 MiB).
     TooLarge,
+}
+
+impl ErrorKind {
+    /// The name results use for the kind (`http_status`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::HttpStatus => "http_status",
+            ErrorKind::BadSse => "bad_sse",
+            ErrorKind::EarlyEof => "early_eof",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::ServerExited => "server_exited",
+            ErrorKind::Skipped => "skipped",
+            ErrorKind::TooLarge => "too_large",
+        }
+    }
 }
 
 /// One request, measured. Times are milliseconds on a monotonic clock,
@@ -145,6 +167,25 @@ pub struct Sample {
     /// busy while this request ran (`measure::noise`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_busy_cores: Option<f64>,
+    /// Attempts it took (more than one when the server turned it away for
+    /// now and it was tried again); its figures are the last attempt's.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub attempts: u32,
+    /// Load points: when the request was due, from the point's start, and
+    /// how late it went out (milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_lag_ms: Option<f64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes fields by reference
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// One judge model's verdict on one output.
@@ -197,6 +238,9 @@ impl Sample {
             judge: None,
             human_score: None,
             host_busy_cores: None,
+            attempts: 1,
+            scheduled_ms: None,
+            schedule_lag_ms: None,
         }
     }
 
@@ -387,6 +431,17 @@ impl SuiteRecord {
     }
 }
 
+/// Why a run stopped early, and how far it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Partial {
+    /// E.g. `interrupted by SIGINT (Ctrl-C)`.
+    pub reason: String,
+    /// Requests recorded (sent or skipped).
+    pub sent: usize,
+    /// Requests the plan holds.
+    pub planned: usize,
+}
+
 /// One run of one suite: what `results.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Results {
@@ -396,6 +451,13 @@ pub struct Results {
     pub started_at: String,
     pub git_revision: Option<String>,
     pub suite: SuiteRecord,
+    /// SHA-256 of the plan the run followed (cells, rounds, seeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_hash: Option<String>,
+    /// Set when the run stopped before its last request (interrupted);
+    /// `dyno run --resume` goes on from its journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Partial>,
     pub environment: Environment,
     pub models: Vec<crate::results::ModelRun>,
     /// One row per model (and server variant), pooled over prompts.
@@ -405,6 +467,12 @@ pub struct Results {
     #[serde(default)]
     pub highlights: Vec<Highlight>,
     pub cells: Vec<CellStats>,
+    /// Every load point driven: throughput, goodput, latency, client cost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load: Vec<LoadStats>,
+    /// Every sweep to saturation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweeps: Vec<SweepResult>,
     pub samples: Vec<Sample>,
 }
 

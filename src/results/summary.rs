@@ -19,6 +19,15 @@ pub struct Dist {
 }
 
 impl Dist {
+    /// The `q`-quantile where the summary holds it (0.5, 0.9, 0.95, 0.99).
+    pub fn at(&self, q: f64) -> Option<f64> {
+        let s = &self.summary;
+        [(0.5, s.p50), (0.9, s.p90), (0.95, s.p95), (0.99, s.p99)]
+            .into_iter()
+            .find(|(level, _)| (level - q).abs() < 1e-9)
+            .map(|(_, v)| v)
+    }
+
     pub fn of(values: &[f64]) -> Option<Dist> {
         let summary = stats::summarize(values)?;
         Some(Dist {

@@ -202,6 +202,7 @@ async fn ask(
             max_tokens: settings.max_tokens,
             seed: 0,
             stream: false,
+            ignore_eos: false,
             timeout: timeout(model.params.timeout_s),
         };
         let m = provider.measure(&request).await;

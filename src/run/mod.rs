@@ -3,8 +3,10 @@
 //! the judge that scores outputs after the timed cells (`judge`).
 
 pub mod executor;
-pub(crate) mod journal;
+pub mod interrupt;
+pub mod journal;
 pub(crate) mod judge;
+pub mod load;
 pub mod pipeline;
 
 pub use pipeline::{

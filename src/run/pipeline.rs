@@ -5,16 +5,22 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::executor;
-use super::journal::{JOURNAL_FILE, Journal};
+use std::collections::BTreeSet;
+
+use super::executor::{self, Executed};
+use super::interrupt::Interrupt;
+use super::journal::{self, Contents, Header, JOURNAL_FILE, Journal};
 use super::judge;
 use crate::fsutil::write_atomic;
 use crate::measure::noise::Monitor;
-use crate::plan::{self, Filter, PlanError};
+use crate::plan::{self, Cell, Filter, PlanError};
 use crate::provider::Providers;
 use crate::quality::{self, AnnotationError};
 use crate::report::{self, ReportError, charts};
-use crate::results::{self, Environment, Results, Status, SuiteRecord};
+use crate::results::{
+    self, Environment, ErrorKind, LoadStats, ModelRun, Partial, Results, Sample, Status,
+    SuiteRecord, SweepResult,
+};
 use crate::suite::{self, LoadError};
 
 /// Why a run, a report or an annotation file could not be made.
@@ -47,7 +53,28 @@ pub enum RunError {
     },
     #[error("cannot serialize the results: {0}")]
     Serialize(#[from] serde_json::Error),
+    #[error(
+        "another dyno run is writing to {}; wait for it, or give this one another --out",
+        dir.display()
+    )]
+    Locked { dir: PathBuf },
+    #[error("nothing to resume: cannot read {}: {source}", path.display())]
+    NothingToResume {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is the journal of another suite or plan; run without --resume to start again",
+        path.display()
+    )]
+    OtherRun { path: PathBuf },
 }
+
+/// Holds an output directory while a run writes to it.
+pub const LOCK_FILE: &str = ".dyno.lock";
+
+/// The results a run replaced.
+pub const PREVIOUS_RESULTS_FILE: &str = "results.previous.json";
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     write_atomic(path, bytes).map_err(|source| RunError::Write {
@@ -64,6 +91,8 @@ pub struct RunSummary {
     pub files: Vec<PathBuf>,
     pub requests: usize,
     pub failed_requests: usize,
+    /// Set when the run was interrupted before its last request.
+    pub partial: Option<Partial>,
 }
 
 impl fmt::Display for RunSummary {
@@ -76,6 +105,13 @@ impl fmt::Display for RunSummary {
             self.failed_requests,
             self.dir.display()
         )?;
+        if let Some(partial) = &self.partial {
+            writeln!(
+                f,
+                "  partial: {} ({} of {} requests); `dyno run --resume` goes on from here",
+                partial.reason, partial.sent, partial.planned
+            )?;
+        }
         for file in &self.files {
             writeln!(f, "  {}", file.display())?;
         }
@@ -94,6 +130,11 @@ pub struct RunOptions {
     pub templates: Option<PathBuf>,
     /// Also keep a timestamped copy under `<dir>/archive/<started_at>/`.
     pub archive: bool,
+    /// Go on with the interrupted run whose journal is in the output
+    /// directory, sending only what it did not measure.
+    pub resume: bool,
+    /// Stops the run (Ctrl-C, SIGTERM); `Interrupt::never()` for none.
+    pub interrupt: Interrupt,
 }
 
 /// Runs the suite at `file`; errors are rendered for the terminal.
@@ -111,101 +152,307 @@ pub async fn run_suite(
     run_suite_with(file, filter, &options).await
 }
 
-/// Runs the suite at `file` with `options`; errors are rendered for the terminal.
+/// Runs the suite at `file` with `options`: load, plan, execute (or go on
+/// with an interrupted run's journal), judge, aggregate and write. An
+/// interrupted run still writes everything it measured, marked partial,
+/// and keeps its journal for `--resume`.
 pub async fn run_suite_with(
     file: &Path,
     filter: &Filter,
     options: &RunOptions,
 ) -> Result<RunSummary, RunError> {
-    let (out, quiet) = (options.out.as_deref(), options.quiet);
+    let quiet = options.quiet;
     let suite = Arc::new(suite::load(file, &suite::process_env)?);
     let cells = plan::plan(&suite, filter)?;
-    let dir = out.map_or_else(|| suite.outputs.dir.clone(), Path::to_path_buf);
-    let dir = normalize(&dir);
+    let dir = normalize(
+        &options
+            .out
+            .clone()
+            .unwrap_or_else(|| suite.outputs.dir.clone()),
+    );
     report::preflight(&dir, &suite.outputs.templates, options.templates.as_deref())?;
-    let started_at = crate::measure::machine::utc_now();
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
+        path: dir.clone(),
+        source,
+    })?;
+    let _lock = lock(&dir)?;
+    let journal_path = dir.join(JOURNAL_FILE);
+    let header = Header {
+        suite_hash: suite.hash(),
+        plan_hash: plan::hash(&cells),
+        started_at: crate::measure::machine::utc_now(),
+    };
+    let (before, header, journal) = if options.resume {
+        let before = resumable(&journal_path, &header)?;
+        let header = before.header.clone().unwrap_or(header);
+        (before, header, Journal::append_to(&journal_path))
+    } else {
+        let journal = Journal::create(&journal_path, &header);
+        (Contents::default(), header, journal)
+    };
+    let before = without_unfinished_points(before, &cells);
+    let done: BTreeSet<usize> = before
+        .samples
+        .iter()
+        .filter(|s| s.error_kind != Some(ErrorKind::Skipped))
+        .map(|s| s.index)
+        .collect();
+    let todo: Vec<Cell> = cells
+        .iter()
+        .filter(|c| !done.contains(&c.index))
+        .cloned()
+        .collect();
+    if options.resume && !quiet {
+        eprintln!(
+            "resuming: {} of {} requests already measured, {} to go",
+            done.len(),
+            cells.len(),
+            todo.len()
+        );
+    }
     let mut providers = Providers::new(Arc::clone(&suite), dir.clone());
     let monitor = Monitor::start(crate::measure::resources::DEFAULT_PERIOD);
-    let exec_options = executor::Options {
-        quiet,
-        journal: Journal::create(&dir.join(JOURNAL_FILE)),
-        monitor: monitor.as_ref(),
-    };
-    let (mut samples, models) =
-        executor::execute(&suite, &cells, exec_options, &mut providers).await;
+    let executed = executor::execute(
+        &suite,
+        &todo,
+        executor::Options {
+            quiet,
+            journal,
+            monitor: monitor.as_ref(),
+            interrupt: options.interrupt.clone(),
+        },
+        &mut providers,
+    )
+    .await;
+    let interrupted = executed.interrupted.clone();
+    let load: Vec<LoadStats> = before
+        .load
+        .iter()
+        .cloned()
+        .chain(executed.load.iter().cloned())
+        .collect();
+    let sweeps: Vec<SweepResult> = before
+        .sweeps
+        .iter()
+        .cloned()
+        .chain(executed.sweeps.iter().cloned())
+        .collect();
+    let (mut samples, models) = merge(before, executed);
     judge::apply_checks(&suite, &mut samples);
-    if suite.models.iter().any(|m| m.judge.is_some()) {
-        if !quiet {
-            eprintln!("judging outputs (after the timed runs)…");
-        }
-        let judged = judge::judge_samples(
-            &suite,
-            &mut samples,
-            &dir,
-            options.templates.as_deref(),
-            &mut providers,
-        )
-        .await;
-        for failure in &judged.failures {
-            eprintln!("warning: {failure}");
-        }
-        if !quiet {
-            eprintln!(
-                "judge: {} outputs asked, {} from cache, {} without a score",
-                judged.asked, judged.cached, judged.unparseable
-            );
-        }
+    if interrupted.is_none() {
+        judge(&suite, &mut samples, &dir, options, &mut providers).await;
     }
+    let noise = monitor.as_ref().map(|m| {
+        let busy: Vec<f64> = samples.iter().filter_map(|s| s.host_busy_cores).collect();
+        m.summary(&busy, suite.compare.noisy_cores)
+    });
     let summaries = results::summarize_models(&models, &samples, &suite.energy);
-    let highlights = results::highlights(&summaries, &samples);
     let doc = Results {
+        highlights: results::highlights(&summaries, &samples),
         summaries,
-        highlights,
         format_version: results::FORMAT_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at,
+        started_at: header.started_at.clone(),
         git_revision: crate::git::revision(file.parent().unwrap_or(Path::new("."))),
         suite: SuiteRecord::of(&suite),
         environment: Environment {
-            noise: monitor.as_ref().map(|m| {
-                let busy: Vec<f64> = samples.iter().filter_map(|s| s.host_busy_cores).collect();
-                m.summary(&busy, suite.compare.noisy_cores)
-            }),
+            noise,
             ..Environment::detect()
         },
+        plan_hash: Some(header.plan_hash.clone()),
+        partial: interrupted.map(|reason| Partial {
+            reason,
+            sent: samples.len(),
+            planned: cells.len(),
+        }),
         cells: results::aggregate(&samples),
+        load,
+        sweeps,
         models,
         samples,
     };
-    let failed_requests = doc
-        .samples
-        .iter()
-        .filter(|s| s.status == Status::Error)
-        .count();
-    let mut files = write_outputs(
-        &doc,
-        &dir,
-        &suite.outputs.templates,
-        options.templates.as_deref(),
-    )?;
-    if options.archive {
-        let stamp = doc.started_at.replace(':', "-");
-        let archive = dir.join("archive").join(&stamp);
-        files.extend(write_outputs(
-            &doc,
-            &archive,
-            &suite.outputs.templates,
-            options.templates.as_deref(),
-        )?);
+    let files = write_run(&doc, &dir, &suite, options)?;
+    if doc.partial.is_none() {
+        let _ = std::fs::remove_file(&journal_path);
     }
-    let _ = std::fs::remove_file(dir.join(JOURNAL_FILE));
     Ok(RunSummary {
         suite: suite.name.clone(),
         dir,
         files,
         requests: doc.samples.len(),
-        failed_requests,
+        failed_requests: doc
+            .samples
+            .iter()
+            .filter(|s| s.status == Status::Error)
+            .count(),
+        partial: doc.partial,
     })
+}
+
+/// The journal at `path`, when it is of this suite and plan.
+fn resumable(path: &Path, expected: &Header) -> Result<Contents, RunError> {
+    let contents = journal::read(path).map_err(|source| RunError::NothingToResume {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match &contents.header {
+        Some(h) if h.suite_hash == expected.suite_hash && h.plan_hash == expected.plan_hash => {
+            Ok(contents)
+        }
+        _ => Err(RunError::OtherRun {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// `before` without the samples of load cells that did not finish (no
+/// stats for the point, or for the sweep): `--resume` drives them again.
+fn without_unfinished_points(mut before: Contents, cells: &[Cell]) -> Contents {
+    let finished: BTreeSet<&str> = before
+        .load
+        .iter()
+        .map(|l| l.key.as_str())
+        .chain(before.sweeps.iter().map(|s| s.key.as_str()))
+        .collect();
+    let unfinished: BTreeSet<usize> = cells
+        .iter()
+        .filter(|c| c.load.is_some() && !finished.contains(c.key.as_str()))
+        .map(|c| c.index)
+        .collect();
+    before.samples.retain(|s| !unfinished.contains(&s.index));
+    // The points of an unfinished sweep are driven again with it.
+    let swept: BTreeSet<String> = before
+        .sweeps
+        .iter()
+        .flat_map(|s| s.points.clone())
+        .collect();
+    before.load.retain(|l| {
+        !l.key.contains("[sweep-") && !l.key.contains(",sweep-") || swept.contains(&l.key)
+    });
+    before
+}
+
+/// The samples of an earlier part of the run (`before`) and of this one,
+/// in plan order, and each model's record over both: launches of both
+/// parts, the first part's facts where both have them.
+fn merge(before: Contents, now: Executed) -> (Vec<Sample>, Vec<ModelRun>) {
+    let sent: BTreeSet<usize> = now.samples.iter().map(|s| s.index).collect();
+    let mut samples: Vec<Sample> = before
+        .samples
+        .into_iter()
+        .filter(|s| !sent.contains(&s.index))
+        .chain(now.samples)
+        .collect();
+    samples.sort_by_key(|s| s.index);
+    let mut runs: Vec<ModelRun> = Vec::new();
+    for run in before.runs.into_iter().chain(now.runs) {
+        match runs
+            .iter_mut()
+            .find(|r| r.id == run.id && r.variant == run.variant)
+        {
+            Some(known) => {
+                known.launches.extend(run.launches);
+                known.load_ms = known.load_ms.or(run.load_ms);
+                known.server_version = known.server_version.take().or(run.server_version);
+                known.gpu = known.gpu.take().or(run.gpu);
+                known.footprint = known.footprint.take().or(run.footprint);
+                known.foundry = known.foundry.take().or(run.foundry);
+                if run.status == Status::Error {
+                    known.status = Status::Error;
+                    known.failure = known.failure.take().or(run.failure);
+                }
+            }
+            None => runs.push(run),
+        }
+    }
+    (samples, runs)
+}
+
+/// Scores outputs with their judges (after the timed cells).
+async fn judge(
+    suite: &crate::suite::Suite,
+    samples: &mut [Sample],
+    dir: &Path,
+    options: &RunOptions,
+    providers: &mut Providers,
+) {
+    if !suite.models.iter().any(|m| m.judge.is_some()) {
+        return;
+    }
+    if !options.quiet {
+        eprintln!("judging outputs (after the timed runs)…");
+    }
+    let judged =
+        judge::judge_samples(suite, samples, dir, options.templates.as_deref(), providers).await;
+    for failure in &judged.failures {
+        eprintln!("warning: {failure}");
+    }
+    if !options.quiet {
+        eprintln!(
+            "judge: {} outputs asked, {} from cache, {} without a score",
+            judged.asked, judged.cached, judged.unparseable
+        );
+    }
+}
+
+/// Writes the run's results and reports into `dir` (the results there
+/// before are kept as `results.previous.json`), and with `--archive` a copy
+/// under `archive/<started at>/` (never an existing one).
+fn write_run(
+    doc: &Results,
+    dir: &Path,
+    suite: &crate::suite::Suite,
+    options: &RunOptions,
+) -> Result<Vec<PathBuf>, RunError> {
+    let current = dir.join(results::RESULTS_FILE);
+    if current.is_file() {
+        let previous = dir.join(PREVIOUS_RESULTS_FILE);
+        std::fs::rename(&current, &previous).map_err(|source| RunError::Write {
+            path: previous,
+            source,
+        })?;
+    }
+    let templates = &suite.outputs.templates;
+    let mut files = write_outputs(doc, dir, templates, options.templates.as_deref())?;
+    if options.archive {
+        let stamp = doc.started_at.replace(':', "-");
+        let mut archive = dir.join("archive").join(&stamp);
+        for n in 2.. {
+            if !archive.exists() {
+                break;
+            }
+            archive = dir.join("archive").join(format!("{stamp}-{n}"));
+        }
+        files.extend(write_outputs(
+            doc,
+            &archive,
+            templates,
+            options.templates.as_deref(),
+        )?);
+    }
+    Ok(files)
+}
+
+/// An exclusive lock on `dir` while a run writes to it; released when
+/// dropped (or when the process ends, however it ends).
+fn lock(dir: &Path) -> Result<std::fs::File, RunError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| RunError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Locked {
+            dir: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(RunError::Write { path, source }),
+    }
 }
 
 /// The human ratings file beside `results.json`.
@@ -342,7 +589,8 @@ fn write_reports(
         .iter()
         .map(|name| report::render(name, doc, override_dir).map(|text| (dir.join(name), text)))
         .collect::<Result<Vec<_>, _>>()?;
-    let charts = charts::render_all(&chart_series(doc))?;
+    let mut charts = charts::render_all(&chart_series(doc))?;
+    charts.extend(crate::report::load_charts::render_load(&doc.load)?);
     rendered.extend(
         charts
             .into_iter()

@@ -7,7 +7,9 @@ pub(crate) mod files;
 mod load;
 pub(crate) mod node;
 pub mod raw;
+pub mod raw_load;
 mod resolve;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -176,6 +178,9 @@ pub struct Model {
     /// Download through Foundry Local when not cached.
     pub download: bool,
     pub params: Params,
+    /// Load points (its own `load:`, else the suite's); `None`: one request
+    /// at a time.
+    pub load: Option<workload::Workload>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -196,6 +201,58 @@ pub struct Params {
     pub max_tokens: u32,
     pub stream: bool,
     pub timeout_s: f64,
+    pub retry: Retry,
+}
+
+/// Retrying a request the server turned away for now (429, 503): at most
+/// `max` more attempts, waiting `Retry-After` when the server sends it,
+/// else `backoff_ms` doubling each time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Retry {
+    pub max: u32,
+    pub backoff_ms: u32,
+    pub on: Statuses,
+}
+
+/// A set of HTTP status codes from 400 to 599.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Statuses([u64; 4]);
+
+impl Statuses {
+    const FIRST: u16 = 400;
+
+    /// The codes of `codes` between 400 and 599 (others are left out).
+    pub const fn of(codes: &[u16]) -> Statuses {
+        let mut bits = [0u64; 4];
+        let mut k = 0;
+        while k < codes.len() {
+            let code = codes[k];
+            if code >= 400 && code <= 599 {
+                let i = (code - Self::FIRST) as usize;
+                bits[i / 64] |= 1 << (i % 64);
+            }
+            k += 1;
+        }
+        Statuses(bits)
+    }
+
+    pub fn contains(self, code: u16) -> bool {
+        (400..=599).contains(&code) && {
+            let i = usize::from(code - Self::FIRST);
+            self.0[i / 64] & (1 << (i % 64)) != 0
+        }
+    }
+
+    /// The codes, ascending.
+    pub fn codes(self) -> Vec<u16> {
+        (400..=599).filter(|c| self.contains(*c)).collect()
+    }
+}
+
+impl Serialize for Statuses {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.codes().serialize(serializer)
+    }
 }
 
 impl Params {
@@ -208,6 +265,11 @@ impl Params {
         max_tokens: 128,
         stream: true,
         timeout_s: 60.0,
+        retry: Retry {
+            max: 3,
+            backoff_ms: 500,
+            on: Statuses::of(&[429, 503]),
+        },
     };
 
     pub(crate) fn overlay(self, raw: Option<&RawParams>) -> Params {
@@ -221,6 +283,13 @@ impl Params {
             max_tokens: raw.max_tokens.unwrap_or(self.max_tokens),
             stream: raw.stream.unwrap_or(self.stream),
             timeout_s: raw.timeout_s.unwrap_or(self.timeout_s),
+            retry: raw.retry.as_ref().map_or(self.retry, |r| Retry {
+                max: r.max.unwrap_or(self.retry.max),
+                backoff_ms: r.backoff_ms.unwrap_or(self.retry.backoff_ms),
+                on: r.on.as_deref().map_or(self.retry.on, |codes| {
+                    Statuses::of(&codes.iter().map(|c| c.0).collect::<Vec<u16>>())
+                }),
+            }),
         }
     }
 }
@@ -419,5 +488,18 @@ fn load_with(
                 sources: loader.sources,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_hold_codes_from_400_to_599() {
+        let set = Statuses::of(&[429, 503, 200, 600]);
+        assert_eq!(set.codes(), [429, 503]);
+        assert!(set.contains(429) && set.contains(503) && !set.contains(500));
+        assert_eq!(Params::BUILT_IN.retry.on.codes(), [429, 503]);
     }
 }

@@ -53,6 +53,11 @@ pub struct RawSuite {
     /// run is shared instead of landing on one model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<Order>,
+    /// Load points: many requests side by side (concurrency, rates, a sweep
+    /// to saturation) instead of one at a time; every model without its
+    /// own `load:` is driven at them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<super::raw_load::RawLoad>,
     /// Output quality: checks applied to every prompt and a judge model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<RawQuality>,
@@ -355,6 +360,9 @@ pub struct RawModel {
     /// Parameter overrides for this model only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<RawParams>,
+    /// Load points for this model only (instead of the suite's `load:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<super::raw_load::RawLoad>,
 }
 
 /// One entry of the prompt set: an inline prompt (`id` with `text` or
@@ -452,11 +460,39 @@ pub struct RawParams {
     /// Stream the response (needed for time to first token; default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// Retrying requests the server turned away for now (default: up to 3
+    /// more attempts on 429 and 503, 500 ms backoff doubling, or the
+    /// server's `Retry-After`). Every sample records its attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RawRetry>,
     /// Per-request timeout in seconds (default 60; from 0.001 to 86400, one day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.001, max = 86400.0))]
     pub timeout_s: Option<f64>,
 }
+
+/// When and how often a request is tried again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// More attempts after the first (0: never retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 20))]
+    pub max: Option<u32>,
+    /// HTTP statuses worth another attempt (default 429 and 503).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<RetryStatus>>,
+    /// The first wait when the server sends no `Retry-After`, in
+    /// milliseconds; it doubles with each attempt (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 600_000))]
+    pub backoff_ms: Option<u32>,
+}
+
+/// An HTTP status from 400 to 599.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct RetryStatus(#[schemars(range(min = 400, max = 599))] pub u16);
 
 /// Extra axes. Each listed value is its own set of cells; axes multiply.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -4,11 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::diag::Diagnostic;
 use super::load::{Loader, OutputsCheck};
 use super::node::{Node, Pos};
 use super::raw::{self, RawMessage, RawPrompt, RawSuite};
+use super::raw_load::{RawLength, RawLoad, RawPercentile};
+use super::workload::{Drive, Length, Point, Slo, Sweep, Synthetic, Workload};
 use super::{
     Axis, CompareSettings, DEFAULT_JUDGE_MAX_TOKENS, Device, Endpoint, EndpointKind,
     EnergySettings, Judge, Message, Model, Outputs, Params, Prompt, Role, ServedBy, Server, Suite,
@@ -325,6 +328,8 @@ impl Loader<'_> {
             };
             let on_foundry = matches!(&served_by, ServedBy::Endpoint(e)
                 if endpoints.get(e).is_some_and(|e| e.kind == EndpointKind::Foundry));
+            let adapter = matches!(&served_by, ServedBy::Endpoint(e)
+                if endpoints.get(e).is_some_and(|e| e.kind == EndpointKind::Command));
             if !on_foundry && (!m.variants.is_empty() || m.download.is_some()) {
                 let key = if m.variants.is_empty() {
                     "download"
@@ -372,6 +377,16 @@ impl Loader<'_> {
                     (judge != &m.id).then(|| judge.clone())
                 }),
                 params: defaults.overlay(m.params.as_ref()),
+                load: self.workload(
+                    doc,
+                    &m.id,
+                    match (&m.load, &raw.load) {
+                        (Some(own), _) => Some((own, format!("{here}/load"))),
+                        (None, Some(suite)) => Some((suite, "/load".to_string())),
+                        (None, None) => None,
+                    },
+                    adapter,
+                ),
             });
         }
         (models, model_ids)
@@ -452,6 +467,93 @@ impl Loader<'_> {
             }
         }
         judge
+    }
+
+    /// A model's `load:` section, checked: something to drive, something
+    /// that ends each point, and an HTTP model to drive.
+    fn workload(
+        &mut self,
+        doc: &Doc<'_>,
+        model: &str,
+        load: Option<(&RawLoad, String)>,
+        adapter: bool,
+    ) -> Option<Workload> {
+        let (raw, here) = load?;
+        let mut complain = |message: String, hint: &str| {
+            self.diagnostics.push(
+                Diagnostic::new(message, doc.file, doc.at(&here)).with_hint(Some(hint.into())),
+            );
+        };
+        let concurrency: Vec<u32> = raw.concurrency.iter().flatten().map(|c| c.0).collect();
+        let rates: Vec<f64> = raw.rate.iter().flatten().map(|r| r.0).collect();
+        if concurrency.is_empty() && rates.is_empty() && raw.sweep.is_none() {
+            complain(
+                "`load` of model `{model}` has no point to drive".replace("{model}", model),
+                "give `concurrency: [1, 4]`, `rate: [2, 8]` or `sweep: {}`",
+            );
+        }
+        if raw.duration_s.is_none() && raw.requests.is_none() {
+            complain(
+                format!("`load` of model `{model}` never ends a point"),
+                "give `duration_s` and/or `requests` per point",
+            );
+        }
+        if adapter {
+            complain(
+                format!(
+                    "model `{model}` is served by a command adapter, which takes one request at a time"
+                ),
+                "load points need an HTTP model (an endpoint, a managed server or Foundry Local)",
+            );
+        }
+        let seconds = |s: Option<f64>| s.and_then(|s| Duration::try_from_secs_f64(s).ok());
+        let template = Point {
+            drive: Drive::Concurrency(1),
+            seed: raw.seed.unwrap_or(42),
+            max_in_flight: raw.max_in_flight.unwrap_or(1024),
+            warmup: seconds(raw.warmup_s).unwrap_or_default(),
+            duration: seconds(raw.duration_s),
+            requests: raw.requests,
+            cooldown: seconds(raw.cooldown_s).unwrap_or_default(),
+        };
+        let arrival = raw.arrival.unwrap_or_default();
+        let points = concurrency
+            .into_iter()
+            .map(Drive::Concurrency)
+            .chain(
+                rates
+                    .into_iter()
+                    .map(|per_s| Drive::Rate { per_s, arrival }),
+            )
+            .map(|drive| Point {
+                drive,
+                ..template.clone()
+            })
+            .collect();
+        let length = |l: &RawLength| Length {
+            mean: l.mean,
+            stddev: l.stddev.unwrap_or(0.0),
+        };
+        Some(Workload {
+            points,
+            sweep: raw.sweep.as_ref().map(|s| Sweep {
+                max_concurrency: s.max_concurrency.unwrap_or(256),
+                min_gain: s.min_gain.unwrap_or(0.05),
+                refine: s.refine.unwrap_or(4),
+            }),
+            slo: raw.slo.as_ref().map(|s| Slo {
+                ttft_ms: s.ttft_ms,
+                tpot_ms: s.tpot_ms,
+                e2e_ms: s.e2e_ms,
+                percentile: s.percentile.map_or(95.0, RawPercentile::value),
+            }),
+            synthetic: raw.synthetic.as_ref().map(|s| Synthetic {
+                input_tokens: length(&s.input_tokens),
+                output_tokens: length(&s.output_tokens),
+                seed: s.seed.unwrap_or(42),
+            }),
+            template,
+        })
     }
 
     /// Every `{name}` placeholder of a server's command and env is `{port}`

@@ -48,6 +48,7 @@ async fn archive_keeps_a_timestamped_copy_beside_the_stable_outputs() {
         quiet: true,
         templates: None,
         archive: true,
+        ..dyno::run::RunOptions::default()
     };
     let suite = repo_root().join("examples/adapter/suite.yaml");
     let filter = Filter {

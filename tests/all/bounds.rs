@@ -220,6 +220,20 @@ fn plan_count_matches_the_plan() {
         ..Filter::default()
     };
     assert_eq!(plan::count(&s, &only).unwrap(), 6 * 4 * 3);
+
+    // Under load, a cell per point (and one for the sweep).
+    let loaded = yaml.replace(
+        "  - id: m2\n    server: s",
+        "  - id: m2\n    server: s\n    load: { concurrency: [1, 2], requests: 8 }",
+    );
+    let tree = Tree::new(&[("s.yaml", &loaded)]);
+    let s = suite::load(&tree.path("s.yaml"), &test_env).unwrap_or_else(|e| panic!("{e}"));
+    let cells = plan::plan(&s, &Filter::default()).unwrap();
+    assert_eq!(cells.len(), (4 * 3) + (6 * 4 * 2));
+    assert_eq!(
+        plan::count(&s, &Filter::default()).unwrap(),
+        cells.len() as u64
+    );
 }
 
 #[test]
@@ -247,7 +261,7 @@ fn unknown_template_is_refused_at_its_line() {
     assert_eq!(
         errors(&yaml, &[]),
         "\
-error: unknown template `reprot.md` (available: compare.md, judge.md, report.md, results.csv)
+error: unknown template `reprot.md` (available: compare.md, judge.md, load.md, report.md, results.csv)
   --> DIR/s.yaml:14:26
    |
 14 |   templates: [report.md, reprot.md]

@@ -30,6 +30,7 @@ async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measured
         max_tokens: 32,
         seed: 1,
         stream,
+        ignore_eos: false,
         timeout: Duration::from_millis(timeout_ms),
     };
     client::chat(&reqwest::Client::new(), &target, model, &request).await

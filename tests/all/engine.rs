@@ -10,11 +10,11 @@ use crate::{repo_root, run_and_load};
 /// One real-engine test at a time: each starts llama-servers that use both
 /// cores, and running them side by side would measure contention and push
 /// requests past their timeouts.
-static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `suites/quickstart.yaml` with each `(from, to)` replacement applied,
 /// written into `dir` as `name`.
-fn quickstart_variant(
+pub(crate) fn quickstart_variant(
     dir: &std::path::Path,
     name: &str,
     edits: &[(&str, &str)],
@@ -214,8 +214,8 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
     let killer = tokio::spawn(async move {
         // After the first sample is recorded, kill SmolLM2's server.
         loop {
-            let lines = std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count());
-            if lines >= 1 {
+            let samples = dyno::run::journal::read(&journal).map_or(0, |c| c.samples.len());
+            if samples >= 1 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

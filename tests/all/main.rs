@@ -10,6 +10,7 @@ mod fixture;
 mod foundry;
 mod foundry_fixture;
 mod fuzz;
+mod interrupt;
 mod plan;
 mod probe;
 mod quality;

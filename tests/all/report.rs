@@ -165,6 +165,8 @@ pub(crate) fn synthetic() -> Results {
             hash: "abc123".into(),
             resolved: serde_json::json!({"outputs": {"templates": ["report.md", "results.csv"]}}),
         },
+        plan_hash: None,
+        partial: None,
         environment: Environment {
             cpu: "Test CPU".into(),
             cores: 2,
@@ -176,6 +178,8 @@ pub(crate) fn synthetic() -> Results {
         summaries,
         highlights,
         cells: results::aggregate(&samples),
+        load: Vec::new(),
+        sweeps: Vec::new(),
         samples,
     }
 }

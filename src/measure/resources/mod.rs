@@ -18,6 +18,7 @@
 
 pub mod files;
 pub mod gpu;
+pub mod own;
 pub mod proc;
 pub mod rapl;
 pub mod sampler;

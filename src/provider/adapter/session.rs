@@ -137,6 +137,8 @@ pub struct Adapter {
     pid: u32,
     /// The adapter leads its own process group.
     group: Group,
+    /// On the list of groups an interrupt or a panic ends.
+    _registered: crate::provider::children::Registration,
     stdin: Option<ChildStdin>,
     /// Stdout lines, timestamped on arrival by the reader task.
     lines: mpsc::UnboundedReceiver<StdoutEvent>,
@@ -256,6 +258,7 @@ impl Adapter {
         // Until `adapter` exists, dropping `child` kills the leader
         // (kill_on_drop); nothing else can be running yet.
         let (pid, group) = Group::of(&child).map_err(spawn_error)?;
+        let registered = crate::provider::children::register(move || group.kill());
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -289,6 +292,7 @@ impl Adapter {
             program: program.clone(),
             pid,
             group,
+            _registered: registered,
             stdin: Some(stdin),
             lines,
             exit,

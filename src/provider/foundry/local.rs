@@ -209,6 +209,15 @@ impl crate::provider::Provider for Local {
         None
     }
 
+    fn sender(&self) -> Option<std::sync::Arc<dyn crate::provider::Concurrent>> {
+        let loaded = self.loaded.as_ref()?;
+        Some(std::sync::Arc::new(crate::provider::HttpSender::new(
+            self.http.clone(),
+            loaded.target.clone(),
+            Some(loaded.entry.id.clone()),
+        )))
+    }
+
     fn stop(&mut self) -> BoxFuture<'_, Stopped> {
         async move {
             let Some(Loaded {

@@ -10,17 +10,28 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::interrupt::Interrupt;
 use super::journal::Journal;
 use crate::measure::noise::Monitor;
 use crate::measure::resources::{DEFAULT_PERIOD, Mark, Rapl, Sampler, Window, files};
 use crate::plan::{Cell, Round, Variant};
 use crate::provider::{Measured, Provider, Request, Source, Started};
-use crate::results::{ErrorKind, Footprint, Launch, MB, ModelRun, Sample, Status};
+use crate::results::{
+    ErrorKind, Footprint, Launch, LoadStats, MB, ModelRun, Sample, Status, SweepResult,
+};
 use crate::suite::{Model, Suite};
 use crate::text::first_line;
 
+mod points;
+
 /// The longest a request may take, whatever the suite says: a day.
 pub const MAX_TIMEOUT: Duration = Duration::from_hours(24);
+
+/// The longest wait before trying a request again.
+const MAX_RETRY_WAIT: Duration = Duration::from_mins(1);
+
+/// Failed requests printed per cell; the rest are counted.
+const ERRORS_SHOWN_PER_CELL: usize = 3;
 
 /// How the executor reports and records.
 pub struct Options<'a> {
@@ -30,6 +41,22 @@ pub struct Options<'a> {
     pub journal: Journal,
     /// What the rest of the machine does, read around every request.
     pub monitor: Option<&'a Monitor>,
+    /// Stops the run between requests (and abandons the one in flight).
+    pub interrupt: Interrupt,
+}
+
+/// What a run of the executor measured.
+#[derive(Debug)]
+pub struct Executed {
+    /// Every request sent or skipped, in plan order.
+    pub samples: Vec<Sample>,
+    /// Each model (in each variant) the run reached.
+    pub runs: Vec<ModelRun>,
+    /// Why the run stopped before its last cell, if it did.
+    pub interrupted: Option<String>,
+    /// Every load point driven, and every sweep.
+    pub load: Vec<LoadStats>,
+    pub sweeps: Vec<SweepResult>,
 }
 
 /// The state shared by every request of a run.
@@ -39,7 +66,23 @@ struct Runner<'a> {
     journal: Journal,
     rapl: Option<Rapl>,
     monitor: Option<&'a Monitor>,
+    interrupt: Interrupt,
+    /// Set once the run is interrupted: nothing more is sent.
+    interrupted: Option<String>,
+    /// Failed requests per cell key, for printing a few of each.
+    errors: std::collections::BTreeMap<String, usize>,
     samples: Vec<Sample>,
+    load: Vec<LoadStats>,
+    sweeps: Vec<SweepResult>,
+}
+
+/// What sending one cell came to.
+enum Sent {
+    Done,
+    /// What serves the model died; why.
+    Died(String),
+    /// The run was interrupted while the request was in flight.
+    Interrupted(String),
 }
 
 /// One model in one variant during a run: its provider, what is known of
@@ -79,7 +122,7 @@ pub async fn execute(
     cells: &[Cell],
     options: Options<'_>,
     source: &mut dyn Source,
-) -> (Vec<Sample>, Vec<ModelRun>) {
+) -> Executed {
     let progress = if options.quiet {
         ProgressBar::with_draw_target(Some(cells.len() as u64), ProgressDrawTarget::hidden())
     } else {
@@ -99,10 +142,18 @@ pub async fn execute(
             Rapl::open()
         },
         monitor: options.monitor,
+        interrupt: options.interrupt,
+        interrupted: None,
+        errors: std::collections::BTreeMap::new(),
         samples: Vec::with_capacity(cells.len()),
+        load: Vec::new(),
+        sweeps: Vec::new(),
     };
     let mut slots = slots(suite, cells, source);
     for chunk in cells.chunk_by(|a, b| a.model == b.model && a.variant == b.variant) {
+        if runner.interrupted.is_some() {
+            break;
+        }
         let Some(first) = chunk.first() else {
             continue;
         };
@@ -118,7 +169,8 @@ pub async fn execute(
         runner.stop(slot).await;
     }
     runner.progress.finish_and_clear();
-    let runs = slots
+    runner.report_hidden_errors();
+    let runs: Vec<ModelRun> = slots
         .into_iter()
         .map(|slot| {
             let mut run = slot.run;
@@ -130,7 +182,16 @@ pub async fn execute(
             run
         })
         .collect();
-    (runner.samples, runs)
+    for run in &runs {
+        runner.journal.run(run);
+    }
+    Executed {
+        samples: runner.samples,
+        runs,
+        interrupted: runner.interrupted,
+        load: runner.load,
+        sweeps: runner.sweeps,
+    }
 }
 
 /// One slot per model and variant, in order of first appearance.
@@ -186,6 +247,9 @@ impl Runner<'_> {
     /// its cells are skipped.
     async fn chunk(&mut self, slot: &mut Slot<'_>, chunk: &[Cell]) {
         for (i, cell) in chunk.iter().enumerate() {
+            if self.interrupted.is_some() {
+                return;
+            }
             if let Some(reason) = &slot.failure {
                 let reason = reason.clone();
                 self.skip(chunk[i..].iter(), &reason);
@@ -205,8 +269,18 @@ impl Runner<'_> {
                 self.fail(slot, reason);
                 break;
             }
-            if let Some(reason) = self.send(slot, cell).await {
-                self.fail(slot, reason);
+            let outcome = if cell.load.is_some() {
+                self.load_cell(slot, cell).await
+            } else {
+                self.send(slot, cell).await
+            };
+            match outcome {
+                Sent::Done => {}
+                Sent::Died(reason) => self.fail(slot, reason),
+                Sent::Interrupted(reason) => {
+                    self.interrupted = Some(reason);
+                    return;
+                }
             }
         }
         if chunk.last().is_some_and(|c| c.index == slot.last + 1) {
@@ -278,29 +352,59 @@ impl Runner<'_> {
         slot.failure = Some(reason);
     }
 
-    /// Sends one cell through `slot`'s running launch. With a process to
-    /// watch, measures its memory and CPU around the request and marks the
-    /// launch's first request cold. Returns why the model failed when what
-    /// serves it has died.
-    async fn send(&mut self, slot: &mut Slot<'_>, cell: &Cell) -> Option<String> {
+    /// Sends one cell through `slot`'s running launch, again while the
+    /// server turns it away for now (its retry settings). With a process
+    /// to watch, measures its memory and CPU around the (last) attempt;
+    /// the first request after a launch is cold. Says whether what serves
+    /// the model died, or the run was interrupted meanwhile.
+    async fn send(&mut self, slot: &mut Slot<'_>, cell: &Cell) -> Sent {
         let (Some(provider), Some(running)) = (slot.provider.as_mut(), slot.launch.as_mut()) else {
-            return None;
+            return Sent::Done;
         };
         self.progress
             .set_message(format!("{} · {} · {}", cell.model, cell.prompt, cell.round));
+        let request = request(self.suite, cell);
+        let retry = cell.params.retry;
         let sampler = running.sampler.as_ref();
-        let mark = sampler.map(Sampler::mark);
-        let noise = self.monitor.map(Monitor::mark);
-        let energy_before = self.rapl.as_ref().and_then(Rapl::read_domains);
-        let measured = provider.measure(&request(self.suite, cell)).await;
+        let mut interrupt = self.interrupt.clone();
+        let mut attempts = 0;
+        let (measured, mark, noise, energy_before) = loop {
+            attempts += 1;
+            let mark = sampler.map(Sampler::mark);
+            let noise = self.monitor.map(Monitor::mark);
+            let energy_before = self.rapl.as_ref().and_then(Rapl::read_domains);
+            let measured = tokio::select! {
+                measured = provider.measure(&request) => measured,
+                reason = interrupt.wait() => return Sent::Interrupted(reason),
+            };
+            let turned_away = measured.http_status.is_some_and(|s| retry.on.contains(s));
+            if !turned_away || attempts > retry.max {
+                break (measured, mark, noise, energy_before);
+            }
+            let backoff = Duration::from_millis(u64::from(retry.backoff_ms))
+                .saturating_mul(1 << (attempts - 1).min(16));
+            let wait = measured.retry_after.unwrap_or(backoff).min(MAX_RETRY_WAIT);
+            self.progress.set_message(format!(
+                "{} · {} · turned away ({}), again in {:.1} s",
+                cell.model,
+                cell.prompt,
+                measured.http_status.unwrap_or(0),
+                wait.as_secs_f64()
+            ));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                reason = interrupt.wait() => return Sent::Interrupted(reason),
+            }
+        };
         let mut sample = sample(cell, measured);
+        sample.attempts = attempts;
+        sample.cold = running.sent == 0 && running.started.load.is_some();
         if let (Some(rapl), Some(before)) = (&self.rapl, energy_before)
             && let Some(after) = rapl.read_domains()
         {
             sample.energy_j = rapl.delta_uj(&before, &after).map(|uj| uj as f64 / 1e6);
         }
         if let (Some(sampler), Some(mark)) = (sampler, &mark) {
-            sample.cold = running.sent == 0;
             let window = sampler.window(mark);
             sample.rss_peak_mb = window.rss_peak_bytes.map(|b| b as f64 / MB);
             sample.rss_median_mb = window.rss_median_bytes.map(|b| b / MB);
@@ -325,8 +429,41 @@ impl Runner<'_> {
                 cell.model, cell.prompt, tps
             ));
         }
+        self.show_error(&sample);
         self.record(sample);
-        died
+        died.map_or(Sent::Done, Sent::Died)
+    }
+
+    /// Prints a failed request's kind and first line, a few per cell.
+    fn show_error(&mut self, sample: &Sample) {
+        let (Some(kind), Some(message)) = (sample.error_kind, &sample.error) else {
+            return;
+        };
+        let seen = self.errors.entry(sample.key.clone()).or_default();
+        *seen += 1;
+        if *seen <= ERRORS_SHOWN_PER_CELL {
+            self.progress.println(format!(
+                "error: {} ({}): {}: {}",
+                sample.key,
+                sample.round,
+                kind.name(),
+                first_line(message)
+            ));
+        }
+    }
+
+    /// Says how many failed requests went unprinted.
+    fn report_hidden_errors(&self) {
+        let hidden: usize = self
+            .errors
+            .values()
+            .map(|n| n.saturating_sub(ERRORS_SHOWN_PER_CELL))
+            .sum();
+        if hidden > 0 {
+            eprintln!(
+                "… and {hidden} more failed requests not shown (every one is in results.json and the report's failures)"
+            );
+        }
     }
 
     /// Records `cells` as not sent, because of `reason`.
@@ -340,7 +477,7 @@ impl Runner<'_> {
     }
 
     fn record(&mut self, sample: Sample) {
-        self.journal.append(&sample);
+        self.journal.sample(&sample);
         self.samples.push(sample);
         self.progress.inc(1);
     }
@@ -407,6 +544,7 @@ pub fn request(suite: &Suite, cell: &Cell) -> Request {
         max_tokens: cell.params.max_tokens,
         seed: cell.seed,
         stream: cell.params.stream,
+        ignore_eos: false,
         timeout: timeout(cell.params.timeout_s),
     }
 }
@@ -431,6 +569,8 @@ pub fn sample(cell: &Cell, measured: Measured) -> Sample {
         finish_reason,
         text,
         server_timings,
+        http_status: _,
+        retry_after: _,
     } = measured;
     let mut sample = blank(cell);
     sample.status = if error.is_some() {
@@ -469,356 +609,4 @@ fn blank(cell: &Cell) -> Sample {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
-
-    use futures_util::FutureExt as _;
-    use futures_util::future::BoxFuture;
-
-    use super::*;
-    use crate::plan::{self, Filter};
-    use crate::provider::{Progress, Stopped};
-    use crate::results::TokenSource;
-
-    /// What a mock model does: its programmed timings, and when it dies.
-    #[derive(Clone, Default)]
-    struct Script {
-        /// The start fails with this reason.
-        start_error: Option<String>,
-        /// The request with this (0-based) number fails and the process is
-        /// then gone.
-        dies_at: Option<usize>,
-        /// A process to watch (so requests are sampled and the first is cold).
-        watched: bool,
-    }
-
-    /// An in-memory provider with programmed timings: TTFT 10 ms, then 10
-    /// tokens 2 ms apart; it logs every call.
-    struct Mock {
-        model: String,
-        script: Script,
-        log: Arc<Mutex<Vec<String>>>,
-        sent: usize,
-        dead: bool,
-    }
-
-    impl Provider for Mock {
-        fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("start {}", self.model));
-            let result = match &self.script.start_error {
-                Some(reason) => Err(reason.clone()),
-                None => Ok(Started {
-                    load: Some(Duration::from_millis(250)),
-                    pid: self.script.watched.then(std::process::id),
-                    ..Started::default()
-                }),
-            };
-            async move { result }.boxed()
-        }
-
-        fn measure<'a>(&'a mut self, request: &'a Request) -> BoxFuture<'a, Measured> {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("measure {} {}", self.model, request.id));
-            let n = self.sent;
-            self.sent += 1;
-            let measured = if self.script.dies_at == Some(n) {
-                self.dead = true;
-                Measured::failed(ErrorKind::EarlyEof, "connection closed")
-            } else {
-                Measured {
-                    ttft_ms: Some(10.0),
-                    e2e_ms: Some(28.0),
-                    itl_ms: vec![2.0; 9],
-                    output_tokens: Some(10),
-                    token_source: Some(TokenSource::Usage),
-                    text: format!("reply to {}", request.id),
-                    ..Measured::default()
-                }
-            };
-            async move { measured }.boxed()
-        }
-
-        fn died(&mut self) -> Option<String> {
-            self.dead
-                .then(|| "server exited with status 1 during the request".to_string())
-        }
-
-        fn stop(&mut self) -> BoxFuture<'_, Stopped> {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("stop {}", self.model));
-            async { Stopped::default() }.boxed()
-        }
-    }
-
-    /// A source whose model `a` runs a watched process.
-    fn watched_a() -> MockSource {
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                watched: true,
-                ..Script::default()
-            },
-        );
-        source
-    }
-
-    #[derive(Default)]
-    struct MockSource {
-        scripts: BTreeMap<String, Script>,
-        log: Arc<Mutex<Vec<String>>>,
-    }
-
-    impl Source for MockSource {
-        fn open(&mut self, model: &Model, _: &Variant) -> Result<Box<dyn Provider>, String> {
-            Ok(Box::new(Mock {
-                model: model.id.clone(),
-                script: self.scripts.get(&model.id).cloned().unwrap_or_default(),
-                log: Arc::clone(&self.log),
-                sent: 0,
-                dead: false,
-            }))
-        }
-    }
-
-    fn suite(extra: &str) -> (Suite, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("s.yaml");
-        std::fs::write(
-            &file,
-            format!(
-                "name: mock\nendpoints:\n  e: {{ base_url: http://127.0.0.1:9 }}\nmodels:\n  - {{ id: a, endpoint: e{extra} }}\n  - {{ id: b, endpoint: e }}\nprompts:\n  - {{ id: p, text: one }}\n  - {{ id: q, text: two }}\ndefaults: {{ rounds: 2, warmup: 1 }}\n"
-            ),
-        )
-        .unwrap();
-        let suite = crate::suite::load(&file, &|_| None).unwrap();
-        (suite, dir)
-    }
-
-    async fn run(
-        suite: &Suite,
-        source: &mut MockSource,
-        journal: Journal,
-    ) -> (Vec<Sample>, Vec<ModelRun>) {
-        let cells = plan::plan(suite, &Filter::default()).unwrap();
-        let options = Options {
-            quiet: true,
-            journal,
-            monitor: None,
-        };
-        execute(suite, &cells, options, source).await
-    }
-
-    #[tokio::test]
-    async fn cells_go_in_plan_order_one_launch_per_model() {
-        let (suite, _dir) = suite("");
-        let mut source = MockSource::default();
-        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
-        let indices: Vec<usize> = samples.iter().map(|s| s.index).collect();
-        assert_eq!(indices, (1..=12).collect::<Vec<_>>(), "{samples:?}");
-        let log = source.log.lock().unwrap().clone();
-        assert_eq!(log.first().map(String::as_str), Some("start a"), "{log:?}");
-        assert_eq!(log[7], "stop a", "{log:?}");
-        assert_eq!(log[8], "start b", "{log:?}");
-        assert_eq!(runs.len(), 2);
-        assert!(runs.iter().all(|r| r.status == Status::Ok), "{runs:?}");
-        // Programmed timings go through unchanged: TPOT (28 − 10) / 9 = 2 ms.
-        let first = &samples[0];
-        assert_eq!(first.tpot_ms, Some(2.0), "{first:?}");
-        let tps = first.decode_tps.unwrap();
-        assert!((tps - 500.0).abs() < 1e-9, "{first:?}");
-        assert_eq!(runs[0].launches.len(), 1);
-        assert_eq!(runs[0].load_ms, Some(250.0));
-    }
-
-    #[tokio::test]
-    async fn the_first_request_of_a_watched_launch_is_cold() {
-        let (suite, _dir) = suite("");
-        let mut source = watched_a();
-        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
-        let cold: Vec<(&str, usize)> = samples
-            .iter()
-            .filter(|s| s.cold)
-            .map(|s| (s.model.as_str(), s.index))
-            .collect();
-        // Model a is watched: its first request is cold; b is not watched.
-        assert_eq!(cold, [("a", 1)], "{samples:?}");
-        assert!(samples[0].rss_peak_mb.is_some(), "{:?}", samples[0]);
-        assert!(
-            runs[0].launches[0].rss_samples > 0,
-            "{:?}",
-            runs[0].launches
-        );
-    }
-
-    #[tokio::test]
-    async fn cold_start_gives_each_round_its_own_launch() {
-        let (suite, _dir) = suite(", cold_start: true");
-        let mut source = watched_a();
-        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
-        let starts = source
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| *l == "start a")
-            .count();
-        assert_eq!(starts, 3, "1 warmup + 2 rounds");
-        assert_eq!(runs[0].launches.len(), 3, "{:?}", runs[0].launches);
-        let cold = samples.iter().filter(|s| s.model == "a" && s.cold).count();
-        assert_eq!(cold, 3, "{samples:?}");
-    }
-
-    #[tokio::test]
-    async fn after_a_death_the_rest_of_the_model_is_skipped_and_the_next_runs() {
-        let (suite, dir) = suite("");
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                dies_at: Some(1),
-                ..Script::default()
-            },
-        );
-        let journal_path = dir.path().join("journal.jsonl");
-        let (samples, runs) = run(&suite, &mut source, Journal::create(&journal_path)).await;
-        let a: Vec<(usize, Option<ErrorKind>)> = samples
-            .iter()
-            .filter(|s| s.model == "a")
-            .map(|s| (s.index, s.error_kind))
-            .collect();
-        assert_eq!(
-            a,
-            [
-                (1, None),
-                (2, Some(ErrorKind::ServerExited)),
-                (3, Some(ErrorKind::Skipped)),
-                (4, Some(ErrorKind::Skipped)),
-                (5, Some(ErrorKind::Skipped)),
-                (6, Some(ErrorKind::Skipped)),
-            ],
-            "{samples:?}"
-        );
-        assert_eq!(
-            samples[2].error.as_deref(),
-            Some("not sent: server exited with status 1 during the request")
-        );
-        assert_eq!(runs[0].status, Status::Error, "{:?}", runs[0]);
-        assert_eq!(runs[1].status, Status::Ok, "{:?}", runs[1]);
-        let b_ok = samples
-            .iter()
-            .filter(|s| s.model == "b" && s.status == Status::Ok)
-            .count();
-        assert_eq!(b_ok, 6, "{samples:?}");
-        // The journal holds every sample, in order, as it was recorded.
-        let journal = std::fs::read_to_string(&journal_path).unwrap();
-        let journaled: Vec<Sample> = journal
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(journaled, samples);
-    }
-
-    #[tokio::test]
-    async fn a_start_that_fails_skips_every_cell_of_the_model() {
-        let (suite, _dir) = suite("");
-        let mut source = MockSource::default();
-        source.scripts.insert(
-            "a".into(),
-            Script {
-                start_error: Some("server `s` exited with status 3 before it was ready".into()),
-                ..Script::default()
-            },
-        );
-        let (samples, runs) = run(&suite, &mut source, Journal::none()).await;
-        let skipped = samples
-            .iter()
-            .filter(|s| s.model == "a" && s.error_kind == Some(ErrorKind::Skipped))
-            .count();
-        assert_eq!(skipped, 6, "{samples:?}");
-        assert!(
-            runs[0]
-                .failure
-                .as_deref()
-                .is_some_and(|f| f.contains("before it was ready")),
-            "{:?}",
-            runs[0]
-        );
-        assert!(runs[0].launches.is_empty());
-        let log = source.log.lock().unwrap().clone();
-        assert!(!log.contains(&"measure a 1".to_string()), "{log:?}");
-    }
-
-    #[tokio::test]
-    async fn interleaved_keeps_every_model_up_and_rotates_within_a_round() {
-        let (suite, _dir) = suite("");
-        let mut source = watched_a();
-        let cells = plan::plan(
-            &suite,
-            &Filter {
-                order: Some(crate::suite::Order::Interleaved),
-                ..Filter::default()
-            },
-        )
-        .unwrap();
-        let options = Options {
-            quiet: true,
-            journal: Journal::none(),
-            monitor: None,
-        };
-        let (samples, runs) = execute(&suite, &cells, options, &mut source).await;
-        let order: Vec<(&str, &str)> = samples
-            .iter()
-            .map(|s| (s.model.as_str(), s.prompt.as_str()))
-            .collect();
-        assert_eq!(
-            order[..6],
-            [
-                ("a", "p"),
-                ("a", "q"),
-                ("b", "p"),
-                ("b", "q"),
-                ("a", "p"),
-                ("a", "q")
-            ],
-            "{order:?}"
-        );
-        let log = source.log.lock().unwrap().clone();
-        let starts: Vec<&String> = log.iter().filter(|l| l.starts_with("start")).collect();
-        assert_eq!(starts, ["start a", "start b"], "one launch each: {log:?}");
-        for model in ["a", "b"] {
-            let stop = log
-                .iter()
-                .position(|l| *l == format!("stop {model}"))
-                .unwrap();
-            let last = log
-                .iter()
-                .rposition(|l| l.starts_with(&format!("measure {model} ")))
-                .unwrap();
-            assert!(
-                stop > last,
-                "{model} stopped before its last request: {log:?}"
-            );
-        }
-        // Only a's very first request is cold: b is not watched, and a's
-        // server stayed up between its rounds.
-        let cold: Vec<usize> = samples.iter().filter(|s| s.cold).map(|s| s.index).collect();
-        assert_eq!(cold, [1], "{samples:?}");
-        assert_eq!(runs[0].launches.len(), 1);
-    }
-
-    #[test]
-    fn huge_timeouts_are_capped_not_a_panic() {
-        assert_eq!(timeout(1e20), MAX_TIMEOUT);
-        assert_eq!(timeout(f64::NAN), MAX_TIMEOUT);
-        assert_eq!(timeout(1.5), Duration::from_millis(1500));
-    }
-}
+mod tests;

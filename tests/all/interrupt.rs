@@ -1,0 +1,214 @@
+//! Nothing lost: an interrupted run writes what it measured and leaves no
+//! child behind, `--resume` finishes it, and two runs never share an output
+//! directory. Against the real engine (SIGINT mid-run) and the scripted
+//! fixture (the lock: a slow answer a real server cannot be made to give on
+//! demand).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dyno::results::Results;
+
+use crate::engine::{ENGINE, quickstart_variant};
+use crate::{Tree, fixture, load_results};
+
+fn dyno() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dyno"))
+}
+
+/// Samples in the journal of `out` so far.
+fn journaled(out: &Path) -> usize {
+    dyno::run::journal::read(&out.join("journal.jsonl")).map_or(0, |c| c.samples.len())
+}
+
+/// The pids whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat[stat.rfind(')')? + 1..].to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet).
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rfind(')')
+            .and_then(|at| stat[at + 1..].split_whitespace().next().map(str::to_string))
+            .is_some_and(|state| state == "Z" || state == "X")
+    })
+}
+
+fn waited(child: std::process::Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    let mut child = child;
+    loop {
+        if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_mid_run_leaves_no_child_and_resume_finishes_it() {
+    let _engine = ENGINE.lock().await;
+    let tree = Tree::new(&[]);
+    let suite = quickstart_variant(tree.dir.path(), "s.yaml", &[]);
+    let out = tree.path("out");
+    let args = |resume: bool| {
+        let mut cmd = dyno();
+        cmd.arg("run")
+            .arg(&suite)
+            .args([
+                "--models",
+                "smollm2*",
+                "--prompts",
+                "rag",
+                "--quiet",
+                "--out",
+            ])
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd
+    };
+    let child = args(false).spawn().unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while journaled(&out) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(journaled(&out) >= 3, "the run measured nothing in 120 s");
+    let servers = children_of(pid);
+    assert!(!servers.is_empty(), "no llama-server under dyno ({pid})");
+    // SAFETY: kill(2) with a pid this test spawned and a signal number.
+    assert_eq!(
+        unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGINT) },
+        0
+    );
+    let first = waited(child, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(130), "{stdout}\n{stderr}");
+    for server in &servers {
+        assert!(
+            gone(*server),
+            "server {server} outlived the interrupted run"
+        );
+    }
+    let partial: Results = load_results(&out);
+    let info = partial
+        .partial
+        .clone()
+        .unwrap_or_else(|| panic!("not partial: {stdout}"));
+    assert!(info.reason.contains("SIGINT"), "{info:?}");
+    assert!(info.sent < info.planned, "{info:?}");
+    assert_eq!(partial.samples.len(), info.sent);
+    assert!(
+        out.join("journal.jsonl").exists(),
+        "the journal is kept for --resume"
+    );
+
+    let second = waited(args(true).spawn().unwrap(), Duration::from_secs(240));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{stderr}");
+    let done = load_results(&out);
+    assert_eq!(done.partial, None);
+    let indices: Vec<usize> = done.samples.iter().map(|s| s.index).collect();
+    assert_eq!(indices, (1..=info.planned).collect::<Vec<_>>(), "{stderr}");
+    // The same cells as the plan: every key, every round once.
+    let plan = dyno()
+        .arg("plan")
+        .arg(&suite)
+        .args(["--models", "smollm2*", "--prompts", "rag", "--json"])
+        .output()
+        .unwrap();
+    let cells: Vec<serde_json::Value> = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned: Vec<(String, String)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_string(),
+                c["round"].to_string(),
+            )
+        })
+        .collect();
+    let measured: Vec<(String, String)> = done
+        .samples
+        .iter()
+        .map(|s| {
+            (
+                s.key.clone(),
+                serde_json::to_value(s.round).unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(measured, planned);
+    assert!(
+        !out.join("journal.jsonl").exists(),
+        "a finished run leaves no journal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_into_the_same_directory_is_refused() {
+    let base_url = fixture::start().await;
+    let tree = Tree::new(&[(
+        "s.yaml",
+        &format!(
+            "name: slow\nendpoints:\n  fx: {{ base_url: \"{base_url}\" }}\nmodels:\n  - {{ id: m, endpoint: fx, model: slow }}\nprompts:\n  - {{ id: p, text: hi }}\ndefaults: {{ rounds: 1, warmup: 0, max_tokens: 4 }}\n"
+        ),
+    )]);
+    let out = tree.path("out");
+    let run = || {
+        dyno()
+            .arg("run")
+            .arg(tree.path("s.yaml"))
+            .args(["--quiet", "--out"])
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = run();
+    // The first run holds the lock while its slow request (3 s) runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !out.join(".dyno.lock").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let second = waited(run(), Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another dyno run is writing to"),
+        "{stderr}"
+    );
+    let first = waited(first, Duration::from_secs(30));
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let doc = load_results(&out);
+    assert_eq!(doc.samples.len(), 1);
+}

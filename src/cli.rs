@@ -21,11 +21,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check suites: YAML, schema and references; errors point at <file:line:col>.
+    /// Check suites: YAML, schema, references, bounds and outputs (the
+    /// results directory can be written, templates exist and compile);
+    /// errors point at <file:line:col>.
     Validate {
         /// Suite files or globs (`suites/**/*.yaml`).
         #[arg(required = true)]
         suites: Vec<String>,
+        /// Templates of your own, as `dyno run --templates DIR` will use them.
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
     },
     /// Print the cells of a suite in execution order, without sending anything.
     Plan {
@@ -196,7 +201,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub fn run(cli: Cli) -> ExitCode {
     crate::provider::children::kill_on_panic();
     let outcome = match cli.command {
-        Command::Validate { suites } => validate(&suites),
+        Command::Validate { suites, templates } => validate(&suites, templates.as_deref()),
         Command::Plan {
             suite,
             models,
@@ -303,21 +308,32 @@ pub fn report(err: &anyhow::Error) {
     }
 }
 
-fn validate(args: &[String]) -> anyhow::Result<u8> {
+fn validate(args: &[String], templates: Option<&Path>) -> anyhow::Result<u8> {
     let files = suite::files::expand_args(args)?;
     let mut code = EXIT_OK;
     for file in &files {
-        match suite::load(file, &suite::process_env) {
-            Ok(s) => {
-                let cells = plan::plan(&s, &Filter::default()).map_or(0, |c| c.len());
-                println!(
+        match suite::load_checked(file, &suite::process_env, templates) {
+            Ok(s) => match plan::count(&s, &Filter::default()) {
+                Ok(requests) if requests <= plan::MAX_REQUESTS => println!(
                     "ok: {} ({} models, {} prompts, {} requests)",
                     file.display(),
                     s.models.len(),
                     s.prompts.len(),
-                    cells
-                );
-            }
+                    requests
+                ),
+                Ok(requests) => {
+                    eprintln!(
+                        "error: {}: {}",
+                        file.display(),
+                        plan::PlanError::TooLarge { requests }
+                    );
+                    code = EXIT_ERROR;
+                }
+                Err(err) => {
+                    eprintln!("error: {}: {err}", file.display());
+                    code = EXIT_ERROR;
+                }
+            },
             Err(err) => {
                 eprint!("{}", err.render());
                 eprintln!(

@@ -20,6 +20,7 @@ pub mod quality;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod secrets;
 pub mod suite;
 mod text;
 

@@ -99,6 +99,23 @@ impl Variant {
         }
     }
 
+    /// How many variants [`Variant::of_model`] gives, without building
+    /// them (saturating).
+    pub fn count_of_model(suite: &Suite, model: &Model) -> u64 {
+        match &model.served_by {
+            ServedBy::Server(name) => suite.servers.get(name).map_or(1, Variant::count_of_server),
+            ServedBy::Endpoint(_) => (model.devices.len() as u64).max(1),
+        }
+    }
+
+    /// How many variants [`Variant::of_server`] gives (saturating).
+    pub fn count_of_server(server: &Server) -> u64 {
+        server
+            .variants
+            .iter()
+            .fold(1u64, |n, (_, values)| n.saturating_mul(values.len() as u64))
+    }
+
     /// Every combination of `server`'s variant values, the last variant
     /// fastest; one [`Variant::Default`] when it declares none.
     pub fn of_server(server: &Server) -> Vec<Variant> {
@@ -205,7 +222,15 @@ pub enum PlanError {
         patterns: String,
         available: String,
     },
+    #[error(
+        "the plan has {requests} requests; dyno plans at most {MAX_REQUESTS} (fewer rounds, prompts or matrix values, or --models/--prompts to run a part)"
+    )]
+    TooLarge { requests: u64 },
 }
+
+/// The most requests one plan may hold: a plan is built in memory, a few
+/// hundred bytes a request, and at 10 ms a request this is more than a day.
+pub const MAX_REQUESTS: u64 = 10_000_000;
 
 fn glob_set(flag: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, PlanError> {
     if patterns.is_empty() {
@@ -248,8 +273,11 @@ fn select<'a>(
     Ok(kept)
 }
 
-/// The cells of `suite` in execution order.
-pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
+/// The ids of the models and prompts `filter` keeps, in suite order.
+fn selection<'a>(
+    suite: &'a Suite,
+    filter: &Filter,
+) -> Result<(Vec<&'a str>, Vec<&'a str>), PlanError> {
     let models = select(
         "models",
         &filter.models,
@@ -260,6 +288,51 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
         &filter.prompts,
         suite.prompts.iter().map(|p| p.id.as_str()),
     )?;
+    Ok((models, prompts))
+}
+
+/// How many cells [`plan`] would hold, without building it (saturating at
+/// `u64::MAX`): per selected model, its variants × matrix combinations ×
+/// (warmup + measured rounds) × selected prompts, or, for a model under
+/// load, × (its load points, and the sweep).
+pub fn count(suite: &Suite, filter: &Filter) -> Result<u64, PlanError> {
+    let (models, prompts) = selection(suite, filter)?;
+    let combos = suite
+        .matrix
+        .iter()
+        .map(|axis| match axis {
+            Axis::Stream(v) => v.len(),
+            Axis::Temperature(v) => v.len(),
+            Axis::MaxTokens(v) => v.len(),
+        })
+        .fold(1u64, |n, len| n.saturating_mul(len as u64));
+    let per_round = combos.saturating_mul(prompts.len() as u64);
+    Ok(suite
+        .models
+        .iter()
+        .filter(|m| models.contains(&m.id.as_str()))
+        .map(|model| {
+            // Under load: one cell per load point, and one for the sweep.
+            let per_variant = if let Some(workload) = &model.load {
+                let targets = workload.points.len() as u64 + u64::from(workload.sweep.is_some());
+                combos.saturating_mul(targets)
+            } else {
+                let rounds = u64::from(model.params.warmup) + u64::from(model.params.rounds);
+                per_round.saturating_mul(rounds)
+            };
+            Variant::count_of_model(suite, model).saturating_mul(per_variant)
+        })
+        .fold(0u64, u64::saturating_add))
+}
+
+/// The cells of `suite` in execution order; a plan of more than
+/// [`MAX_REQUESTS`] is refused before anything is built.
+pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
+    let requests = count(suite, filter)?;
+    if requests > MAX_REQUESTS {
+        return Err(PlanError::TooLarge { requests });
+    }
+    let (models, prompts) = selection(suite, filter)?;
     let combos = axis_combinations(&suite.matrix);
     // One block per model × variant × axis values: its cells, round by round.
     let mut blocks: Vec<Vec<(Round, Vec<Cell>)>> = Vec::new();

@@ -98,7 +98,7 @@ pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, Loa
 
     let mut reached = BTreeMap::new();
     for (name, endpoint) in &suite.endpoints {
-        let (line, state) = reach(name, endpoint, &mut clients, ctx).await;
+        let (line, state) = reach(name, endpoint, &suite.secrets, &mut clients, ctx).await;
         lines.push(line);
         reached.insert(name.clone(), state);
     }
@@ -165,6 +165,10 @@ pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, Loa
     }
     if failed {
         let _ = work_dir.keep();
+    }
+    for line in &mut lines {
+        line.what = suite.secrets.redact(&line.what);
+        line.detail = suite.secrets.redact(&line.detail);
     }
     Ok(lines)
 }
@@ -279,13 +283,14 @@ async fn probe_model(providers: &mut Providers, model: &Model, variant: &Variant
 async fn reach(
     name: &str,
     endpoint: &Endpoint,
+    secrets: &crate::secrets::Secrets,
     clients: &mut Clients,
     ctx: &Context<'_>,
 ) -> (CheckLine, Reached) {
     let what = format!("endpoint {name} reachable");
     match endpoint.kind {
         EndpointKind::Openai => {
-            let target = Target::of(endpoint);
+            let target = Target::of(endpoint, secrets);
             let http = match clients.get(Purpose::Probe, endpoint.ca_cert.as_deref()) {
                 Ok(http) => http,
                 Err(err) => return (CheckLine::fail(what, err.to_string()), Reached::Failed),

@@ -12,7 +12,7 @@ use super::{Context, LIST_TIMEOUT, ProbeError, file_size, http_client};
 use crate::plan::Variant;
 use crate::provider::foundry::{self, CatalogEntry, Discovered, Foundry, FoundryError};
 use crate::provider::http::{Clients, Purpose};
-use crate::provider::openai::Target;
+use crate::provider::openai::{self, Target};
 use crate::suite::{self, EndpointKind, LoadError};
 
 /// The kind of service behind a URL given to `dyno models`.
@@ -172,7 +172,7 @@ pub struct Served {
 
 /// `GET /v1/models` of `target`, and llama-server's `/props` when it has one.
 pub async fn openai_models(http: &reqwest::Client, target: &Target) -> Result<Served, ProbeError> {
-    let url = format!("{}/models", target.v1_root());
+    let url = target.v1_url("models");
     let response = get(http, target, &url).send().await.map_err(|e| {
         match crate::provider::http::certificate_problem(&e) {
             Some(problem) => ProbeError::Tls {
@@ -186,18 +186,20 @@ pub async fn openai_models(http: &reqwest::Client, target: &Target) -> Result<Se
         }
     })?;
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
+        let body = target.scrub(&openai::error_body(response).await);
         return Err(ProbeError::Http {
             url,
             status: status.as_u16(),
-            body: crate::provider::openai::error_text(&body),
+            body: openai::error_text(&body),
         });
     }
-    let value: Value = serde_json::from_str(&body).map_err(|e| ProbeError::NotAModelList {
-        url: url.clone(),
-        detail: format!("not JSON: {e}"),
-    })?;
+    let value = openai::json_body(response, openai::MAX_BODY)
+        .await
+        .map_err(|detail| ProbeError::NotAModelList {
+            url: url.clone(),
+            detail,
+        })?;
     let ids = model_ids(&value).ok_or_else(|| ProbeError::NotAModelList {
         url: url.clone(),
         detail: "no `data` list".to_string(),
@@ -252,12 +254,15 @@ pub(super) fn model_ids(value: &Value) -> Option<Vec<String>> {
 
 /// llama-server's `GET /props`; `None` on any other server.
 async fn llama_props(http: &reqwest::Client, target: &Target) -> Option<Value> {
-    let url = format!("{}/props", target.server_root());
+    let url = target.root_url("props");
     let response = get(http, target, &url).send().await.ok()?;
     if !response.status().is_success() {
         return None;
     }
-    response.json::<Value>().await.ok().filter(Value::is_object)
+    openai::json_body(response, openai::MAX_BODY)
+        .await
+        .ok()
+        .filter(Value::is_object)
 }
 
 fn openai_listings(source: &str, served: &Served) -> Vec<ModelListing> {
@@ -346,6 +351,7 @@ pub async fn list_url(url: &str, kind: UrlKind, ctx: &Context<'_>) -> Inventory 
                 base_url: url.to_string(),
                 api_key: None,
                 headers: std::collections::BTreeMap::default(),
+                secrets: crate::secrets::of_url(url),
             };
             openai_models(&http_client(), &target)
                 .await
@@ -359,10 +365,30 @@ pub async fn list_url(url: &str, kind: UrlKind, ctx: &Context<'_>) -> Inventory 
     };
     let mut inventory = Inventory::default();
     inventory.add(url, listed);
+    inventory.redact(&crate::secrets::of_url(url));
     inventory
 }
 
 impl Inventory {
+    /// Every text that names a source, a model or a failure, redacted.
+    fn redact(&mut self, secrets: &crate::secrets::Secrets) {
+        if secrets.is_empty() {
+            return;
+        }
+        for listing in &mut self.models {
+            for text in [&mut listing.source, &mut listing.id] {
+                *text = secrets.redact(text);
+            }
+            for text in [&mut listing.note, &mut listing.path].into_iter().flatten() {
+                *text = secrets.redact(text);
+            }
+        }
+        for unlisted in &mut self.errors {
+            unlisted.source = secrets.redact(&unlisted.source);
+            unlisted.message = secrets.redact(&unlisted.message);
+        }
+    }
+
     fn add(&mut self, source: &str, listed: Result<Vec<ModelListing>, String>) {
         match listed {
             Ok(models) => self.models.extend(models),
@@ -384,7 +410,7 @@ pub async fn list_suite(file: &Path, ctx: &Context<'_>) -> Result<Inventory, Loa
         let listed = match endpoint.kind {
             EndpointKind::Openai => {
                 match clients.get(Purpose::Probe, endpoint.ca_cert.as_deref()) {
-                    Ok(http) => openai_models(&http, &Target::of(endpoint))
+                    Ok(http) => openai_models(&http, &Target::of(endpoint, &suite.secrets))
                         .await
                         .map(|served| openai_listings(name, &served))
                         .map_err(|e| e.to_string()),
@@ -424,6 +450,7 @@ pub async fn list_suite(file: &Path, ctx: &Context<'_>) -> Result<Inventory, Loa
                 .push(ModelListing::new(name, SourceKind::Server, &id).with_file(&file));
         }
     }
+    inventory.redact(&suite.secrets);
     Ok(inventory)
 }
 

@@ -62,7 +62,7 @@ pub(crate) fn client(
     purpose: Purpose,
     ca_cert: Option<&Path>,
 ) -> Result<reqwest::Client, ClientError> {
-    let builder = reqwest::Client::builder();
+    let builder = reqwest::Client::builder().redirect(same_origin_redirects());
     let builder = match purpose {
         Purpose::Measure => builder.pool_max_idle_per_host(0),
         Purpose::MeasureLocal => builder.pool_max_idle_per_host(0).no_proxy(),
@@ -154,6 +154,31 @@ pub(crate) fn certificate_problem(err: &reqwest::Error) -> Option<String> {
             )
         },
     )
+}
+
+/// How many redirects one request may follow.
+const MAX_REDIRECTS: usize = 10;
+
+/// Redirects are followed only within the origin (scheme, host and port)
+/// the request was sent to: API keys and custom headers are never sent to
+/// another origin. A redirect elsewhere fails the request, naming both
+/// origins (never a path or query, which may hold a key).
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let from = attempt.previous().first().map(reqwest::Url::origin);
+        let to = attempt.url().origin();
+        if from.as_ref().is_some_and(|from| *from != to) {
+            let from = from.map(|o| o.ascii_serialization()).unwrap_or_default();
+            let to = to.ascii_serialization();
+            attempt.error(format!(
+                "refused a redirect from {from} to another origin, {to}: keys and headers are never sent to another origin; use the final URL as base_url"
+            ))
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 #[cfg(test)]

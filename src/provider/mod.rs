@@ -28,11 +28,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 use crate::measure::resources::GpuSnapshot;
 use crate::plan::Variant;
 use crate::results::{ErrorKind, FoundryVariant, TokenSource};
+use crate::secrets::Secrets;
 use crate::suite::{EndpointKind, Message, Model, ServedBy, Suite};
 
 /// One request as a provider sends it.
@@ -247,7 +249,23 @@ impl Providers {
 }
 
 impl Source for Providers {
+    /// The provider of `model` in `variant`, behind [`Redacted`]: no secret
+    /// of the suite leaves it in an error, a description or a warning.
     fn open(&mut self, model: &Model, variant: &Variant) -> Result<Box<dyn Provider>, String> {
+        let secrets = self.suite.secrets.clone();
+        match self.open_plain(model, variant) {
+            Ok(inner) => Ok(Box::new(Redacted { inner, secrets })),
+            Err(err) => Err(secrets.redact(&err)),
+        }
+    }
+}
+
+impl Providers {
+    fn open_plain(
+        &mut self,
+        model: &Model,
+        variant: &Variant,
+    ) -> Result<Box<dyn Provider>, String> {
         let suite = Arc::clone(&self.suite);
         match &model.served_by {
             ServedBy::Server(name) => {
@@ -255,7 +273,7 @@ impl Source for Providers {
                     .servers
                     .get(name)
                     .ok_or_else(|| format!("server `{name}` is not defined"))?;
-                let spec = server::spec(name, server, variant, &self.work_dir);
+                let spec = server::spec(name, server, variant, &self.work_dir, &suite.secrets);
                 let http = self.client_for(
                     &format!("server `{name}`"),
                     http::Purpose::MeasureLocal,
@@ -270,7 +288,7 @@ impl Source for Providers {
                     .ok_or_else(|| format!("endpoint `{name}` is not defined"))?;
                 Ok(match endpoint.kind {
                     EndpointKind::Openai => Box::new(endpoint::Endpoint::new(
-                        openai::Target::of(endpoint),
+                        openai::Target::of(endpoint, &suite.secrets),
                         self.client_for(
                             &format!("endpoint `{name}`"),
                             http::Purpose::Measure,
@@ -296,12 +314,98 @@ impl Source for Providers {
                             model,
                             self.probing,
                             variant.device().cloned(),
-                            openai::Target::of(endpoint),
+                            openai::Target::of(endpoint, &suite.secrets),
                             http,
                         ))
                     }
                 })
             }
         }
+    }
+}
+
+/// A provider whose every message passes through [`Secrets::redact`]:
+/// start errors, descriptions and versions, request errors (stored error
+/// bodies included), deaths and stop warnings. The outputs themselves are
+/// measured data and pass unchanged.
+struct Redacted {
+    inner: Box<dyn Provider>,
+    secrets: Secrets,
+}
+
+impl Provider for Redacted {
+    fn start<'a>(&'a mut self, progress: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+        async move {
+            let secrets = &self.secrets;
+            match self.inner.start(progress).await {
+                Ok(started) => Ok(Started {
+                    description: secrets.redact(&started.description),
+                    version: started.version.map(|v| secrets.redact(&v)),
+                    ..started
+                }),
+                Err(err) => Err(secrets.redact(&err)),
+            }
+        }
+        .boxed()
+    }
+
+    fn measure<'a>(&'a mut self, request: &'a Request) -> BoxFuture<'a, Measured> {
+        async move {
+            let mut measured = self.inner.measure(request).await;
+            if let Some((_, message)) = &mut measured.error {
+                *message = self.secrets.redact(message);
+            }
+            measured
+        }
+        .boxed()
+    }
+
+    fn died(&mut self) -> Option<String> {
+        let died = self.inner.died()?;
+        Some(self.secrets.redact(&died))
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, Stopped> {
+        async move {
+            let stopped = self.inner.stop().await;
+            let redact = |text: Option<String>| text.map(|t| self.secrets.redact(&t));
+            Stopped {
+                exit: redact(stopped.exit),
+                warning: redact(stopped.warning),
+                description: redact(stopped.description),
+            }
+        }
+        .boxed()
+    }
+
+    fn sender(&self) -> Option<Arc<dyn Concurrent>> {
+        let inner = self.inner.sender()?;
+        Some(Arc::new(RedactedSender {
+            inner,
+            secrets: self.secrets.clone(),
+        }))
+    }
+}
+
+/// A [`Concurrent`] sender behind the same redaction as [`Redacted`].
+struct RedactedSender {
+    inner: Arc<dyn Concurrent>,
+    secrets: Secrets,
+}
+
+impl Concurrent for RedactedSender {
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Measured> {
+        async move {
+            let mut measured = self.inner.send(request).await;
+            if let Some((_, message)) = &mut measured.error {
+                *message = self.secrets.redact(message);
+            }
+            measured
+        }
+        .boxed()
+    }
+
+    fn count_tokens<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Option<u64>> {
+        self.inner.count_tokens(text)
     }
 }

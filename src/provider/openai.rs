@@ -1,6 +1,9 @@
 //! The OpenAI-compatible chat client: sends one request and measures it,
-//! streaming or not. Owns the timing definitions (TTFT, E2E, ITL) and the
-//! token-count fallbacks; never decides what to run or where results go.
+//! streaming or not. Owns the timing definitions (TTFT, E2E, ITL), the
+//! token-count fallbacks and the bounds on what a server may send (error
+//! bodies read to 64 KiB, bodies and outputs to 16 MiB, one SSE event to
+//! 1 MiB, token counts to 10,000,000); never decides what to run or where
+//! results go.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,6 +14,7 @@ use serde_json::{Value, json};
 use super::sse::SseFramer;
 use super::{Measured, Request};
 use crate::results::{ErrorKind, TokenSource};
+use crate::secrets::Secrets;
 use crate::text::{clip, root_cause};
 
 /// Where to send requests. The API key is held here only; it is never
@@ -21,6 +25,9 @@ pub struct Target {
     pub base_url: String,
     pub api_key: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// The suite's secrets, scrubbed (with the key) from error bodies
+    /// before they are cut to length.
+    pub secrets: Secrets,
 }
 
 impl std::fmt::Debug for Target {
@@ -35,7 +42,7 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Where an HTTP endpoint's requests go, its API key read from the
     /// variable `api_key_env` names.
-    pub fn of(endpoint: &crate::suite::Endpoint) -> Target {
+    pub fn of(endpoint: &crate::suite::Endpoint, secrets: &Secrets) -> Target {
         Target {
             base_url: endpoint.base_url.clone().unwrap_or_default(),
             api_key: endpoint
@@ -43,37 +50,136 @@ impl Target {
                 .as_ref()
                 .and_then(|v| std::env::var(v).ok()),
             headers: endpoint.headers.clone(),
+            secrets: secrets.clone(),
         }
     }
 
     /// The target of a managed server started on this machine.
-    pub fn local(base_url: String) -> Target {
+    pub fn local(base_url: String, secrets: &Secrets) -> Target {
         Target {
             base_url,
             api_key: None,
             headers: BTreeMap::new(),
+            secrets: secrets.clone(),
         }
     }
-    /// `…/v1/chat/completions`, keeping any base path (`/openai/v1`).
+
+    /// `text` (a server's error body) with the key and every secret of
+    /// the suite redacted; scrub before cutting, so no part of a key stays.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut secrets = self.secrets.clone();
+        if let Some(key) = &self.api_key {
+            secrets.add(key);
+        }
+        secrets.redact(text)
+    }
+    /// `…/v1/chat/completions`, keeping any base path (`/openai/v1`) and
+    /// query (`?api-version=…`).
     pub fn chat_url(&self) -> String {
-        format!("{}/chat/completions", self.v1_root())
+        self.v1_url("chat/completions")
     }
 
-    /// The base URL ending in `/v1` (appended when absent).
-    pub fn v1_root(&self) -> String {
-        let base = self.base_url.trim_end_matches('/');
-        if base.ends_with("/v1") {
-            base.to_string()
-        } else {
-            format!("{base}/v1")
+    /// `path` below the `/v1` root (`models`), keeping the base URL's query.
+    pub fn v1_url(&self, path: &str) -> String {
+        self.join(true, path)
+    }
+
+    /// `path` below the server root, without `/v1` (llama.cpp's `tokenize`
+    /// and `props`), keeping the base URL's query.
+    pub fn root_url(&self, path: &str) -> String {
+        self.join(false, path)
+    }
+
+    fn join(&self, v1: bool, path: &str) -> String {
+        let below = |base: &str| {
+            let base = base.trim_end_matches('/');
+            let root = base.strip_suffix("/v1").unwrap_or(base);
+            let root = if v1 {
+                format!("{root}/v1")
+            } else {
+                root.to_string()
+            };
+            if path.is_empty() {
+                root
+            } else {
+                format!("{root}/{path}")
+            }
+        };
+        match reqwest::Url::parse(&self.base_url) {
+            Ok(mut url) if !url.cannot_be_a_base() => {
+                let joined = below(url.path());
+                url.set_path(&joined);
+                url.set_fragment(None);
+                url.to_string()
+            }
+            _ => below(&self.base_url),
         }
     }
 
-    /// The server root, without `/v1` (llama.cpp's `/tokenize` lives there).
-    pub fn server_root(&self) -> String {
-        let v1 = self.v1_root();
-        v1.strip_suffix("/v1").unwrap_or(&v1).to_string()
+    /// The base URL with its path ending in `/v1` (appended when absent),
+    /// query kept.
+    pub fn v1_root(&self) -> String {
+        self.join(true, "")
     }
+}
+
+/// The most of an error body dyno reads: enough for any message.
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
+/// The most of a non-streamed body, or of a streamed output, dyno reads.
+pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
+/// The most one SSE event (its unterminated line and data) may hold.
+const MAX_EVENT: usize = 1024 * 1024;
+/// The largest token count dyno believes: more than any context window; a
+/// larger `usage` count is bad data and fails the request.
+pub const MAX_TOKEN_COUNT: u64 = 10_000_000;
+
+/// Up to `limit` bytes of `response`'s body, and whether there was more
+/// (the rest is never read).
+pub(crate) async fn read_body(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
+/// The start of an error body as text (at most [`MAX_ERROR_BODY`] bytes).
+pub(crate) async fn error_body(mut response: reqwest::Response) -> String {
+    match read_body(&mut response, MAX_ERROR_BODY).await {
+        Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// A JSON body of at most `limit` bytes; why not, when it is larger,
+/// broken or not JSON.
+pub(crate) async fn json_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Value, String> {
+    match read_body(&mut response, limit).await {
+        Ok((bytes, false)) => serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}")),
+        Ok((_, true)) => Err(format!("larger than {} MiB", limit / (1024 * 1024))),
+        Err(err) => Err(format!("cannot read the body: {}", root_cause(&err))),
+    }
+}
+
+fn too_large(what: &str, limit: usize) -> Failure {
+    (
+        ErrorKind::TooLarge,
+        format!(
+            "{what} is larger than {} KiB; dyno stops reading there",
+            limit / 1024
+        ),
+    )
 }
 
 /// The body of a chat completion request for `model`.
@@ -170,23 +276,19 @@ async fn exchange(
         builder = builder.header(name, value);
     }
     let start = Instant::now();
-    let response = builder.send().await.map_err(|e| transport_error(&e))?;
+    let mut response = builder.send().await.map_err(|e| transport_error(&e))?;
     let status = response.status();
     if !status.is_success() {
         m.http_status = Some(status.as_u16());
         m.retry_after = retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
+        let body = target.scrub(&error_body(response).await);
         return Err((
             ErrorKind::HttpStatus,
             format!("HTTP {}: {}", status.as_u16(), error_text(&body)),
         ));
     }
     if !req.stream {
-        let body = response.bytes().await.map_err(|e| body_error(&e))?;
-        m.e2e_ms = Some(ms(start, Instant::now()));
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| (ErrorKind::BadSse, format!("response is not JSON: {e}")))?;
-        return absorb_final(&value, m);
+        return whole(&mut response, start, m, target).await;
     }
     let mut framer = SseFramer::new();
     let mut stream = response.bytes_stream();
@@ -195,7 +297,11 @@ async fn exchange(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| body_error(&e))?;
         let now = Instant::now();
-        for event in framer.push(&chunk) {
+        let events = framer.push(&chunk);
+        if framer.pending() > MAX_EVENT {
+            return Err(too_large("one SSE event", MAX_EVENT));
+        }
+        for event in events {
             if event.is_done() {
                 done = true;
                 break;
@@ -203,11 +309,15 @@ async fn exchange(
             let value: Value = serde_json::from_str(&event.data).map_err(|e| {
                 (
                     ErrorKind::BadSse,
-                    format!("event is not JSON ({e}): {}", clip(&event.data, 120)),
+                    format!(
+                        "event is not JSON ({e}): {}",
+                        clip(&target.scrub(&event.data), 120)
+                    ),
                 )
             })?;
             if let Some(error) = value.get("error") {
-                return Err((ErrorKind::ServerError, error_text(&error.to_string())));
+                let error = target.scrub(&error.to_string());
+                return Err((ErrorKind::ServerError, error_text(&error)));
             }
             for choice in value
                 .get("choices")
@@ -235,12 +345,15 @@ async fn exchange(
                     last_content = Some(now);
                     *content_events += 1;
                     m.text.push_str(content);
+                    if m.text.len() > MAX_BODY {
+                        return Err(too_large("the output", MAX_BODY));
+                    }
                 }
                 if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
                     m.finish_reason = Some(reason.to_string());
                 }
             }
-            absorb_usage(&value, m);
+            absorb_usage(&value, m)?;
         }
         if done {
             m.e2e_ms = Some(ms(start, now));
@@ -263,6 +376,26 @@ async fn exchange(
     Ok(())
 }
 
+/// Reads a non-streamed response (at most [`MAX_BODY`]); E2E ends when
+/// the whole body is in.
+async fn whole(
+    response: &mut reqwest::Response,
+    start: Instant,
+    m: &mut Measured,
+    target: &Target,
+) -> Result<(), Failure> {
+    let (body, more) = read_body(response, MAX_BODY)
+        .await
+        .map_err(|e| body_error(&e))?;
+    if more {
+        return Err(too_large("the response body", MAX_BODY));
+    }
+    m.e2e_ms = Some(ms(start, Instant::now()));
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| (ErrorKind::BadSse, format!("response is not JSON: {e}")))?;
+    absorb_final(&value, m, target)
+}
+
 /// A `Retry-After` given in seconds (an HTTP date is not read).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let seconds: f64 = headers
@@ -276,9 +409,10 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// Reads a non-streaming response body.
-fn absorb_final(value: &Value, m: &mut Measured) -> Result<(), Failure> {
+fn absorb_final(value: &Value, m: &mut Measured, target: &Target) -> Result<(), Failure> {
     if let Some(error) = value.get("error") {
-        return Err((ErrorKind::ServerError, error_text(&error.to_string())));
+        let error = target.scrub(&error.to_string());
+        return Err((ErrorKind::ServerError, error_text(&error)));
     }
     let choice = value
         .get("choices")
@@ -294,18 +428,30 @@ fn absorb_final(value: &Value, m: &mut Measured) -> Result<(), Failure> {
         .get("finish_reason")
         .and_then(Value::as_str)
         .map(str::to_string);
-    absorb_usage(value, m);
-    Ok(())
+    absorb_usage(value, m)
 }
 
-/// Takes `usage` and llama.cpp's `timings` from a chunk or body that has them.
-fn absorb_usage(value: &Value, m: &mut Measured) {
+/// Takes `usage` and llama.cpp's `timings` from a chunk or body that has
+/// them. A token count above [`MAX_TOKEN_COUNT`] is bad data: the request
+/// fails (`bad_sse`) rather than record it.
+fn absorb_usage(value: &Value, m: &mut Measured) -> Result<(), Failure> {
     if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
-        if let Some(n) = usage.get("completion_tokens").and_then(Value::as_u64) {
+        let count = |field: &str| -> Result<Option<u64>, Failure> {
+            match usage.get(field).and_then(Value::as_u64) {
+                Some(n) if n > MAX_TOKEN_COUNT => Err((
+                    ErrorKind::BadSse,
+                    format!(
+                        "usage.{field} is {n}, not a plausible token count (at most {MAX_TOKEN_COUNT})"
+                    ),
+                )),
+                n => Ok(n),
+            }
+        };
+        if let Some(n) = count("completion_tokens")? {
             m.output_tokens = Some(n);
             m.token_source = Some(TokenSource::Usage);
         }
-        if let Some(n) = usage.get("prompt_tokens").and_then(Value::as_u64) {
+        if let Some(n) = count("prompt_tokens")? {
             m.prompt_tokens = Some(n);
         }
     }
@@ -316,6 +462,7 @@ fn absorb_usage(value: &Value, m: &mut Measured) {
             .collect();
         m.server_timings = Some(numbers);
     }
+    Ok(())
 }
 
 /// Output tokens when `usage` did not say: server timings, then the
@@ -333,7 +480,7 @@ async fn count_tokens(
         .server_timings
         .as_ref()
         .and_then(|t| t.get("predicted_n"))
-        .filter(|n| n.is_finite() && **n >= 0.0)
+        .filter(|n| n.is_finite() && **n >= 0.0 && **n <= MAX_TOKEN_COUNT as f64)
     {
         m.output_tokens = Some(*n as u64);
         m.token_source = Some(TokenSource::ServerTimings);
@@ -357,7 +504,7 @@ async fn count_tokens(
 
 /// llama.cpp's `POST /tokenize`; `None` where the server has no such route.
 pub(crate) async fn tokenize(client: &reqwest::Client, target: &Target, text: &str) -> Option<u64> {
-    let url = format!("{}/tokenize", target.server_root());
+    let url = target.root_url("tokenize");
     let body = json!({ "content": text });
     let value = post_json(client, &url, &body, Duration::from_secs(5)).await?;
     Some(value.get("tokens")?.as_array()?.len() as u64)
@@ -381,16 +528,15 @@ pub(crate) async fn post_json(
     if !response.status().is_success() {
         return None;
     }
-    response.json().await.ok()
+    json_body(response, MAX_BODY).await.ok()
 }
 
 /// What the server says it is: llama.cpp's `/props` `build_info`, or
 /// Ollama's `/api/version`; `None` when it says nothing.
 pub async fn server_version(client: &reqwest::Client, target: &Target) -> Option<String> {
-    let root = target.server_root();
-    for (path, field) in [("/props", "build_info"), ("/api/version", "version")] {
+    for (path, field) in [("props", "build_info"), ("api/version", "version")] {
         let mut request = client
-            .get(format!("{root}{path}"))
+            .get(target.root_url(path))
             .timeout(Duration::from_secs(5));
         if let Some(key) = &target.api_key {
             request = request.bearer_auth(key);
@@ -401,7 +547,7 @@ pub async fn server_version(client: &reqwest::Client, target: &Target) -> Option
         if !response.status().is_success() {
             continue;
         }
-        let value: Option<Value> = response.json().await.ok();
+        let value = json_body(response, MAX_BODY).await.ok();
         if let Some(version) = value
             .as_ref()
             .and_then(|v| v.get(field))
@@ -463,6 +609,7 @@ mod tests {
             base_url: base.into(),
             api_key: Some("sk-secret".into()),
             headers: BTreeMap::new(),
+            secrets: Secrets::default(),
         }
     }
 
@@ -480,7 +627,52 @@ mod tests {
             target("https://h/openai/v1/").chat_url(),
             "https://h/openai/v1/chat/completions"
         );
-        assert_eq!(target("http://h:1/v1").server_root(), "http://h:1");
+        assert_eq!(
+            target("http://h:1/v1").root_url("props"),
+            "http://h:1/props"
+        );
+        assert_eq!(target("http://h:1/").v1_root(), "http://h:1/v1");
+        assert_eq!(
+            target("http://h:1/x/v1/?q=1").v1_root(),
+            "http://h:1/x/v1?q=1"
+        );
+    }
+
+    #[test]
+    fn a_query_in_the_base_url_is_kept_and_does_not_mangle_the_path() {
+        let t = target("https://h/openai/v1?api-version=2024-06-01&api_key=k");
+        assert_eq!(
+            t.chat_url(),
+            "https://h/openai/v1/chat/completions?api-version=2024-06-01&api_key=k"
+        );
+        assert_eq!(
+            t.v1_url("models"),
+            "https://h/openai/v1/models?api-version=2024-06-01&api_key=k"
+        );
+        assert_eq!(
+            t.root_url("tokenize"),
+            "https://h/openai/tokenize?api-version=2024-06-01&api_key=k"
+        );
+        assert_eq!(
+            target("http://u:p@h:8/?k=v").chat_url(),
+            "http://u:p@h:8/v1/chat/completions?k=v"
+        );
+    }
+
+    #[test]
+    fn usage_completion_tokens_of_2_pow_64_minus_1_is_rejected() {
+        let mut m = Measured::default();
+        let value = json!({"usage": {"completion_tokens": u64::MAX, "prompt_tokens": 3}});
+        let err = absorb_usage(&value, &mut m).unwrap_err();
+        assert_eq!(err.0, ErrorKind::BadSse);
+        assert_eq!(
+            err.1,
+            "usage.completion_tokens is 18446744073709551615, not a plausible token count (at most 10000000)"
+        );
+        assert_eq!(m.output_tokens, None);
+        let fine = json!({"usage": {"completion_tokens": MAX_TOKEN_COUNT}});
+        absorb_usage(&fine, &mut m).unwrap();
+        assert_eq!(m.output_tokens, Some(MAX_TOKEN_COUNT));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::{Measured, Progress, Request, Started, Stopped};
 use crate::measure::resources::gpu_snapshot;
 use crate::plan::Variant;
 use crate::results::ErrorKind;
+use crate::secrets::Secrets;
 use crate::suite::Server;
 
 /// How often readiness, exits and group membership are polled.
@@ -51,6 +52,8 @@ pub(crate) struct ServerSpec {
     pub env: BTreeMap<String, String>,
     /// Where stdout and stderr are appended; parent directories are created.
     pub log_path: PathBuf,
+    /// Values the log's command line shows as `<redacted>`.
+    pub secrets: Secrets,
 }
 
 /// Why a managed server could not be started.
@@ -170,7 +173,8 @@ impl RunningServer {
             path: spec.log_path.clone(),
             source,
         };
-        let (stdout, log_start) = open_log(&spec.log_path, &name, &command).map_err(log_error)?;
+        let shown = spec.secrets.redact(&command.join(" "));
+        let (stdout, log_start) = open_log(&spec.log_path, &name, &shown).map_err(log_error)?;
         let stderr = stdout.try_clone().map_err(log_error)?;
 
         let mut std_command = std::process::Command::new(program);
@@ -358,19 +362,16 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// Opens the log for appending (creating its directory), writes a marker
-/// line for this run, and returns the file and the offset after the marker.
-fn open_log(path: &Path, name: &str, command: &[String]) -> std::io::Result<(File, u64)> {
+/// line for this run with the command as shown (secrets redacted), and
+/// returns the file and the offset after the marker.
+fn open_log(path: &Path, name: &str, command: &str) -> std::io::Result<(File, u64)> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
         std::fs::create_dir_all(dir)?;
     }
     let mut file = OpenOptions::new().create(true).append(true).open(path)?;
-    writeln!(
-        file,
-        "--- dyno: starting server `{name}`: {} ---",
-        command.join(" ")
-    )?;
+    writeln!(file, "--- dyno: starting server `{name}`: {command} ---")?;
     let start = file.metadata()?.len();
     Ok((file, start))
 }
@@ -394,11 +395,19 @@ fn tail_lines(path: &Path, start: u64, n: usize) -> std::io::Result<String> {
     Ok(lines[skip..].join("\n"))
 }
 
-/// How dyno starts `server` in `variant`; its log goes under `work_dir/logs`.
-pub(crate) fn spec(name: &str, server: &Server, variant: &Variant, work_dir: &Path) -> ServerSpec {
+/// How dyno starts `server` in `variant`; its log goes under
+/// `work_dir/logs`, named after the server and variant with every
+/// character that could leave that directory replaced.
+pub(crate) fn spec(
+    name: &str,
+    server: &Server,
+    variant: &Variant,
+    work_dir: &Path,
+    secrets: &Secrets,
+) -> ServerSpec {
     let log_name = match variant.label() {
-        Some(v) => format!("{name}[{v}].log"),
-        None => format!("{name}.log"),
+        Some(v) => log_file_name(&format!("{name}[{v}]")),
+        None => log_file_name(name),
     };
     ServerSpec {
         name: name.to_string(),
@@ -411,7 +420,36 @@ pub(crate) fn spec(name: &str, server: &Server, variant: &Variant, work_dir: &Pa
             .map(|(k, v)| (k.clone(), variant.fill(v)))
             .collect(),
         log_path: work_dir.join("logs").join(log_name),
+        secrets: secrets.clone(),
     }
+}
+
+/// The longest log file stem, in bytes (file systems allow 255).
+const MAX_LOG_STEM: usize = 200;
+
+/// `<stem>.log` as one plain file name: characters other than letters,
+/// digits and `_ - . , = [ ]` become `_`, a leading `.` (hidden files, `..`)
+/// becomes `_`, and a long stem is cut.
+fn log_file_name(stem: &str) -> String {
+    let mut name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "_-.,=[]".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.starts_with('.') || name.is_empty() {
+        name.insert(0, '_');
+    }
+    let mut end = name.len().min(MAX_LOG_STEM);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.truncate(end);
+    format!("{name}.log")
 }
 
 /// A managed server as a [`super::Provider`]: one process per launch,
@@ -441,7 +479,7 @@ impl super::Provider for Managed {
             let running = RunningServer::start(&self.spec)
                 .await
                 .map_err(|e| e.to_string())?;
-            let target = Target::local(running.base_url());
+            let target = Target::local(running.base_url(), &self.spec.secrets);
             let first = !self.launched;
             self.launched = true;
             let started = Started {
@@ -541,7 +579,50 @@ mod tests {
             startup_timeout: timeout,
             env: BTreeMap::new(),
             log_path: log_path(test),
+            secrets: Secrets::default(),
         }
+    }
+
+    #[test]
+    fn names_with_dot_dot_cannot_put_a_log_outside_the_logs_dir() {
+        let server = Server {
+            command: vec!["x".into(), "{port}".into(), "{v}".into()],
+            ready: "/health".into(),
+            startup_timeout_s: 1,
+            env: BTreeMap::new(),
+            variants: vec![("v".into(), vec!["../../../etc/x".into()])],
+            cold_start: false,
+        };
+        let variant = Variant::of_server(&server).remove(0);
+        let work = Path::new("/work/out");
+        for (name, variant) in [
+            ("../../escape", &variant),
+            ("..", &Variant::Default),
+            ("a/b\\c\0d", &Variant::Default),
+        ] {
+            let spec = super::spec(name, &server, variant, work, &Secrets::default());
+            assert_eq!(
+                spec.log_path.parent(),
+                Some(work.join("logs").as_path()),
+                "{name}: {}",
+                spec.log_path.display()
+            );
+            let file = spec
+                .log_path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .unwrap_or("");
+            assert!(
+                !file.starts_with('.') && spec.log_path.extension().is_some_and(|e| e == "log"),
+                "{file}"
+            );
+        }
+        let spec = super::spec("../../escape", &server, &variant, work, &Secrets::default());
+        assert_eq!(
+            spec.log_path,
+            work.join("logs/_.._.._escape[v=.._.._.._etc_x].log")
+        );
+        assert_eq!(log_file_name(&"é".repeat(150)).len(), 200 + 4);
     }
 
     /// Removes the test's log directory.
@@ -820,7 +901,7 @@ mod tests {
     fn log_tail_reads_only_this_runs_last_lines() {
         let path = log_path("tail");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let (mut file, start) = open_log(&path, "tail", &["x".into()]).unwrap();
+        let (mut file, start) = open_log(&path, "tail", "x").unwrap();
         for i in 0..30 {
             writeln!(file, "line {i}").unwrap();
         }
@@ -830,7 +911,7 @@ mod tests {
         );
         assert_eq!(tail_lines(&path, start, 100).unwrap().lines().count(), 30);
         // A second run appends; its tail starts after its own marker.
-        let (mut file, start) = open_log(&path, "tail", &["x".into()]).unwrap();
+        let (mut file, start) = open_log(&path, "tail", "x").unwrap();
         assert_eq!(tail_lines(&path, start, 10).unwrap(), "");
         writeln!(file, "second \u{fffd} {}", String::from_utf8_lossy(&[0xff])).unwrap();
         assert_eq!(tail_lines(&path, start, 10).unwrap().lines().count(), 1);

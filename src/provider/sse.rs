@@ -242,6 +242,12 @@ impl SseFramer {
         events
     }
 
+    /// Bytes held for the event under way: its unterminated line and the
+    /// data lines it has so far.
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len() + self.fields.data.len()
+    }
+
     /// Ends the stream. An unterminated event is not dispatched (per spec) but
     /// reported, so an early EOF mid-event is detectable.
     pub(crate) fn finish(self) -> Finish {

@@ -51,12 +51,14 @@ pub struct CheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub equals: Option<String>,
     /// Passes when the output has at least this many words (split on Unicode
-    /// whitespace).
+    /// whitespace; at most 10,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10_000_000))]
     pub min_words: Option<u32>,
     /// Passes when the output has at most this many words (split on Unicode
-    /// whitespace).
+    /// whitespace; at most 10,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10_000_000))]
     pub max_words: Option<u32>,
     /// `true`: passes when the output is one JSON document; surrounding
     /// whitespace is ignored, and so is a `json` code fence around all of it.
@@ -76,9 +78,9 @@ pub struct CheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub case_insensitive: Option<bool>,
     /// Weight of this check in the output's pass rate (default 1; 0 reports
-    /// the check without counting it).
+    /// the check without counting it; at most 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 1_000_000.0))]
     pub weight: Option<f64>,
 }
 

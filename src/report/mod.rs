@@ -5,7 +5,8 @@
 //!
 //! The environment is strict about undefined values, never auto-escapes
 //! (the outputs are Markdown and CSV), uses `trim_blocks`, `lstrip_blocks`
-//! and `keep_trailing_newline`, and adds the filters `ms`, `num`, `pct`,
+//! and `keep_trailing_newline`, runs on a fuel budget (a template that loops
+//! without end fails with a clear error instead of hanging), and adds the filters `ms`, `num`, `pct`,
 //! `md`, `csv` and `fence`. Every number a default template prints goes
 //! through one of the fixed-format filters, from [`format`](mod@format)
 //! (which formats every number dyno prints), so output is byte-stable.
@@ -48,6 +49,63 @@ pub enum ReportError {
     /// No default template and no `<name>.j2` in the override directory.
     #[error("unknown template `{name}` (available: {available})")]
     Unknown { name: String, available: String },
+    /// The directory the reports go to cannot be written.
+    #[error("cannot write reports to {}: {reason}", dir.display())]
+    Destination { dir: PathBuf, reason: String },
+}
+
+/// The work one render may do, in minijinja fuel (about one instruction,
+/// or 64 bytes of data, each): the built-in templates use about 10,000 for
+/// the quickstart run (64 requests), so this leaves room for runs thousands
+/// of times larger, while a template that loops without end stops after
+/// seconds and at most about 3 GB of template data.
+pub const FUEL: u64 = 50_000_000;
+
+/// Checks that `name` can be rendered: it is a built-in template or a
+/// `<name>.j2` in `override_dir`, and it (with everything it includes)
+/// compiles. Renders nothing.
+pub fn check(name: &str, override_dir: Option<&Path>) -> Result<(), ReportError> {
+    let env = environment(override_dir.map(Path::to_path_buf));
+    template(&env, name, override_dir).map(|_| ())
+}
+
+/// What a run checks before its first request: the reports' directory can
+/// be written (or created) and every template in `templates` can be
+/// rendered (see [`check`]).
+pub fn preflight(
+    dir: &Path,
+    templates: &[String],
+    override_dir: Option<&Path>,
+) -> Result<(), ReportError> {
+    if let Some(reason) = crate::fsutil::unwritable_dir(dir) {
+        return Err(ReportError::Destination {
+            dir: dir.to_path_buf(),
+            reason,
+        });
+    }
+    templates
+        .iter()
+        .try_for_each(|name| check(name, override_dir))
+}
+
+/// The compiled template `name` of `env`.
+fn template<'env>(
+    env: &'env Environment<'static>,
+    name: &str,
+    override_dir: Option<&Path>,
+) -> Result<minijinja::Template<'env, 'env>, ReportError> {
+    let unknown = || ReportError::Unknown {
+        name: name.to_string(),
+        available: available(override_dir),
+    };
+    if !is_plain_name(name) {
+        return Err(unknown());
+    }
+    match env.get_template(name) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == ErrorKind::TemplateNotFound => Err(unknown()),
+        Err(e) => Err(template_error(name, &e)),
+    }
 }
 
 /// Renders `name` ("report.md" or "results.csv", or a file name found in
@@ -59,20 +117,8 @@ pub fn render(
     ctx: &impl serde::Serialize,
     override_dir: Option<&Path>,
 ) -> Result<String, ReportError> {
-    let unknown = || ReportError::Unknown {
-        name: name.to_string(),
-        available: available(override_dir),
-    };
-    if !is_plain_name(name) {
-        return Err(unknown());
-    }
     let env = environment(override_dir.map(Path::to_path_buf));
-    let template = match env.get_template(name) {
-        Ok(t) => t,
-        Err(e) if e.kind() == ErrorKind::TemplateNotFound => return Err(unknown()),
-        Err(e) => return Err(template_error(name, &e)),
-    };
-    template
+    template(&env, name, override_dir)?
         .render(Value::from(Serde(ctx)))
         .map_err(|e| template_error(name, &e))
 }
@@ -94,6 +140,7 @@ fn environment(override_dir: Option<PathBuf>) -> Environment<'static> {
     env.set_auto_escape_callback(|_| AutoEscape::None);
     // Debug mode makes errors name the undefined expression.
     env.set_debug(true);
+    env.set_fuel(Some(FUEL));
     env.add_filter("ms", ms);
     env.add_filter("num", num);
     env.add_filter("pct", pct);
@@ -110,7 +157,7 @@ fn load(name: &str, override_dir: Option<&Path>) -> Result<Option<String>, minij
     }
     if let Some(dir) = override_dir {
         let path = dir.join(format!("{name}.j2"));
-        match std::fs::read_to_string(&path) {
+        match crate::fsutil::read_text(&path, crate::fsutil::MAX_INPUT_BYTES) {
             Ok(source) => return Ok(Some(source)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -158,6 +205,10 @@ fn template_error(name: &str, err: &minijinja::Error) -> ReportError {
         (ErrorKind::UndefinedError, Some(detail)) => {
             undefined_message(detail).unwrap_or_else(|| format!("{}: {detail}", err.kind()))
         }
+        (ErrorKind::OutOfFuel, _) => format!(
+            "the template did more work than dyno allows ({FUEL} steps of minijinja fuel); \
+             look for a loop that never ends or loops nested over every sample"
+        ),
         (kind, Some(detail)) => format!("{kind}: {detail}"),
         (kind, None) => kind.to_string(),
     };
@@ -208,15 +259,33 @@ pub fn md(value: &Value) -> Result<String, minijinja::Error> {
 }
 
 /// One CSV field as the csv crate writes it (quoted only when necessary);
-/// null/undefined → an empty field.
+/// null/undefined → an empty field. A text that a spreadsheet would take
+/// for a formula (it begins with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return, and is not a plain number) gets a leading `'`, as OWASP
+/// recommends, so opening results.csv never runs model output.
 pub fn csv(value: &Value) -> Result<String, minijinja::Error> {
     let text = scalar_text("csv", value)?.unwrap_or_default();
+    let text = if looks_like_formula(&text) {
+        format!("'{text}")
+    } else {
+        text
+    };
     csv_field(&text).map_err(|e| {
         minijinja::Error::new(
             ErrorKind::InvalidOperation,
             format!("cannot write CSV field: {e}"),
         )
     })
+}
+
+/// Whether a spreadsheet would evaluate `text` as a formula. Numbers such
+/// as `-1.5` or `-2e3` stay as they are.
+fn looks_like_formula(text: &str) -> bool {
+    let number = text.parse::<f64>().is_ok()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b".+-eE".contains(&b));
+    text.starts_with(['=', '+', '-', '@', '\t', '\r']) && !number
 }
 
 fn csv_field(text: &str) -> Result<String, Box<dyn std::error::Error>> {
@@ -346,7 +415,16 @@ mod tests {
         assert_eq!(f("a,b"), "\"a,b\"");
         assert_eq!(f("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(f("two\nlines"), "\"two\nlines\"");
-        assert_eq!(f("=1+1"), "=1+1");
+        assert_eq!(f("=1+1"), "'=1+1");
+        assert_eq!(f("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(f("+cmd"), "'+cmd");
+        assert_eq!(f("-2+3"), "'-2+3");
+        assert_eq!(f("\tx"), "'\tx");
+        assert_eq!(f("\r=x"), "\"'\r=x\"");
+        assert_eq!(f("-1.5"), "-1.5");
+        assert_eq!(f("-2e3"), "-2e3");
+        assert_eq!(f("-inf"), "'-inf");
+        assert_eq!(f("a=b"), "a=b");
         assert_eq!(f("ünïcödé"), "ünïcödé");
         assert_eq!(f(""), "");
         assert_eq!(csv(&Value::from(())).unwrap(), "");
@@ -358,7 +436,11 @@ mod tests {
             .has_headers(false)
             .from_reader(line.as_bytes());
         let record = reader.records().next().unwrap().unwrap();
-        assert_eq!(record.iter().collect::<Vec<_>>(), vec![HOSTILE, "x"]);
+        let escaped = format!("'{HOSTILE}");
+        assert_eq!(
+            record.iter().collect::<Vec<_>>(),
+            vec![escaped.as_str(), "x"]
+        );
     }
 
     #[test]
@@ -402,8 +484,24 @@ mod tests {
         assert_eq!(
             rows[0],
             [
-                "qwen", "", "p", "qwen/p", "3", "41.250", "72.188", "1357.950", "1234.500",
-                "2160.375", "9.750", "102.50", "132.00", "", "", "", "1", HOSTILE
+                "qwen",
+                "",
+                "p",
+                "qwen/p",
+                "3",
+                "41.250",
+                "72.188",
+                "1357.950",
+                "1234.500",
+                "2160.375",
+                "9.750",
+                "102.50",
+                "132.00",
+                "",
+                "",
+                "",
+                "1",
+                &format!("'{HOSTILE}")
             ]
         );
         assert_eq!(
@@ -434,7 +532,7 @@ mod tests {
                 assert_eq!(*line, Some(3));
                 assert!(message.contains("`foo`"), "{message}");
             }
-            other @ ReportError::Unknown { .. } => panic!("unexpected {other:?}"),
+            other => panic!("unexpected {other:?}"),
         }
         assert_eq!(
             err.to_string(),
@@ -497,6 +595,69 @@ mod tests {
     }
 
     #[test]
+    fn a_template_that_loops_without_end_runs_out_of_fuel() {
+        let dir = temp_dir("fuel");
+        write_template(
+            &dir,
+            "loop.md",
+            "{% for a in range(10000) %}{% for b in range(10000) %}{{ 'x' * 100000 }}{% endfor %}{% endfor %}\n",
+        );
+        let started = std::time::Instant::now();
+        let err = render("loop.md", &json!({}), Some(&dir)).unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            err.to_string().starts_with(
+                "template `loop.md` line 1: the template did more work than dyno allows"
+            ),
+            "{err}"
+        );
+        assert!(took.as_secs() < 60, "took {took:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn check_finds_unknown_and_broken_templates_without_rendering() {
+        let dir = temp_dir("check");
+        write_template(&dir, "broken.md", "ok\n{% if %}\n");
+        write_template(&dir, "fine.md", "{{ undefined_at_render_time }}\n");
+        check("report.md", None).unwrap();
+        check("fine.md", Some(&dir)).unwrap();
+        let unknown = check("nope.md", Some(&dir)).unwrap_err();
+        assert!(
+            matches!(&unknown, ReportError::Unknown { name, .. } if name == "nope.md"),
+            "{unknown:?}"
+        );
+        let broken = check("broken.md", Some(&dir)).unwrap_err();
+        assert!(
+            matches!(&broken, ReportError::Template { line: Some(2), .. }),
+            "{broken:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn preflight_refuses_a_file_or_dev_null_as_the_directory() {
+        let dir = temp_dir("preflight");
+        let file = dir.join("file");
+        std::fs::write(&file, "x").unwrap();
+        let names = ["report.md".to_string()];
+        preflight(&dir.join("new"), &names, None).unwrap();
+        for target in [file.as_path(), Path::new("/dev/null")] {
+            let err = preflight(target, &names, None).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "cannot write reports to {}: it exists and is not a directory",
+                    target.display()
+                )
+            );
+        }
+        let err = preflight(&dir, &["nope.md".to_string()], None).unwrap_err();
+        assert!(matches!(err, ReportError::Unknown { .. }), "{err:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn unknown_template() {
         let dir = temp_dir("unknown");
         write_template(&dir, "mine.txt", "x");
@@ -509,7 +670,7 @@ mod tests {
                         "compare.md, judge.md, load.md, mine.txt, report.md, results.csv"
                     );
                 }
-                other @ ReportError::Template { .. } => panic!("unexpected {other:?}"),
+                other => panic!("unexpected {other:?}"),
             }
         }
         let err = render("nope.md", &json!({}), None).unwrap_err();

@@ -59,14 +59,19 @@ pub fn parse(text: &str, what: &str) -> Result<Results, LoadError> {
     serde_json::from_str(text).map_err(parse_error)
 }
 
+/// The largest results file `load` reads (a FIFO or a device is refused
+/// whatever its size).
+const MAX_RESULTS_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
 /// Reads the results at `path` (a file, or a directory holding
 /// `results.json`); returns them with the file they came from.
 pub fn load(path: &Path) -> Result<(Results, PathBuf), LoadError> {
     let file = results_file(path);
-    let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io {
-        path: file.clone(),
-        source,
-    })?;
+    let text =
+        crate::fsutil::read_text(&file, MAX_RESULTS_BYTES).map_err(|source| LoadError::Io {
+            path: file.clone(),
+            source,
+        })?;
     let doc = parse(&text, &file.display().to_string())?;
     Ok((doc, file))
 }

@@ -82,6 +82,9 @@ pub enum ErrorKind {
     ServerExited,
     /// The model's server or endpoint failed earlier; the request was not sent.
     Skipped,
+    /// The response was larger than dyno reads (a body over 16 MiB, one
+    /// SSE event over 1 MiB).
+    TooLarge,
 }
 
 impl ErrorKind {
@@ -96,6 +99,7 @@ impl ErrorKind {
             ErrorKind::ServerError => "server_error",
             ErrorKind::ServerExited => "server_exited",
             ErrorKind::Skipped => "skipped",
+            ErrorKind::TooLarge => "too_large",
         }
     }
 }
@@ -411,6 +415,7 @@ pub struct SuiteRecord {
 impl SuiteRecord {
     pub fn of(suite: &crate::suite::Suite) -> SuiteRecord {
         let mut resolved = serde_json::to_value(suite).unwrap_or_default();
+        suite.secrets.redact_json(&mut resolved);
         for (section, field) in [("endpoints", "headers"), ("servers", "env")] {
             if let Some(entries) = resolved.get_mut(section).and_then(|v| v.as_object_mut()) {
                 for entry in entries.values_mut() {

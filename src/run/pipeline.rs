@@ -174,6 +174,7 @@ pub async fn run_suite_with(
             .clone()
             .unwrap_or_else(|| suite.outputs.dir.clone()),
     );
+    report::preflight(&dir, &suite.outputs.templates, options.templates.as_deref())?;
     std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
         path: dir.clone(),
         source,

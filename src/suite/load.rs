@@ -12,6 +12,18 @@ pub(super) struct Loader<'e> {
     pub(super) env: &'e dyn Fn(&str) -> Option<String>,
     pub(super) diagnostics: Vec<Diagnostic>,
     pub(super) sources: BTreeMap<PathBuf, String>,
+    pub(super) outputs: OutputsCheck,
+    /// The secret values met so far (see [`crate::secrets`]).
+    pub(super) secrets: crate::secrets::Secrets,
+}
+
+/// Whether resolving also checks the outputs a run would write.
+pub(super) enum OutputsCheck {
+    /// Commands that write nothing (`plan`, `check`, `models`).
+    Skip,
+    /// `validate`: `outputs.dir` can be written and every template exists
+    /// (built-in, or as `<name>.j2` in `templates`) and compiles.
+    Check { templates: Option<PathBuf> },
 }
 
 impl Loader<'_> {
@@ -39,7 +51,7 @@ impl Loader<'_> {
             }
         };
         let before = self.diagnostics.len();
-        for (pos, err) in root.interpolate(self.env) {
+        for (pos, err) in root.interpolate(self.env, &mut self.secrets) {
             let hint = Some(err.hint());
             self.diagnostics
                 .push(Diagnostic::new(err.to_string(), file, pos).with_hint(hint));

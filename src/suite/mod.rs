@@ -18,7 +18,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use diag::Diagnostic;
-use load::Loader;
+use load::{Loader, OutputsCheck};
 use node::Pos;
 use raw::RawParams;
 pub use raw::{EndpointKind, Order, Role};
@@ -42,6 +42,10 @@ pub struct Suite {
     pub judge: Option<Judge>,
     /// The order requests are sent in.
     pub order: Order,
+    /// Values that must never be written or printed (keys, tokens,
+    /// passwords); see [`crate::secrets`]. Not part of the hash.
+    #[serde(skip)]
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Judge replies are one line ("Score: 4"); this leaves room for a reason.
@@ -333,9 +337,17 @@ pub struct Outputs {
 }
 
 impl Suite {
-    /// A SHA-256 over the resolved suite, so results can say which suite made them.
+    /// A SHA-256 over the resolved suite, so results can say which suite
+    /// made them; over its redacted form when it holds secrets, so the hash
+    /// cannot confirm a guessed key.
     pub fn hash(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
+        let json = if self.secrets.is_empty() {
+            serde_json::to_vec(self).unwrap_or_default()
+        } else {
+            let mut value = serde_json::to_value(self).unwrap_or_default();
+            self.secrets.redact_json(&mut value);
+            serde_json::to_vec(&value).unwrap_or_default()
+        };
         crate::text::hex(&Sha256::digest(json))
     }
 }
@@ -435,19 +447,54 @@ pub fn process_env(name: &str) -> Option<String> {
 
 /// Reads, validates and resolves the suite at `file`.
 pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Suite, LoadError> {
-    let text = std::fs::read_to_string(file).map_err(|e| LoadError::io(file, &e))?;
+    load_with(file, env, OutputsCheck::Skip)
+}
+
+/// [`load`], and checks the outputs as a run needs them: `outputs.dir` is
+/// a directory that can be written (or created), and every name in
+/// `outputs.templates` is a built-in template or a `<name>.j2` in
+/// `templates` and compiles. Errors point at the key.
+pub fn load_checked(
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    templates: Option<&Path>,
+) -> Result<Suite, LoadError> {
+    let templates = templates.map(Path::to_path_buf);
+    load_with(file, env, OutputsCheck::Check { templates })
+}
+
+fn load_with(
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    outputs: OutputsCheck,
+) -> Result<Suite, LoadError> {
+    let text = crate::fsutil::read_text(file, crate::fsutil::MAX_INPUT_BYTES)
+        .map_err(|e| LoadError::io(file, &e))?;
     let mut loader = Loader {
         env,
         diagnostics: Vec::new(),
         sources: BTreeMap::new(),
+        outputs,
+        secrets: crate::secrets::Secrets::default(),
     };
     let suite = loader.suite(file, text);
     match suite {
-        Some(suite) if loader.diagnostics.is_empty() => Ok(suite),
-        _ => Err(LoadError {
-            diagnostics: loader.diagnostics,
-            sources: loader.sources,
-        }),
+        Some(mut suite) if loader.diagnostics.is_empty() => {
+            suite.secrets = loader.secrets;
+            Ok(suite)
+        }
+        _ => {
+            let secrets = loader.secrets;
+            let mut diagnostics = loader.diagnostics;
+            for d in &mut diagnostics {
+                d.message = secrets.redact(&d.message);
+                d.hint = d.hint.as_deref().map(|h| secrets.redact(h));
+            }
+            Err(LoadError {
+                diagnostics,
+                sources: loader.sources,
+            })
+        }
     }
 }
 

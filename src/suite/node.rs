@@ -1,10 +1,13 @@
 //! A YAML document as a tree of nodes that remember where they were written;
-//! owns `${VAR}` interpolation and JSON-pointer lookups, never suite semantics.
+//! owns `${VAR}` interpolation (recording the values of secret-looking
+//! variables) and JSON-pointer lookups, never suite semantics.
 
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
+
+use crate::secrets::{Secrets, looks_secret};
 
 /// A position in a source file: 1-based line and column (in characters), and
 /// the length in characters of the text it covers (at least 1).
@@ -107,42 +110,50 @@ impl Node {
     }
 
     /// Replaces `${VAR}` and `${VAR:-default}` in every string scalar (and
-    /// `$$` by `$`). Returns each failure with the position of its scalar.
+    /// `$$` by `$`); the values of secret-looking variables go into
+    /// `secrets`. Returns each failure with the position of its scalar.
     pub(crate) fn interpolate(
         &mut self,
         env: &dyn Fn(&str) -> Option<String>,
+        secrets: &mut Secrets,
     ) -> Vec<(Pos, InterpolationError)> {
         let mut errors = Vec::new();
-        self.interpolate_into(env, &mut errors);
+        self.interpolate_into(env, secrets, &mut errors);
         errors
     }
 
     fn interpolate_into(
         &mut self,
         env: &dyn Fn(&str) -> Option<String>,
+        secrets: &mut Secrets,
         errors: &mut Vec<(Pos, InterpolationError)>,
     ) {
         match &mut self.value {
-            Value::Str(s) => match interpolate(s, env) {
+            Value::Str(s) => match expand(s, env, secrets, 0) {
                 Ok(expanded) => *s = expanded,
                 Err(e) => errors.push((self.pos, e)),
             },
             Value::Seq(items) => items
                 .iter_mut()
-                .for_each(|n| n.interpolate_into(env, errors)),
+                .for_each(|n| n.interpolate_into(env, secrets, errors)),
             Value::Map(entries) => entries
                 .iter_mut()
-                .for_each(|(_, n)| n.interpolate_into(env, errors)),
+                .for_each(|(_, n)| n.interpolate_into(env, secrets, errors)),
             _ => {}
         }
     }
 }
+
+/// How deep `${A:-${B:-…}}` defaults may nest: deeper is an error at the
+/// scalar, never a stack overflow.
+pub(crate) const MAX_INTERPOLATION_DEPTH: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum InterpolationError {
     Missing(String),
     Unterminated,
     BadName(String),
+    TooDeep,
 }
 
 impl fmt::Display for InterpolationError {
@@ -156,6 +167,10 @@ impl fmt::Display for InterpolationError {
             InterpolationError::BadName(name) => {
                 write!(f, "`{name}` is not a valid environment variable name")
             }
+            InterpolationError::TooDeep => write!(
+                f,
+                "`${{VAR:-default}}` defaults nest more than {MAX_INTERPOLATION_DEPTH} deep"
+            ),
         }
     }
 }
@@ -170,15 +185,30 @@ impl InterpolationError {
             InterpolationError::BadName(_) => {
                 "names are letters, digits and `_`, not starting with a digit".into()
             }
+            InterpolationError::TooDeep => "set one of the variables instead of nesting".into(),
         }
     }
 }
 
-/// Expands `${VAR}`, `${VAR:-default}` and `$$` in one string.
-pub(crate) fn interpolate(
+/// Expands `${VAR}`, `${VAR:-default}` and `$$` in one string; defaults
+/// nest at most [`MAX_INTERPOLATION_DEPTH`] deep.
+#[cfg(test)]
+fn interpolate(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolationError> {
+    expand(text, env, &mut Secrets::default(), 0)
+}
+
+fn expand(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    secrets: &mut Secrets,
+    depth: usize,
+) -> Result<String, InterpolationError> {
+    if depth > MAX_INTERPOLATION_DEPTH {
+        return Err(InterpolationError::TooDeep);
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -200,8 +230,15 @@ pub(crate) fn interpolate(
                 return Err(InterpolationError::BadName(name.to_string()));
             }
             match (env(name).filter(|v| !v.is_empty()), default) {
-                (Some(value), _) => out.push_str(&value),
-                (None, Some(default)) => out.push_str(&interpolate(default, env)?),
+                (Some(value), _) => {
+                    if looks_secret(name) {
+                        secrets.add(&value);
+                    }
+                    out.push_str(&value);
+                }
+                (None, Some(default)) => {
+                    out.push_str(&expand(default, env, secrets, depth + 1)?);
+                }
                 (None, None) => return Err(InterpolationError::Missing(name.to_string())),
             }
             rest = &body[end + 1..];
@@ -355,5 +392,43 @@ mod tests {
             interpolate("${NOPE:-${HOME}/.cache}/x", &env).unwrap(),
             "/root/.cache/x"
         );
+    }
+
+    #[test]
+    fn values_of_secret_looking_variables_are_recorded() {
+        let env = |name: &str| match name {
+            "API_KEY" => Some("sk-from-env".to_string()),
+            "MAX_TOKENS" => Some("64000".to_string()),
+            _ => None,
+        };
+        let mut node = Node::parse(
+            "a: \"${API_KEY}\"\nb: \"${MAX_TOKENS}\"\nc: \"${NOPE_KEY:-literal-default}\"\n",
+        )
+        .unwrap();
+        let mut secrets = Secrets::default();
+        assert_eq!(node.interpolate(&env, &mut secrets), Vec::new());
+        assert_eq!(
+            secrets.redact("sk-from-env 64000 literal-default"),
+            "<redacted> 64000 literal-default"
+        );
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}x{}", "${U:-".repeat(depth), "}".repeat(depth))
+    }
+
+    #[test]
+    fn deep_interpolation_is_an_error_not_an_abort() {
+        let env = |_: &str| None;
+        let deepest = nested(MAX_INTERPOLATION_DEPTH);
+        assert_eq!(interpolate(&deepest, &env), Ok("x".to_string()));
+        for depth in [MAX_INTERPOLATION_DEPTH + 1, 50_000] {
+            let result = interpolate(&nested(depth), &env);
+            assert_eq!(
+                result,
+                Err(InterpolationError::TooDeep),
+                "depth {depth}: {result:?}"
+            );
+        }
     }
 }

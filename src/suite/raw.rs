@@ -109,9 +109,9 @@ pub struct RawJudge {
     /// Score scale, `"min-max"` (default `"1-5"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<crate::quality::JudgeScale>,
-    /// Maximum tokens of a judge reply (default 48).
+    /// Maximum tokens of a judge reply (default 48; at most 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_tokens: Option<u32>,
 }
 
@@ -121,13 +121,15 @@ pub struct RawJudge {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEnergy {
-    /// Average power of the machine while it serves, in watts (used without RAPL).
+    /// Average power of the machine while it serves, in watts (used without
+    /// RAPL; at most 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 1_000_000.0))]
     pub watts: Option<f64>,
-    /// Electricity price per kWh, for cost per million output tokens.
+    /// Electricity price per kWh, for cost per million output tokens (at
+    /// most 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 1_000_000.0))]
     pub price_per_kwh: Option<f64>,
     /// Currency of `price_per_kwh` (e.g. `EUR`), shown beside costs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,9 +253,10 @@ pub struct RawEndpoint {
     /// `command` endpoints: parameters passed as is in the `load` message.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
-    /// Seconds a managed adapter (or Foundry model load) may take (default 120).
+    /// Seconds a managed adapter (or Foundry model load) may take (default
+    /// 120; at most 86400, one day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 86400))]
     pub load_timeout_s: Option<u32>,
 }
 
@@ -268,9 +271,10 @@ pub struct RawServer {
     /// HTTP path polled until it answers 200 (default `/health`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
-    /// Seconds to wait for readiness before the server's models fail (default 120).
+    /// Seconds to wait for readiness before the server's models fail
+    /// (default 120; at most 86400, one day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 86400))]
     pub startup_timeout_s: Option<u32>,
     /// Extra environment variables for the server process.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -328,9 +332,10 @@ pub struct RawModel {
     /// Capability tags shown in reports (e.g. `chat`, `summarize`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
-    /// Declared size on disk in MB (10^6 bytes), when dyno cannot measure it.
+    /// Declared size on disk in MB (10^6 bytes), when dyno cannot measure it
+    /// (at most 10^9, a petabyte).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 1_000_000_000.0))]
     pub size_mb: Option<f64>,
     /// Licence identifier (SPDX where one exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -431,11 +436,12 @@ impl Role {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawParams {
-    /// Measured rounds per cell (default 5).
+    /// Measured rounds per cell (default 5; at most 100,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub rounds: Option<u32>,
-    /// Warmup rounds run first and excluded from statistics (default 1).
+    /// Warmup rounds run first and excluded from statistics (default 1; at
+    /// most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 1000))]
     pub warmup: Option<u32>,
@@ -447,12 +453,14 @@ pub struct RawParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub top_p: Option<f64>,
-    /// Suite seed; each cell's seed derives from it and the cell key (default 42).
+    /// Suite seed; each cell's seed derives from it and the cell key
+    /// (default 42; 0 to 4294967295).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 4_294_967_295_u32))]
     pub seed: Option<u32>,
-    /// Maximum output tokens per request (default 128).
+    /// Maximum output tokens per request (default 128; at most 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_tokens: Option<u32>,
     /// Stream the response (needed for time to first token; default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -462,9 +470,9 @@ pub struct RawParams {
     /// server's `Retry-After`). Every sample records its attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RawRetry>,
-    /// Per-request timeout in seconds (default 60).
+    /// Per-request timeout in seconds (default 60; from 0.001 to 86400, one day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.001))]
+    #[schemars(range(min = 0.001, max = 86400.0))]
     pub timeout_s: Option<f64>,
 }
 
@@ -503,9 +511,9 @@ pub struct RawMatrix {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1), inner(range(min = 0.0, max = 2.0)))]
     pub temperature: Option<Vec<f64>>,
-    /// Output token limits to try.
+    /// Output token limits to try (each at most 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1), inner(range(min = 1)))]
+    #[schemars(length(min = 1), inner(range(min = 1, max = 1_000_000)))]
     pub max_tokens: Option<Vec<u32>>,
 }
 

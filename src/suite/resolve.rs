@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::diag::Diagnostic;
-use super::load::Loader;
+use super::load::{Loader, OutputsCheck};
 use super::node::{Node, Pos};
 use super::raw::{self, RawMessage, RawPrompt, RawSuite};
 use super::raw_load::{RawLength, RawLoad, RawPercentile};
@@ -17,6 +17,9 @@ use super::{
     EnergySettings, Judge, Message, Model, Outputs, Params, Prompt, Role, ServedBy, Server, Suite,
     files,
 };
+
+/// The most variant combinations (launches) one managed server may have.
+pub(crate) const MAX_SERVER_VARIANTS: u64 = 1000;
 
 /// The file being resolved: its path, its tree and its directory.
 struct Doc<'a> {
@@ -63,6 +66,11 @@ impl Loader<'_> {
                 .templates
                 .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
         };
+        if let OutputsCheck::Check { templates } = &self.outputs {
+            let templates = templates.clone();
+            let listed = raw.outputs.as_ref().is_some_and(|o| o.templates.is_some());
+            self.check_outputs(&doc, &outputs, listed, templates.as_deref());
+        }
         let energy = raw.energy.unwrap_or_default();
         Some(Suite {
             judge,
@@ -74,6 +82,7 @@ impl Loader<'_> {
             },
             compare: CompareSettings::from_raw(raw.compare.as_ref()),
             order: raw.order.unwrap_or_default(),
+            secrets: crate::secrets::Secrets::default(),
             name: raw.name,
             description: raw.description,
             file: file.to_path_buf(),
@@ -84,6 +93,59 @@ impl Loader<'_> {
             matrix,
             outputs,
         })
+    }
+
+    /// The results directory can be written (or created), and every report
+    /// template listed in `outputs.templates` exists (built-in, or in
+    /// `templates`) and compiles.
+    fn check_outputs(
+        &mut self,
+        doc: &Doc<'_>,
+        outputs: &Outputs,
+        listed: bool,
+        templates: Option<&Path>,
+    ) {
+        if let Some(reason) = crate::fsutil::unwritable_dir(&outputs.dir) {
+            let at = if doc.root.lookup("/outputs/dir").is_some() {
+                "/outputs/dir"
+            } else {
+                // The default directory is named after the suite.
+                "/name"
+            };
+            self.diagnostics.push(
+                Diagnostic::new(
+                    format!(
+                        "results directory {} cannot be written: {reason}",
+                        outputs.dir.display()
+                    ),
+                    doc.file,
+                    doc.at(at),
+                )
+                .with_hint(Some(
+                    "set `outputs.dir` to a directory dyno may create, or run with `--out DIR`"
+                        .into(),
+                )),
+            );
+        }
+        if !listed {
+            // The built-in defaults compile; their test says so.
+            return;
+        }
+        for (i, name) in outputs.templates.iter().enumerate() {
+            if let Err(err) = crate::report::check(name, templates) {
+                let hint = matches!(err, crate::report::ReportError::Unknown { .. }).then(|| {
+                    "a template of your own is found with `--templates DIR` (as `<name>.j2`)".into()
+                });
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        err.to_string(),
+                        doc.file,
+                        doc.at(&format!("/outputs/templates/{i}")),
+                    )
+                    .with_hint(hint),
+                );
+            }
+        }
     }
 
     fn endpoints(&mut self, doc: &Doc<'_>, raw: &RawSuite) -> BTreeMap<String, Endpoint> {
@@ -132,6 +194,7 @@ impl Loader<'_> {
                     .ca_cert
                     .as_deref()
                     .and_then(|written| self.ca_cert(doc, name, kind, written));
+                self.endpoint_secrets(e);
                 let endpoint = Endpoint {
                     kind,
                     base_url: e.base_url.clone(),
@@ -195,6 +258,22 @@ impl Loader<'_> {
         }
     }
 
+    /// An endpoint's secrets: its base URL's password and query values, the
+    /// key its `api_key_env` names, and secret-looking headers.
+    fn endpoint_secrets(&mut self, endpoint: &raw::RawEndpoint) {
+        if let Some(url) = &endpoint.base_url {
+            self.secrets.add_url(url);
+        }
+        if let Some(key) = endpoint.api_key_env.as_deref().and_then(self.env) {
+            self.secrets.add(&key);
+        }
+        for (name, value) in &endpoint.headers {
+            if crate::secrets::looks_secret_header(name) {
+                self.secrets.add_header(value);
+            }
+        }
+    }
+
     fn servers(&mut self, doc: &Doc<'_>, raw: &RawSuite) -> BTreeMap<String, Server> {
         raw.servers
             .iter()
@@ -212,6 +291,12 @@ impl Loader<'_> {
                     );
                 }
                 self.check_variants(doc.file, name, s, &|p| doc.at(p));
+                self.secrets.add_command(&s.command);
+                for (key, value) in &s.env {
+                    if crate::secrets::looks_secret(key) {
+                        self.secrets.add(value);
+                    }
+                }
                 let server = Server {
                     command: s.command.clone(),
                     ready: s.ready.clone().unwrap_or_else(|| "/health".into()),
@@ -551,6 +636,19 @@ impl Loader<'_> {
                 }
             }
         }
+        let launches = server
+            .variants
+            .values()
+            .fold(1u64, |n, values| n.saturating_mul(values.len() as u64));
+        if launches > MAX_SERVER_VARIANTS {
+            self.diagnostics.push(Diagnostic::new(
+                format!(
+                    "server `{name}` has {launches} variant combinations, each its own launch; at most {MAX_SERVER_VARIANTS}"
+                ),
+                file,
+                at(&format!("/servers/{}/variants", escape(name))),
+            ));
+        }
         for (variant, values) in &server.variants {
             let here = format!("/servers/{}/variants/{}", escape(name), escape(variant));
             let token = format!("{{{variant}}}");
@@ -598,7 +696,7 @@ impl Loader<'_> {
                 continue;
             };
             let path = dir.join(path);
-            let loaded = std::fs::read_to_string(&path)
+            let loaded = crate::fsutil::read_text(&path, crate::fsutil::MAX_INPUT_BYTES)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))
                 .and_then(|t| {
                     serde_json::from_str::<serde_json::Value>(&t)
@@ -757,7 +855,7 @@ impl Loader<'_> {
         }
         let schema = raw::prompt_file_schema();
         for path in matches {
-            let text = match std::fs::read_to_string(&path) {
+            let text = match crate::fsutil::read_text(&path, crate::fsutil::MAX_INPUT_BYTES) {
                 Ok(text) => text,
                 Err(err) => {
                     self.diagnostics.push(Diagnostic::new(

@@ -16,6 +16,7 @@ async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measured
         base_url: base.to_string(),
         api_key: Some("sk-test-secret".into()),
         headers: BTreeMap::new(),
+        secrets: dyno::secrets::Secrets::default(),
     };
     let request = Request {
         id: 1,
@@ -153,4 +154,53 @@ async fn connection_refused_is_a_connect_error() {
     )
     .await;
     assert_eq!(kind(&m), Some(ErrorKind::Connect), "{:?}", m.error);
+}
+
+#[tokio::test]
+async fn a_200_mb_error_body_is_read_to_64_kib() {
+    let base = fixture::start().await;
+    let started = std::time::Instant::now();
+    let m = ask(&base, "huge-error", true, 20_000).await;
+    assert_eq!(kind(&m), Some(ErrorKind::HttpStatus), "{:?}", m.error);
+    let message = &m.error.as_ref().unwrap().1;
+    // The clipped start of the body: 300 characters and an ellipsis.
+    assert!(message.starts_with("HTTP 500: xxxx"), "{}", &message[..40]);
+    assert!(message.chars().count() < 400, "{} chars", message.len());
+    // Reading 200 MB over loopback would take far longer than this.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[tokio::test]
+async fn bodies_events_and_token_counts_beyond_the_bounds_are_errors() {
+    let base = fixture::start().await;
+    let cases = [
+        (
+            "huge-body",
+            false,
+            ErrorKind::TooLarge,
+            "the response body is larger than 16384 KiB; dyno stops reading there",
+        ),
+        (
+            "huge-event",
+            true,
+            ErrorKind::TooLarge,
+            "one SSE event is larger than 1024 KiB; dyno stops reading there",
+        ),
+        (
+            "huge-usage",
+            false,
+            ErrorKind::BadSse,
+            "usage.completion_tokens is 18446744073709551615, not a plausible token count (at most 10000000)",
+        ),
+    ];
+    for (model, stream, expected, text) in cases {
+        let m = ask(&base, model, stream, 20_000).await;
+        assert_eq!(
+            m.error.as_ref().map(|(k, t)| (*k, t.as_str())),
+            Some((expected, text)),
+            "{model}"
+        );
+        assert_eq!(m.output_tokens, None, "{model}");
+    }
 }

@@ -8,13 +8,18 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{StatusCode, header};
+use axum::extract::RawQuery;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 /// Requests the `judge` model has answered (it always says "Score: 4").
 pub(crate) static JUDGE_CALLS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Requests `/echo/…` has answered (it echoes headers and query in a 401).
+pub(crate) static ECHO_CALLS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
 /// Every model name the fixture answers to, as `GET /v1/models` lists them.
@@ -32,6 +37,17 @@ pub(crate) const MODELS: &[&str] = &[
     "judge",
     "non-stream",
 ];
+// The size faults (`huge-error`, `huge-body`, `huge-event`, `huge-usage`)
+// answer too, unlisted, so listings stay as the probe tests expect.
+
+/// A body of `len` bytes of `x`, produced 64 KiB at a time (never held).
+fn endless_x(len: usize) -> Body {
+    let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+    let chunks = len.div_ceil(chunk.len());
+    Body::from_stream(futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    ))
+}
 
 /// One step of a script: wait, then send these bytes.
 pub(crate) type Step = (Duration, String);
@@ -142,6 +158,37 @@ async fn chat(body: String) -> Response {
             )
                 .into_response();
         }
+        // 200 MB error body: dyno reads 64 KiB of it.
+        "huge-error" => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, endless_x(200_000_000)).into_response();
+        }
+        // 20 MB non-streamed body: over dyno's 16 MiB.
+        "huge-body" => {
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                endless_x(20_000_000),
+            )
+                .into_response();
+        }
+        // One SSE line of 2 MB that never ends.
+        "huge-event" => {
+            return (
+                [(header::CONTENT_TYPE, "text/event-stream")],
+                Body::from(format!("data: {}", "x".repeat(2_000_000))),
+            )
+                .into_response();
+        }
+        "huge-usage" => {
+            let body = json!({
+                "choices": [{ "index": 0, "message": { "role": "assistant", "content": "hi" }, "finish_reason": "stop" }],
+                "usage": { "prompt_tokens": 5, "completion_tokens": u64::MAX }
+            });
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response();
+        }
         "non-stream" => {
             tokio::time::sleep(ms(100)).await;
             let body = json!({
@@ -197,15 +244,58 @@ async fn models() -> axum::Json<Value> {
     axum::Json(json!({ "object": "list", "data": data }))
 }
 
+/// `/echo/v1/chat/completions`: a 401 whose error message echoes every
+/// request header and the query, as a careless server does.
+async fn echo(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    ECHO_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let shown: Vec<String> = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    let message = format!(
+        "unauthorized; headers: {}; query: {}",
+        shown.join(", "),
+        query.unwrap_or_default()
+    );
+    (
+        StatusCode::UNAUTHORIZED,
+        json!({ "error": { "message": message } }).to_string(),
+    )
+        .into_response()
+}
+
+/// `/redirect/v1/chat/completions`: a 307 to the echo route on another
+/// origin (`localhost` instead of `127.0.0.1`), query kept.
+async fn redirect(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .replace("127.0.0.1", "localhost");
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(
+            header::LOCATION,
+            format!("http://{host}/echo/v1/chat/completions{query}"),
+        )],
+    )
+        .into_response()
+}
+
 /// The fixture's routes, whatever serves them (plain HTTP here, TLS in
 /// `tls.rs`).
 pub(crate) fn router() -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
+        .route("/echo/v1/chat/completions", post(echo))
+        .route("/echo/v1/models", get(echo))
+        .route("/redirect/v1/chat/completions", post(redirect))
 }
 
 /// Starts the fixture; returns its base URL (`http://127.0.0.1:PORT/v1`).
+/// `/echo/v1` and `/redirect/v1` are further bases on the same server.
 pub(crate) async fn start() -> String {
     let app = router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

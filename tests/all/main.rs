@@ -1,6 +1,7 @@
 //! dyno's integration tests: one binary, a module per area.
 
 mod adapter;
+mod bounds;
 mod cli;
 mod client;
 mod compare;
@@ -8,6 +9,7 @@ mod engine;
 mod fixture;
 mod foundry;
 mod foundry_fixture;
+mod fuzz;
 // SIGINT to a run and its children, found in `/proc`.
 #[cfg(target_os = "linux")]
 mod interrupt;
@@ -16,6 +18,7 @@ mod probe;
 mod quality;
 mod recipes;
 mod report;
+mod secrets;
 mod shard;
 mod suite;
 // The client speaks rustls there; elsewhere the system's TLS, and the

@@ -1,10 +1,12 @@
 //! Suite loading: exact diagnostics for known mistakes, and the shipped suites.
 
+use std::path::Path;
+
 use dyno::suite::{self, ServedBy};
 
 use crate::{Tree, repo_root, test_env};
 
-const GOOD: &str = "\
+pub(crate) const GOOD: &str = "\
 name: t
 endpoints:
   local:
@@ -22,10 +24,19 @@ defaults:
 /// Loads `yaml` as `s.yaml` (with `extra` files beside it) and returns the
 /// rendered diagnostics, with the temp dir shown as `DIR`.
 fn errors(yaml: &str, extra: &[(&str, &str)]) -> String {
+    errors_with(yaml, extra, &|file| suite::load(file, &test_env))
+}
+
+/// [`errors`] with `load` (`suite::load` or a variant).
+pub(crate) fn errors_with(
+    yaml: &str,
+    extra: &[(&str, &str)],
+    load: &dyn Fn(&Path) -> Result<suite::Suite, suite::LoadError>,
+) -> String {
     let mut files = vec![("s.yaml", yaml)];
     files.extend_from_slice(extra);
     let tree = Tree::new(&files);
-    match suite::load(&tree.path("s.yaml"), &test_env) {
+    match load(&tree.path("s.yaml")) {
         Ok(_) => String::from("(valid)"),
         Err(err) => tree.anonymize(&err.render()),
     }

@@ -341,3 +341,37 @@ fn compare_settings_resolve_from_percentages() {
     let out = errors(&bad, &[]);
     assert!(out.contains("at `compare.noise.ttft`"), "{out}");
 }
+
+#[test]
+fn a_prompt_file_may_be_a_list_of_strings_with_ids_from_its_position() {
+    let yaml = GOOD.replace("defaults:", "  - include: prompts.json\ndefaults:");
+    let prompts = r#"["Explain RAG.", {"id": "named", "text": "Hi."}, "List 3 benefits."]"#;
+    let tree = Tree::new(&[("s.yaml", &yaml), ("prompts.json", prompts)]);
+    let s = suite::load(&tree.path("s.yaml"), &test_env)
+        .unwrap_or_else(|e| panic!("{}", tree.anonymize(&e.render())));
+    let loaded: Vec<(&str, &str)> = s
+        .prompts
+        .iter()
+        .map(|p| (p.id.as_str(), p.messages[0].content.as_str()))
+        .collect();
+    assert_eq!(
+        loaded,
+        [
+            ("p1", "hello"),
+            ("prompts-1", "Explain RAG."),
+            ("named", "Hi."),
+            ("prompts-3", "List 3 benefits."),
+        ]
+    );
+    // Neither a string nor a prompt object: an error at the item.
+    assert_eq!(
+        errors(&yaml, &[("prompts.json", "[\"a\", 3]\n")]),
+        "\
+error: 3 is not of type \"object\" at `[1]`
+ --> DIR/prompts.json:1:7
+  |
+1 | [\"a\", 3]
+  |       ^
+"
+    );
+}

@@ -30,11 +30,13 @@ pub enum Command {
     /// Print the cells of a suite in execution order, without sending anything.
     Plan {
         suite: PathBuf,
-        /// Keep only models whose id matches this glob (repeatable).
-        #[arg(long = "models", value_name = "GLOB")]
+        /// Keep only models whose id matches one of these globs (a comma
+        /// list, repeatable); without it, `DYNO_MODELS` gives the list.
+        #[arg(long = "models", value_name = "GLOB,...")]
         models: Vec<String>,
-        /// Keep only prompts whose id matches this glob (repeatable).
-        #[arg(long = "prompts", value_name = "GLOB")]
+        /// Keep only prompts whose id matches one of these globs (a comma
+        /// list, repeatable); without it, `DYNO_PROMPTS` gives the list.
+        #[arg(long = "prompts", value_name = "GLOB,...")]
         prompts: Vec<String>,
         /// `model_major` or interleaved, instead of the suite's `order`.
         #[arg(long, value_name = "ORDER")]
@@ -71,11 +73,13 @@ pub enum Command {
         /// Suite files or globs.
         #[arg(required = true)]
         suites: Vec<String>,
-        /// Keep only models whose id matches this glob (repeatable).
-        #[arg(long = "models", value_name = "GLOB")]
+        /// Keep only models whose id matches one of these globs (a comma
+        /// list, repeatable); without it, `DYNO_MODELS` gives the list.
+        #[arg(long = "models", value_name = "GLOB,...")]
         models: Vec<String>,
-        /// Keep only prompts whose id matches this glob (repeatable).
-        #[arg(long = "prompts", value_name = "GLOB")]
+        /// Keep only prompts whose id matches one of these globs (a comma
+        /// list, repeatable); without it, `DYNO_PROMPTS` gives the list.
+        #[arg(long = "prompts", value_name = "GLOB,...")]
         prompts: Vec<String>,
         /// `model_major` or interleaved, instead of the suite's `order`.
         #[arg(long, value_name = "ORDER")]
@@ -169,11 +173,7 @@ pub fn run(cli: Cli) -> ExitCode {
             json,
         } => plan_cmd(
             &suite,
-            &Filter {
-                models,
-                prompts,
-                order,
-            },
+            &Filter::from_args(&models, &prompts, order, &crate::suite::process_env),
             json,
         ),
         Command::Models { target, kind, json } => models_cmd(&target, kind, json),
@@ -189,11 +189,7 @@ pub fn run(cli: Cli) -> ExitCode {
             archive,
         } => run_cmd(
             &suites,
-            &Filter {
-                models,
-                prompts,
-                order,
-            },
+            &Filter::from_args(&models, &prompts, order, &crate::suite::process_env),
             &crate::run::RunOptions {
                 out,
                 quiet,

@@ -173,77 +173,186 @@ pub struct Filter {
     pub models: Vec<String>,
     pub prompts: Vec<String>,
     pub order: Option<Order>,
+    /// Where `models` and `prompts` came from, named in errors.
+    pub models_from: Origin,
+    pub prompts_from: Origin,
+}
+
+/// Where a filter's globs came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line flag (`--models`, `--prompts`).
+    #[default]
+    Flag,
+    /// The environment (`DYNO_MODELS`, `DYNO_PROMPTS`), as no flag was given.
+    Env,
+}
+
+/// The variable that selects models when `--models` is absent, like the
+/// workshop's `BENCH_MODELS` (`qwen2.5-0.5b,phi-4-mini`).
+pub const MODELS_ENV: &str = "DYNO_MODELS";
+/// The variable that selects prompts when `--prompts` is absent.
+pub const PROMPTS_ENV: &str = "DYNO_PROMPTS";
+
+impl Filter {
+    /// The filter of the command line: each `--models` / `--prompts` value
+    /// may be a comma list (`--models qwen2.5-0.5b,phi-4-mini`), repeated
+    /// or not; without the flag, [`MODELS_ENV`] / [`PROMPTS_ENV`] give the
+    /// list; without either, everything is kept.
+    pub fn from_args(
+        models: &[String],
+        prompts: &[String],
+        order: Option<Order>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Filter {
+        let (models, models_from) = globs(models, MODELS_ENV, env);
+        let (prompts, prompts_from) = globs(prompts, PROMPTS_ENV, env);
+        Filter {
+            models,
+            prompts,
+            order,
+            models_from,
+            prompts_from,
+        }
+    }
+}
+
+/// The globs of a flag's values, else of the variable `var`.
+fn globs(
+    values: &[String],
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Vec<String>, Origin) {
+    if values.is_empty() {
+        let listed = env(var).map_or_else(Vec::new, |v| split_list(&v));
+        (listed, Origin::Env)
+    } else {
+        (
+            values.iter().flat_map(|v| split_list(v)).collect(),
+            Origin::Flag,
+        )
+    }
+}
+
+/// The items of a comma list, trimmed, empty ones dropped; a comma inside
+/// a glob's `{a,b}` alternation does not split.
+fn split_list(text: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut depth = 0usize;
+    let mut current = String::new();
+    for c in text.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                items.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    items.push(current);
+    items
+        .into_iter()
+        .map(|item| item.trim().to_string())
+        .filter(|item| !item.is_empty())
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("invalid --{flag} glob `{pattern}`: {reason}")]
+    #[error("invalid glob `{pattern}` in {origin}: {reason}")]
     BadGlob {
-        flag: &'static str,
+        /// `--models`, or `DYNO_MODELS` when the environment gave the globs.
+        origin: String,
         pattern: String,
         reason: String,
     },
-    #[error("--{flag} {patterns} matches none of: {available}")]
+    /// `selection` is `--models a,b` or `DYNO_MODELS=a,b`.
+    #[error("{selection} matches none of: {available}")]
     NothingSelected {
-        flag: &'static str,
-        patterns: String,
+        selection: String,
         available: String,
     },
 }
 
-fn glob_set(flag: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, PlanError> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut builder = GlobSetBuilder::new();
-    for pattern in patterns {
-        let glob = Glob::new(pattern).map_err(|e| PlanError::BadGlob {
-            flag,
-            pattern: pattern.clone(),
-            reason: e.kind().to_string(),
-        })?;
-        builder.add(glob);
-    }
-    builder.build().map(Some).map_err(|e| PlanError::BadGlob {
-        flag,
-        pattern: patterns.join(","),
-        reason: e.kind().to_string(),
-    })
+/// One list of globs of a filter and where it came from.
+struct Selector<'f> {
+    flag: &'static str,
+    var: &'static str,
+    origin: Origin,
+    patterns: &'f [String],
 }
 
-/// Keeps the ids that `set` matches; an error names the ids there were.
-fn select<'a>(
-    flag: &'static str,
-    patterns: &[String],
-    ids: impl Iterator<Item = &'a str> + Clone,
-) -> Result<Vec<&'a str>, PlanError> {
-    let set = glob_set(flag, patterns)?;
-    let kept: Vec<&str> = ids
-        .clone()
-        .filter(|id| set.as_ref().is_none_or(|s| s.is_match(id)))
-        .collect();
-    if kept.is_empty() {
-        return Err(PlanError::NothingSelected {
-            flag,
-            patterns: patterns.join(","),
-            available: ids.collect::<Vec<_>>().join(", "),
-        });
+impl Selector<'_> {
+    /// `--models` or `DYNO_MODELS`.
+    fn origin(&self) -> String {
+        match self.origin {
+            Origin::Flag => format!("--{}", self.flag),
+            Origin::Env => self.var.to_string(),
+        }
     }
-    Ok(kept)
+
+    fn glob_set(&self) -> Result<Option<GlobSet>, PlanError> {
+        if self.patterns.is_empty() {
+            return Ok(None);
+        }
+        let bad = |pattern: String, e: &globset::Error| PlanError::BadGlob {
+            origin: self.origin(),
+            pattern,
+            reason: e.kind().to_string(),
+        };
+        let mut builder = GlobSetBuilder::new();
+        for pattern in self.patterns {
+            builder.add(Glob::new(pattern).map_err(|e| bad(pattern.clone(), &e))?);
+        }
+        builder
+            .build()
+            .map(Some)
+            .map_err(|e| bad(self.patterns.join(","), &e))
+    }
+
+    /// Keeps the ids that the globs match; an error names the ids there were.
+    fn select<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str> + Clone,
+    ) -> Result<Vec<&'a str>, PlanError> {
+        let set = self.glob_set()?;
+        let kept: Vec<&str> = ids
+            .clone()
+            .filter(|id| set.as_ref().is_none_or(|s| s.is_match(id)))
+            .collect();
+        if kept.is_empty() {
+            let patterns = self.patterns.join(",");
+            return Err(PlanError::NothingSelected {
+                selection: match self.origin {
+                    Origin::Flag => format!("--{} {patterns}", self.flag),
+                    Origin::Env => format!("{}={patterns}", self.var),
+                },
+                available: ids.collect::<Vec<_>>().join(", "),
+            });
+        }
+        Ok(kept)
+    }
 }
 
 /// The cells of `suite` in execution order.
 pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
-    let models = select(
-        "models",
-        &filter.models,
-        suite.models.iter().map(|m| m.id.as_str()),
-    )?;
-    let prompts = select(
-        "prompts",
-        &filter.prompts,
-        suite.prompts.iter().map(|p| p.id.as_str()),
-    )?;
+    let models = Selector {
+        flag: "models",
+        var: MODELS_ENV,
+        origin: filter.models_from,
+        patterns: &filter.models,
+    }
+    .select(suite.models.iter().map(|m| m.id.as_str()))?;
+    let prompts = Selector {
+        flag: "prompts",
+        var: PROMPTS_ENV,
+        origin: filter.prompts_from,
+        patterns: &filter.prompts,
+    }
+    .select(suite.prompts.iter().map(|p| p.id.as_str()))?;
     let combos = axis_combinations(&suite.matrix);
     // One block per model × variant × axis values: its cells, round by round.
     let mut blocks: Vec<Vec<(Round, Vec<Cell>)>> = Vec::new();

@@ -5,9 +5,18 @@ use std::process::{Command, Output};
 use crate::{Tree, repo_root};
 
 fn dyno(args: &[&str]) -> Output {
+    dyno_with_env(args, &[])
+}
+
+/// The binary run with `vars` set and the selection variables of the
+/// caller's environment removed.
+fn dyno_with_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dyno"))
         .args(args)
         .current_dir(repo_root())
+        .env_remove("DYNO_MODELS")
+        .env_remove("DYNO_PROMPTS")
+        .envs(vars.iter().copied())
         .output()
         .unwrap()
 }
@@ -66,6 +75,57 @@ fn plan_is_byte_identical_across_calls() {
     let cells: serde_json::Value = serde_json::from_slice(&json_one.stdout).unwrap();
     // 2 models × 2 thread variants × 4 prompts × (1 warmup + 3 rounds).
     assert_eq!(cells.as_array().unwrap().len(), 64);
+}
+
+/// The distinct (model, prompt) pairs `dyno plan --json` prints.
+fn planned(out: &Output) -> Vec<(String, String)> {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cells: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut pairs: Vec<(String, String)> = cells
+        .iter()
+        .map(|c| (c["model"].to_string(), c["prompt"].to_string()))
+        .collect();
+    pairs.dedup();
+    pairs.sort();
+    pairs.dedup();
+    pairs
+}
+
+#[test]
+fn comma_lists_and_dyno_models_select_like_the_workshops_bench_models() {
+    let plan = ["plan", "suites/quickstart.yaml", "--json"];
+    let by_flags = dyno(
+        &[
+            &plan[..],
+            &["--models", "gemma3-270m", "--prompts", "rag,privacy"],
+        ]
+        .concat(),
+    );
+    let by_env = dyno_with_env(
+        &plan,
+        &[
+            ("DYNO_MODELS", "gemma3-270m"),
+            ("DYNO_PROMPTS", "rag,privacy"),
+        ],
+    );
+    let expected: Vec<(String, String)> = [("gemma3-270m", "privacy"), ("gemma3-270m", "rag")]
+        .iter()
+        .map(|(m, p)| (format!("\"{m}\""), format!("\"{p}\"")))
+        .collect();
+    assert_eq!(planned(&by_flags), expected);
+    assert_eq!(planned(&by_env), expected);
+    // The flag wins over the variable.
+    let both = dyno_with_env(
+        &[&plan[..], &["--models", "smollm2-135m"]].concat(),
+        &[("DYNO_MODELS", "gemma3-270m")],
+    );
+    let models: Vec<String> = planned(&both).into_iter().map(|(m, _)| m).collect();
+    assert!(models.iter().all(|m| m == "\"smollm2-135m\""), "{models:?}");
 }
 
 #[test]

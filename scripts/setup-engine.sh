@@ -8,6 +8,13 @@ set -euo pipefail
 
 CACHE="${DYNO_CACHE:-$HOME/.cache/dyno}"
 LLAMA_VERSION="11434.0.0"
+# llama.cpp's build number is the package's major version; the sdist has no
+# git history for llama.cpp's build-info.cmake to count, so it is passed to
+# cmake (otherwise the server reports `b0-unknown`).
+LLAMA_BUILD_NUMBER="${LLAMA_VERSION%%.*}"
+# What the cache marker records: bump it when the build recipe changes, so a
+# cached engine built the old way is rebuilt.
+ENGINE_MARKER="$LLAMA_VERSION build $LLAMA_BUILD_NUMBER"
 ENGINE="$CACHE/engine"
 MODELS="$CACHE/models"
 WORK="$CACHE/work"
@@ -17,7 +24,7 @@ log() { printf 'setup-engine: %s\n' "$*" >&2; }
 
 build_server() {
   local bin="$ENGINE/bin/llama-server"
-  if [ -x "$bin" ] && [ "$(cat "$ENGINE/VERSION" 2>/dev/null)" = "$LLAMA_VERSION" ]; then
+  if [ -x "$bin" ] && [ "$(cat "$ENGINE/VERSION" 2>/dev/null)" = "$ENGINE_MARKER" ]; then
     log "llama-server $LLAMA_VERSION already built"
     return
   fi
@@ -49,11 +56,12 @@ PY
   local build="$WORK/build"
   rm -rf "$build"
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF >&2
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF \
+    -DLLAMA_BUILD_NUMBER="$LLAMA_BUILD_NUMBER" >&2
   cmake --build "$build" --target llama-server -j"$(nproc)" >&2
   install -m 0755 "$build/bin/llama-server" "$bin.tmp"
   mv "$bin.tmp" "$bin"
-  echo "$LLAMA_VERSION" >"$ENGINE/VERSION"
+  echo "$ENGINE_MARKER" >"$ENGINE/VERSION"
   rm -rf "$src" "$build"
 }
 

@@ -27,12 +27,14 @@ use crate::suite::{Axis, Device, Model, Order, Params, ServedBy, Server, Suite};
 pub struct Cell {
     /// 1-based position in execution order.
     pub index: usize,
-    /// Stable key of the cell, the same in every round:
-    /// `model/prompt` plus `[axis=value,...]` when the suite has axes.
+    /// Stable key of the cell, the same in every round: `model/prompt`
+    /// plus `[variant,axis=value,...]` when there is a variant or an axis
+    /// (`smollm2/rag[threads=2,stream=false]`).
     pub key: String,
     pub model: String,
     pub prompt: String,
-    /// Axis values of this cell, in axis order, as `name=value`.
+    /// Matrix axis values of this cell, in axis order, as `name=value`
+    /// (the variant is not an axis: see `variant`).
     pub axes: Vec<String>,
     /// The variant this cell runs under; each distinct variant is its own
     /// launch.
@@ -64,6 +66,14 @@ pub enum Variant {
 pub struct Setting {
     pub name: String,
     pub value: String,
+}
+
+impl Cell {
+    /// `stream=false,max_tokens=64`: the axis values as one label, `None`
+    /// without axes. Summary rows are per model, variant and this label.
+    pub fn axes_label(&self) -> Option<String> {
+        (!self.axes.is_empty()).then(|| self.axes.join(","))
+    }
 }
 
 impl Variant {
@@ -367,10 +377,11 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
             .flat_map(|v| combos.iter().map(move |c| (v, c)))
         {
             let mut params = model.params;
-            let mut labels: Vec<String> = variant.label().into_iter().collect();
-            for setting in combo {
-                labels.push(setting.apply(&mut params));
-            }
+            let axes: Vec<String> = combo
+                .iter()
+                .map(|setting| setting.apply(&mut params))
+                .collect();
+            let labels: Vec<String> = variant.label().into_iter().chain(axes.clone()).collect();
             let rounds = (1..=params.warmup)
                 .map(Round::Warmup)
                 .chain((1..=params.rounds).map(Round::Measured));
@@ -386,7 +397,7 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
                                 key,
                                 model: model.id.clone(),
                                 prompt: (*prompt).to_string(),
-                                axes: labels.clone(),
+                                axes: axes.clone(),
                                 variant: variant.clone(),
                                 round,
                                 params,

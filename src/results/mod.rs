@@ -19,8 +19,8 @@ mod summary;
 pub use io::{LoadError, RESULTS_FILE, load, parse, results_file, to_json};
 
 pub use summary::{
-    CellStats, Dist, EnergySource, Highlight, ModelSummary, QualitySummary, aggregate, highlights,
-    is_warm_measured, refresh_quality, summarize_models,
+    CellStats, Dist, EnergySource, Failure, Highlight, ModelSummary, QualitySummary, aggregate,
+    highlights, is_warm_measured, refresh_quality, summarize_models,
 };
 
 /// Version of the results format; bumped on any incompatible change.
@@ -112,6 +112,10 @@ pub struct Sample {
     /// The server variant (`threads=2`), when the server declares variants.
     #[serde(default)]
     pub variant: Option<String>,
+    /// The matrix axis values (`stream=false,max_tokens=64`), when the
+    /// suite has axes; each combination is its own summary row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axes: Option<String>,
     /// The first request after its managed server became ready. Cold
     /// requests are aggregated apart and left out of the cell statistics.
     #[serde(default)]
@@ -185,6 +189,7 @@ impl Sample {
             text: String::new(),
             server_timings: None,
             variant: None,
+            axes: None,
             cold: false,
             rss_peak_mb: None,
             rss_median_mb: None,
@@ -195,6 +200,12 @@ impl Sample {
             human_score: None,
             host_busy_cores: None,
         }
+    }
+
+    /// The summary row this sample belongs to, as reports name it:
+    /// `smollm2 [threads=2,stream=false]`.
+    pub fn row_label(&self) -> String {
+        row_label(&self.model, self.variant.as_deref(), self.axes.as_deref())
     }
 
     /// Derives TPOT and decode tokens/s from TTFT, E2E and the token count.
@@ -276,6 +287,16 @@ pub fn label(model: &str, variant: Option<&str>) -> String {
     match variant {
         Some(v) => format!("{model} [{v}]"),
         None => model.to_string(),
+    }
+}
+
+/// `model`, `model [variant]`, `model [axes]` or `model [variant,axes]`:
+/// how reports name a summary row (a model in one variant and one
+/// combination of axis values).
+pub fn row_label(model: &str, variant: Option<&str>, axes: Option<&str>) -> String {
+    match (variant, axes) {
+        (Some(v), Some(a)) => label(model, Some(&format!("{v},{a}"))),
+        (v, a) => label(model, v.or(a)),
     }
 }
 
@@ -394,7 +415,8 @@ pub struct Results {
     pub suite: SuiteRecord,
     pub environment: Environment,
     pub models: Vec<crate::results::ModelRun>,
-    /// One row per model (and server variant), pooled over prompts.
+    /// One row per model, server variant and combination of axis values,
+    /// pooled over prompts.
     #[serde(default)]
     pub summaries: Vec<ModelSummary>,
     /// Best model per metric, against the runner-up.

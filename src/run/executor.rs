@@ -465,6 +465,7 @@ fn blank(cell: &Cell) -> Sample {
     sample.seed = cell.seed;
     sample.stream = cell.params.stream;
     sample.variant = cell.variant.label();
+    sample.axes = cell.axes_label();
     sample
 }
 

@@ -306,7 +306,8 @@ pub fn write_outputs(
     Ok(files)
 }
 
-/// One chart series per model (and variant): its warm, measured, successful requests.
+/// One chart series per summary row (model, variant and axis values): its
+/// warm, measured, successful requests.
 fn chart_series(doc: &Results) -> Vec<charts::Series> {
     doc.summaries
         .iter()
@@ -314,7 +315,7 @@ fn chart_series(doc: &Results) -> Vec<charts::Series> {
             let warm: Vec<&results::Sample> = doc
                 .samples
                 .iter()
-                .filter(|s| s.model == m.model && s.variant == m.variant)
+                .filter(|s| m.holds(s))
                 .filter(|s| results::is_warm_measured(s) && s.status == Status::Ok)
                 .collect();
             charts::Series {

@@ -12,6 +12,7 @@ mod plan;
 mod probe;
 mod quality;
 mod report;
+mod rows;
 mod suite;
 
 use std::path::{Path, PathBuf};

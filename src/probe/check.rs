@@ -532,6 +532,7 @@ fn probe_request(model: &Model) -> Request {
         seed: model.params.seed,
         stream: false,
         timeout: timeout(model.params.timeout_s),
+        response_format: None,
     }
 }
 

@@ -94,6 +94,9 @@ pub fn body(model: &str, request: &Request) -> Value {
     if let Some(top_p) = request.top_p {
         body["top_p"] = json!(top_p);
     }
+    if let Some(format) = &request.response_format {
+        body["response_format"] = format.clone();
+    }
     if request.stream {
         body["stream_options"] = json!({ "include_usage": true });
     }
@@ -483,11 +486,13 @@ mod tests {
             seed: 3,
             stream: true,
             timeout: Duration::from_secs(1),
+            response_format: None,
         };
         let body = body("m", &req);
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["seed"], 3);
         assert!(body.get("top_p").is_none());
+        assert!(body.get("response_format").is_none());
     }
 
     #[test]

@@ -408,6 +408,7 @@ pub fn request(suite: &Suite, cell: &Cell) -> Request {
         seed: cell.seed,
         stream: cell.params.stream,
         timeout: timeout(cell.params.timeout_s),
+        response_format: None,
     }
 }
 

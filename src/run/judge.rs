@@ -203,6 +203,7 @@ async fn ask(
             seed: 0,
             stream: false,
             timeout: timeout(model.params.timeout_s),
+            response_format: Some(settings.scale.reply_format()),
         };
         let m = provider.measure(&request).await;
         let (reply, parse) = if let Some((kind, message)) = m.error {

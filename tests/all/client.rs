@@ -30,6 +30,7 @@ async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measured
         seed: 1,
         stream,
         timeout: Duration::from_millis(timeout_ms),
+        response_format: None,
     };
     client::chat(&reqwest::Client::new(), &target, model, &request).await
 }

@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 pub(crate) static JUDGE_CALLS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
+/// The `response_format` of the `judge` model's last request (`null` when
+/// it sent none).
+pub(crate) static JUDGE_FORMAT: std::sync::Mutex<Value> = std::sync::Mutex::new(Value::Null);
+
 /// Every model name the fixture answers to, as `GET /v1/models` lists them.
 pub(crate) const MODELS: &[&str] = &[
     "timetable",
@@ -132,6 +136,7 @@ async fn chat(body: String) -> Response {
         }
         "judge" => {
             JUDGE_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            *JUDGE_FORMAT.lock().unwrap() = request["response_format"].clone();
             let body = json!({
                 "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Score: 4" }, "finish_reason": "stop" }],
                 "usage": { "prompt_tokens": 50, "completion_tokens": 3 }

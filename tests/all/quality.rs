@@ -78,6 +78,13 @@ async fn checks_judge_cache_and_human_ratings() {
     // The judge model's own 3 timed requests, then one judgement: both
     // measured outputs are the same text, judged once.
     assert_eq!(fixture::JUDGE_CALLS.load(Ordering::SeqCst) - before, 3 + 1);
+    // The judgement (the judge's last request) asked for `{"score": N}`.
+    let format = fixture::JUDGE_FORMAT.lock().unwrap().clone();
+    assert_eq!(
+        format["json_schema"]["schema"]["properties"]["score"]["enum"],
+        serde_json::json!([1, 2, 3, 4, 5]),
+        "{format}"
+    );
     let summary = &doc.summaries[0];
     assert_eq!(summary.quality.check_pass_rate, Some(0.75));
     assert_eq!(summary.quality.judge_score_mean, Some(4.0));

@@ -38,11 +38,11 @@ fn shipped_suites_validate_with_exit_0() {
 fn mutated_quickstart_reports_both_errors_at_their_lines_with_exit_2() {
     let text = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
     let mutated = text
-        .replace("  rounds: 3\n", "  rounds: \"3\"\n")
+        .replace("  rounds: 5\n", "  rounds: \"5\"\n")
         .replace("prompts:\n", "promts: []\nprompts:\n");
     let rounds_line = mutated
         .lines()
-        .position(|l| l == "  rounds: \"3\"")
+        .position(|l| l == "  rounds: \"5\"")
         .unwrap()
         + 1;
     let unknown_line = mutated.lines().position(|l| l == "promts: []").unwrap() + 1;
@@ -55,7 +55,7 @@ fn mutated_quickstart_reports_both_errors_at_their_lines_with_exit_2() {
         stderr.contains(&format!("--> DIR/quickstart.yaml:{rounds_line}:11\n")),
         "{stderr}"
     );
-    assert!(stderr.contains("error: \"3\" is not of type \"integer\" at `defaults.rounds`"));
+    assert!(stderr.contains("error: \"5\" is not of type \"integer\" at `defaults.rounds`"));
     assert!(
         stderr.contains(&format!("--> DIR/quickstart.yaml:{unknown_line}:1\n")),
         "{stderr}"
@@ -73,8 +73,8 @@ fn plan_is_byte_identical_across_calls() {
     let json_two = dyno(&["plan", "suites/quickstart.yaml", "--json"]);
     assert_eq!(json_one.stdout, json_two.stdout);
     let cells: serde_json::Value = serde_json::from_slice(&json_one.stdout).unwrap();
-    // 2 models × 2 thread variants × 4 prompts × (1 warmup + 3 rounds).
-    assert_eq!(cells.as_array().unwrap().len(), 64);
+    // 2 models × 2 thread variants × 4 prompts × (1 warmup + 5 rounds).
+    assert_eq!(cells.as_array().unwrap().len(), 96);
 }
 
 /// The distinct (model, prompt) pairs `dyno plan --json` prints.

@@ -273,6 +273,12 @@ async fn suite_run(generation: Generation) {
             expected
         );
     }
+    // The report names the variant each device resolved to.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for (id, device) in [(QWEN_CPU, "cpu"), (gpu, "gpu")] {
+        let row = format!("| qwen2.5-0.5b [device={device}] | `{id}` | {device} |");
+        assert!(report.contains(&row), "no row {row:?}:\n{report}");
+    }
     // Unloaded after its cells: nothing stays loaded.
     let foundry = Foundry::with_generation(&fx.base_url, generation, reqwest::Client::new());
     assert!(foundry.loaded().await.unwrap().is_empty());

@@ -53,6 +53,9 @@ pub enum Command {
         target: String,
         /// The service behind a URL: openai (`GET /v1/models`) or foundry
         /// (the Foundry Local catalog with device, size, licence and state).
+        /// Without it, a URL that turns out to be Foundry Local (its
+        /// `/v1/models` fails, is empty or lists Microsoft's models, and its
+        /// status route answers) is listed as foundry.
         #[arg(long, value_name = "KIND")]
         kind: Option<crate::probe::UrlKind>,
         /// Print JSON instead of a table.

@@ -424,6 +424,21 @@ fn body_error(err: &reqwest::Error) -> Failure {
     )
 }
 
+/// Adds what to do to an error that shows the endpoint is Foundry Local
+/// reached as a plain OpenAI endpoint: HTTP 400 "Model not loaded" (Foundry
+/// Local serves only models loaded through its own routes, by exact
+/// variant id).
+pub(crate) fn hint_foundry(m: &mut Measured) {
+    if let Some((ErrorKind::HttpStatus, message)) = &mut m.error
+        && message.starts_with("HTTP 400")
+        && message.to_ascii_lowercase().contains("not loaded")
+    {
+        message.push_str(
+            "; this looks like Foundry Local: use `kind: foundry` for this endpoint, so dyno loads the model (and resolves its alias) first",
+        );
+    }
+}
+
 /// The `message` of an OpenAI-style error body, else the body clipped.
 pub fn error_text(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
@@ -493,6 +508,17 @@ mod tests {
         assert_eq!(body["seed"], 3);
         assert!(body.get("top_p").is_none());
         assert!(body.get("response_format").is_none());
+    }
+
+    #[test]
+    fn model_not_loaded_hints_kind_foundry() {
+        let mut m = Measured::failed(ErrorKind::HttpStatus, "HTTP 400: Model not loaded");
+        hint_foundry(&mut m);
+        let (_, message) = m.error.unwrap();
+        assert!(message.contains("use `kind: foundry`"), "{message}");
+        let mut other = Measured::failed(ErrorKind::HttpStatus, "HTTP 404: model not found");
+        hint_foundry(&mut other);
+        assert_eq!(other.error.unwrap().1, "HTTP 404: model not found");
     }
 
     #[test]

@@ -315,3 +315,24 @@ async fn a_model_that_is_not_cached_fails_with_the_download_command_and_the_run_
         Some(dyno::results::ErrorKind::Skipped)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foundry_reached_as_a_plain_openai_endpoint_hints_kind_foundry() {
+    let fx = fixture::start(Generation::Service, &[QWEN_CPU]).await;
+    let suite = format!(
+        "name: plain\nendpoints:\n  fl: {{ base_url: \"{}/v1\" }}\nmodels:\n  - {{ id: qwen, model: \"{QWEN_CPU}\", endpoint: fl }}\nprompts:\n  - {{ id: p, text: hi }}\ndefaults: {{ rounds: 1, warmup: 0 }}\n",
+        fx.base_url
+    );
+    let tree = crate::Tree::new(&[("plain.yaml", &suite)]);
+    let (_, doc) = crate::run_and_load(
+        &tree.path("plain.yaml"),
+        &dyno::plan::Filter::default(),
+        &tree.path("out"),
+    )
+    .await;
+    let message = doc.samples[0].error.as_deref().unwrap_or("");
+    assert!(
+        message.starts_with("HTTP 400") && message.contains("use `kind: foundry`"),
+        "{message}"
+    );
+}

@@ -381,7 +381,43 @@ pub struct SuiteRecord {
     pub resolved: serde_json::Value,
 }
 
+/// A prompt of a recorded suite, as much as annotators need of it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct PromptRecord {
+    pub id: String,
+    #[serde(default)]
+    messages: Vec<MessageRecord>,
+    #[serde(default)]
+    pub rubric: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct MessageRecord {
+    role: String,
+    content: String,
+}
+
+impl PromptRecord {
+    /// The user message(s), blank-line separated: what the output answers.
+    pub fn question(&self) -> String {
+        self.messages
+            .iter()
+            .filter(|m| m.role == "user")
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+}
+
 impl SuiteRecord {
+    /// The recorded suite's prompts; empty when the record holds none.
+    pub fn prompts(&self) -> Vec<PromptRecord> {
+        self.resolved
+            .get("prompts")
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+            .unwrap_or_default()
+    }
+
     pub fn of(suite: &crate::suite::Suite) -> SuiteRecord {
         let mut resolved = serde_json::to_value(suite).unwrap_or_default();
         for (section, field) in [("endpoints", "headers"), ("servers", "env")] {

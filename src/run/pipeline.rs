@@ -218,6 +218,12 @@ pub fn annotate(results: &Path) -> Result<PathBuf, RunError> {
     let dir = file.parent().unwrap_or(Path::new("."));
     let path = dir.join(ANNOTATIONS_FILE);
     let mut rows = read_annotations(&path)?;
+    let prompts: std::collections::BTreeMap<String, results::PromptRecord> = doc
+        .suite
+        .prompts()
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
     let mut known: std::collections::BTreeSet<(String, String, String)> = rows
         .iter()
         .map(|r| (r.model.clone(), r.prompt.clone(), r.output_hash.clone()))
@@ -234,6 +240,13 @@ pub fn annotate(results: &Path) -> Result<PathBuf, RunError> {
             row.output_hash.clone(),
         )) {
             rows.push(row);
+        }
+    }
+    // The prompt and rubric to rate against, also on rows of older files.
+    for row in rows.iter_mut().filter(|r| r.prompt_text.is_empty()) {
+        if let Some(p) = prompts.get(&row.prompt) {
+            row.prompt_text = p.question();
+            row.rubric = p.rubric.clone().unwrap_or_default();
         }
     }
     let text = quality::write_annotations_csv(&rows).map_err(|source| RunError::Annotations {

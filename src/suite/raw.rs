@@ -252,7 +252,8 @@ pub struct RawEndpoint {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    /// Program and arguments; `{port}` is replaced by a free port chosen by dyno.
+    /// Program and arguments; `{port}` is replaced by a free port chosen by
+    /// dyno. It must appear here or in an `env` value.
     #[schemars(length(min = 1))]
     pub command: Vec<String>,
     /// HTTP path polled until it answers 200 (default `/health`).
@@ -262,7 +263,8 @@ pub struct RawServer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub startup_timeout_s: Option<u32>,
-    /// Extra environment variables for the server process.
+    /// Extra environment variables for the server process; `{port}` and
+    /// variant placeholders are replaced in the values (`PORT: "{port}"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Configurations measured side by side, each its own launch: every

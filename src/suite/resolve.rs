@@ -145,15 +145,20 @@ impl Loader<'_> {
         raw.servers
             .iter()
             .map(|(name, s)| {
-                if !s.command.iter().any(|arg| arg.contains("{port}")) {
+                if !s
+                    .command
+                    .iter()
+                    .chain(s.env.values())
+                    .any(|text| text.contains("{port}"))
+                {
                     self.diagnostics.push(
                         Diagnostic::new(
-                            format!("server `{name}` has no `{{port}}` in its command"),
+                            format!("server `{name}` has no `{{port}}` in its command or env"),
                             doc.file,
                             doc.at(&format!("/servers/{}/command", escape(name))),
                         )
                         .with_hint(Some(
-                            "dyno picks a free port: pass it as `--port, \"{port}\"`".into(),
+                            "dyno picks a free port: pass it as `--port, \"{port}\"`, or in `env:` (e.g. `PORT: \"{port}\"`)".into(),
                         )),
                     );
                 }

@@ -375,3 +375,27 @@ error: 3 is not of type \"object\" at `[1]`
 "
     );
 }
+
+#[test]
+fn a_server_may_take_its_port_from_env() {
+    let server = |env: &str| {
+        format!(
+            "name: t\nservers:\n  s:\n    command: [my-server]\n{env}models:\n  - {{ id: m, server: s }}\nprompts:\n  - {{ id: p, text: hi }}\n"
+        )
+    };
+    assert_eq!(
+        errors(&server("    env: { PORT: \"{port}\" }\n"), &[]),
+        "(valid)"
+    );
+    assert_eq!(
+        errors(&server(""), &[]),
+        "\
+error: server `s` has no `{port}` in its command or env
+ --> DIR/s.yaml:4:14
+  |
+4 |     command: [my-server]
+  |              ^
+  = hint: dyno picks a free port: pass it as `--port, \"{port}\"`, or in `env:` (e.g. `PORT: \"{port}\"`)
+"
+    );
+}

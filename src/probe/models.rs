@@ -553,12 +553,5 @@ pub fn render_models_json(inventory: &Inventory) -> String {
 }
 
 fn get(http: &reqwest::Client, target: &Target, url: &str) -> reqwest::RequestBuilder {
-    let mut request = http.get(url).timeout(LIST_TIMEOUT);
-    if let Some(key) = &target.api_key {
-        request = request.bearer_auth(key);
-    }
-    for (name, value) in &target.headers {
-        request = request.header(name, value);
-    }
-    request
+    target.authorize(http.get(url).timeout(LIST_TIMEOUT))
 }

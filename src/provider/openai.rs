@@ -54,6 +54,21 @@ impl Target {
             headers: BTreeMap::new(),
         }
     }
+    /// `request` with the API key and the endpoint's headers, which every
+    /// request to the endpoint carries (chat, tokenize, version).
+    pub(crate) fn authorize(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> reqwest::RequestBuilder {
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        request
+    }
+
     /// `…/v1/chat/completions`, keeping any base path (`/openai/v1`).
     pub fn chat_url(&self) -> String {
         format!("{}/chat/completions", self.v1_root())
@@ -161,13 +176,7 @@ async fn exchange(
     progress: &mut Progress,
 ) -> Result<(), Failure> {
     let Progress { m, content_events } = progress;
-    let mut builder = client.post(target.chat_url()).json(&body(model, req));
-    if let Some(key) = &target.api_key {
-        builder = builder.bearer_auth(key);
-    }
-    for (name, value) in &target.headers {
-        builder = builder.header(name, value);
-    }
+    let builder = target.authorize(client.post(target.chat_url()).json(&body(model, req)));
     let start = Instant::now();
     let response = builder.send().await.map_err(|e| transport_error(&e))?;
     let status = response.status();
@@ -340,11 +349,15 @@ async fn count_tokens(
     m.token_source = Some(TokenSource::Estimate);
 }
 
-/// llama.cpp's `POST /tokenize`; `None` where the server has no such route.
+/// llama.cpp's `POST /tokenize`, with the endpoint's key and headers;
+/// `None` where the server has no such route.
 async fn tokenize(client: &reqwest::Client, target: &Target, text: &str) -> Option<u64> {
     let url = format!("{}/tokenize", target.server_root());
-    let body = json!({ "content": text });
-    let value = post_json(client, &url, &body, Duration::from_secs(5)).await?;
+    let request = client
+        .post(url)
+        .json(&json!({ "content": text }))
+        .timeout(Duration::from_secs(5));
+    let value = json_reply(target.authorize(request)).await?;
     Some(value.get("tokens")?.as_array()?.len() as u64)
 }
 
@@ -356,13 +369,12 @@ pub(crate) async fn post_json(
     body: &Value,
     timeout: Duration,
 ) -> Option<Value> {
-    let response = client
-        .post(url)
-        .json(body)
-        .timeout(timeout)
-        .send()
-        .await
-        .ok()?;
+    json_reply(client.post(url).json(body).timeout(timeout)).await
+}
+
+/// The JSON answer of a 2xx response to `request`; `None` on any failure.
+async fn json_reply(request: reqwest::RequestBuilder) -> Option<Value> {
+    let response = request.send().await.ok()?;
     if !response.status().is_success() {
         return None;
     }
@@ -374,13 +386,10 @@ pub(crate) async fn post_json(
 pub async fn server_version(client: &reqwest::Client, target: &Target) -> Option<String> {
     let root = target.server_root();
     for (path, field) in [("/props", "build_info"), ("/api/version", "version")] {
-        let mut request = client
+        let request = client
             .get(format!("{root}{path}"))
             .timeout(Duration::from_secs(5));
-        if let Some(key) = &target.api_key {
-            request = request.bearer_auth(key);
-        }
-        let Ok(response) = request.send().await else {
+        let Ok(response) = target.authorize(request).send().await else {
             return None;
         };
         if !response.status().is_success() {

@@ -194,6 +194,24 @@ async fn chat(body: String) -> Response {
         .into_response()
 }
 
+/// llama.cpp's `/tokenize`, for callers that send the API key and the
+/// `x-dyno-test` header (one token per word); 401 for anyone else.
+async fn tokenize(headers: axum::http::HeaderMap, body: String) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("authorization") != Some("Bearer sk-test-secret")
+        || header("x-dyno-test") != Some("on")
+    {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let words = request["content"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .count();
+    axum::Json(json!({ "tokens": (0..words).collect::<Vec<_>>() })).into_response()
+}
+
 async fn models() -> axum::Json<Value> {
     let data: Vec<Value> = MODELS
         .iter()
@@ -206,7 +224,8 @@ async fn models() -> axum::Json<Value> {
 pub(crate) async fn start() -> String {
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
-        .route("/v1/models", get(models));
+        .route("/v1/models", get(models))
+        .route("/tokenize", post(tokenize));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

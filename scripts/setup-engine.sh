@@ -12,20 +12,26 @@ LLAMA_VERSION="11434.0.0"
 # git history for llama.cpp's build-info.cmake to count, so it is passed to
 # cmake (otherwise the server reports `b0-unknown`).
 LLAMA_BUILD_NUMBER="${LLAMA_VERSION%%.*}"
-# What the cache marker records: bump it when the build recipe changes, so a
-# cached engine built the old way is rebuilt.
-ENGINE_MARKER="$LLAMA_VERSION build $LLAMA_BUILD_NUMBER"
 ENGINE="$CACHE/engine"
 MODELS="$CACHE/models"
 WORK="$CACHE/work"
 mkdir -p "$ENGINE/bin" "$MODELS" "$WORK"
+# One setup at a time per cache: worktrees share it, and two builds in one
+# work directory would clobber each other (`flock` is util-linux's).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$CACHE/setup.lock"
+  flock 9
+fi
 
 log() { printf 'setup-engine: %s\n' "$*" >&2; }
 
 build_server() {
   local bin="$ENGINE/bin/llama-server"
-  if [ -x "$bin" ] && [ "$(cat "$ENGINE/VERSION" 2>/dev/null)" = "$ENGINE_MARKER" ]; then
-    log "llama-server $LLAMA_VERSION already built"
+  # The marker names the package version; the binary itself must report
+  # the build number (an engine cached before it was passed is rebuilt).
+  if [ -x "$bin" ] && [ "$(cat "$ENGINE/VERSION" 2>/dev/null)" = "$LLAMA_VERSION" ] &&
+    "$bin" --version 2>&1 | grep -q "(build $LLAMA_BUILD_NUMBER,"; then
+    log "llama-server $LLAMA_VERSION (b$LLAMA_BUILD_NUMBER) already built"
     return
   fi
   log "building llama-server $LLAMA_VERSION from source (about 10 minutes on 2 cores)"
@@ -61,7 +67,7 @@ PY
   cmake --build "$build" --target llama-server -j"$(nproc)" >&2
   install -m 0755 "$build/bin/llama-server" "$bin.tmp"
   mv "$bin.tmp" "$bin"
-  echo "$ENGINE_MARKER" >"$ENGINE/VERSION"
+  echo "$LLAMA_VERSION" >"$ENGINE/VERSION"
   rm -rf "$src" "$build"
 }
 

@@ -289,12 +289,13 @@ async fn a_server_killed_mid_run_is_server_exited_and_the_next_model_runs() {
     );
     assert_eq!(doc.models[0].status, Status::Error);
     assert_eq!(doc.models[1].status, Status::Ok, "the next model runs");
-    assert!(
-        doc.samples
-            .iter()
-            .filter(|s| s.model == "gemma3-270m")
-            .all(|s| s.status == Status::Ok)
-    );
+    let gemma_failed: Vec<_> = doc
+        .samples
+        .iter()
+        .filter(|s| s.model == "gemma3-270m" && s.status != Status::Ok)
+        .map(|s| (&s.key, s.round, &s.error))
+        .collect();
+    assert!(gemma_failed.is_empty(), "{gemma_failed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,17 +8,30 @@ set -euo pipefail
 
 CACHE="${DYNO_CACHE:-$HOME/.cache/dyno}"
 LLAMA_VERSION="11434.0.0"
+# llama.cpp's build number is the package's major version; the sdist has no
+# git history for llama.cpp's build-info.cmake to count, so it is passed to
+# cmake (otherwise the server reports `b0-unknown`).
+LLAMA_BUILD_NUMBER="${LLAMA_VERSION%%.*}"
 ENGINE="$CACHE/engine"
 MODELS="$CACHE/models"
 WORK="$CACHE/work"
 mkdir -p "$ENGINE/bin" "$MODELS" "$WORK"
+# One setup at a time per cache: worktrees share it, and two builds in one
+# work directory would clobber each other (`flock` is util-linux's).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$CACHE/setup.lock"
+  flock 9
+fi
 
 log() { printf 'setup-engine: %s\n' "$*" >&2; }
 
 build_server() {
   local bin="$ENGINE/bin/llama-server"
-  if [ -x "$bin" ] && [ "$(cat "$ENGINE/VERSION" 2>/dev/null)" = "$LLAMA_VERSION" ]; then
-    log "llama-server $LLAMA_VERSION already built"
+  # The marker names the package version; the binary itself must report
+  # the build number (an engine cached before it was passed is rebuilt).
+  if [ -x "$bin" ] && [ "$(cat "$ENGINE/VERSION" 2>/dev/null)" = "$LLAMA_VERSION" ] &&
+    "$bin" --version 2>&1 | grep -q "(build $LLAMA_BUILD_NUMBER,"; then
+    log "llama-server $LLAMA_VERSION (b$LLAMA_BUILD_NUMBER) already built"
     return
   fi
   log "building llama-server $LLAMA_VERSION from source (about 10 minutes on 2 cores)"
@@ -49,7 +62,8 @@ PY
   local build="$WORK/build"
   rm -rf "$build"
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF >&2
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF \
+    -DLLAMA_BUILD_NUMBER="$LLAMA_BUILD_NUMBER" >&2
   cmake --build "$build" --target llama-server -j"$(nproc)" >&2
   install -m 0755 "$build/bin/llama-server" "$bin.tmp"
   mv "$bin.tmp" "$bin"

@@ -35,11 +35,13 @@ pub enum Command {
     /// Print the cells of a suite in execution order, without sending anything.
     Plan {
         suite: PathBuf,
-        /// Keep only models whose id matches this glob (repeatable).
-        #[arg(long = "models", value_name = "GLOB")]
+        /// Keep only models whose id matches one of these globs (a comma
+        /// list, repeatable); without it, `DYNO_MODELS` gives the list.
+        #[arg(long = "models", value_name = "GLOB,...")]
         models: Vec<String>,
-        /// Keep only prompts whose id matches this glob (repeatable).
-        #[arg(long = "prompts", value_name = "GLOB")]
+        /// Keep only prompts whose id matches one of these globs (a comma
+        /// list, repeatable); without it, `DYNO_PROMPTS` gives the list.
+        #[arg(long = "prompts", value_name = "GLOB,...")]
         prompts: Vec<String>,
         /// `model_major` or interleaved, instead of the suite's `order`.
         #[arg(long, value_name = "ORDER")]
@@ -59,6 +61,9 @@ pub enum Command {
         target: String,
         /// The service behind a URL: openai (`GET /v1/models`) or foundry
         /// (the Foundry Local catalog with device, size, licence and state).
+        /// Without it, a URL that turns out to be Foundry Local (its
+        /// `/v1/models` fails, is empty or lists Microsoft's models, and its
+        /// status route answers) is listed as foundry.
         #[arg(long, value_name = "KIND")]
         kind: Option<crate::probe::UrlKind>,
         /// Print JSON instead of a table.
@@ -79,11 +84,13 @@ pub enum Command {
         /// Suite files or globs.
         #[arg(required = true)]
         suites: Vec<String>,
-        /// Keep only models whose id matches this glob (repeatable).
-        #[arg(long = "models", value_name = "GLOB")]
+        /// Keep only models whose id matches one of these globs (a comma
+        /// list, repeatable); without it, `DYNO_MODELS` gives the list.
+        #[arg(long = "models", value_name = "GLOB,...")]
         models: Vec<String>,
-        /// Keep only prompts whose id matches this glob (repeatable).
-        #[arg(long = "prompts", value_name = "GLOB")]
+        /// Keep only prompts whose id matches one of these globs (a comma
+        /// list, repeatable); without it, `DYNO_PROMPTS` gives the list.
+        #[arg(long = "prompts", value_name = "GLOB,...")]
         prompts: Vec<String>,
         /// `model_major` or interleaved, instead of the suite's `order`.
         #[arg(long, value_name = "ORDER")]
@@ -211,11 +218,7 @@ pub fn run(cli: Cli) -> ExitCode {
             json,
         } => plan_cmd(
             &suite,
-            &Filter {
-                models,
-                prompts,
-                order,
-            },
+            &Filter::from_args(&models, &prompts, order, &crate::suite::process_env),
             shard,
             json,
         ),
@@ -235,11 +238,7 @@ pub fn run(cli: Cli) -> ExitCode {
             machine,
         } => run_cmd(
             &suites,
-            &Filter {
-                models,
-                prompts,
-                order,
-            },
+            &Filter::from_args(&models, &prompts, order, &crate::suite::process_env),
             &crate::run::RunOptions {
                 out,
                 quiet,

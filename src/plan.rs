@@ -28,12 +28,15 @@ use crate::suite::{Axis, Device, Model, Order, Params, ServedBy, Server, Suite};
 pub struct Cell {
     /// 1-based position in execution order.
     pub index: usize,
-    /// Stable key of the cell, the same in every round:
-    /// `model/prompt` plus `[axis=value,...]` when the suite has axes.
+    /// Stable key of the cell, the same in every round: `model/prompt`
+    /// plus `[variant,axis=value,...]` when there is a variant or an axis
+    /// (`smollm2/rag[threads=2,stream=false]`).
     pub key: String,
     pub model: String,
     pub prompt: String,
-    /// Axis values of this cell, in axis order, as `name=value`.
+    /// Matrix axis values of this cell, in axis order, as `name=value`,
+    /// then a load cell's point (`concurrency=4`, `sweep`); the variant is
+    /// not an axis: see `variant`.
     pub axes: Vec<String>,
     /// The variant this cell runs under; each distinct variant is its own
     /// launch.
@@ -80,6 +83,14 @@ pub enum Variant {
 pub struct Setting {
     pub name: String,
     pub value: String,
+}
+
+impl Cell {
+    /// `stream=false,max_tokens=64`: the axis values as one label, `None`
+    /// without axes. Summary rows are per model, variant and this label.
+    pub fn axes_label(&self) -> Option<String> {
+        (!self.axes.is_empty()).then(|| self.axes.join(","))
+    }
 }
 
 impl Variant {
@@ -206,20 +217,106 @@ pub struct Filter {
     pub models: Vec<String>,
     pub prompts: Vec<String>,
     pub order: Option<Order>,
+    /// Where `models` and `prompts` came from, named in errors.
+    pub models_from: Origin,
+    pub prompts_from: Origin,
+}
+
+/// Where a filter's globs came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line flag (`--models`, `--prompts`).
+    #[default]
+    Flag,
+    /// The environment (`DYNO_MODELS`, `DYNO_PROMPTS`), as no flag was given.
+    Env,
+}
+
+/// The variable that selects models when `--models` is absent, like the
+/// workshop's `BENCH_MODELS` (`qwen2.5-0.5b,phi-4-mini`).
+pub const MODELS_ENV: &str = "DYNO_MODELS";
+/// The variable that selects prompts when `--prompts` is absent.
+pub const PROMPTS_ENV: &str = "DYNO_PROMPTS";
+
+impl Filter {
+    /// The filter of the command line: each `--models` / `--prompts` value
+    /// may be a comma list (`--models qwen2.5-0.5b,phi-4-mini`), repeated
+    /// or not; without the flag, [`MODELS_ENV`] / [`PROMPTS_ENV`] give the
+    /// list; without either, everything is kept.
+    pub fn from_args(
+        models: &[String],
+        prompts: &[String],
+        order: Option<Order>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Filter {
+        let (models, models_from) = globs(models, MODELS_ENV, env);
+        let (prompts, prompts_from) = globs(prompts, PROMPTS_ENV, env);
+        Filter {
+            models,
+            prompts,
+            order,
+            models_from,
+            prompts_from,
+        }
+    }
+}
+
+/// The globs of a flag's values, else of the variable `var`.
+fn globs(
+    values: &[String],
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Vec<String>, Origin) {
+    if values.is_empty() {
+        let listed = env(var).map_or_else(Vec::new, |v| split_list(&v));
+        (listed, Origin::Env)
+    } else {
+        (
+            values.iter().flat_map(|v| split_list(v)).collect(),
+            Origin::Flag,
+        )
+    }
+}
+
+/// The items of a comma list, trimmed, empty ones dropped; a comma inside
+/// a glob's `{a,b}` alternation does not split.
+fn split_list(text: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut depth = 0usize;
+    let mut current = String::new();
+    for c in text.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                items.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    items.push(current);
+    items
+        .into_iter()
+        .map(|item| item.trim().to_string())
+        .filter(|item| !item.is_empty())
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("invalid --{flag} glob `{pattern}`: {reason}")]
+    #[error("invalid glob `{pattern}` in {origin}: {reason}")]
     BadGlob {
-        flag: &'static str,
+        /// `--models`, or `DYNO_MODELS` when the environment gave the globs.
+        origin: String,
         pattern: String,
         reason: String,
     },
-    #[error("--{flag} {patterns} matches none of: {available}")]
+    /// `selection` is `--models a,b` or `DYNO_MODELS=a,b`.
+    #[error("{selection} matches none of: {available}")]
     NothingSelected {
-        flag: &'static str,
-        patterns: String,
+        selection: String,
         available: String,
     },
     #[error(
@@ -232,45 +329,64 @@ pub enum PlanError {
 /// hundred bytes a request, and at 10 ms a request this is more than a day.
 pub const MAX_REQUESTS: u64 = 10_000_000;
 
-fn glob_set(flag: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, PlanError> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut builder = GlobSetBuilder::new();
-    for pattern in patterns {
-        let glob = Glob::new(pattern).map_err(|e| PlanError::BadGlob {
-            flag,
-            pattern: pattern.clone(),
-            reason: e.kind().to_string(),
-        })?;
-        builder.add(glob);
-    }
-    builder.build().map(Some).map_err(|e| PlanError::BadGlob {
-        flag,
-        pattern: patterns.join(","),
-        reason: e.kind().to_string(),
-    })
+/// One list of globs of a filter and where it came from.
+struct Selector<'f> {
+    flag: &'static str,
+    var: &'static str,
+    origin: Origin,
+    patterns: &'f [String],
 }
 
-/// Keeps the ids that `set` matches; an error names the ids there were.
-fn select<'a>(
-    flag: &'static str,
-    patterns: &[String],
-    ids: impl Iterator<Item = &'a str> + Clone,
-) -> Result<Vec<&'a str>, PlanError> {
-    let set = glob_set(flag, patterns)?;
-    let kept: Vec<&str> = ids
-        .clone()
-        .filter(|id| set.as_ref().is_none_or(|s| s.is_match(id)))
-        .collect();
-    if kept.is_empty() {
-        return Err(PlanError::NothingSelected {
-            flag,
-            patterns: patterns.join(","),
-            available: ids.collect::<Vec<_>>().join(", "),
-        });
+impl Selector<'_> {
+    /// `--models` or `DYNO_MODELS`.
+    fn origin(&self) -> String {
+        match self.origin {
+            Origin::Flag => format!("--{}", self.flag),
+            Origin::Env => self.var.to_string(),
+        }
     }
-    Ok(kept)
+
+    fn glob_set(&self) -> Result<Option<GlobSet>, PlanError> {
+        if self.patterns.is_empty() {
+            return Ok(None);
+        }
+        let bad = |pattern: String, e: &globset::Error| PlanError::BadGlob {
+            origin: self.origin(),
+            pattern,
+            reason: e.kind().to_string(),
+        };
+        let mut builder = GlobSetBuilder::new();
+        for pattern in self.patterns {
+            builder.add(Glob::new(pattern).map_err(|e| bad(pattern.clone(), &e))?);
+        }
+        builder
+            .build()
+            .map(Some)
+            .map_err(|e| bad(self.patterns.join(","), &e))
+    }
+
+    /// Keeps the ids that the globs match; an error names the ids there were.
+    fn select<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str> + Clone,
+    ) -> Result<Vec<&'a str>, PlanError> {
+        let set = self.glob_set()?;
+        let kept: Vec<&str> = ids
+            .clone()
+            .filter(|id| set.as_ref().is_none_or(|s| s.is_match(id)))
+            .collect();
+        if kept.is_empty() {
+            let patterns = self.patterns.join(",");
+            return Err(PlanError::NothingSelected {
+                selection: match self.origin {
+                    Origin::Flag => format!("--{} {patterns}", self.flag),
+                    Origin::Env => format!("{}={patterns}", self.var),
+                },
+                available: ids.collect::<Vec<_>>().join(", "),
+            });
+        }
+        Ok(kept)
+    }
 }
 
 /// The ids of the models and prompts `filter` keeps, in suite order.
@@ -278,16 +394,20 @@ fn selection<'a>(
     suite: &'a Suite,
     filter: &Filter,
 ) -> Result<(Vec<&'a str>, Vec<&'a str>), PlanError> {
-    let models = select(
-        "models",
-        &filter.models,
-        suite.models.iter().map(|m| m.id.as_str()),
-    )?;
-    let prompts = select(
-        "prompts",
-        &filter.prompts,
-        suite.prompts.iter().map(|p| p.id.as_str()),
-    )?;
+    let models = Selector {
+        flag: "models",
+        var: MODELS_ENV,
+        origin: filter.models_from,
+        patterns: &filter.models,
+    }
+    .select(suite.models.iter().map(|m| m.id.as_str()))?;
+    let prompts = Selector {
+        flag: "prompts",
+        var: PROMPTS_ENV,
+        origin: filter.prompts_from,
+        patterns: &filter.prompts,
+    }
+    .select(suite.prompts.iter().map(|p| p.id.as_str()))?;
     Ok((models, prompts))
 }
 
@@ -347,12 +467,13 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
             .flat_map(|v| combos.iter().map(move |c| (v, c)))
         {
             let mut params = model.params;
-            let mut labels: Vec<String> = variant.label().into_iter().collect();
-            for setting in combo {
-                labels.push(setting.apply(&mut params));
-            }
+            let axes: Vec<String> = combo
+                .iter()
+                .map(|setting| setting.apply(&mut params))
+                .collect();
+            let labels: Vec<String> = variant.label().into_iter().chain(axes.clone()).collect();
             if let Some(workload) = &model.load {
-                blocks.push(load_block(model, variant, workload, &labels, params));
+                blocks.push(load_block(model, variant, workload, &axes, &labels, params));
                 continue;
             }
             let rounds = (1..=params.warmup)
@@ -370,7 +491,7 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
                                 key,
                                 model: model.id.clone(),
                                 prompt: (*prompt).to_string(),
-                                axes: labels.clone(),
+                                axes: axes.clone(),
                                 variant: variant.clone(),
                                 round,
                                 params,
@@ -403,6 +524,7 @@ fn load_block(
     model: &Model,
     variant: &Variant,
     workload: &Workload,
+    axes: &[String],
     labels: &[String],
     params: Params,
 ) -> Vec<(Round, Vec<Cell>)> {
@@ -418,7 +540,9 @@ fn load_block(
     let cells = targets
         .map(|(label, target)| {
             let mut labels = labels.to_vec();
-            labels.push(label);
+            labels.push(label.clone());
+            let mut axes = axes.to_vec();
+            axes.push(label);
             let key = cell_key(&model.id, ALL_PROMPTS, &labels);
             Cell {
                 index: 0,
@@ -426,7 +550,7 @@ fn load_block(
                 key,
                 model: model.id.clone(),
                 prompt: ALL_PROMPTS.to_string(),
-                axes: labels,
+                axes,
                 variant: variant.clone(),
                 round: Round::Measured(1),
                 params,

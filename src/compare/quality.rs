@@ -20,7 +20,8 @@ pub enum QualityMeasure {
     HumanScore,
 }
 
-/// One model (and variant) × quality measure, paired by prompt.
+/// One summary row (model, variant and axis values) × quality measure,
+/// paired by prompt.
 #[derive(Debug, Clone, Serialize)]
 pub struct QualityRow {
     pub model: String,
@@ -51,7 +52,7 @@ fn by_prompt<'a>(
         .iter()
         .filter(|s| !s.warmup && s.status == Status::Ok)
     {
-        if crate::results::label(&s.model, s.variant.as_deref()) == label {
+        if s.row_label() == label {
             out.entry(s.prompt.as_str()).or_default().push(s);
         }
     }

@@ -569,6 +569,7 @@ fn probe_request(model: &Model) -> Request {
         stream: false,
         ignore_eos: false,
         timeout: timeout(model.params.timeout_s),
+        response_format: None,
     }
 }
 

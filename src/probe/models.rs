@@ -18,8 +18,12 @@ use crate::suite::{self, EndpointKind, LoadError};
 /// The kind of service behind a URL given to `dyno models`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UrlKind {
-    /// Any OpenAI-compatible server: `GET /v1/models`.
+    /// Not said (no `--kind`): `GET /v1/models`, and Foundry Local's
+    /// catalog when that fails, lists nothing or lists Microsoft's models
+    /// and the URL answers Foundry Local's status route.
     #[default]
+    Auto,
+    /// Any OpenAI-compatible server: `GET /v1/models`.
     Openai,
     /// Foundry Local: its catalog, with cache and load state.
     Foundry,
@@ -29,9 +33,12 @@ impl std::str::FromStr for UrlKind {
     type Err = String;
     fn from_str(s: &str) -> Result<UrlKind, String> {
         match s {
+            "auto" => Ok(UrlKind::Auto),
             "openai" => Ok(UrlKind::Openai),
             "foundry" => Ok(UrlKind::Foundry),
-            other => Err(format!("unknown kind `{other}`; use openai or foundry")),
+            other => Err(format!(
+                "unknown kind `{other}`; use openai or foundry (or auto, the default)"
+            )),
         }
     }
 }
@@ -168,6 +175,8 @@ pub struct Served {
     /// The server is llama.cpp's llama-server, which answers any model
     /// name with the one model it serves.
     pub llama_server: bool,
+    /// Some model is `owned_by` Microsoft, as Foundry Local lists them.
+    pub microsoft: bool,
 }
 
 /// `GET /v1/models` of `target`, and llama-server's `/props` when it has one.
@@ -204,12 +213,17 @@ pub async fn openai_models(http: &reqwest::Client, target: &Target) -> Result<Se
         url: url.clone(),
         detail: "no `data` list".to_string(),
     })?;
-    let owned_by_llamacpp = value
-        .get("data")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|m| m.get("owned_by").and_then(Value::as_str) == Some("llamacpp"));
+    let owned_by = |owner: &str| {
+        value
+            .get("data")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get("owned_by").and_then(Value::as_str))
+            .any(|o| o.eq_ignore_ascii_case(owner))
+    };
+    let owned_by_llamacpp = owned_by("llamacpp");
+    let microsoft = owned_by("microsoft");
     let props = llama_props(http, target).await;
     let model_path = props
         .as_ref()
@@ -224,6 +238,7 @@ pub async fn openai_models(http: &reqwest::Client, target: &Target) -> Result<Se
         ids,
         model_path,
         llama_server,
+        microsoft,
     })
 }
 
@@ -343,25 +358,46 @@ impl FoundryState {
     }
 }
 
-/// What the service at `url` serves.
+/// What the service at `url` serves. Without a kind, a URL whose
+/// `/v1/models` fails, lists nothing or lists Microsoft's models is asked
+/// whether it is Foundry Local (its status route), and its catalog is
+/// listed when it is; otherwise the `/v1/models` answer stands.
 pub async fn list_url(url: &str, kind: UrlKind, ctx: &Context<'_>) -> Inventory {
-    let listed = match kind {
-        UrlKind::Openai => {
-            let target = Target {
-                base_url: url.to_string(),
-                api_key: None,
-                headers: std::collections::BTreeMap::default(),
-                secrets: crate::secrets::of_url(url),
-            };
-            openai_models(&http_client(), &target)
-                .await
-                .map(|served| openai_listings(url, &served))
-                .map_err(|e| e.to_string())
-        }
-        UrlKind::Foundry => FoundryState::connect(Some(url), ctx)
+    let foundry = || async {
+        FoundryState::connect(Some(url), ctx)
             .await
             .map(|state| state.listings(url))
-            .map_err(|e| e.to_string()),
+            .map_err(|e| e.to_string())
+    };
+    let openai = || async {
+        let target = Target {
+            base_url: url.to_string(),
+            api_key: None,
+            headers: std::collections::BTreeMap::default(),
+            secrets: crate::secrets::of_url(url),
+        };
+        openai_models(&http_client(), &target).await
+    };
+    let as_listings = |served: Result<Served, ProbeError>| {
+        served
+            .map(|s| openai_listings(url, &s))
+            .map_err(|e| e.to_string())
+    };
+    let listed = match kind {
+        UrlKind::Openai => as_listings(openai().await),
+        UrlKind::Foundry => foundry().await,
+        UrlKind::Auto => {
+            let served = openai().await;
+            let maybe_foundry = served.as_ref().map_or(true, |s| {
+                !s.llama_server && (s.ids.is_empty() || s.microsoft)
+            });
+            let catalog = if maybe_foundry {
+                foundry().await.ok()
+            } else {
+                None
+            };
+            catalog.map_or_else(|| as_listings(served), Ok)
+        }
     };
     let mut inventory = Inventory::default();
     inventory.add(url, listed);
@@ -555,12 +591,5 @@ pub fn render_models_json(inventory: &Inventory) -> String {
 }
 
 fn get(http: &reqwest::Client, target: &Target, url: &str) -> reqwest::RequestBuilder {
-    let mut request = http.get(url).timeout(LIST_TIMEOUT);
-    if let Some(key) = &target.api_key {
-        request = request.bearer_auth(key);
-    }
-    for (name, value) in &target.headers {
-        request = request.header(name, value);
-    }
-    request
+    target.authorize(http.get(url).timeout(LIST_TIMEOUT))
 }

@@ -31,7 +31,12 @@ impl super::Provider for Endpoint {
     }
 
     fn measure<'a>(&'a mut self, request: &'a Request) -> BoxFuture<'a, Measured> {
-        openai::chat(&self.http, &self.target, &request.model, request).boxed()
+        async move {
+            let mut m = openai::chat(&self.http, &self.target, &request.model, request).await;
+            openai::hint_foundry(&mut m);
+            m
+        }
+        .boxed()
     }
 
     fn died(&mut self) -> Option<String> {

@@ -55,6 +55,11 @@ pub struct Request {
     /// prompts of controlled lengths.
     pub ignore_eos: bool,
     pub timeout: Duration,
+    /// The shape the reply must take, sent as the OpenAI `response_format`
+    /// (`{"type": "json_schema", "json_schema": {...}}`; llama-server turns
+    /// it into a grammar); `None` for free text. The judge asks for its score
+    /// this way, so that even a tiny judge model answers parseably.
+    pub response_format: Option<serde_json::Value>,
 }
 
 /// What one request measured, whichever provider sent it. Times are

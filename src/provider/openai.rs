@@ -73,6 +73,22 @@ impl Target {
         }
         secrets.redact(text)
     }
+
+    /// `request` with the API key and the endpoint's headers, which every
+    /// request to the endpoint carries (chat, tokenize, version).
+    pub(crate) fn authorize(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> reqwest::RequestBuilder {
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        request
+    }
+
     /// `…/v1/chat/completions`, keeping any base path (`/openai/v1`) and
     /// query (`?api-version=…`).
     pub fn chat_url(&self) -> String {
@@ -200,6 +216,9 @@ pub fn body(model: &str, request: &Request) -> Value {
     if let Some(top_p) = request.top_p {
         body["top_p"] = json!(top_p);
     }
+    if let Some(format) = &request.response_format {
+        body["response_format"] = format.clone();
+    }
     if request.stream {
         body["stream_options"] = json!({ "include_usage": true });
     }
@@ -268,13 +287,7 @@ async fn exchange(
     progress: &mut Progress,
 ) -> Result<(), Failure> {
     let Progress { m, content_events } = progress;
-    let mut builder = client.post(target.chat_url()).json(&body(model, req));
-    if let Some(key) = &target.api_key {
-        builder = builder.bearer_auth(key);
-    }
-    for (name, value) in &target.headers {
-        builder = builder.header(name, value);
-    }
+    let builder = target.authorize(client.post(target.chat_url()).json(&body(model, req)));
     let start = Instant::now();
     let mut response = builder.send().await.map_err(|e| transport_error(&e))?;
     let status = response.status();
@@ -502,11 +515,14 @@ async fn count_tokens(
     m.token_source = Some(TokenSource::Estimate);
 }
 
-/// llama.cpp's `POST /tokenize`; `None` where the server has no such route.
+/// llama.cpp's `POST /tokenize`, with the endpoint's key and headers;
+/// `None` where the server has no such route.
 pub(crate) async fn tokenize(client: &reqwest::Client, target: &Target, text: &str) -> Option<u64> {
-    let url = target.root_url("tokenize");
-    let body = json!({ "content": text });
-    let value = post_json(client, &url, &body, Duration::from_secs(5)).await?;
+    let request = client
+        .post(target.root_url("tokenize"))
+        .json(&json!({ "content": text }))
+        .timeout(Duration::from_secs(5));
+    let value = json_reply(target.authorize(request)).await?;
     Some(value.get("tokens")?.as_array()?.len() as u64)
 }
 
@@ -518,13 +534,12 @@ pub(crate) async fn post_json(
     body: &Value,
     timeout: Duration,
 ) -> Option<Value> {
-    let response = client
-        .post(url)
-        .json(body)
-        .timeout(timeout)
-        .send()
-        .await
-        .ok()?;
+    json_reply(client.post(url).json(body).timeout(timeout)).await
+}
+
+/// The JSON answer of a 2xx response to `request`; `None` on any failure.
+async fn json_reply(request: reqwest::RequestBuilder) -> Option<Value> {
+    let response = request.send().await.ok()?;
     if !response.status().is_success() {
         return None;
     }
@@ -535,13 +550,10 @@ pub(crate) async fn post_json(
 /// Ollama's `/api/version`; `None` when it says nothing.
 pub async fn server_version(client: &reqwest::Client, target: &Target) -> Option<String> {
     for (path, field) in [("props", "build_info"), ("api/version", "version")] {
-        let mut request = client
+        let request = client
             .get(target.root_url(path))
             .timeout(Duration::from_secs(5));
-        if let Some(key) = &target.api_key {
-            request = request.bearer_auth(key);
-        }
-        let Ok(response) = request.send().await else {
+        let Ok(response) = target.authorize(request).send().await else {
             return None;
         };
         if !response.status().is_success() {
@@ -585,6 +597,21 @@ fn body_error(err: &reqwest::Error) -> Failure {
             root_cause(err)
         ),
     )
+}
+
+/// Adds what to do to an error that shows the endpoint is Foundry Local
+/// reached as a plain OpenAI endpoint: HTTP 400 "Model not loaded" (Foundry
+/// Local serves only models loaded through its own routes, by exact
+/// variant id).
+pub(crate) fn hint_foundry(m: &mut Measured) {
+    if let Some((ErrorKind::HttpStatus, message)) = &mut m.error
+        && message.starts_with("HTTP 400")
+        && message.to_ascii_lowercase().contains("not loaded")
+    {
+        message.push_str(
+            "; this looks like Foundry Local: use `kind: foundry` for this endpoint, so dyno loads the model (and resolves its alias) first",
+        );
+    }
 }
 
 /// The `message` of an OpenAI-style error body, else the body clipped.
@@ -696,11 +723,24 @@ mod tests {
             stream: true,
             ignore_eos: false,
             timeout: Duration::from_secs(1),
+            response_format: None,
         };
         let body = body("m", &req);
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["seed"], 3);
         assert!(body.get("top_p").is_none());
+        assert!(body.get("response_format").is_none());
+    }
+
+    #[test]
+    fn model_not_loaded_hints_kind_foundry() {
+        let mut m = Measured::failed(ErrorKind::HttpStatus, "HTTP 400: Model not loaded");
+        hint_foundry(&mut m);
+        let (_, message) = m.error.unwrap();
+        assert!(message.contains("use `kind: foundry`"), "{message}");
+        let mut other = Measured::failed(ErrorKind::HttpStatus, "HTTP 404: model not found");
+        hint_foundry(&mut other);
+        assert_eq!(other.error.unwrap().1, "HTTP 404: model not found");
     }
 
     #[test]

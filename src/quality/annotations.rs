@@ -22,6 +22,11 @@ pub struct AnnotationRow {
     pub model: String,
     /// Prompt id.
     pub prompt: String,
+    /// The prompt's user message(s), to rate the output against (empty in
+    /// files written before the column existed).
+    pub prompt_text: String,
+    /// What a good answer covers (the prompt's rubric); empty without one.
+    pub rubric: String,
     /// [`text_hash`] of `output`: the key that ties the annotation to results.
     pub output_hash: String,
     /// The output text, for the annotator to read.
@@ -38,6 +43,8 @@ impl AnnotationRow {
         Self {
             model: model.to_string(),
             prompt: prompt.to_string(),
+            prompt_text: String::new(),
+            rubric: String::new(),
             output_hash: text_hash(output),
             output: output.to_string(),
             score: None,
@@ -52,9 +59,18 @@ impl AnnotationRow {
     }
 }
 
-/// The annotation CSV's columns, in written order.
-pub const ANNOTATION_COLUMNS: [&str; 6] =
-    ["model", "prompt", "output_hash", "output", "score", "note"];
+/// The annotation CSV's columns, in written order. `prompt_text` and
+/// `rubric` may be absent from a file (older files lack them).
+pub const ANNOTATION_COLUMNS: [&str; 8] = [
+    "model",
+    "prompt",
+    "prompt_text",
+    "rubric",
+    "output_hash",
+    "output",
+    "score",
+    "note",
+];
 
 /// Why annotation CSV cannot be written or read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -119,6 +135,8 @@ pub fn write_annotations_csv(rows: &[AnnotationRow]) -> Result<String, Annotatio
             .write_record([
                 row.model.as_str(),
                 row.prompt.as_str(),
+                row.prompt_text.as_str(),
+                row.rubric.as_str(),
                 row.output_hash.as_str(),
                 row.output.as_str(),
                 score.as_str(),
@@ -137,20 +155,22 @@ pub fn write_annotations_csv(rows: &[AnnotationRow]) -> Result<String, Annotatio
 }
 
 /// Rows of annotation CSV text. Columns are found by header name (any order;
-/// extra columns are ignored; a leading byte-order mark is skipped). An
-/// empty or blank score cell is `None`.
+/// extra columns are ignored; `prompt_text` and `rubric` may be missing; a
+/// leading byte-order mark is skipped). An empty or blank score cell is
+/// `None`.
 pub fn read_annotations_csv(text: &str) -> Result<Vec<AnnotationRow>, AnnotationError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| csv_error(&e))?.clone();
-    let column = |name: &'static str| {
+    let optional = |name: &str| {
         headers
             .iter()
             .position(|h| h.trim().eq_ignore_ascii_case(name))
-            .ok_or(AnnotationError::MissingColumn(name))
     };
+    let column = |name: &'static str| optional(name).ok_or(AnnotationError::MissingColumn(name));
+    let (prompt_text, rubric) = (optional("prompt_text"), optional("rubric"));
     let [model, prompt, hash, output, score, note] = [
         column("model")?,
         column("prompt")?,
@@ -164,6 +184,7 @@ pub fn read_annotations_csv(text: &str) -> Result<Vec<AnnotationRow>, Annotation
         let record = record.map_err(|e| csv_error(&e))?;
         let line = record.position().map_or(0, csv::Position::line);
         let cell = |i: usize| record.get(i).unwrap_or("").to_string();
+        let maybe = |i: Option<usize>| i.map(cell).unwrap_or_default();
         let raw_score = cell(score);
         let parsed = match raw_score.trim() {
             "" => None,
@@ -180,6 +201,8 @@ pub fn read_annotations_csv(text: &str) -> Result<Vec<AnnotationRow>, Annotation
         rows.push(AnnotationRow {
             model: cell(model),
             prompt: cell(prompt),
+            prompt_text: maybe(prompt_text),
+            rubric: maybe(rubric),
             output_hash: cell(hash),
             output: cell(output),
             score: parsed,
@@ -220,8 +243,13 @@ mod tests {
         rows[0].score = Some(4.0);
         rows[1].score = Some(3.5);
         rows[2].note = "note with\nnewline, comma and \"quote\"".into();
+        rows[3].prompt_text = "Explain, \"briefly\":\nRAG".into();
+        rows[3].rubric = "retrieval, grounding".into();
         let csv = write_annotations_csv(&rows).expect("writes");
-        assert!(csv.starts_with("model,prompt,output_hash,output,score,note\n"));
+        assert!(
+            csv.starts_with("model,prompt,prompt_text,rubric,output_hash,output,score,note\n"),
+            "{csv}"
+        );
         let back = read_annotations_csv(&csv).expect("reads");
         assert_eq!(back, rows);
         assert!(back.iter().all(AnnotationRow::hash_matches));
@@ -246,6 +274,12 @@ mod tests {
         }
         let ok = read_annotations_csv(&text.replace("four", "")).expect("reads");
         assert_eq!(ok.len(), 3);
+        // A file written before the prompt_text and rubric columns reads.
+        assert_eq!(
+            (ok[0].prompt_text.as_str(), ok[0].rubric.as_str()),
+            ("", ""),
+            "{ok:?}"
+        );
         assert_eq!(ok[0].score, None);
         assert_eq!(ok[1].score, Some(2.0));
         assert_eq!(ok[1].note, "multi\nline");

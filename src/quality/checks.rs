@@ -38,6 +38,12 @@ pub struct CheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub not_contains: Option<String>,
+    /// Passes when the output contains none of these texts, e.g. the chat
+    /// template tokens a server with the wrong template lets through
+    /// (`<|im_start|>`, `<|im_end|>`, `<start_of_turn>`, `<end_of_turn>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(length(min = 1)))]
+    pub not_contains_any: Option<Vec<String>>,
     /// Passes when this regular expression (Rust `regex` syntax) matches
     /// somewhere in the output; anchor it with `^`/`$` to match the whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,8 +79,8 @@ pub struct CheckSpec {
     #[schemars(extend("type" = ["object", "boolean"]))]
     pub json_schema: Option<Value>,
     /// Compare text ignoring case (default false). Applies to `contains`,
-    /// `contains_any`, `contains_all`, `not_contains`, `starts_with`, `equals`
-    /// and `regex`.
+    /// `contains_any`, `contains_all`, `not_contains`, `not_contains_any`,
+    /// `starts_with`, `equals` and `regex`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub case_insensitive: Option<bool>,
     /// Weight of this check in the output's pass rate (default 1; 0 reports
@@ -85,11 +91,12 @@ pub struct CheckSpec {
 }
 
 /// The check kinds, in the order they are documented.
-const KINDS: [&str; 11] = [
+const KINDS: [&str; 12] = [
     "contains",
     "contains_any",
     "contains_all",
     "not_contains",
+    "not_contains_any",
     "regex",
     "starts_with",
     "equals",
@@ -105,6 +112,7 @@ enum Kind<'a> {
     ContainsAny(&'a [String]),
     ContainsAll(&'a [String]),
     NotContains(&'a str),
+    NotContainsAny(&'a [String]),
     Regex(&'a str),
     StartsWith(&'a str),
     Equals(&'a str),
@@ -122,6 +130,7 @@ impl Kind<'_> {
             Kind::ContainsAny(_) => "contains_any",
             Kind::ContainsAll(_) => "contains_all",
             Kind::NotContains(_) => "not_contains",
+            Kind::NotContainsAny(_) => "not_contains_any",
             Kind::Regex(_) => "regex",
             Kind::StartsWith(_) => "starts_with",
             Kind::Equals(_) => "equals",
@@ -176,6 +185,9 @@ impl CheckSpec {
         }
         if let Some(v) = &self.not_contains {
             out.push(Kind::NotContains(v));
+        }
+        if let Some(v) = &self.not_contains_any {
+            out.push(Kind::NotContainsAny(v));
         }
         if let Some(v) = &self.regex {
             out.push(Kind::Regex(v));
@@ -284,6 +296,10 @@ fn compile_kind(kind: &Kind<'_>, ci: bool) -> Result<(Rule, String), CheckError>
             Rule::NotContains(Literal::new(text, ci, Anchor::None, field)?),
             format!("not_contains {}", quote(text)),
         ),
+        Kind::NotContainsAny(texts) => (
+            Rule::NotContainsAny(literals(texts, ci, field)?),
+            format!("not_contains_any [{}]", quote_list(texts)),
+        ),
         Kind::Regex(pattern) => {
             let re = RegexBuilder::new(pattern)
                 .case_insensitive(ci)
@@ -388,6 +404,7 @@ enum Rule {
     ContainsAny(Vec<Literal>),
     ContainsAll(Vec<Literal>),
     NotContains(Literal),
+    NotContainsAny(Vec<Literal>),
     Regex(Regex),
     StartsWith(Literal),
     Equals(Literal),
@@ -533,6 +550,17 @@ impl Check {
                 Some((at, m)) => (false, format!("found {} at byte {at}", quote(m))),
                 None => (true, format!("no {}", quote(&lit.text))),
             },
+            Rule::NotContainsAny(lits) => {
+                // The earliest occurrence of any of them is the one to show.
+                match lits
+                    .iter()
+                    .filter_map(|l| l.find(text))
+                    .min_by_key(|(at, _)| *at)
+                {
+                    Some((at, m)) => (false, format!("found {} at byte {at}", quote(m))),
+                    None => (true, format!("none of {} found", lits.len())),
+                }
+            }
             Rule::Regex(re) => match re.find(text) {
                 Some(m) => (
                     true,
@@ -812,6 +840,25 @@ mod tests {
             TEXT,
         );
         assert_result(&r, false, r#"found "here" at byte 38"#);
+    }
+
+    #[test]
+    fn not_contains_any_names_the_first_template_token() {
+        let tokens = json!({"not_contains_any": ["<|im_end|>", "<|im_start|>", "<end_of_turn>"]});
+        let r = run(tokens.clone(), TEXT);
+        assert_eq!(
+            r.check,
+            r#"not_contains_any ["<|im_end|>", "<|im_start|>", "<end_of_turn>"]"#
+        );
+        assert_result(&r, true, "none of 3 found");
+        let echoed = "Explain RAG.<|im_start|>user\nExplain RAG.<|im_end|>";
+        let r = run(tokens, echoed);
+        assert_result(&r, false, r#"found "<|im_start|>" at byte 12"#);
+        let r = run(
+            json!({"not_contains_any": ["AS AN AI"], "case_insensitive": true}),
+            "As an AI, I cannot.",
+        );
+        assert_result(&r, false, r#"found "As an AI" at byte 0"#);
     }
 
     #[test]

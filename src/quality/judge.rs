@@ -42,6 +42,30 @@ impl JudgeScale {
     }
 }
 
+impl JudgeScale {
+    /// The reply a judge is asked for, as an OpenAI `response_format`:
+    /// `{"score": N}` with N a whole number of the scale. Servers that
+    /// constrain output (llama-server turns the schema into a grammar)
+    /// make even a 135M judge answer parseably; [`parse_judge_reply`]
+    /// reads the JSON.
+    pub fn reply_format(&self) -> Value {
+        let scores: Vec<u32> = (self.min..=self.max).collect();
+        serde_json::json!({
+            "type": "json_schema",
+            "json_schema": {
+                "name": "judge_score",
+                "strict": true,
+                "schema": {
+                    "type": "object",
+                    "properties": { "score": { "type": "integer", "enum": scores } },
+                    "required": ["score"],
+                    "additionalProperties": false,
+                },
+            },
+        })
+    }
+}
+
 impl Default for JudgeScale {
     /// The common 1–5 scale.
     fn default() -> Self {
@@ -321,6 +345,24 @@ fn stands_alone(text: &str, start: usize, end: usize) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn reply_format_asks_for_a_score_of_the_scale() {
+        let format = JudgeScale { min: 1, max: 5 }.reply_format();
+        assert_eq!(format["type"], "json_schema", "{format}");
+        let schema = &format["json_schema"]["schema"];
+        assert_eq!(
+            schema["properties"]["score"]["enum"],
+            json!([1, 2, 3, 4, 5]),
+            "{format}"
+        );
+        assert_eq!(schema["required"], json!(["score"]), "{format}");
+        // What a constrained judge sends back parses.
+        assert_eq!(
+            parse_judge_reply("{\n  \"score\": 4\n}", (1, 5)),
+            JudgeParse::Score(4.0)
+        );
+    }
 
     #[test]
     fn judge_replies() {

@@ -29,8 +29,8 @@ pub use load::{
 pub use io::{LoadError, RESULTS_FILE, load, parse, results_file, to_json};
 
 pub use summary::{
-    CellStats, Dist, EnergySource, Highlight, ModelSummary, QualitySummary, aggregate, highlights,
-    is_warm_measured, refresh_quality, summarize_models,
+    CellStats, Dist, EnergySource, Failure, Highlight, ModelSummary, QualitySummary, aggregate,
+    highlights, is_warm_measured, refresh_quality, summarize_models,
 };
 
 /// Version of the results format; bumped on any incompatible change.
@@ -142,6 +142,10 @@ pub struct Sample {
     /// The server variant (`threads=2`), when the server declares variants.
     #[serde(default)]
     pub variant: Option<String>,
+    /// The matrix axis values (`stream=false,max_tokens=64`), when the
+    /// suite has axes; each combination is its own summary row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axes: Option<String>,
     /// The first request after its managed server became ready. Cold
     /// requests are aggregated apart and left out of the cell statistics.
     #[serde(default)]
@@ -234,6 +238,7 @@ impl Sample {
             text: String::new(),
             server_timings: None,
             variant: None,
+            axes: None,
             cold: false,
             rss_peak_mb: None,
             rss_median_mb: None,
@@ -247,6 +252,12 @@ impl Sample {
             scheduled_ms: None,
             schedule_lag_ms: None,
         }
+    }
+
+    /// The summary row this sample belongs to, as reports name it:
+    /// `smollm2 [threads=2,stream=false]`.
+    pub fn row_label(&self) -> String {
+        row_label(&self.model, self.variant.as_deref(), self.axes.as_deref())
     }
 
     /// Derives TPOT and decode tokens/s from TTFT, E2E and the token count.
@@ -331,6 +342,16 @@ pub fn label(model: &str, variant: Option<&str>) -> String {
     }
 }
 
+/// `model`, `model [variant]`, `model [axes]` or `model [variant,axes]`:
+/// how reports name a summary row (a model in one variant and one
+/// combination of axis values).
+pub fn row_label(model: &str, variant: Option<&str>, axes: Option<&str>) -> String {
+    match (variant, axes) {
+        (Some(v), Some(a)) => label(model, Some(&format!("{v},{a}"))),
+        (v, a) => label(model, v.or(a)),
+    }
+}
+
 /// One start of a managed server, measured while it ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Launch {
@@ -412,7 +433,43 @@ pub struct SuiteRecord {
     pub resolved: serde_json::Value,
 }
 
+/// A prompt of a recorded suite, as much as annotators need of it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct PromptRecord {
+    pub id: String,
+    #[serde(default)]
+    messages: Vec<MessageRecord>,
+    #[serde(default)]
+    pub rubric: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct MessageRecord {
+    role: String,
+    content: String,
+}
+
+impl PromptRecord {
+    /// The user message(s), blank-line separated: what the output answers.
+    pub fn question(&self) -> String {
+        self.messages
+            .iter()
+            .filter(|m| m.role == "user")
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+}
+
 impl SuiteRecord {
+    /// The recorded suite's prompts; empty when the record holds none.
+    pub fn prompts(&self) -> Vec<PromptRecord> {
+        self.resolved
+            .get("prompts")
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+            .unwrap_or_default()
+    }
+
     pub fn of(suite: &crate::suite::Suite) -> SuiteRecord {
         let mut resolved = serde_json::to_value(suite).unwrap_or_default();
         suite.secrets.redact_json(&mut resolved);
@@ -471,7 +528,8 @@ pub struct Results {
     pub partial: Option<Partial>,
     pub environment: Environment,
     pub models: Vec<crate::results::ModelRun>,
-    /// One row per model (and server variant), pooled over prompts.
+    /// One row per model, server variant and combination of axis values,
+    /// pooled over prompts.
     #[serde(default)]
     pub summaries: Vec<ModelSummary>,
     /// Best model per metric, against the runner-up.

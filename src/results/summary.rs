@@ -55,6 +55,9 @@ pub struct CellStats {
     /// The server variant (`threads=2`), when the server declares variants.
     #[serde(default)]
     pub variant: Option<String>,
+    /// The matrix axis values (`stream=false`), when the suite has axes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axes: Option<String>,
     /// Highest resident memory of the server's process tree during the
     /// cell's requests, in MB.
     #[serde(default)]
@@ -70,6 +73,45 @@ pub struct CellStats {
     /// requests (`measure::noise`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_busy_cores: Option<f64>,
+    /// Why the cell's requests failed: each distinct error (kind and first
+    /// line of its message) with how many requests it ended, warmup and
+    /// cold requests included; most frequent first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+}
+
+/// One distinct error of a cell's requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    /// The first line of the error message.
+    pub message: String,
+    /// Requests that ended with it.
+    pub count: usize,
+}
+
+/// The distinct errors of `samples` (kind and message first line), most
+/// frequent first, then in order of first appearance.
+fn failures<'a>(samples: impl Iterator<Item = &'a Sample>) -> Vec<Failure> {
+    let mut found: Vec<Failure> = Vec::new();
+    for s in samples.filter(|s| s.status == Status::Error) {
+        let kind = s.error_kind.unwrap_or(ErrorKind::ServerError);
+        let message = crate::text::first_line(s.error.as_deref().unwrap_or("")).to_string();
+        match found
+            .iter_mut()
+            .find(|f| f.kind == kind && f.message == message)
+        {
+            Some(f) => f.count += 1,
+            None => found.push(Failure {
+                kind,
+                message,
+                count: 1,
+            }),
+        }
+    }
+    // A stable sort keeps first appearance among equal counts.
+    found.sort_by_key(|f| std::cmp::Reverse(f.count));
+    found
 }
 
 /// Whether a sample counts in warm statistics: measured (not warmup) and
@@ -91,6 +133,11 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                 Vec::new()
             })
             .push(s);
+    }
+    // Failed requests by cell, warmup and cold ones included.
+    let mut failed: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.status == Status::Error) {
+        failed.entry(&s.key).or_default().push(s);
     }
     order
         .into_iter()
@@ -120,6 +167,7 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                 output_tokens: dist(&|s| s.output_tokens.map(|t| t as f64)),
                 server_decode_tps: dist(&|s| server_decode_tps(s)),
                 variant: first.variant.clone(),
+                axes: first.axes.clone(),
                 rss_peak_mb: ok.iter().filter_map(|s| s.rss_peak_mb).reduce(f64::max),
                 rss_median_mb: stats::percentile(
                     &ok.iter()
@@ -132,6 +180,7 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                     .iter()
                     .filter_map(|s| s.host_busy_cores)
                     .reduce(f64::max),
+                failures: failures(failed.get(key).into_iter().flatten().copied()),
             })
         })
         .collect()
@@ -161,15 +210,19 @@ pub enum EnergySource {
     Declared,
 }
 
-/// One model in one server variant, over all its prompts: the report's
-/// summary row. Warm figures pool the measured, non-cold requests of every
+/// One model in one server variant and one combination of matrix axis
+/// values (streaming and not are never pooled), over all its prompts: the
+/// report's summary row. Warm figures pool the measured, non-cold requests of every
 /// prompt; cold figures are the first request of each server launch
 /// (warmup or not: a warmup round exists to absorb exactly that request).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelSummary {
     pub model: String,
     pub variant: Option<String>,
-    /// `model` or `model [variant]`.
+    /// The matrix axis values (`stream=false`), when the suite has axes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axes: Option<String>,
+    /// `model`, `model [variant]` or `model [variant,axes]`.
     pub label: String,
     /// Measured requests and how many failed.
     pub requests: usize,
@@ -260,29 +313,58 @@ impl QualitySummary {
     }
 }
 
+impl ModelSummary {
+    /// Whether `sample` is one of this row's requests.
+    pub fn holds(&self, sample: &Sample) -> bool {
+        sample.model == self.model && sample.variant == self.variant && sample.axes == self.axes
+    }
+}
+
 /// Recomputes the quality part of every summary from the samples (after
 /// human ratings were merged).
 pub fn refresh_quality(summaries: &mut [ModelSummary], samples: &[Sample]) {
     for m in summaries {
-        m.quality = QualitySummary::of(
-            samples
-                .iter()
-                .filter(|s| s.model == m.model && s.variant == m.variant),
-        );
+        m.quality = QualitySummary::of(samples.iter().filter(|s| m.holds(s)));
     }
 }
 
-/// The summary row of every model run, in run order.
+/// The axis values among a run's samples, first seen first; one `None`
+/// without axes (or without samples).
+fn axes_of(samples: &[&Sample]) -> Vec<Option<String>> {
+    let mut seen: Vec<Option<String>> = Vec::new();
+    for s in samples {
+        if !seen.contains(&s.axes) {
+            seen.push(s.axes.clone());
+        }
+    }
+    if seen.is_empty() {
+        seen.push(None);
+    }
+    seen
+}
+
+/// The summary rows of every model run, in run order: one per combination
+/// of axis values its samples have (one without axes).
 pub fn summarize_models(
     runs: &[ModelRun],
     samples: &[Sample],
     energy: &crate::suite::EnergySettings,
 ) -> Vec<ModelSummary> {
     runs.iter()
-        .map(|run| {
-            let mine: Vec<&Sample> = samples
+        .flat_map(|run| {
+            let of_run: Vec<&Sample> = samples
                 .iter()
                 .filter(|s| s.model == run.id && s.variant == run.variant)
+                .collect();
+            axes_of(&of_run)
+                .into_iter()
+                .map(move |axes| (run, axes))
+                .collect::<Vec<_>>()
+        })
+        .map(|(run, axes)| {
+            let mine: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| s.model == run.id && s.variant == run.variant && s.axes == axes)
                 .collect();
             let measured: Vec<&Sample> = mine.iter().copied().filter(|s| !s.warmup).collect();
             let warm: Vec<&Sample> = measured
@@ -321,7 +403,8 @@ pub fn summarize_models(
             ModelSummary {
                 model: run.id.clone(),
                 variant: run.variant.clone(),
-                label: run.label(),
+                label: super::row_label(&run.id, run.variant.as_deref(), axes.as_deref()),
+                axes,
                 requests: measured.len(),
                 errors: measured
                     .iter()
@@ -456,7 +539,7 @@ pub fn highlights(summaries: &[ModelSummary], samples: &[Sample]) -> Vec<Highlig
     let values = |m: &ModelSummary, r: &Ranked| -> Vec<f64> {
         samples
             .iter()
-            .filter(|s| s.model == m.model && s.variant == m.variant)
+            .filter(|s| m.holds(s))
             .filter(|s| !s.warmup && (r.quality || !s.cold) && s.status == Status::Ok)
             .filter_map(r.per_request)
             .collect()

@@ -204,6 +204,7 @@ async fn ask(
             stream: false,
             ignore_eos: false,
             timeout: timeout(model.params.timeout_s),
+            response_format: Some(settings.scale.reply_format()),
         };
         let m = provider.measure(&request).await;
         let (reply, parse) = if let Some((kind, message)) = m.error {

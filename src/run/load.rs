@@ -382,6 +382,7 @@ mod tests {
                 stream: true,
                 ignore_eos: false,
                 timeout: Duration::from_secs(5),
+                response_format: None,
             },
         )
     }

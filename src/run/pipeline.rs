@@ -490,6 +490,12 @@ pub fn annotate(results: &Path) -> Result<PathBuf, RunError> {
     let dir = file.parent().unwrap_or(Path::new("."));
     let path = dir.join(ANNOTATIONS_FILE);
     let mut rows = read_annotations(&path)?;
+    let prompts: std::collections::BTreeMap<String, results::PromptRecord> = doc
+        .suite
+        .prompts()
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
     let mut known: std::collections::BTreeSet<(String, String, String)> = rows
         .iter()
         .map(|r| (r.model.clone(), r.prompt.clone(), r.output_hash.clone()))
@@ -506,6 +512,13 @@ pub fn annotate(results: &Path) -> Result<PathBuf, RunError> {
             row.output_hash.clone(),
         )) {
             rows.push(row);
+        }
+    }
+    // The prompt and rubric to rate against, also on rows of older files.
+    for row in rows.iter_mut().filter(|r| r.prompt_text.is_empty()) {
+        if let Some(p) = prompts.get(&row.prompt) {
+            row.prompt_text = p.question();
+            row.rubric = p.rubric.clone().unwrap_or_default();
         }
     }
     let text = quality::write_annotations_csv(&rows).map_err(|source| RunError::Annotations {
@@ -578,7 +591,8 @@ pub fn write_outputs(
     Ok(files)
 }
 
-/// One chart series per model (and variant): its warm, measured, successful requests.
+/// One chart series per summary row (model, variant and axis values): its
+/// warm, measured, successful requests.
 fn chart_series(doc: &Results) -> Vec<charts::Series> {
     doc.summaries
         .iter()
@@ -586,7 +600,7 @@ fn chart_series(doc: &Results) -> Vec<charts::Series> {
             let warm: Vec<&results::Sample> = doc
                 .samples
                 .iter()
-                .filter(|s| s.model == m.model && s.variant == m.variant)
+                .filter(|s| m.holds(s))
                 .filter(|s| results::is_warm_measured(s) && s.status == Status::Ok)
                 .collect();
             charts::Series {

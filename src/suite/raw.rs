@@ -265,7 +265,8 @@ pub struct RawEndpoint {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    /// Program and arguments; `{port}` is replaced by a free port chosen by dyno.
+    /// Program and arguments; `{port}` is replaced by a free port chosen by
+    /// dyno. It must appear here or in an `env` value.
     #[schemars(length(min = 1))]
     pub command: Vec<String>,
     /// HTTP path polled until it answers 200 (default `/health`).
@@ -276,7 +277,8 @@ pub struct RawServer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub startup_timeout_s: Option<u32>,
-    /// Extra environment variables for the server process.
+    /// Extra environment variables for the server process; `{port}` and
+    /// variant placeholders are replaced in the values (`PORT: "{port}"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Configurations measured side by side, each its own launch: every
@@ -372,7 +374,7 @@ pub struct RawModel {
 
 /// One entry of the prompt set: an inline prompt (`id` with `text` or
 /// `messages`) or `include:` of prompt files.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrompt {
     /// Identifier used in results, reports and filters.
@@ -389,8 +391,10 @@ pub struct RawPrompt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub messages: Option<Vec<RawMessage>>,
-    /// A glob of prompt files (relative to this file); each file holds a list
-    /// of prompts. Files are taken in path order.
+    /// A glob of prompt files (relative to this file), YAML or JSON; each
+    /// file holds a list of prompts: prompt objects, or strings (the user
+    /// message, with the id `<file stem>-<position>`, 1-based). Files are
+    /// taken in path order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include: Option<String>,
     /// Deterministic checks on every output of this prompt.
@@ -399,6 +403,38 @@ pub struct RawPrompt {
     /// What a good answer covers, for the judge model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rubric: Option<String>,
+}
+
+/// One item of an included prompt file: a prompt object, or just the user
+/// message as a string (the workshop's `prompts.json` is a JSON list of
+/// strings). A string's id is the file's stem and its 1-based position:
+/// the second string of `prompts.json` is `prompts-2`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RawPromptItem {
+    /// The user message alone; the id derives from the file and position.
+    Text(String),
+    /// A prompt with its id, text or messages, checks and rubric.
+    Prompt(RawPrompt),
+}
+
+impl JsonSchema for RawPromptItem {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RawPromptItem".into()
+    }
+
+    /// A string, or else a prompt object; written with `if`/`else` rather
+    /// than `anyOf`, so a mistake inside an object is reported at its key
+    /// instead of as "not valid under any of the schemas".
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let prompt = generator.subschema_for::<RawPrompt>();
+        schemars::json_schema!({
+            "description": "A prompt object, or a string: the user message, with the id `<file stem>-<position>` (1-based).",
+            "if": { "type": "string" },
+            "then": { "type": "string", "minLength": 1 },
+            "else": prompt,
+        })
+    }
 }
 
 /// One chat message.
@@ -536,10 +572,11 @@ pub fn suite_schema() -> serde_json::Value {
     without_null(serde_json::Value::from(schemars::schema_for!(RawSuite)))
 }
 
-/// The JSON schema of an included prompt file: a list of prompts.
+/// The JSON schema of an included prompt file: a list of prompts, each a
+/// prompt object or a string.
 pub fn prompt_file_schema() -> serde_json::Value {
     without_null(serde_json::Value::from(schemars::schema_for!(
-        Vec<RawPrompt>
+        Vec<RawPromptItem>
     )))
 }
 

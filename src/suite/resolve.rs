@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::diag::Diagnostic;
 use super::load::{Loader, OutputsCheck};
 use super::node::{Node, Pos};
-use super::raw::{self, RawMessage, RawPrompt, RawSuite};
+use super::raw::{self, RawMessage, RawPrompt, RawPromptItem, RawSuite};
 use super::raw_load::{RawLength, RawLoad, RawPercentile};
 use super::workload::{Drive, Length, Point, Slo, Sweep, Synthetic, Workload};
 use super::{
@@ -278,15 +278,20 @@ impl Loader<'_> {
         raw.servers
             .iter()
             .map(|(name, s)| {
-                if !s.command.iter().any(|arg| arg.contains("{port}")) {
+                if !s
+                    .command
+                    .iter()
+                    .chain(s.env.values())
+                    .any(|text| text.contains("{port}"))
+                {
                     self.diagnostics.push(
                         Diagnostic::new(
-                            format!("server `{name}` has no `{{port}}` in its command"),
+                            format!("server `{name}` has no `{{port}}` in its command or env"),
                             doc.file,
                             doc.at(&format!("/servers/{}/command", escape(name))),
                         )
                         .with_hint(Some(
-                            "dyno picks a free port: pass it as `--port, \"{port}\"`".into(),
+                            "dyno picks a free port: pass it as `--port, \"{port}\"`, or in `env:` (e.g. `PORT: \"{port}\"`)".into(),
                         )),
                     );
                 }
@@ -866,14 +871,23 @@ impl Loader<'_> {
                     continue;
                 }
             };
-            let Some((root, list)) = self.parse::<Vec<RawPrompt>>(&path, text, &schema) else {
+            let Some((root, list)) = self.parse::<Vec<RawPromptItem>>(&path, text, &schema) else {
                 continue;
             };
             let sub_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            for (i, p) in list.iter().enumerate() {
+            let stem = id_stem(&path);
+            for (i, item) in list.into_iter().enumerate() {
                 let at = |suffix: &str| {
                     root.lookup(&format!("/{i}{suffix}"))
                         .map_or(root.pos, |n| n.pos)
+                };
+                let p = match item {
+                    RawPromptItem::Prompt(p) => p,
+                    RawPromptItem::Text(text) => RawPrompt {
+                        id: Some(format!("{stem}-{}", i + 1)),
+                        text: Some(text),
+                        ..RawPrompt::default()
+                    },
                 };
                 if p.include.is_some() {
                     self.diagnostics.push(Diagnostic::new(
@@ -883,9 +897,35 @@ impl Loader<'_> {
                     ));
                     continue;
                 }
-                self.prompt_entry(&path, &sub_dir, p, &at, out);
+                self.prompt_entry(&path, &sub_dir, &p, &at, out);
             }
         }
+    }
+}
+
+/// The id prefix of a prompt file's string items: its file stem, with
+/// every character an id may not hold replaced by `-` (`prompts.json` →
+/// `prompts`).
+fn id_stem(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    if cleaned.is_empty() {
+        "prompt".to_string()
+    } else {
+        cleaned.to_string()
     }
 }
 

@@ -12,10 +12,21 @@ use dyno::suite::{Message, Role};
 use crate::fixture;
 
 async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measured {
+    ask_with(base, model, stream, timeout_ms, BTreeMap::new()).await
+}
+
+/// `ask` with these headers besides the API key.
+async fn ask_with(
+    base: &str,
+    model: &str,
+    stream: bool,
+    timeout_ms: u64,
+    headers: BTreeMap<String, String>,
+) -> Measured {
     let target = Target {
         base_url: base.to_string(),
         api_key: Some("sk-test-secret".into()),
-        headers: BTreeMap::new(),
+        headers,
         secrets: dyno::secrets::Secrets::default(),
     };
     let request = Request {
@@ -32,6 +43,7 @@ async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measured
         stream,
         ignore_eos: false,
         timeout: Duration::from_millis(timeout_ms),
+        response_format: None,
     };
     client::chat(&reqwest::Client::new(), &target, model, &request).await
 }
@@ -67,9 +79,20 @@ async fn without_usage_the_token_source_falls_back_and_says_so() {
     let base = fixture::start().await;
     let m = ask(&base, "no-usage", true, 5000).await;
     assert_eq!(m.error, None);
-    // The fixture has no /tokenize route: the count of content events is used.
+    // The fixture's /tokenize wants a header this request lacks: the count
+    // of content events is used.
     assert_eq!(m.token_source, Some(TokenSource::Estimate));
     assert_eq!(m.output_tokens, Some(20));
+
+    // With it, /tokenize answers: it got the key and the headers, as the
+    // chat request did.
+    let headers = BTreeMap::from([("x-dyno-test".to_string(), "on".to_string())]);
+    let m = ask_with(&base, "no-usage", true, 5000, headers).await;
+    assert_eq!(
+        (m.token_source, m.output_tokens),
+        (Some(TokenSource::Tokenize), Some(20)),
+        "{m:?}"
+    );
 
     let m = ask(&base, "timings-only", true, 5000).await;
     assert_eq!(m.token_source, Some(TokenSource::ServerTimings));

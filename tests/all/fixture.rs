@@ -21,6 +21,9 @@ pub(crate) static JUDGE_CALLS: std::sync::atomic::AtomicUsize =
 /// Requests `/echo/…` has answered (it echoes headers and query in a 401).
 pub(crate) static ECHO_CALLS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
+/// The `response_format` of the `judge` model's last request (`null` when
+/// it sent none).
+pub(crate) static JUDGE_FORMAT: std::sync::Mutex<Value> = std::sync::Mutex::new(Value::Null);
 
 /// Every model name the fixture answers to, as `GET /v1/models` lists them.
 pub(crate) const MODELS: &[&str] = &[
@@ -148,6 +151,7 @@ async fn chat(body: String) -> Response {
         }
         "judge" => {
             JUDGE_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            *JUDGE_FORMAT.lock().unwrap() = request["response_format"].clone();
             let body = json!({
                 "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Score: 4" }, "finish_reason": "stop" }],
                 "usage": { "prompt_tokens": 50, "completion_tokens": 3 }
@@ -236,6 +240,24 @@ async fn chat(body: String) -> Response {
         .into_response()
 }
 
+/// llama.cpp's `/tokenize`, for callers that send the API key and the
+/// `x-dyno-test` header (one token per word); 401 for anyone else.
+async fn tokenize(headers: axum::http::HeaderMap, body: String) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("authorization") != Some("Bearer sk-test-secret")
+        || header("x-dyno-test") != Some("on")
+    {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let words = request["content"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .count();
+    axum::Json(json!({ "tokens": (0..words).collect::<Vec<_>>() })).into_response()
+}
+
 async fn models() -> axum::Json<Value> {
     let data: Vec<Value> = MODELS
         .iter()
@@ -289,6 +311,7 @@ pub(crate) fn router() -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
+        .route("/tokenize", post(tokenize))
         .route("/echo/v1/chat/completions", post(echo))
         .route("/echo/v1/models", get(echo))
         .route("/redirect/v1/chat/completions", post(redirect))

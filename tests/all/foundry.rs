@@ -273,6 +273,12 @@ async fn suite_run(generation: Generation) {
             expected
         );
     }
+    // The report names the variant each device resolved to.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for (id, device) in [(QWEN_CPU, "cpu"), (gpu, "gpu")] {
+        let row = format!("| qwen2.5-0.5b [device={device}] | `{id}` | {device} |");
+        assert!(report.contains(&row), "no row {row:?}:\n{report}");
+    }
     // Unloaded after its cells: nothing stays loaded.
     let foundry = Foundry::with_generation(&fx.base_url, generation, reqwest::Client::new());
     assert!(foundry.loaded().await.unwrap().is_empty());
@@ -307,5 +313,26 @@ async fn a_model_that_is_not_cached_fails_with_the_download_command_and_the_run_
     assert_eq!(
         doc.samples[0].error_kind,
         Some(dyno::results::ErrorKind::Skipped)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foundry_reached_as_a_plain_openai_endpoint_hints_kind_foundry() {
+    let fx = fixture::start(Generation::Service, &[QWEN_CPU]).await;
+    let suite = format!(
+        "name: plain\nendpoints:\n  fl: {{ base_url: \"{}/v1\" }}\nmodels:\n  - {{ id: qwen, model: \"{QWEN_CPU}\", endpoint: fl }}\nprompts:\n  - {{ id: p, text: hi }}\ndefaults: {{ rounds: 1, warmup: 0 }}\n",
+        fx.base_url
+    );
+    let tree = crate::Tree::new(&[("plain.yaml", &suite)]);
+    let (_, doc) = crate::run_and_load(
+        &tree.path("plain.yaml"),
+        &dyno::plan::Filter::default(),
+        &tree.path("out"),
+    )
+    .await;
+    let message = doc.samples[0].error.as_deref().unwrap_or("");
+    assert!(
+        message.starts_with("HTTP 400") && message.contains("use `kind: foundry`"),
+        "{message}"
     );
 }

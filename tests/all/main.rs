@@ -18,6 +18,7 @@ mod probe;
 mod quality;
 mod recipes;
 mod report;
+mod rows;
 mod secrets;
 mod shard;
 mod suite;

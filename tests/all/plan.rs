@@ -138,3 +138,63 @@ fn filters_select_models_and_prompts_by_glob() {
         "--models gpt-* matches none of: small-a, small-b, big"
     );
 }
+
+/// The models and prompts a filter built from the command line keeps.
+fn selected(filter: &Filter) -> (Vec<String>, Vec<String>) {
+    let (_tree, s) = load();
+    let cells = plan::plan(&s, filter).unwrap_or_else(|e| panic!("{e}"));
+    let mut models: Vec<String> = cells.iter().map(|c| c.model.clone()).collect();
+    models.dedup();
+    let mut prompts: Vec<String> = cells.iter().map(|c| c.prompt.clone()).collect();
+    prompts.sort();
+    prompts.dedup();
+    (models, prompts)
+}
+
+#[test]
+fn comma_lists_and_repeated_flags_select_alike() {
+    let no_env = |_: &str| None;
+    let comma = Filter::from_args(&["small-a,big".into()], &[], None, &no_env);
+    let repeated = Filter::from_args(&["small-a".into(), " big ".into()], &[], None, &no_env);
+    assert_eq!(comma.models, ["small-a", "big"], "{comma:?}");
+    assert_eq!(repeated.models, ["small-a", "big"], "{repeated:?}");
+    assert_eq!(
+        selected(&comma).0,
+        ["small-a", "big"],
+        "a comma list is the workshop's BENCH_MODELS form"
+    );
+    // A comma inside a glob's alternation does not split it.
+    let braces = Filter::from_args(&["small-{a,b}".into(), "big,".into()], &[], None, &no_env);
+    assert_eq!(braces.models, ["small-{a,b}", "big"], "{braces:?}");
+    assert_eq!(selected(&braces).0, ["small-a", "small-b", "big"]);
+}
+
+#[test]
+fn dyno_models_and_dyno_prompts_apply_when_the_flags_are_absent() {
+    let env = |name: &str| match name {
+        "DYNO_MODELS" => Some("big, small-b".to_string()),
+        "DYNO_PROMPTS" => Some("p2".to_string()),
+        _ => None,
+    };
+    let from_env = Filter::from_args(&[], &[], None, &env);
+    assert_eq!(
+        selected(&from_env),
+        (vec!["small-b".into(), "big".into()], vec!["p2".into()]),
+        "{from_env:?}"
+    );
+    // A flag wins over its variable; the other variable still applies.
+    let flag = Filter::from_args(&["small-a".into()], &[], None, &env);
+    assert_eq!(
+        selected(&flag),
+        (vec!["small-a".into()], vec!["p2".into()]),
+        "{flag:?}"
+    );
+    // An error names the variable the globs came from.
+    let wrong = |name: &str| (name == "DYNO_MODELS").then(|| "gpt-*".to_string());
+    let (_tree, s) = load();
+    let err = plan::plan(&s, &Filter::from_args(&[], &[], None, &wrong)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "DYNO_MODELS=gpt-* matches none of: small-a, small-b, big"
+    );
+}

@@ -304,6 +304,19 @@ async fn models_lists_the_foundry_catalog_on_both_generations() {
             expected,
             "{generation:?}"
         );
+        // Without `--kind`: the first generation lists only what is cached
+        // at `/v1/models`, the core service every variant as Microsoft's;
+        // either way the URL is recognized as Foundry Local.
+        let guessed = dyno(&["models", &fx.base_url]).await;
+        assert_eq!(
+            (
+                guessed.status.code(),
+                String::from_utf8_lossy(&guessed.stdout)
+            ),
+            (Some(0), expected.as_str().into()),
+            "{generation:?}: {}",
+            String::from_utf8_lossy(&guessed.stderr)
+        );
 
         let cli = no_cli();
         let ctx = Context {
@@ -317,6 +330,27 @@ async fn models_lists_the_foundry_catalog_on_both_generations() {
         assert_eq!(cpu.loaded, Some(false));
         assert_eq!(cpu.cached, with_state.then_some(true));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_of_a_foundry_url_with_nothing_cached_lists_its_catalog_without_kind() {
+    // Its `/v1/models` lists nothing: "no models listed" would be a lie.
+    let fx = foundry_fixture::start(Generation::Service, &[]).await;
+    let out = dyno(&["models", &fx.base_url, "--json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = doc["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["foundry"; 5], "{doc}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

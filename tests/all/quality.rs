@@ -78,6 +78,13 @@ async fn checks_judge_cache_and_human_ratings() {
     // The judge model's own 3 timed requests, then one judgement: both
     // measured outputs are the same text, judged once.
     assert_eq!(fixture::JUDGE_CALLS.load(Ordering::SeqCst) - before, 3 + 1);
+    // The judgement (the judge's last request) asked for `{"score": N}`.
+    let format = fixture::JUDGE_FORMAT.lock().unwrap().clone();
+    assert_eq!(
+        format["json_schema"]["schema"]["properties"]["score"]["enum"],
+        serde_json::json!([1, 2, 3, 4, 5]),
+        "{format}"
+    );
     let summary = &doc.summaries[0];
     assert_eq!(summary.quality.check_pass_rate, Some(0.75));
     assert_eq!(summary.quality.judge_score_mean, Some(4.0));
@@ -116,6 +123,12 @@ async fn checks_judge_cache_and_human_ratings() {
         2,
         "one row per model × prompt × distinct output"
     );
+    // Each row carries what to rate against.
+    let context: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.prompt_text.as_str(), r.rubric.as_str()))
+        .collect();
+    assert_eq!(context, [("Count.", "Lists tokens in order."); 2], "{text}");
     for row in &mut rows {
         row.score = Some(if row.model == "timetable" { 2.0 } else { 5.0 });
         row.note = "checked by hand, \"ok\"".into();
@@ -130,6 +143,17 @@ async fn checks_judge_cache_and_human_ratings() {
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("| 2.00 (n=2) |"), "{report}");
     assert!(report.contains("| 5.00 (n=2) |"), "{report}");
+    // The selection table's quality row carries the human scores too.
+    let quality = report
+        .lines()
+        .find(|l| l.starts_with("| Quality |"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        quality.starts_with("| Quality | Checks passed / judge score / human score |")
+            && quality.contains(" / 2.00 (n=2) |")
+            && quality.contains(" / 5.00 (n=2) |"),
+        "{quality}"
+    );
 }
 
 #[test]

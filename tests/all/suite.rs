@@ -352,3 +352,61 @@ fn compare_settings_resolve_from_percentages() {
     let out = errors(&bad, &[]);
     assert!(out.contains("at `compare.noise.ttft`"), "{out}");
 }
+
+#[test]
+fn a_prompt_file_may_be_a_list_of_strings_with_ids_from_its_position() {
+    let yaml = GOOD.replace("defaults:", "  - include: prompts.json\ndefaults:");
+    let prompts = r#"["Explain RAG.", {"id": "named", "text": "Hi."}, "List 3 benefits."]"#;
+    let tree = Tree::new(&[("s.yaml", &yaml), ("prompts.json", prompts)]);
+    let s = suite::load(&tree.path("s.yaml"), &test_env)
+        .unwrap_or_else(|e| panic!("{}", tree.anonymize(&e.render())));
+    let loaded: Vec<(&str, &str)> = s
+        .prompts
+        .iter()
+        .map(|p| (p.id.as_str(), p.messages[0].content.as_str()))
+        .collect();
+    assert_eq!(
+        loaded,
+        [
+            ("p1", "hello"),
+            ("prompts-1", "Explain RAG."),
+            ("named", "Hi."),
+            ("prompts-3", "List 3 benefits."),
+        ]
+    );
+    // Neither a string nor a prompt object: an error at the item.
+    assert_eq!(
+        errors(&yaml, &[("prompts.json", "[\"a\", 3]\n")]),
+        "\
+error: 3 is not of type \"object\" at `[1]`
+ --> DIR/prompts.json:1:7
+  |
+1 | [\"a\", 3]
+  |       ^
+"
+    );
+}
+
+#[test]
+fn a_server_may_take_its_port_from_env() {
+    let server = |env: &str| {
+        format!(
+            "name: t\nservers:\n  s:\n    command: [my-server]\n{env}models:\n  - {{ id: m, server: s }}\nprompts:\n  - {{ id: p, text: hi }}\n"
+        )
+    };
+    assert_eq!(
+        errors(&server("    env: { PORT: \"{port}\" }\n"), &[]),
+        "(valid)"
+    );
+    assert_eq!(
+        errors(&server(""), &[]),
+        "\
+error: server `s` has no `{port}` in its command or env
+ --> DIR/s.yaml:4:14
+  |
+4 |     command: [my-server]
+  |              ^
+  = hint: dyno picks a free port: pass it as `--port, \"{port}\"`, or in `env:` (e.g. `PORT: \"{port}\"`)
+"
+    );
+}

@@ -129,7 +129,7 @@ pub enum FoundryError {
 
     /// The alias exists but not for the requested device.
     #[error(
-        "alias `{alias}` has no {device} variant (it has: {}); choose one of those devices or remove `device` to let dyno pick",
+        "alias `{alias}` has no {device} variant (it has: {}); list only those in the model's `variants`, or remove `variants` to let dyno pick",
         join_devices(.available)
     )]
     NoVariantForDevice {

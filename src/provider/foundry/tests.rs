@@ -282,6 +282,19 @@ fn alias_resolves_to_requested_device() {
 }
 
 #[test]
+fn a_missing_device_names_the_variants_key() {
+    let err = resolve(&catalog(), "qwen2.5-0.5b", Some(&Device::Npu)).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("alias `qwen2.5-0.5b` has no npu variant (it has: ")
+            && message.ends_with(
+                "list only those in the model's `variants`, or remove `variants` to let dyno pick"
+            ),
+        "{message}"
+    );
+}
+
+#[test]
 fn alias_without_device_prefers_npu_then_gpu_then_cpu() {
     assert_eq!(
         resolve(&catalog(), "phi-4-mini", None).unwrap().device,

@@ -546,6 +546,7 @@ pub fn request(suite: &Suite, cell: &Cell) -> Request {
         stream: cell.params.stream,
         ignore_eos: false,
         timeout: timeout(cell.params.timeout_s),
+        response_format: None,
     }
 }
 
@@ -605,6 +606,7 @@ fn blank(cell: &Cell) -> Sample {
     sample.seed = cell.seed;
     sample.stream = cell.params.stream;
     sample.variant = cell.variant.label();
+    sample.axes = cell.axes_label();
     sample
 }
 

@@ -247,6 +247,7 @@ impl Prompts {
             stream: cell.params.stream,
             ignore_eos: false,
             timeout: timeout(cell.params.timeout_s),
+            response_format: None,
         };
         let synthetic = match workload.synthetic {
             Some(shape) => {

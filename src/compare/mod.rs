@@ -88,9 +88,6 @@ impl Metric {
 /// Significance level for history's change points.
 pub const ALPHA: f64 = 0.05;
 
-/// The bootstrap's fixed seed: the same inputs always give the same interval.
-const BOOTSTRAP_SEED: u64 = 42;
-
 /// One cell × metric.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -112,7 +109,8 @@ pub struct Row {
     pub gates: bool,
     pub base_p95: Option<f64>,
     pub new_p95: Option<f64>,
-    /// Seeded-bootstrap 95% interval of the p95 ratio new/base, only when
+    /// Bootstrap 95% interval of the p95 ratio new/base (computed from the
+    /// bootstrap distributions, no resampling), only when
     /// both sides have enough samples (59) to bound a p95.
     pub p95_ratio_ci: Option<(f64, f64)>,
     /// Measured (on either side) while other processes kept more than
@@ -321,9 +319,7 @@ pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str)
             let mut r = row(key.to_string(), metric, &c, &b, &n, noisy(key));
             r.p95_ratio_ci = (stats::percentile_is_bounded(b.len(), 0.95)
                 && stats::percentile_is_bounded(n.len(), 0.95))
-            .then(|| {
-                stats::bootstrap_quantile_ratio_ci(&b, &n, 0.95, 10_000, BOOTSTRAP_SEED, alpha)
-            })
+            .then(|| stats::exact_quantile_ratio_ci(&b, &n, 0.95, alpha))
             .flatten();
             rows.push(r);
         }

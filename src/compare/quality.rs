@@ -41,20 +41,22 @@ pub struct QualityRow {
 pub const CHECKS_THRESHOLD: f64 = 0.10;
 pub const SCORE_THRESHOLD: f64 = 0.5;
 
-/// Measured, successful samples of one model (label) by prompt, in prompt order.
-fn by_prompt<'a>(
-    doc: &'a Results,
-    label: &str,
-) -> std::collections::BTreeMap<&'a str, Vec<&'a Sample>> {
-    let mut out: std::collections::BTreeMap<&str, Vec<&Sample>> = std::collections::BTreeMap::new();
+/// Measured, successful samples by model (summary label), then by prompt
+/// in prompt order; one pass over the samples.
+type ByPrompt<'a> = std::collections::BTreeMap<&'a str, Vec<&'a Sample>>;
+
+fn by_label_and_prompt(doc: &Results) -> std::collections::HashMap<String, ByPrompt<'_>> {
+    let mut out: std::collections::HashMap<String, ByPrompt<'_>> = std::collections::HashMap::new();
     for s in doc
         .samples
         .iter()
         .filter(|s| !s.warmup && s.status == Status::Ok)
     {
-        if s.row_label() == label {
-            out.entry(s.prompt.as_str()).or_default().push(s);
-        }
+        out.entry(s.row_label())
+            .or_default()
+            .entry(s.prompt.as_str())
+            .or_default()
+            .push(s);
     }
     out
 }
@@ -72,9 +74,13 @@ pub fn compare_quality(base: &Results, new: &Results, alpha: f64) -> Vec<Quality
         .map(|m| m.label.clone())
         .filter(|l| base.summaries.iter().any(|b| &b.label == l))
         .collect();
+    let (mut base_groups, mut new_groups) = (by_label_and_prompt(base), by_label_and_prompt(new));
     let mut rows = Vec::new();
     for label in labels {
-        let (b, n) = (by_prompt(base, &label), by_prompt(new, &label));
+        let (b, n) = (
+            base_groups.remove(&label).unwrap_or_default(),
+            new_groups.remove(&label).unwrap_or_default(),
+        );
         let prompts: Vec<&str> = b.keys().filter(|p| n.contains_key(*p)).copied().collect();
         // Checks: one pair per prompt × check label.
         let outcome = |samples: &[&Sample]| {

@@ -19,9 +19,10 @@ pub enum LoadError {
     },
 }
 
-/// Reads a side given as a path.
+/// Reads a side given as a path (per-request figures: a comparison reads
+/// no inter-token gaps).
 pub fn load_path(path: &Path) -> Result<(Results, String), LoadError> {
-    let (doc, file) = results::load(path)?;
+    let (doc, file) = results::load_per_request(path)?;
     Ok((doc, file.display().to_string()))
 }
 
@@ -49,26 +50,31 @@ pub fn load_revision(rev: &str, file: &Path) -> Result<(Results, String), LoadEr
         reason,
     })?;
     let label = format!("{}@{rev}", file.display());
-    Ok((results::parse(&text, &label)?, label))
+    Ok((results::parse_per_request(&text, &label)?, label))
 }
 
 /// Resolves the command's arguments: `compare NEW` (base = `HEAD` version of
-/// NEW), `compare BASE NEW` with paths, or a revision for BASE.
+/// NEW), `compare BASE NEW` with paths, or a revision for BASE. The two
+/// sides are read side by side, each on its own thread.
 pub fn load_sides(first: &str, second: Option<&str>) -> Result<[(Results, String); 2], LoadError> {
-    match second {
-        None => {
-            let new = load_path(Path::new(first))?;
-            let base = load_revision("HEAD", Path::new(first))?;
-            Ok([base, new])
+    let (base_from, new_from) = match second {
+        None => (Path::new(first), Path::new(first)),
+        Some(second) => (Path::new(first), Path::new(second)),
+    };
+    let base = || {
+        if second.is_some() && base_from.exists() {
+            load_path(base_from)
+        } else {
+            let rev = if second.is_some() { first } else { "HEAD" };
+            load_revision(rev, new_from)
         }
-        Some(second) => {
-            let new = load_path(Path::new(second))?;
-            let base = if Path::new(first).exists() {
-                load_path(Path::new(first))?
-            } else {
-                load_revision(first, Path::new(second))?
-            };
-            Ok([base, new])
-        }
-    }
+    };
+    std::thread::scope(|scope| {
+        let base = scope.spawn(base);
+        let new = load_path(new_from);
+        let base = base
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok([base?, new?])
+    })
 }

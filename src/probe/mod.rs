@@ -172,7 +172,7 @@ mod tests {
             classify("http://127.0.0.1:8080", None).unwrap(),
             Source::Url {
                 url: "http://127.0.0.1:8080".into(),
-                kind: UrlKind::Openai
+                kind: UrlKind::Auto
             }
         );
         assert_eq!(

@@ -12,6 +12,7 @@
 //! (which formats every number dyno prints), so output is byte-stable.
 
 pub mod charts;
+pub mod context;
 pub mod fleet_charts;
 pub mod format;
 pub mod load_charts;
@@ -117,9 +118,19 @@ pub fn render(
     ctx: &impl serde::Serialize,
     override_dir: Option<&Path>,
 ) -> Result<String, ReportError> {
+    render_value(name, Value::from(Serde(ctx)), override_dir)
+}
+
+/// [`render`] with a context already made into a template value (such as
+/// [`context::of_results`], shared by every report of a run).
+pub fn render_value(
+    name: &str,
+    ctx: Value,
+    override_dir: Option<&Path>,
+) -> Result<String, ReportError> {
     let env = environment(override_dir.map(Path::to_path_buf));
     template(&env, name, override_dir)?
-        .render(Value::from(Serde(ctx)))
+        .render(ctx)
         .map_err(|e| template_error(name, &e))
 }
 

@@ -37,26 +37,66 @@ pub fn results_file(path: &Path) -> PathBuf {
     }
 }
 
-/// Parses a results document; `what` names it in errors. The format
-/// version is read first, so a document of another format says so rather
-/// than failing on a field.
+/// Parses a results document; `what` names it in errors. A document of
+/// another format says so rather than failing on a field: its version is
+/// read when the document does not parse (and checked when it does), so a
+/// readable document is parsed once.
 pub fn parse(text: &str, what: &str) -> Result<Results, LoadError> {
     #[derive(Deserialize)]
     struct Version {
         format_version: u32,
     }
-    let parse_error = |e: serde_json::Error| LoadError::Parse {
+    let unreadable = |found: u32| LoadError::Format {
         what: what.to_string(),
-        reason: e.to_string(),
+        found,
     };
-    let version: Version = serde_json::from_str(text).map_err(parse_error)?;
-    if !READABLE_FORMATS.contains(&version.format_version) {
-        return Err(LoadError::Format {
-            what: what.to_string(),
-            found: version.format_version,
-        });
+    match serde_json::from_str::<Results>(text) {
+        Ok(doc) if READABLE_FORMATS.contains(&doc.format_version) => Ok(doc),
+        Ok(doc) => Err(unreadable(doc.format_version)),
+        Err(err) => match serde_json::from_str::<Version>(text) {
+            Ok(v) if !READABLE_FORMATS.contains(&v.format_version) => {
+                Err(unreadable(v.format_version))
+            }
+            _ => Err(LoadError::Parse {
+                what: what.to_string(),
+                reason: err.to_string(),
+            }),
+        },
     }
-    serde_json::from_str(text).map_err(parse_error)
+}
+
+thread_local! {
+    /// Set while [`parse_per_request`] parses on this thread.
+    static PER_REQUEST_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A sample's `itl_ms` as read: every gap, or none while
+/// [`parse_per_request`] parses (the numbers are skipped, not converted).
+pub(super) fn per_token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    if PER_REQUEST_ONLY.get() {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Vec::new())
+    } else {
+        Vec::deserialize(d)
+    }
+}
+
+/// [`parse`] for readers of per-request figures only (`dyno compare`,
+/// `dyno history`, the built-in reports): every sample's `itl_ms` is left
+/// empty, which makes a streamed run's results about twice as fast to
+/// read. Aggregates already in the document (cells, summaries, load
+/// points) keep their inter-token figures.
+pub fn parse_per_request(text: &str, what: &str) -> Result<Results, LoadError> {
+    /// Clears the flag however parsing ends.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PER_REQUEST_ONLY.set(false);
+        }
+    }
+    PER_REQUEST_ONLY.set(true);
+    let _reset = Reset;
+    parse(text, what)
 }
 
 /// The largest results file `load` reads (a FIFO or a device is refused
@@ -66,6 +106,18 @@ const MAX_RESULTS_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// Reads the results at `path` (a file, or a directory holding
 /// `results.json`); returns them with the file they came from.
 pub fn load(path: &Path) -> Result<(Results, PathBuf), LoadError> {
+    load_with(path, parse)
+}
+
+/// [`load`] through [`parse_per_request`].
+pub fn load_per_request(path: &Path) -> Result<(Results, PathBuf), LoadError> {
+    load_with(path, parse_per_request)
+}
+
+fn load_with(
+    path: &Path,
+    parse: fn(&str, &str) -> Result<Results, LoadError>,
+) -> Result<(Results, PathBuf), LoadError> {
     let file = results_file(path);
     let text =
         crate::fsutil::read_text(&file, MAX_RESULTS_BYTES).map_err(|source| LoadError::Io {
@@ -76,7 +128,216 @@ pub fn load(path: &Path) -> Result<(Results, PathBuf), LoadError> {
     Ok((doc, file))
 }
 
-/// The document as committed: pretty JSON with a final newline.
+/// The document as committed: pretty JSON (two-space indent) with a final
+/// newline, each array of numbers on one line (`"itl_ms": [12.5, 11.9]`),
+/// which keeps a run of long answers a third smaller and as easy to diff.
 pub fn to_json(doc: &Results) -> Result<String, serde_json::Error> {
-    Ok(serde_json::to_string_pretty(doc)? + "\n")
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, Layout::default());
+    serde::Serialize::serialize(doc, &mut ser)?;
+    out.push(b'\n');
+    // serde_json writes UTF-8 only.
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `serde_json`'s pretty layout, except that array values which are
+/// numbers follow each other on the line, separated by `, `.
+#[derive(Default)]
+struct Layout {
+    indent: usize,
+    /// Whether the innermost open array or object has a value yet.
+    has_value: bool,
+    /// An array value is about to be written: whether it is the first.
+    pending: Option<bool>,
+    /// Per open array: whether its values went on one line.
+    inline: Vec<bool>,
+}
+
+impl Layout {
+    fn newline<W: ?Sized + std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b"\n")?;
+        for _ in 0..self.indent {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    /// Before a number: `, ` unless it is the array's first value.
+    fn number<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if let Some(first) = self.pending.take() {
+            if let Some(inline) = self.inline.last_mut() {
+                *inline = true;
+            }
+            if !first {
+                w.write_all(b", ")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Before any other value: the pretty layout's line break and indent.
+    fn other<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if let Some(first) = self.pending.take() {
+            if !first {
+                w.write_all(b",")?;
+            }
+            self.newline(w)?;
+        }
+        Ok(())
+    }
+}
+
+/// Number writers: the separator, then the number as `serde_json` writes it.
+macro_rules! numbers {
+    ($($name:ident: $ty:ty),* $(,)?) => {$(
+        fn $name<W: ?Sized + std::io::Write>(&mut self, w: &mut W, value: $ty) -> std::io::Result<()> {
+            self.number(w)?;
+            serde_json::ser::CompactFormatter.$name(w, value)
+        }
+    )*};
+}
+
+impl serde_json::ser::Formatter for Layout {
+    numbers!(
+        write_i8: i8, write_i16: i16, write_i32: i32, write_i64: i64, write_i128: i128,
+        write_u8: u8, write_u16: u16, write_u32: u32, write_u64: u64, write_u128: u128,
+        write_f32: f32, write_f64: f64,
+    );
+
+    fn write_number_str<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        value: &str,
+    ) -> std::io::Result<()> {
+        self.number(w)?;
+        w.write_all(value.as_bytes())
+    }
+
+    fn write_null<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.other(w)?;
+        w.write_all(b"null")
+    }
+
+    fn write_bool<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        value: bool,
+    ) -> std::io::Result<()> {
+        self.other(w)?;
+        w.write_all(if value { b"true" } else { b"false" })
+    }
+
+    fn begin_string<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.other(w)?;
+        w.write_all(b"\"")
+    }
+
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.other(w)?;
+        self.indent += 1;
+        self.has_value = false;
+        self.inline.push(false);
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.indent -= 1;
+        let inline = self.inline.pop().unwrap_or(false);
+        if self.has_value && !inline {
+            self.newline(w)?;
+        }
+        w.write_all(b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        _: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.pending = Some(first);
+        Ok(())
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.other(w)?;
+        self.indent += 1;
+        self.has_value = false;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.indent -= 1;
+        if self.has_value {
+            self.newline(w)?;
+        }
+        w.write_all(b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        self.newline(w)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_is_pretty_with_number_arrays_on_one_line_and_reads_back() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/results/quickstart/results.json"
+        ))
+        .unwrap();
+        let doc = parse(&text, "quickstart").unwrap();
+        let json = to_json(&doc).unwrap();
+        assert_eq!(parse(&json, "again").unwrap(), doc);
+        // The same document as serde_json's pretty printer, whitespace aside.
+        let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+        assert_eq!(
+            squeeze(&json),
+            squeeze(&(serde_json::to_string_pretty(&doc).unwrap() + "\n"))
+        );
+        let itl = json
+            .lines()
+            .find(|l| {
+                l.trim_start().starts_with("\"itl_ms\": [1")
+                    || l.trim_start().starts_with("\"itl_ms\": [2")
+            })
+            .unwrap_or_else(|| panic!("no itl_ms line in {}", &json[..2000]));
+        assert!(itl.trim_end().ends_with("],"), "{itl}");
+        assert!(itl.contains(", "), "{itl}");
+        assert!(
+            json.contains("\n  \"samples\": [\n    {\n"),
+            "{}",
+            &json[..500]
+        );
+        assert!(
+            json.contains("\"checks\": [\n"),
+            "arrays of objects stay one per line"
+        );
+        assert!(json.ends_with("}\n"));
+        assert!(to_json(&doc).unwrap().len() < serde_json::to_string_pretty(&doc).unwrap().len());
+    }
 }

@@ -26,7 +26,10 @@ pub use load::{
     CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, SweepResult, load_stats,
 };
 
-pub use io::{LoadError, RESULTS_FILE, load, parse, results_file, to_json};
+pub use io::{
+    LoadError, RESULTS_FILE, load, load_per_request, parse, parse_per_request, results_file,
+    to_json,
+};
 
 pub use summary::{
     CellStats, Dist, EnergySource, Failure, Highlight, ModelSummary, QualitySummary, aggregate,
@@ -126,7 +129,9 @@ pub struct Sample {
     pub ttfo_reasoning_ms: Option<f64>,
     /// Time to the end of the response.
     pub e2e_ms: Option<f64>,
-    /// Gaps between consecutive content-bearing events.
+    /// Gaps between consecutive content-bearing events (left empty when
+    /// read for per-request figures only).
+    #[serde(deserialize_with = "io::per_token")]
     pub itl_ms: Vec<f64>,
     /// (e2e − ttft) / (`output_tokens` − 1).
     pub tpot_ms: Option<f64>,
@@ -267,6 +272,13 @@ impl Sample {
             self.decode_tps = Some(tps);
         }
     }
+}
+
+/// A time in milliseconds as results record it: to the microsecond, which
+/// is finer than loopback and timer jitter, so `results.json` does not
+/// spend 17 digits on noise.
+pub fn to_microsecond(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
 }
 
 /// TPOT `(e2e − ttft) / (tokens − 1)` in ms and decode tokens/s

@@ -587,7 +587,7 @@ pub fn write_outputs(
     let results_path = dir.join(results::RESULTS_FILE);
     write(&results_path, json.as_bytes())?;
     let mut files = vec![results_path];
-    files.extend(write_reports(doc, dir, templates, override_dir)?);
+    files.extend(write_reports(doc.clone(), dir, templates, override_dir)?);
     Ok(files)
 }
 
@@ -616,20 +616,22 @@ fn chart_series(doc: &Results) -> Vec<charts::Series> {
 /// Renders every template into `dir`; all are rendered before any is
 /// written, so a template error leaves the existing reports untouched.
 fn write_reports(
-    doc: &Results,
+    doc: Results,
     dir: &Path,
     templates: &[String],
     override_dir: Option<&Path>,
 ) -> Result<Vec<PathBuf>, RunError> {
-    let merged = with_annotations(doc, dir)?;
-    let doc = merged.as_ref().unwrap_or(doc);
+    let doc = with_annotations(&doc, dir)?.unwrap_or(doc);
+    let mut charts = charts::render_all(&chart_series(&doc))?;
+    charts.extend(crate::report::load_charts::render_load(&doc.load)?);
+    charts.extend(crate::report::fleet_charts::render_fleet(&doc)?);
+    let ctx = report::context::of_results(doc);
     let mut rendered = templates
         .iter()
-        .map(|name| report::render(name, doc, override_dir).map(|text| (dir.join(name), text)))
+        .map(|name| {
+            report::render_value(name, ctx.clone(), override_dir).map(|text| (dir.join(name), text))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut charts = charts::render_all(&chart_series(doc))?;
-    charts.extend(crate::report::load_charts::render_load(&doc.load)?);
-    charts.extend(crate::report::fleet_charts::render_fleet(doc)?);
     rendered.extend(
         charts
             .into_iter()
@@ -644,7 +646,12 @@ fn write_reports(
 /// Re-renders the reports of a stored results file (or a directory holding
 /// `results.json`) without contacting any endpoint.
 pub fn rerender(results: &Path, override_dir: Option<&Path>) -> Result<Vec<PathBuf>, RunError> {
-    let (doc, file) = results::load(results)?;
+    // The built-in templates and charts read no inter-token gaps of single
+    // requests; templates of the user's may.
+    let (doc, file) = match override_dir {
+        None => results::load_per_request(results)?,
+        Some(_) => results::load(results)?,
+    };
     let templates: Vec<String> = doc
         .suite
         .resolved
@@ -652,7 +659,7 @@ pub fn rerender(results: &Path, override_dir: Option<&Path>) -> Result<Vec<PathB
         .and_then(|t| serde_json::from_value(t.clone()).ok())
         .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]);
     let dir = file.parent().unwrap_or(Path::new("."));
-    write_reports(&doc, dir, &templates, override_dir)
+    write_reports(doc, dir, &templates, override_dir)
 }
 
 /// `suites/../results/x` → `results/x` (lexically), for readable paths.

@@ -8,8 +8,9 @@ use dyno::results::{Status, TokenSource};
 use crate::{repo_root, run_and_load};
 
 /// One real-engine test at a time: each starts llama-servers that use both
-/// cores, and running them side by side would measure contention and push
-/// requests past their timeouts.
+/// cores, and running them side by side (or beside another test that keeps
+/// both cores busy, such as the loader fuzz run) would measure contention
+/// and push requests past their timeouts.
 pub(crate) static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `suites/quickstart.yaml` with each `(from, to)` replacement applied,

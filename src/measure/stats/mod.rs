@@ -164,7 +164,7 @@ fn quantile_position(len: usize, q: f64) -> Option<(usize, f64)> {
 
 /// numpy's `_lerp` from `a` (at `t = 0`) to `b` (at `t = 1`), interpolating
 /// from the nearer end so the result never leaves `[a, b]`.
-fn lerp(a: f64, b: f64, t: f64) -> f64 {
+pub(super) fn lerp(a: f64, b: f64, t: f64) -> f64 {
     if t >= 0.5 {
         b - (b - a) * (1.0 - t)
     } else {

@@ -420,6 +420,38 @@ fn normal_ci_rank_equals_a_linear_scan() {
 }
 
 #[test]
+fn exact_bootstrap_matches_e3_and_a_long_resampling() {
+    let ci = exact_quantile_ratio_ci(&E3_BASE, &E3_NEW, 0.95, 0.05).unwrap();
+    close_pair(ci, (0.771, 1.572), 0.01);
+    // Against 200,000 resamples, on the reference data and on random data
+    // with ties, for tail, middle and extreme quantiles.
+    let mut rng = Xoshiro256StarStar::new(7);
+    let (b, n) = (
+        random_values(&mut rng, 100, 40),
+        random_values(&mut rng, 120, 0),
+    );
+    for (base, new) in [(&E3_BASE[..], &E3_NEW[..]), (&b[..], &n[..])] {
+        for q in [0.95, 0.5, 0.99, 0.25] {
+            let exact = exact_quantile_ratio_ci(base, new, q, 0.05).unwrap();
+            let resampled = bootstrap_quantile_ratio_ci(base, new, q, 200_000, 42, 0.05).unwrap();
+            let scale = resampled.1 - resampled.0;
+            assert!(
+                (exact.0 - resampled.0).abs() <= 0.02 * scale.max(1e-9) + 1e-9
+                    && (exact.1 - resampled.1).abs() <= 0.02 * scale.max(1e-9) + 1e-9,
+                "q = {q}: exact {exact:?}, resampled {resampled:?}"
+            );
+        }
+    }
+    // The maximum, by hand: P(max new = 1620) = 1 − 0.95^20 = 0.6415 and
+    // P(max base ≤ 1030) = 0.85^20 = 0.0388, so P(R ≥ 1620/1030) = 0.0249 <
+    // 0.025 while P(R ≥ 1620/1043) = 0.6415 · 0.9^20 = 0.078: the 97.5%
+    // point is 1620/1043 (resampling lands on either side of this edge).
+    let max = exact_quantile_ratio_ci(&E3_BASE, &E3_NEW, 1.0, 0.05).unwrap();
+    close(max.1, 1620.0 / 1043.0, 1e-9);
+    assert_eq!(exact_quantile_ratio_ci(&E3_BASE, &[], 0.95, 0.05), None);
+}
+
+#[test]
 fn bootstrap_by_selection_equals_sorting() {
     // The sort-based resampling this replaced, drawing in the same order.
     fn by_sorting(base: &[f64], new: &[f64], q: f64, resamples: usize, seed: u64) -> Vec<f64> {

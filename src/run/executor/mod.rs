@@ -583,10 +583,13 @@ pub fn sample(cell: &Cell, measured: Measured) -> Sample {
         sample.error_kind = Some(kind);
         sample.error = Some(message);
     }
-    sample.ttft_ms = ttft_ms;
-    sample.ttfo_reasoning_ms = ttfo_reasoning_ms;
-    sample.e2e_ms = e2e_ms;
-    sample.itl_ms = itl_ms;
+    sample.ttft_ms = ttft_ms.map(crate::results::to_microsecond);
+    sample.ttfo_reasoning_ms = ttfo_reasoning_ms.map(crate::results::to_microsecond);
+    sample.e2e_ms = e2e_ms.map(crate::results::to_microsecond);
+    sample.itl_ms = itl_ms
+        .into_iter()
+        .map(crate::results::to_microsecond)
+        .collect();
     sample.output_tokens = output_tokens;
     sample.prompt_tokens = prompt_tokens;
     sample.token_source = token_source;

@@ -153,7 +153,8 @@ pub enum Command {
         templates: Option<PathBuf>,
     },
     /// Compare two results: files, directories, or a git revision and a path.
-    /// Exit 1 when a cell REGRESSED (after Benjamini–Hochberg), else 0.
+    /// Exit 1 when a model (pooled over its prompts) REGRESSED after
+    /// Benjamini–Hochberg, or its quality regressed; else 0.
     Compare {
         /// BASE (a results file or directory, or a git revision), or NEW alone
         /// to compare against its last committed version.

@@ -1,7 +1,8 @@
-//! Comparing two results documents: per cell and metric, one value per
-//! measured round, through `stats::compare_samples`, with Benjamini–Hochberg
-//! across everything for the exit code. Reads results (files or git
-//! objects); never runs a suite.
+//! Comparing two results documents, one value per measured round: per
+//! model and metric, pooled over prompts (`stratified::compare_strata`),
+//! with Benjamini–Hochberg across the model rows for the exit code; per
+//! cell and metric (`stats::compare_samples`) for the detail. Reads
+//! results (files or git objects); never runs a suite.
 
 mod history;
 mod quality;

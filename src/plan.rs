@@ -796,7 +796,7 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, (1..=cells.len()).collect::<Vec<_>>());
-        // Launches of 8, 8, 8, 8 and 20 cells into three parts: 20, 16, 8.
+        // Launches of 8, 8, 8, 8 and 20 cells into three parts: 16, 16, 20.
         sizes.sort_unstable();
         assert_eq!(sizes, [16, 16, 20], "{sizes:?}");
         assert_eq!(

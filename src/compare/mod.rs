@@ -125,6 +125,9 @@ pub struct Row {
 pub struct Comparison {
     pub base: String,
     pub new: String,
+    /// The false discovery rate of the Benjamini–Hochberg correction (the
+    /// suite's `compare.alpha`).
+    pub alpha: f64,
     /// One row per model (and variant and axis values) × metric, pooled
     /// over its prompts; these decide the exit code.
     pub models: Vec<Row>,
@@ -366,6 +369,7 @@ pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str)
     Comparison {
         base: base_label.to_string(),
         new: new_label.to_string(),
+        alpha,
         warnings: warnings(base, new, &models, &rows, &settings),
         models,
         rows,

@@ -125,14 +125,14 @@ pub fn render_text(c: &Comparison) -> String {
     for w in &c.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
-    let _ = writeln!(
-        out,
-        "\n{}",
-        if c.regressed() {
-            "verdict: REGRESSED (a model is slower, significant after Benjamini–Hochberg at q = 0.05)"
-        } else {
-            "verdict: no regression"
-        }
-    );
+    let verdict = if c.regressed() {
+        format!(
+            "verdict: REGRESSED (a model is slower, significant after Benjamini–Hochberg at q = {}, or its quality regressed)",
+            c.alpha
+        )
+    } else {
+        "verdict: no regression".to_string()
+    };
+    let _ = writeln!(out, "\n{verdict}");
     out
 }

@@ -510,9 +510,10 @@ impl SuiteRecord {
 pub struct Partial {
     /// E.g. `interrupted by SIGINT (Ctrl-C)`.
     pub reason: String,
-    /// Requests recorded (sent or skipped).
+    /// Cells of the plan recorded (sent or skipped; a load point is one
+    /// cell, however many requests it sent).
     pub sent: usize,
-    /// Requests the plan holds.
+    /// Cells the plan (or the shard) holds.
     pub planned: usize,
 }
 

@@ -21,6 +21,9 @@ pub const JOURNAL_FILE: &str = "journal.jsonl";
 pub struct Header {
     pub suite_hash: String,
     pub plan_hash: String,
+    /// The part of the plan this run executes (`2/3`), when sharded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     /// When the run began (UTC); a resumed run keeps it.
     pub started_at: String,
 }
@@ -200,6 +203,7 @@ mod tests {
         let header = Header {
             suite_hash: "s".into(),
             plan_hash: "p".into(),
+            shard: None,
             started_at: "2026-01-01T00:00:00Z".into(),
         };
         let mut journal = Journal::create(&path, &header);

@@ -64,7 +64,7 @@ pub enum RunError {
         source: std::io::Error,
     },
     #[error(
-        "{} is the journal of another suite or plan; run without --resume to start again",
+        "{} is the journal of another suite, plan or shard; run without --resume to start again",
         path.display()
     )]
     OtherRun { path: PathBuf },
@@ -108,7 +108,7 @@ impl fmt::Display for RunSummary {
         if let Some(partial) = &self.partial {
             writeln!(
                 f,
-                "  partial: {} ({} of {} requests); `dyno run --resume` goes on from here",
+                "  partial: {} ({} of {} planned cells); `dyno run --resume` goes on from here",
                 partial.reason, partial.sent, partial.planned
             )?;
         }
@@ -184,6 +184,9 @@ pub async fn run_suite_with(
     let header = Header {
         suite_hash: suite.hash(),
         plan_hash: plan::hash(&cells),
+        shard: options
+            .shard
+            .map(|spec| format!("{}/{}", spec.index, spec.count)),
         started_at: crate::measure::machine::utc_now(),
     };
     let (cells, shard) = match options.shard {
@@ -286,7 +289,11 @@ pub async fn run_suite_with(
         plan_hash: Some(header.plan_hash.clone()),
         partial: interrupted.map(|reason| Partial {
             reason,
-            sent: samples.len(),
+            sent: samples
+                .iter()
+                .map(|s| s.index)
+                .collect::<BTreeSet<_>>()
+                .len(),
             planned: cells.len(),
         }),
         cells: results::aggregate(&samples),
@@ -320,7 +327,11 @@ fn resumable(path: &Path, expected: &Header) -> Result<Contents, RunError> {
         source,
     })?;
     match &contents.header {
-        Some(h) if h.suite_hash == expected.suite_hash && h.plan_hash == expected.plan_hash => {
+        Some(h)
+            if h.suite_hash == expected.suite_hash
+                && h.plan_hash == expected.plan_hash
+                && h.shard == expected.shard =>
+        {
             Ok(contents)
         }
         _ => Err(RunError::OtherRun {
@@ -429,7 +440,9 @@ fn write_run(
     options: &RunOptions,
 ) -> Result<Vec<PathBuf>, RunError> {
     let current = dir.join(results::RESULTS_FILE);
-    if current.is_file() {
+    // The previous results are the last complete ones: a partial run's file
+    // (which `--resume` has now completed) is replaced, not kept.
+    if current.is_file() && !is_partial(&current) {
         let previous = dir.join(PREVIOUS_RESULTS_FILE);
         std::fs::rename(&current, &previous).map_err(|source| RunError::Write {
             path: previous,
@@ -455,6 +468,20 @@ fn write_run(
         )?);
     }
     Ok(files)
+}
+
+/// Whether the results file at `path` is marked partial (an interrupted
+/// run's); a file that cannot be read is not.
+fn is_partial(path: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        partial: Option<serde::de::IgnoredAny>,
+    }
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Head>(&bytes).ok())
+        .is_some_and(|head| head.partial.is_some())
 }
 
 /// An exclusive lock on `dir` while a run writes to it; released when

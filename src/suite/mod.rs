@@ -293,7 +293,7 @@ impl Params {
             retry: raw.retry.as_ref().map_or(self.retry, |r| Retry {
                 max: r.max.unwrap_or(self.retry.max),
                 backoff_ms: r.backoff_ms.unwrap_or(self.retry.backoff_ms),
-                on: r.on.as_deref().map_or(self.retry.on, |codes| {
+                on: r.statuses.as_deref().map_or(self.retry.on, |codes| {
                     Statuses::of(&codes.iter().map(|c| c.0).collect::<Vec<u16>>())
                 }),
             }),
@@ -508,5 +508,18 @@ mod tests {
         assert_eq!(set.codes(), [429, 503]);
         assert!(set.contains(429) && set.contains(503) && !set.contains(500));
         assert_eq!(Params::BUILT_IN.retry.on.codes(), [429, 503]);
+    }
+
+    #[test]
+    fn retry_statuses_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.yaml");
+        std::fs::write(
+            &file,
+            "name: r\nendpoints:\n  e: { base_url: http://127.0.0.1:9 }\nmodels:\n  - { id: a, endpoint: e }\nprompts:\n  - { id: p, text: hi }\ndefaults:\n  retry: { max: 2, statuses: [429, 502] }\n",
+        )
+        .unwrap();
+        let suite = load(&file, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(suite.models[0].params.retry.on.codes(), [429, 502]);
     }
 }

@@ -522,7 +522,7 @@ pub struct RawRetry {
     pub max: Option<u32>,
     /// HTTP statuses worth another attempt (default 429 and 503).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on: Option<Vec<RetryStatus>>,
+    pub statuses: Option<Vec<RetryStatus>>,
     /// The first wait when the server sends no `Retry-After`, in
     /// milliseconds; it doubles with each attempt (default 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]

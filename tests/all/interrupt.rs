@@ -131,6 +131,10 @@ async fn sigint_mid_run_leaves_no_child_and_resume_finishes_it() {
     assert_eq!(second.status.code(), Some(0), "{stderr}");
     let done = load_results(&out);
     assert_eq!(done.partial, None);
+    assert!(
+        !out.join("results.previous.json").exists(),
+        "the partial results the resumed run completed are not kept as the previous run's"
+    );
     let indices: Vec<usize> = done.samples.iter().map(|s| s.index).collect();
     assert_eq!(indices, (1..=info.planned).collect::<Vec<_>>(), "{stderr}");
     // The same cells as the plan: every key, every round once.

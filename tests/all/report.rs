@@ -341,3 +341,31 @@ fn the_results_schema_validates_a_results_document() {
     let validator = jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap();
     assert!(!validator.is_valid(&broken));
 }
+
+#[test]
+fn the_run_context_renders_as_the_document_and_a_partial_run_says_so() {
+    let mut doc = synthetic();
+    doc.partial = Some(dyno::results::Partial {
+        reason: "interrupted by SIGINT (Ctrl-C)".into(),
+        sent: 3,
+        planned: 8,
+    });
+    let ctx = dyno::report::context::of_results(doc.clone());
+    for name in ["report.md", "results.csv"] {
+        // The context dyno renders with (cells carry their first output,
+        // samples made into template values only on use) gives the bytes
+        // the plain document gives.
+        assert_eq!(
+            dyno::report::render_value(name, ctx.clone(), None).unwrap(),
+            dyno::report::render(name, &doc, None).unwrap(),
+            "{name}"
+        );
+    }
+    let report = dyno::report::render_value("report.md", ctx, None).unwrap();
+    assert!(
+        report.contains(
+            "> **Partial run:** interrupted by SIGINT (Ctrl-C); 3 of 8 planned cells recorded."
+        ),
+        "{report}"
+    );
+}

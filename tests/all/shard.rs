@@ -115,7 +115,14 @@ async fn three_shards_merge_into_the_unsharded_run() {
         std::fs::read(reversed.join("results.json")).unwrap(),
         "the order of the inputs changed the merge"
     );
-    assert!(merged.join("report.md").exists());
+    let part_report = std::fs::read_to_string(shards[1].join("report.md")).unwrap();
+    assert!(
+        part_report.contains("> **Shard 2 of 3:**"),
+        "a part's report says it is one: {}",
+        &part_report[..part_report.len().min(1500)]
+    );
+    let report = std::fs::read_to_string(merged.join("report.md")).unwrap();
+    assert!(!report.contains("**Shard "), "the merged report is whole");
 
     // A part missing: the merge names the cells it held.
     let missing = dyno(

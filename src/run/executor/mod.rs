@@ -97,7 +97,9 @@ struct Slot<'a> {
     launch: Option<Running>,
     /// Why the model failed; its later cells are skipped.
     failure: Option<String>,
-    /// Plan position of the model's last cell: the launch stops after it.
+    /// Plan index of the model's last cell among those this run executes
+    /// (a shard's or a resumed run's cells are a part of the plan): the
+    /// launch stops after it.
     last: usize,
 }
 
@@ -197,12 +199,12 @@ pub async fn execute(
 /// One slot per model and variant, in order of first appearance.
 fn slots<'a>(suite: &'a Suite, cells: &'a [Cell], source: &mut dyn Source) -> Vec<Slot<'a>> {
     let mut slots: Vec<Slot<'a>> = Vec::new();
-    for (position, cell) in cells.iter().enumerate() {
+    for cell in cells {
         if let Some(slot) = slots
             .iter_mut()
             .find(|s| s.model.id == cell.model && *s.variant == cell.variant)
         {
-            slot.last = position;
+            slot.last = cell.index;
             continue;
         }
         let Some(model) = suite.models.iter().find(|m| m.id == cell.model) else {
@@ -234,7 +236,7 @@ fn slots<'a>(suite: &'a Suite, cells: &'a [Cell], source: &mut dyn Source) -> Ve
             provider,
             launch: None,
             failure,
-            last: position,
+            last: cell.index,
         });
     }
     slots
@@ -283,7 +285,7 @@ impl Runner<'_> {
                 }
             }
         }
-        if chunk.last().is_some_and(|c| c.index == slot.last + 1) {
+        if chunk.last().is_some_and(|c| c.index == slot.last) {
             self.stop(slot).await;
         }
     }

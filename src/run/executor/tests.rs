@@ -223,6 +223,31 @@ async fn cells_go_in_plan_order_one_launch_per_model() {
 }
 
 #[tokio::test]
+async fn a_part_of_the_plan_stops_each_launch_after_its_own_last_cell() {
+    // A shard or a resumed run executes a part of the plan: cells 4..=12
+    // (a's last two, then b's six). a stops before b starts.
+    let (suite, _dir) = suite("");
+    let cells = plan::plan(&suite, &Filter::default()).unwrap();
+    let part = &cells[3..];
+    let mut source = MockSource::default();
+    let options = Options {
+        quiet: true,
+        journal: Journal::none(),
+        monitor: None,
+        interrupt: Interrupt::never(),
+    };
+    execute(&suite, part, options, &mut source).await;
+    let log = source.log.lock().unwrap().clone();
+    let stop_a = log.iter().position(|l| l == "stop a");
+    let start_b = log.iter().position(|l| l == "start b");
+    assert!(
+        stop_a.is_some() && stop_a < start_b,
+        "a must stop before b starts: {log:?}"
+    );
+    assert_eq!(log.last().map(String::as_str), Some("stop b"), "{log:?}");
+}
+
+#[tokio::test]
 async fn the_first_request_of_a_watched_launch_is_cold() {
     let (suite, _dir) = suite("");
     let mut source = watched_a();
@@ -277,6 +302,7 @@ async fn after_a_death_the_rest_of_the_model_is_skipped_and_the_next_runs() {
     let header = super::super::journal::Header {
         suite_hash: suite.hash(),
         plan_hash: String::new(),
+        shard: None,
         started_at: String::new(),
     };
     let (samples, runs) = run(&suite, &mut source, Journal::create(&journal_path, &header)).await;

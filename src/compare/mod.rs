@@ -206,10 +206,15 @@ impl<'a> Cells<'a> {
     }
 
     /// The model (with its variant and axis values, without the prompt) a
-    /// cell belongs to: `smollm2 [threads=2]`.
+    /// cell belongs to: `smollm2 [threads=2]`; a load point's cell is a
+    /// group of its own, `smollm2 [concurrency=4]`, so every load point has
+    /// its model row.
     fn group(&self, key: &str) -> Option<String> {
         let s = self.by_key.get(key)?.first()?;
-        let rest = s.key.strip_prefix(&format!("{}/{}", s.model, s.prompt))?;
+        // `model/prompt[labels]`: ids hold no `[`; a load point's prompt is
+        // `*` (its samples carry the prompts they drew).
+        let after_model = s.key.strip_prefix(&format!("{}/", s.model))?;
+        let rest = &after_model[after_model.find('[').unwrap_or(after_model.len())..];
         Some(
             match rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
                 Some(labels) => format!("{} [{labels}]", s.model),

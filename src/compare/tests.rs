@@ -172,3 +172,25 @@ fn many_cells_of_an_unchanged_run_do_not_cry_wolf() {
         .count();
     assert_eq!(regressed, 0, "cells REGRESSED in an A/A: {regressed}");
 }
+
+/// `doc` whose samples are one load point's requests: key `m/*[concurrency=4]`,
+/// each sample carrying the prompt it drew.
+fn load_doc(scale: f64) -> Results {
+    let mut d = doc(&[300.0, 500.0], 20, scale, None);
+    for s in &mut d.samples {
+        s.key = "m/*[concurrency=4]".into();
+    }
+    d.cells = results::aggregate(&d.samples);
+    d
+}
+
+#[test]
+fn a_load_point_has_its_model_row_and_decides_the_exit_code() {
+    let c = compare(&load_doc(1.0), &load_doc(1.5), "base", "new");
+    let row = model_row(&c, Metric::TtftMs);
+    assert_eq!(row.key, "m [concurrency=4]", "{}", render_text(&c));
+    assert_eq!(row.verdict, Verdict::Regressed, "{}", render_text(&c));
+    assert!(c.regressed(), "{}", render_text(&c));
+    let same = compare(&load_doc(1.0), &load_doc(1.0), "base", "again");
+    assert!(!same.regressed(), "{}", render_text(&same));
+}

@@ -32,7 +32,8 @@ pub struct SweepResult {
 /// How the client fared while driving a point.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClientCost {
-    /// From the counted window's start to its last counted request's end.
+    /// From the first counted request's send to the last counted
+    /// request's end.
     pub window_s: f64,
     /// The whole point, warm-up and cool-down included.
     pub wall_s: f64,

@@ -54,8 +54,8 @@ pub struct Sent {
 pub struct PointRun {
     /// Every request, in the order they were scheduled.
     pub sent: Vec<Sent>,
-    /// From the counted window's start to its last counted request's end,
-    /// in seconds.
+    /// From the first counted request's send to the last counted
+    /// request's end, in seconds.
     pub window_s: f64,
     /// The whole point, warm-up and cool-down included, in seconds.
     pub wall_s: f64,
@@ -197,13 +197,17 @@ pub async fn drive(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     sent.sort_by_key(|s| s.n);
-    let window_start_ms = point.warmup.as_secs_f64() * 1000.0;
-    let window_s = sent
-        .iter()
-        .filter(|s| s.phase == Phase::Counted)
-        .map(|s| s.finished_ms)
-        .reduce(f64::max)
-        .map_or(0.0, |end| (end - window_start_ms).max(0.0) / 1000.0);
+    // From the first counted request's send (not the warm-up's end: a
+    // warm-up request still in flight then would count as idle time) to
+    // the last counted request's end.
+    let counted = || sent.iter().filter(|s| s.phase == Phase::Counted);
+    let first_send = counted()
+        .map(|s| s.scheduled_ms + s.lag_ms)
+        .reduce(f64::min);
+    let last_end = counted().map(|s| s.finished_ms).reduce(f64::max);
+    let window_s = first_send
+        .zip(last_end)
+        .map_or(0.0, |(start, end)| (end - start).max(0.0) / 1000.0);
     let lags = ticks
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -489,6 +493,26 @@ mod tests {
         assert!(counts.0 == 9 || counts.0 == 10, "{counts:?}");
         assert_eq!(counts.1, 20, "{counts:?}");
         assert!((9..=11).contains(&counts.2), "{counts:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_starts_at_the_first_counted_send_not_the_warm_up_end() {
+        // One stream, 30 ms a request, 100 ms of warm-up: the warm-up
+        // request sent at 90 ms ends at 120 ms, when the first counted one
+        // goes out; 10 counted requests take 300 ms (not 320 ms from 100).
+        let server = Timed::new(30);
+        let point = Point {
+            warmup: Duration::from_millis(100),
+            requests: Some(10),
+            ..point(Drive::Concurrency(1))
+        };
+        let run = drive(&point, server, &request, Interrupt::never()).await;
+        assert_eq!(phases(&run, Phase::Counted), 10, "{:?}", run.sent.len());
+        assert!(
+            (run.window_s - 0.3).abs() < 0.002,
+            "window {} s",
+            run.window_s
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -78,6 +78,10 @@ pub struct CellStats {
     /// cold requests included; most frequent first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
+    /// Requests of the cell that the server turned away and dyno sent
+    /// again (`retry:`), warmup and cold requests included.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retried: usize,
 }
 
 /// One distinct error of a cell's requests.
@@ -139,6 +143,10 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
     for s in samples.iter().filter(|s| s.status == Status::Error) {
         failed.entry(&s.key).or_default().push(s);
     }
+    let mut retried: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.attempts > 1) {
+        *retried.entry(&s.key).or_default() += 1;
+    }
     order
         .into_iter()
         .filter_map(|key| {
@@ -181,9 +189,15 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                     .filter_map(|s| s.host_busy_cores)
                     .reduce(f64::max),
                 failures: failures(failed.get(key).into_iter().flatten().copied()),
+                retried: retried.get(key).copied().unwrap_or(0),
             })
         })
         .collect()
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes fields by reference
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn server_decode_tps(s: &Sample) -> Option<f64> {

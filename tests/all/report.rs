@@ -369,3 +369,15 @@ fn the_run_context_renders_as_the_document_and_a_partial_run_says_so() {
         "{report}"
     );
 }
+
+#[test]
+fn requests_sent_again_get_their_section() {
+    let mut doc = synthetic();
+    let quiet = dyno::report::render("report.md", &doc, None).unwrap();
+    assert!(!quiet.contains("## Retries"), "{quiet}");
+    doc.cells[0].retried = 2;
+    let key = doc.cells[0].key.clone();
+    let report = dyno::report::render("report.md", &doc, None).unwrap();
+    assert!(report.contains("## Retries"), "{report}");
+    assert!(report.contains(&format!("| `{key}` | 2 |")), "{report}");
+}

@@ -490,6 +490,22 @@ async fn a_request_turned_away_is_tried_again() {
             .all(|&(status, attempts)| status == Status::Ok && attempts == 3),
         "{a:?}"
     );
+    // Each of a's cells counts its requests sent again (warmup included);
+    // b's none.
+    let retried: Vec<(String, usize)> = crate::results::aggregate(&samples)
+        .into_iter()
+        .map(|c| (c.key, c.retried))
+        .collect();
+    assert_eq!(
+        retried,
+        [
+            ("a/p".into(), 3),
+            ("a/q".into(), 3),
+            ("b/p".into(), 0),
+            ("b/q".into(), 0)
+        ],
+        "{retried:?}"
+    );
     // More refusals than the default 3 retries allow: recorded as failed.
     let mut source = MockSource::default();
     source.scripts.insert(

@@ -33,6 +33,7 @@ async fn connected(generation: Generation, cached: &[&str]) -> (Fixture, Foundry
     let discovered = Discovered {
         base_url: fx.base_url.clone(),
         source: DiscoverySource::Suite,
+        pid: None,
     };
     let foundry = Foundry::connect(&discovered).await.unwrap();
     assert_eq!(foundry.generation(), generation);
@@ -208,6 +209,7 @@ async fn v1_suffix_is_accepted_everywhere() {
     let raw = Discovered {
         base_url: suite_url,
         source: DiscoverySource::Env,
+        pid: None,
     };
     let foundry = Foundry::connect(&raw).await.unwrap();
     assert_eq!(foundry.base_url(), fx.base_url);
@@ -255,6 +257,14 @@ async fn suite_run(generation: Generation) {
             "from the catalog"
         );
         assert!(run.footprint.as_ref().unwrap().mb > 0.0);
+        // The service's process (here the test's own, which serves the
+        // fixture), found by its listening port, is sampled.
+        #[cfg(target_os = "linux")]
+        assert!(
+            run.launches.iter().all(|l| l.rss_peak_mb.is_some()),
+            "{:?}",
+            run.launches
+        );
     }
     assert!(
         doc.samples

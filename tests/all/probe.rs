@@ -399,6 +399,7 @@ prompts:
         let service = Foundry::connect(&Discovered {
             base_url: fx.base_url.clone(),
             source: DiscoverySource::Suite,
+            pid: None,
         })
         .await
         .unwrap();

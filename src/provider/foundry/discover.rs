@@ -41,6 +41,8 @@ pub struct Discovered {
     /// Service root: no `/v1`, no trailing slash.
     pub base_url: String,
     pub source: DiscoverySource,
+    /// The service's process, when the CLI said which.
+    pub pid: Option<u32>,
 }
 
 /// What one CLI invocation printed.
@@ -142,6 +144,7 @@ pub async fn discover(
                 return Ok(Discovered {
                     base_url,
                     source: DiscoverySource::ServerStatus,
+                    pid: parse_server_status_pid(&out.stdout),
                 });
             }
             (true, None) => tried.push(format!(
@@ -171,6 +174,7 @@ pub async fn discover(
                 return Ok(Discovered {
                     base_url,
                     source: DiscoverySource::ServiceStatus,
+                    pid: None,
                 });
             }
             None => tried.push(format!(
@@ -215,7 +219,79 @@ pub(super) fn explicit(url: &str, source: DiscoverySource) -> Result<Discovered,
         origin: source.to_string(),
         reason,
     })?;
-    Ok(Discovered { base_url, source })
+    Ok(Discovered {
+        base_url,
+        source,
+        pid: None,
+    })
+}
+
+/// The process serving `discovered`, whose memory and CPU a run samples:
+/// the pid the CLI reported; else the process listening on the service's
+/// port on this machine (Linux); else the pid `foundry server status -o
+/// json` reports when it names the same service. `None` when none says.
+pub async fn service_pid(discovered: &Discovered, cli: &dyn CliRunner) -> Option<u32> {
+    if discovered.pid.is_some() {
+        return discovered.pid;
+    }
+    let url = reqwest::Url::parse(&discovered.base_url).ok()?;
+    let port = url.port_or_known_default()?;
+    #[cfg(target_os = "linux")]
+    if let Some(pid) = listening_pid(port) {
+        return Some(pid);
+    }
+    let out = cli.run(&["server", "status", "-o", "json"]).await.ok()?;
+    let same_port = parse_server_status_json(&out.stdout)
+        .and_then(|root| reqwest::Url::parse(&root).ok()?.port_or_known_default())
+        == Some(port);
+    same_port
+        .then(|| parse_server_status_pid(&out.stdout))
+        .flatten()
+}
+
+/// The `pid` of `foundry server status -o json` output (at any depth, key
+/// case ignored).
+pub fn parse_server_status_pid(stdout: &str) -> Option<u32> {
+    fn find(value: &Value) -> Option<u32> {
+        let map = value.as_object()?;
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("pid"))
+            .and_then(|(_, v)| u32::try_from(v.as_u64()?).ok())
+            .or_else(|| map.values().find_map(find))
+    }
+    find(&parse_embedded_json(stdout)?)
+}
+
+/// The process listening on TCP `port` on this machine, from
+/// `/proc/net/tcp{,6}` (the socket's inode) and `/proc/*/fd` (who holds it).
+#[cfg(target_os = "linux")]
+pub(crate) fn listening_pid(port: u16) -> Option<u32> {
+    const LISTEN: &str = "0A";
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port = fields.get(1)?.rsplit(':').next()?;
+                (u16::from_str_radix(local_port, 16).ok()? == port && *fields.get(3)? == LISTEN)
+                    .then(|| fields.get(9).map(|i| (*i).to_string()))
+                    .flatten()
+            })
+        })?;
+    let socket = std::ffi::OsString::from(format!("socket:[{inode}]"));
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+            fds.flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == socket)
+                })
+                .then_some(pid)
+        })
 }
 
 pub(super) fn first_line(text: &str) -> String {

@@ -11,7 +11,9 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use tokio::sync::OnceCell;
 
-use super::{CatalogEntry, Device, Foundry, SystemCli, discover, resolve, same_variant};
+use super::{
+    CatalogEntry, Device, Foundry, SystemCli, discover, resolve, same_variant, service_pid,
+};
 use crate::provider::openai::{self, Target};
 use crate::provider::{Measured, Progress, Request, Started, Stopped};
 use crate::results::{FoundryVariant, TokenSource};
@@ -43,11 +45,15 @@ impl Shared {
         self.service
             .get_or_init(|| async {
                 let env = |key: &str| std::env::var(key).ok();
-                let found = discover(self.base_url.as_deref(), &env, &SystemCli::default()).await;
+                let cli = SystemCli::default();
+                let found = discover(self.base_url.as_deref(), &env, &cli).await;
                 match found {
-                    Ok(found) => Foundry::connect(&found)
-                        .await
-                        .map(|f| f.with_load_timeout(self.load_timeout)),
+                    Ok(found) => match Foundry::connect(&found).await {
+                        Ok(service) => Ok(service
+                            .with_load_timeout(self.load_timeout)
+                            .with_pid(service_pid(&found, &cli).await)),
+                        Err(err) => Err(err),
+                    },
                     Err(err) => Err(err),
                 }
                 .map_err(|e| format!("endpoint `{}`: {e}", self.name))
@@ -168,6 +174,9 @@ impl crate::provider::Provider for Local {
             });
             Ok(Started {
                 load: Some(load),
+                // The service's process: its memory and CPU are sampled
+                // like a managed server's (every model it holds included).
+                pid: self.loaded.as_ref().and_then(|l| l.service.pid()),
                 description,
                 resolved: Some(resolved),
                 ..Started::default()

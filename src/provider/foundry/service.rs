@@ -40,6 +40,8 @@ impl fmt::Display for Generation {
 #[derive(Debug, Clone)]
 pub struct Foundry {
     base_url: String,
+    /// The service's process, when known (its memory and CPU are sampled).
+    pid: Option<u32>,
     generation: Generation,
     http: reqwest::Client,
     load_timeout: Duration,
@@ -110,11 +112,24 @@ impl Foundry {
     ) -> Foundry {
         Foundry {
             base_url: base_url.trim_end_matches('/').to_string(),
+            pid: None,
             generation,
             http,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
             load_ttl: DEFAULT_LOAD_TTL,
         }
+    }
+
+    /// Says which process serves the service.
+    #[must_use]
+    pub fn with_pid(mut self, pid: Option<u32>) -> Foundry {
+        self.pid = pid;
+        self
+    }
+
+    /// The service's process, when known.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
     }
 
     /// Changes how long [`Foundry::load`] may take.

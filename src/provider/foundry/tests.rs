@@ -393,7 +393,8 @@ async fn discovery_order_suite_env_server_service() {
         d,
         Discovered {
             base_url: "http://127.0.0.1:9000".into(),
-            source: DiscoverySource::Suite
+            source: DiscoverySource::Suite,
+            pid: None
         }
     );
 
@@ -402,7 +403,8 @@ async fn discovery_order_suite_env_server_service() {
         d,
         Discovered {
             base_url: "http://127.0.0.1:7000".into(),
-            source: DiscoverySource::Env
+            source: DiscoverySource::Env,
+            pid: None
         }
     );
     assert!(cli.calls().is_empty(), "explicit URLs must not run the CLI");
@@ -412,7 +414,8 @@ async fn discovery_order_suite_env_server_service() {
         d,
         Discovered {
             base_url: "http://127.0.0.1:61823".into(),
-            source: DiscoverySource::ServerStatus
+            source: DiscoverySource::ServerStatus,
+            pid: Some(23140)
         }
     );
 
@@ -426,7 +429,8 @@ async fn discovery_order_suite_env_server_service() {
         d,
         Discovered {
             base_url: "http://127.0.0.1:5273".into(),
-            source: DiscoverySource::ServiceStatus
+            source: DiscoverySource::ServiceStatus,
+            pid: None
         }
     );
     assert_eq!(old.calls(), vec!["server status -o json", "service status"]);
@@ -488,6 +492,7 @@ fn futures_are_send() {
     let discovered = Discovered {
         base_url: "http://127.0.0.1:1".into(),
         source: DiscoverySource::Suite,
+        pid: None,
     };
     assert_send(&discover(None, &no_env, &cli));
     assert_send(&Foundry::connect(&discovered));
@@ -510,6 +515,7 @@ async fn connect_errors_are_specific() {
     let closed = Discovered {
         base_url: format!("http://127.0.0.1:{port}"),
         source: DiscoverySource::Suite,
+        pid: None,
     };
     let err = Foundry::connect(&closed).await.unwrap_err();
     assert!(matches!(err, FoundryError::Unreachable { .. }), "{err}");
@@ -527,6 +533,7 @@ async fn connect_errors_are_specific() {
     let other = Discovered {
         base_url: format!("http://{addr}"),
         source: DiscoverySource::Suite,
+        pid: None,
     };
     let err = Foundry::connect(&other).await.unwrap_err();
     assert!(matches!(err, FoundryError::NotFoundry { .. }), "{err}");
@@ -535,4 +542,30 @@ async fn connect_errors_are_specific() {
         "{err}"
     );
     server.abort();
+}
+
+#[test]
+fn the_server_status_names_the_service_process() {
+    assert_eq!(parse_server_status_pid(SERVER_STATUS_JSON), Some(23140));
+    assert_eq!(parse_server_status_pid(SERVER_STATUS_STOPPED), None);
+    assert_eq!(parse_server_status_pid("not json"), None);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_process_listening_on_the_service_port_is_found() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    assert_eq!(listening_pid(port), Some(std::process::id()));
+    let here = Discovered {
+        base_url: format!("http://127.0.0.1:{port}"),
+        source: DiscoverySource::Suite,
+        pid: None,
+    };
+    // No CLI asked: the port said.
+    let cli = FakeCli::new(&[]);
+    assert_eq!(service_pid(&here, &cli).await, Some(std::process::id()));
+    assert!(cli.calls().is_empty(), "{:?}", cli.calls());
+    drop(listener);
+    assert_eq!(listening_pid(port), None);
 }

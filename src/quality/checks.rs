@@ -608,32 +608,39 @@ impl Check {
                 Err(e) => (false, format!("not JSON: {e}")),
             },
             Rule::JsonSchema(validator) => match parse_json_output(text) {
-                Ok((value, fenced)) => {
-                    let mut errors = validator.iter_errors(&value);
-                    match errors.next() {
-                        None => (
-                            true,
-                            format!(
-                                "JSON {}{} matches the schema",
-                                json_kind(&value),
-                                fence_note(fenced)
-                            ),
-                        ),
-                        Some(first) => {
-                            let path = first.instance_path().as_str();
-                            let at = if path.is_empty() { "(root)" } else { path };
-                            let more = errors.count();
-                            let more = match more {
-                                0 => String::new(),
-                                1 => " (and 1 more error)".to_string(),
-                                n => format!(" (and {n} more errors)"),
-                            };
-                            (false, format!("schema violation at {at}: {first}{more}"))
-                        }
-                    }
-                }
+                Ok((value, fenced)) => schema_verdict(validator, &value, fenced),
                 Err(e) => (false, format!("not JSON: {e}")),
             },
+        }
+    }
+}
+
+/// A JSON output held against a schema: the first violation (and how many
+/// more), or what matched.
+fn schema_verdict(
+    validator: &jsonschema::Validator,
+    value: &Value,
+    fenced: bool,
+) -> (bool, String) {
+    let mut errors = validator.iter_errors(value);
+    match errors.next() {
+        None => (
+            true,
+            format!(
+                "JSON {}{} matches the schema",
+                json_kind(value),
+                fence_note(fenced)
+            ),
+        ),
+        Some(first) => {
+            let path = first.instance_path().as_str();
+            let at = if path.is_empty() { "(root)" } else { path };
+            let more = match errors.count() {
+                0 => String::new(),
+                1 => " (and 1 more error)".to_string(),
+                n => format!(" (and {n} more errors)"),
+            };
+            (false, format!("schema violation at {at}: {first}{more}"))
         }
     }
 }

@@ -189,46 +189,8 @@ pub async fn run_suite_with(
             .map(|spec| format!("{}/{}", spec.index, spec.count)),
         started_at: crate::measure::machine::utc_now(),
     };
-    let (cells, shard) = match options.shard {
-        Some(spec) => {
-            let (part, keys) = plan::shard(&cells, spec);
-            let shard = results::Shard {
-                index: spec.index,
-                count: spec.count,
-                keys,
-            };
-            (part, Some(shard))
-        }
-        None => (cells, None),
-    };
-    let (before, header, journal) = if options.resume {
-        let before = resumable(&journal_path, &header)?;
-        let header = before.header.clone().unwrap_or(header);
-        (before, header, Journal::append_to(&journal_path))
-    } else {
-        let journal = Journal::create(&journal_path, &header);
-        (Contents::default(), header, journal)
-    };
-    let before = without_unfinished_points(before, &cells);
-    let done: BTreeSet<usize> = before
-        .samples
-        .iter()
-        .filter(|s| s.error_kind != Some(ErrorKind::Skipped))
-        .map(|s| s.index)
-        .collect();
-    let todo: Vec<Cell> = cells
-        .iter()
-        .filter(|c| !done.contains(&c.index))
-        .cloned()
-        .collect();
-    if options.resume && !quiet {
-        eprintln!(
-            "resuming: {} of {} requests already measured, {} to go",
-            done.len(),
-            cells.len(),
-            todo.len()
-        );
-    }
+    let (cells, shard) = shard_of(cells, options.shard);
+    let (before, header, journal, todo) = start_or_resume(&journal_path, header, &cells, options)?;
     let mut providers = Providers::new(Arc::clone(&suite), dir.clone());
     let monitor = Monitor::start(crate::measure::resources::DEFAULT_PERIOD);
     let executed = executor::execute(
@@ -274,16 +236,7 @@ pub async fn run_suite_with(
         started_at: header.started_at.clone(),
         git_revision: crate::git::revision(file.parent().unwrap_or(Path::new("."))),
         suite: SuiteRecord::of(&suite),
-        environment: Environment {
-            noise,
-            machine: Some(
-                options
-                    .machine
-                    .clone()
-                    .unwrap_or_else(crate::measure::machine::name),
-            ),
-            ..Environment::detect()
-        },
+        environment: environment(options, noise),
         shard,
         fleet: None,
         plan_hash: Some(header.plan_hash.clone()),
@@ -318,6 +271,84 @@ pub async fn run_suite_with(
             .count(),
         partial: doc.partial,
     })
+}
+
+/// A new journal, or with `--resume` the interrupted run's (of this suite,
+/// plan and shard): what it recorded, its header, the journal to append
+/// to, and the cells still to run.
+fn start_or_resume(
+    journal_path: &Path,
+    header: Header,
+    cells: &[Cell],
+    options: &RunOptions,
+) -> Result<(Contents, Header, Journal, Vec<Cell>), RunError> {
+    let (before, header, journal) = if options.resume {
+        let before = resumable(journal_path, &header)?;
+        let header = before.header.clone().unwrap_or(header);
+        (before, header, Journal::append_to(journal_path))
+    } else {
+        let journal = Journal::create(journal_path, &header);
+        (Contents::default(), header, journal)
+    };
+    let before = without_unfinished_points(before, cells);
+    let done: BTreeSet<usize> = before
+        .samples
+        .iter()
+        .filter(|s| s.error_kind != Some(ErrorKind::Skipped))
+        .map(|s| s.index)
+        .collect();
+    let todo: Vec<Cell> = cells
+        .iter()
+        .filter(|c| !done.contains(&c.index))
+        .cloned()
+        .collect();
+    if options.resume && !options.quiet {
+        eprintln!(
+            "resuming: {} of {} cells already measured, {} to go",
+            done.len(),
+            cells.len(),
+            todo.len()
+        );
+    }
+    Ok((before, header, journal, todo))
+}
+
+/// The cells this run executes: the whole plan, or one shard of it with
+/// the record of every shard's keys.
+fn shard_of(
+    cells: Vec<Cell>,
+    spec: Option<plan::ShardSpec>,
+) -> (Vec<Cell>, Option<results::Shard>) {
+    match spec {
+        Some(spec) => {
+            let (part, keys) = plan::shard(&cells, spec);
+            let shard = results::Shard {
+                index: spec.index,
+                count: spec.count,
+                keys,
+            };
+            (part, Some(shard))
+        }
+        None => (cells, None),
+    }
+}
+
+/// The environment a run records: this machine, its label, and what the
+/// rest of the machine did meanwhile.
+fn environment(
+    options: &RunOptions,
+    noise: Option<crate::measure::noise::NoiseSummary>,
+) -> Environment {
+    Environment {
+        noise,
+        machine: Some(
+            options
+                .machine
+                .clone()
+                .unwrap_or_else(crate::measure::machine::name),
+        ),
+        ..Environment::detect()
+    }
 }
 
 /// The journal at `path`, when it is of this suite and plan.

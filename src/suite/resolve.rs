@@ -339,44 +339,8 @@ impl Loader<'_> {
                     doc.at(&format!("{here}/id")),
                 ));
             }
-            let served_by = match (&m.endpoint, &m.server) {
-                (Some(e), None) => {
-                    self.check_ref(
-                        doc.file,
-                        "endpoint",
-                        e,
-                        endpoints,
-                        doc.at(&format!("{here}/endpoint")),
-                    );
-                    ServedBy::Endpoint(e.clone())
-                }
-                (None, Some(s)) => {
-                    self.check_ref(
-                        doc.file,
-                        "server",
-                        s,
-                        servers,
-                        doc.at(&format!("{here}/server")),
-                    );
-                    ServedBy::Server(s.clone())
-                }
-                _ => {
-                    self.diagnostics.push(
-                        Diagnostic::new(
-                            format!(
-                                "model `{}` needs exactly one of `endpoint` or `server`",
-                                m.id
-                            ),
-                            doc.file,
-                            doc.at(&here),
-                        )
-                        .with_hint(Some(defined(
-                            "endpoints",
-                            endpoints.keys().chain(servers.keys()),
-                        ))),
-                    );
-                    continue;
-                }
+            let Some(served_by) = self.served_by(doc, &here, m, endpoints, servers) else {
+                continue;
             };
             let server = match &served_by {
                 ServedBy::Server(name) => servers.get(name),
@@ -446,6 +410,57 @@ impl Loader<'_> {
             });
         }
         (models, model_ids)
+    }
+
+    /// What serves model `m` (at `here`): exactly one of an endpoint or a
+    /// server, and one the suite defines; a diagnostic otherwise.
+    fn served_by(
+        &mut self,
+        doc: &Doc<'_>,
+        here: &str,
+        m: &raw::RawModel,
+        endpoints: &BTreeMap<String, Endpoint>,
+        servers: &BTreeMap<String, Server>,
+    ) -> Option<ServedBy> {
+        match (&m.endpoint, &m.server) {
+            (Some(e), None) => {
+                self.check_ref(
+                    doc.file,
+                    "endpoint",
+                    e,
+                    endpoints,
+                    doc.at(&format!("{here}/endpoint")),
+                );
+                Some(ServedBy::Endpoint(e.clone()))
+            }
+            (None, Some(s)) => {
+                self.check_ref(
+                    doc.file,
+                    "server",
+                    s,
+                    servers,
+                    doc.at(&format!("{here}/server")),
+                );
+                Some(ServedBy::Server(s.clone()))
+            }
+            _ => {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        format!(
+                            "model `{}` needs exactly one of `endpoint` or `server`",
+                            m.id
+                        ),
+                        doc.file,
+                        doc.at(here),
+                    )
+                    .with_hint(Some(defined(
+                        "endpoints",
+                        endpoints.keys().chain(servers.keys()),
+                    ))),
+                );
+                None
+            }
+        }
     }
 
     fn prompts(&mut self, doc: &Doc<'_>, raw: &RawSuite) -> Vec<Prompt> {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Runner, Sent as Outcome, Slot, sample, timeout};
+use super::{Runner, Sent as Outcome, Slot, sample};
 use crate::plan::{Cell, LoadTarget, Round};
 use crate::provider::{Concurrent, Request};
 use crate::results::{ClientCost, LoadStats, Sample, SweepResult, load_stats};
@@ -231,23 +231,11 @@ impl Prompts {
         workload: &Workload,
         sender: &dyn Concurrent,
     ) -> Prompts {
+        // The cell's request (its prompt `*` holds no messages), with the
+        // messages of each prompt drawn.
         let base = |messages| Request {
-            id: cell.index,
-            model: suite
-                .models
-                .iter()
-                .find(|m| m.id == cell.model)
-                .map(|m| m.api_model.clone())
-                .unwrap_or_default(),
             messages,
-            temperature: cell.params.temperature,
-            top_p: cell.params.top_p,
-            max_tokens: cell.params.max_tokens,
-            seed: cell.seed,
-            stream: cell.params.stream,
-            ignore_eos: false,
-            timeout: timeout(cell.params.timeout_s),
-            response_format: None,
+            ..super::request(suite, cell)
         };
         let synthetic = match workload.synthetic {
             Some(shape) => {

@@ -256,8 +256,11 @@ pub async fn chat(
 ) -> Measured {
     let mut progress = Progress::default();
     let deadline = tokio::time::Instant::now() + request.timeout;
-    let work = exchange(client, target, model, request, &mut progress);
+    let work = exchange(client, target, model, request, deadline, &mut progress);
     let result = tokio::time::timeout_at(deadline, work).await;
+    // Lets the connection go back to its pool (a task of its own) before
+    // the next request asks for one, so a kept-alive connection serves it.
+    tokio::task::yield_now().await;
     let Progress {
         mut m,
         content_events,
@@ -288,12 +291,34 @@ async fn exchange(
     target: &Target,
     model: &str,
     req: &Request,
+    deadline: tokio::time::Instant,
     progress: &mut Progress,
 ) -> Result<(), Failure> {
     let Progress { m, content_events } = progress;
-    let builder = target.authorize(client.post(target.chat_url()).json(&body(model, req)));
-    let start = Instant::now();
-    let mut response = builder.send().await.map_err(|e| transport_error(&e))?;
+    let payload = body(model, req);
+    let mut attempts = 0;
+    let (start, mut response) = loop {
+        let builder = target.authorize(client.post(target.chat_url()).json(&payload));
+        let start = Instant::now();
+        m.sent_at = Some(start);
+        match builder.send().await {
+            Ok(response) => break (start, response),
+            // A kept-alive connection the server had closed: the request
+            // is sent again, on another connection, and timed afresh.
+            Err(err)
+                if attempts < STALE_RETRIES
+                    && super::http::closed_unanswered(&err)
+                    && start.elapsed() < STALE_WITHIN =>
+            {
+                attempts += 1;
+            }
+            Err(err) => {
+                m.new_connection = err.is_connect();
+                return Err(transport_error(&err));
+            }
+        }
+    };
+    m.new_connection = super::http::opened_new(&response, start);
     let status = response.status();
     if !status.is_success() {
         m.http_status = Some(status.as_u16());
@@ -328,6 +353,11 @@ async fn exchange(
             ControlFlow::Break(End::Failed(failure)) => return Err(failure),
             ControlFlow::Break(End::Done) => {
                 m.e2e_ms = Some(ms(start, streamed.now));
+                // The body's end may follow `[DONE]`; a connection kept
+                // alive serves the next request only once it is read.
+                let rest = async { while let Some(Ok(_)) = stream.next().await {} };
+                let until = deadline.min(tokio::time::Instant::now() + DRAIN);
+                let _ = tokio::time::timeout_at(until, rest).await;
                 return Ok(());
             }
         }
@@ -345,6 +375,17 @@ async fn exchange(
     m.e2e_ms = Some(ms(start, end));
     Ok(())
 }
+
+/// How often a request goes out again after meeting a kept-alive
+/// connection the server had closed, and how soon such a failure comes (a
+/// round trip); a connection that closes later, after the server may have
+/// worked on the request, fails the request.
+const STALE_RETRIES: u32 = 3;
+const STALE_WITHIN: Duration = Duration::from_secs(1);
+
+/// How long dyno reads on after `[DONE]` for the end of the body (which
+/// servers send at once), outside the measured time.
+const DRAIN: Duration = Duration::from_millis(200);
 
 /// Why reading a stream's events stopped before its end.
 enum End {

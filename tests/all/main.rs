@@ -10,6 +10,7 @@ mod fixture;
 mod foundry;
 mod foundry_fixture;
 mod fuzz;
+mod load;
 // SIGINT to a run and its children, found in `/proc`.
 #[cfg(target_os = "linux")]
 mod interrupt;
@@ -26,6 +27,9 @@ mod suite;
 // fixture's certificate tools would need a C compiler for the target.
 #[cfg(not(any(windows, target_vendor = "apple")))]
 mod tls;
+// The timetable fixture the client benchmark measures against.
+#[path = "../../benches/support/timetable.rs"]
+mod timetable;
 
 use std::path::{Path, PathBuf};
 

@@ -30,3 +30,4 @@ bench:
 	cargo bench --locked --bench loader
 	cargo bench --locked --bench sampler
 	cargo bench --locked --bench compare_stats
+	cargo bench --locked --bench client

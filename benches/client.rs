@@ -347,78 +347,171 @@ mod bench {
 
     pub(super) fn main() {
         let fixture = Fixture::start();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
         let target = Target::local(fixture.base_url.clone(), &Secrets::default());
-        let fresh = dyno::provider::local_timing_client(false).expect("client");
         let kept = dyno::provider::local_timing_client(true).expect("client");
-        let sender: Arc<dyn Concurrent> =
-            Arc::new(HttpSender::new(kept.clone(), target.clone(), None));
-        let mut seeds = Seeds(1);
-        let mut rows = Vec::new();
-
+        let mut bench = Bench {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            fresh: dyno::provider::local_timing_client(false).expect("client"),
+            sender: Arc::new(HttpSender::new(kept.clone(), target.clone(), None)),
+            kept,
+            target,
+            fixture,
+            seeds: Seeds(1),
+            rows: Vec::new(),
+        };
         if wanted("fidelity") {
-            fidelity(
-                &runtime, &fixture, &fresh, &sender, &target, &mut seeds, &mut rows,
-            );
+            bench.fidelity();
         }
         if wanted("chunks") {
-            chunks(
-                &runtime, &fixture, &fresh, &sender, &target, &mut seeds, &mut rows,
-            );
+            bench.chunks();
         }
         if wanted("requests") {
-            requests(&runtime, &fresh, &kept, &target, &mut seeds, &mut rows);
+            bench.requests();
         }
-        fixture.take();
+        bench.fixture.take();
         println!(
             "dyno client against the timetable fixture (127.0.0.1; one client thread, as `dyno run`; {} connections accepted)\n",
-            fixture.connections()
+            bench.fixture.connections()
         );
-        print(&rows);
+        print(&bench.rows);
     }
 
-    /// TTFT and ITL error at 1 and 256 streams.
-    fn fidelity(
-        runtime: &tokio::runtime::Runtime,
-        fixture: &Fixture,
-        fresh: &reqwest::Client,
-        sender: &Arc<dyn Concurrent>,
-        target: &Target,
-        seeds: &mut Seeds,
-        rows: &mut Vec<Row>,
-    ) {
-        // One stream: a run's requests, one at a time.
-        let one = Timetable::new(150.0, 1.0, 200);
-        let (measured, client, server) =
-            preemptions(|| runtime.block_on(sequential(fresh, target, one, seeds, 50)));
-        let (ttft, itl) = errors(&measured, &fixture.take());
-        rows.extend(error_rows(
-            &format!("1 stream, {} × 50", one.model()),
-            (&ttft, &itl),
-            (client, server),
-            1.0,
-            "p99 ≤ 1 ms",
-        ));
+    /// What every section measures with, and the table it fills.
+    struct Bench {
+        /// One thread, as `dyno run` has it.
+        runtime: tokio::runtime::Runtime,
+        fixture: Fixture,
+        target: Target,
+        /// A new connection per request (sequential runs' default).
+        fresh: reqwest::Client,
+        /// Connections kept alive (`reuse_connections`).
+        kept: reqwest::Client,
+        /// What load points send through (connections kept alive).
+        sender: Arc<dyn Concurrent>,
+        seeds: Seeds,
+        rows: Vec<Row>,
+    }
 
-        // 256 streams: a load point's closed loop.
-        let many = Timetable::new(150.0, 20.0, 50);
-        let (measured, client, server) =
-            preemptions(|| runtime.block_on(concurrent(sender, many, seeds, 256, 768)));
-        let (ttft, itl) = errors(&measured, &fixture.take());
-        rows.extend(error_rows(
-            &format!(
-                "256 streams, {} × 768, {:.0} chunks/s",
-                many.model(),
-                256.0 * 1000.0 / many.every_ms
-            ),
-            (&ttft, &itl),
-            (client, server),
-            2.0,
-            "p99 ≤ 2 ms",
-        ));
+    impl Bench {
+        /// TTFT and ITL error at 1 and 256 streams.
+        fn fidelity(&mut self) {
+            // One stream: a run's requests, one at a time.
+            let one = Timetable::new(150.0, 1.0, 200);
+            let (measured, client, server) = preemptions(|| {
+                self.runtime.block_on(sequential(
+                    &self.fresh,
+                    &self.target,
+                    one,
+                    &mut self.seeds,
+                    50,
+                ))
+            });
+            let (ttft, itl) = errors(&measured, &self.fixture.take());
+            self.rows.extend(error_rows(
+                &format!("1 stream, {} × 50", one.model()),
+                (&ttft, &itl),
+                (client, server),
+                1.0,
+                "p99 ≤ 1 ms",
+            ));
+
+            // 256 streams: a load point's closed loop.
+            let many = Timetable::new(150.0, 20.0, 50);
+            let (measured, client, server) = preemptions(|| {
+                self.runtime
+                    .block_on(concurrent(&self.sender, many, &mut self.seeds, 256, 768))
+            });
+            let (ttft, itl) = errors(&measured, &self.fixture.take());
+            self.rows.extend(error_rows(
+                &format!(
+                    "256 streams, {} × 768, {:.0} chunks/s",
+                    many.model(),
+                    256.0 * 1000.0 / many.every_ms
+                ),
+                (&ttft, &itl),
+                (client, server),
+                2.0,
+                "p99 ≤ 2 ms",
+            ));
+        }
+
+        /// CPU per streamed chunk, dyno against curl on the same streams.
+        fn chunks(&mut self) {
+            let curl_runs = have_curl();
+            for (streams, every_ms, tokens) in [(1u32, 1.0, 2000u32), (64, 10.0, 300)] {
+                let long = Timetable::new(0.0, every_ms, tokens);
+                let short = Timetable::new(0.0, every_ms, 1);
+                let (mut d, mut c) = (Vec::new(), Vec::new());
+                for _ in 0..5 {
+                    let mut cpu = |timetable| {
+                        let (client, sender) = (&self.fresh, &self.sender);
+                        let seeds = &mut self.seeds;
+                        let cpu = dyno_cpu(client, sender, &self.target, timetable, seeds, streams);
+                        self.runtime.block_on(cpu)
+                    };
+                    d.push(cpu(long) - cpu(short));
+                    if curl_runs {
+                        let cl = curl(&self.fixture, long, &mut self.seeds, streams);
+                        c.push(cl - curl(&self.fixture, short, &mut self.seeds, streams));
+                    }
+                }
+                self.fixture.take();
+                let chunks = f64::from(streams * (tokens - 1));
+                let d = median(d) * 1e6 / chunks;
+                let c = (!c.is_empty()).then(|| median(c) * 1e6 / chunks);
+                self.rows.push(Row {
+                    what: format!(
+                        "CPU per chunk, {streams} stream(s), {} (median of 5)",
+                        long.model()
+                    ),
+                    cells: [
+                        format!("{d:.1} µs"),
+                        c.map_or_else(|| "no curl here".into(), |c| format!("curl {c:.1} µs")),
+                        c.map_or_else(String::new, |c| format!("{:.2}×", d / c)),
+                    ],
+                    target: "≤ 1.3× curl",
+                    met: c.map(|c| d <= 1.3 * c),
+                });
+            }
+        }
+
+        /// CPU per request, sequential, on new and on kept-alive connections.
+        fn requests(&mut self) {
+            let tiny = Timetable::new(0.0, 0.0, 1);
+            let Bench {
+                runtime,
+                target,
+                fresh,
+                kept,
+                seeds,
+                rows,
+                ..
+            } = self;
+            for (label, client) in [("new connection each", &*fresh), ("kept alive", &*kept)] {
+                let n = 500;
+                runtime.block_on(sequential(client, target, tiny, seeds, 20));
+                let before = thread_cpu_s();
+                let measured = runtime.block_on(sequential(client, target, tiny, seeds, n));
+                let per = (thread_cpu_s() - before) * 1000.0 / f64::from(n);
+                assert!(
+                    measured.iter().all(|(_, m)| m.error.is_none()),
+                    "{measured:?}"
+                );
+                let new = measured.iter().filter(|(_, m)| m.new_connection).count();
+                rows.push(Row {
+                    what: format!(
+                        "CPU per request, sequential, {label} ({} × {n}, {new} new connections)",
+                        tiny.model()
+                    ),
+                    cells: [format!("{per:.3} ms"), String::new(), String::new()],
+                    target: "≤ 0.2 ms",
+                    met: Some(per <= 0.2),
+                });
+            }
+        }
     }
 
     /// Whether `curl` runs here.
@@ -428,82 +521,5 @@ mod bench {
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
-    }
-
-    /// CPU per streamed chunk, dyno against curl on the same streams.
-    fn chunks(
-        runtime: &tokio::runtime::Runtime,
-        fixture: &Fixture,
-        fresh: &reqwest::Client,
-        sender: &Arc<dyn Concurrent>,
-        target: &Target,
-        seeds: &mut Seeds,
-        rows: &mut Vec<Row>,
-    ) {
-        let curl_runs = have_curl();
-        for (streams, every_ms, tokens) in [(1u32, 1.0, 2000u32), (64, 10.0, 300)] {
-            let long = Timetable::new(0.0, every_ms, tokens);
-            let short = Timetable::new(0.0, every_ms, 1);
-            let (mut d, mut c) = (Vec::new(), Vec::new());
-            for _ in 0..5 {
-                let dl = runtime.block_on(dyno_cpu(fresh, sender, target, long, seeds, streams));
-                let ds = runtime.block_on(dyno_cpu(fresh, sender, target, short, seeds, streams));
-                d.push(dl - ds);
-                if curl_runs {
-                    let cl = curl(fixture, long, seeds, streams);
-                    c.push(cl - curl(fixture, short, seeds, streams));
-                }
-            }
-            fixture.take();
-            let chunks = f64::from(streams * (tokens - 1));
-            let d = median(d) * 1e6 / chunks;
-            let c = (!c.is_empty()).then(|| median(c) * 1e6 / chunks);
-            rows.push(Row {
-                what: format!(
-                    "CPU per chunk, {streams} stream(s), {} (median of 5)",
-                    long.model()
-                ),
-                cells: [
-                    format!("{d:.1} µs"),
-                    c.map_or_else(|| "no curl here".into(), |c| format!("curl {c:.1} µs")),
-                    c.map_or_else(String::new, |c| format!("{:.2}×", d / c)),
-                ],
-                target: "≤ 1.3× curl",
-                met: c.map(|c| d <= 1.3 * c),
-            });
-        }
-    }
-
-    /// CPU per request, sequential, on new and on kept-alive connections.
-    fn requests(
-        runtime: &tokio::runtime::Runtime,
-        fresh: &reqwest::Client,
-        kept: &reqwest::Client,
-        target: &Target,
-        seeds: &mut Seeds,
-        rows: &mut Vec<Row>,
-    ) {
-        let tiny = Timetable::new(0.0, 0.0, 1);
-        for (label, client) in [("new connection each", fresh), ("kept alive", kept)] {
-            let n = 500;
-            runtime.block_on(sequential(client, target, tiny, seeds, 20));
-            let before = thread_cpu_s();
-            let measured = runtime.block_on(sequential(client, target, tiny, seeds, n));
-            let per = (thread_cpu_s() - before) * 1000.0 / f64::from(n);
-            assert!(
-                measured.iter().all(|(_, m)| m.error.is_none()),
-                "{measured:?}"
-            );
-            let new = measured.iter().filter(|(_, m)| m.new_connection).count();
-            rows.push(Row {
-                what: format!(
-                    "CPU per request, sequential, {label} ({} × {n}, {new} new connections)",
-                    tiny.model()
-                ),
-                cells: [format!("{per:.3} ms"), String::new(), String::new()],
-                target: "≤ 0.2 ms",
-                met: Some(per <= 0.2),
-            });
-        }
     }
 }

@@ -176,7 +176,8 @@ pub trait Concurrent: Send + Sync {
     }
 }
 
-/// An OpenAI-compatible target that takes requests side by side.
+/// An OpenAI-compatible target that takes requests side by side, over
+/// connections kept alive (a request that finds none idle opens one).
 pub struct HttpSender {
     http: reqwest::Client,
     target: openai::Target,

@@ -39,14 +39,15 @@ use hyper_util::client::legacy::connect::{Connection, HttpInfo};
 /// What a client is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Purpose {
-    /// Timed requests. With `reuse` false, a fresh connection per request:
-    /// a pooled connection that the server closed while idle fails the
-    /// next request on send (a client artifact, not a server fault), and
-    /// connect time on loopback is tens of microseconds. With `reuse`,
-    /// connections are kept alive (load points, `reuse_connections`), idle
-    /// ones for at most [`IDLE_KEPT`]. `local` services (a managed server,
-    /// Foundry Local) are never reached through a proxy. Either way each
-    /// response says whether its connection is new ([`opened_new`]).
+    /// Timed requests. With `reuse` false, a fresh connection per request,
+    /// as a user's first request meets the server (connect time on
+    /// loopback is tens of microseconds). With `reuse`, connections are
+    /// kept alive (load points, `reuse_connections`), idle ones for at
+    /// most [`IDLE_KEPT`]; a request that meets one the server has closed
+    /// meanwhile goes out again ([`closed_unanswered`]). `local` services
+    /// (a managed server, Foundry Local) are never reached through a
+    /// proxy. Either way each response says whether its connection is new
+    /// ([`opened_new`]).
     Measure { local: bool, reuse: bool },
     /// Side requests to a service on this machine (readiness, Foundry
     /// Local): no system proxy, a short connect timeout.
@@ -58,7 +59,7 @@ pub(crate) enum Purpose {
 /// How long a kept-alive connection may stay idle before dyno drops it:
 /// below the keep-alive timeouts servers use (5 s and more), so a server
 /// seldom closes a connection just as dyno sends on it.
-pub(crate) const IDLE_KEPT: Duration = Duration::from_secs(2);
+const IDLE_KEPT: Duration = Duration::from_secs(2);
 
 /// How long connecting may take outside timed requests.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

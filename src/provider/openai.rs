@@ -4,6 +4,13 @@
 //! bodies read to 64 KiB, bodies and outputs to 16 MiB, one SSE event to
 //! 1 MiB, token counts to 10,000,000); never decides what to run or where
 //! results go.
+//!
+//! The hot path is one streamed chunk: its events are read in place (no
+//! allocation for the common chunk), timed with the instant its bytes
+//! arrived. Around it, the connection: whether the request opened one,
+//! reading the body to its end after `[DONE]` so a kept-alive connection
+//! can serve again, and sending again, timed afresh, when a kept-alive
+//! connection turns out closed by the server before any answer.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

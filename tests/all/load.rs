@@ -134,7 +134,8 @@ fn assert_connections_as_served(doc: &Results, fixture: &Fixture) {
     assert_eq!(client, server, "new_connection per request, as sent");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// One thread, as `dyno run` has it (see the closed loop below).
+#[tokio::test]
 async fn sequential_requests_open_a_connection_each_unless_they_reuse_one() {
     let fixture = Fixture::start();
     let doc = run(&suite(&fixture, "defaults: { rounds: 4, warmup: 1 }\n")).await;

@@ -31,3 +31,4 @@ bench:
 	cargo bench --locked --bench sampler
 	cargo bench --locked --bench compare_stats
 	cargo bench --locked --bench big_results
+	cargo bench --locked --bench client

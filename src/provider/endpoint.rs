@@ -5,16 +5,16 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 use super::openai::{self, Target};
-use super::{Measured, Progress, Request, Started, Stopped};
+use super::{Measured, Progress, Request, Started, Stopped, Timed};
 
 /// A plain endpoint as a [`super::Provider`].
 pub(super) struct Endpoint {
     target: Target,
-    http: reqwest::Client,
+    http: Timed,
 }
 
 impl Endpoint {
-    pub(super) fn new(target: Target, http: reqwest::Client) -> Endpoint {
+    pub(super) fn new(target: Target, http: Timed) -> Endpoint {
         Endpoint { target, http }
     }
 }
@@ -23,7 +23,7 @@ impl super::Provider for Endpoint {
     fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
         async move {
             Ok(Started {
-                version: openai::server_version(&self.http, &self.target).await,
+                version: openai::server_version(&self.http.one, &self.target).await,
                 ..Started::default()
             })
         }
@@ -32,7 +32,7 @@ impl super::Provider for Endpoint {
 
     fn measure<'a>(&'a mut self, request: &'a Request) -> BoxFuture<'a, Measured> {
         async move {
-            let mut m = openai::chat(&self.http, &self.target, &request.model, request).await;
+            let mut m = openai::chat(&self.http.one, &self.target, &request.model, request).await;
             openai::hint_foundry(&mut m);
             m
         }
@@ -45,7 +45,7 @@ impl super::Provider for Endpoint {
 
     fn sender(&self) -> Option<std::sync::Arc<dyn super::Concurrent>> {
         Some(std::sync::Arc::new(super::HttpSender::new(
-            self.http.clone(),
+            self.http.kept.clone(),
             self.target.clone(),
             None,
         )))

@@ -17,30 +17,49 @@
 //!
 //! Proxies: `Measure` and `Probe` clients honour `HTTPS_PROXY`,
 //! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (reqwest's default; the
-//! operating system's proxy settings are not read); `MeasureLocal` and
-//! `Local` clients, for services on this machine, never use a proxy.
+//! operating system's proxy settings are not read); `Measure { local }`
+//! and `Local` clients, for services on this machine, never use a proxy.
+//!
+//! Connections: timed requests go out on a new connection each, unless a
+//! model asks for `reuse_connections` or the requests belong to a load
+//! point, whose streams keep theirs alive; every timed response says
+//! whether it opened its connection, so a sample's TTFT is known to
+//! include connecting or not.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper_util::client::legacy::connect::{Connection, HttpInfo};
 
 /// What a client is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Purpose {
-    /// Timed requests: a fresh connection per request. A pooled connection
-    /// that the server closed while idle fails the next request on send (a
-    /// client artifact, not a server fault); connect time on loopback is
-    /// tens of microseconds.
-    Measure,
-    /// Timed requests to a service on this machine (a managed server,
-    /// Foundry Local): as `Measure`, never through a proxy.
-    MeasureLocal,
+    /// Timed requests. With `reuse` false, a fresh connection per request,
+    /// as a user's first request meets the server (connect time on
+    /// loopback is tens of microseconds). With `reuse`, connections are
+    /// kept alive (load points, `reuse_connections`), idle ones for at
+    /// most [`IDLE_KEPT`]; a request that meets one the server has closed
+    /// meanwhile goes out again ([`closed_unanswered`]). `local` services
+    /// (a managed server, Foundry Local) are never reached through a
+    /// proxy. Either way each response says whether its connection is new
+    /// ([`opened_new`]).
+    Measure { local: bool, reuse: bool },
     /// Side requests to a service on this machine (readiness, Foundry
     /// Local): no system proxy, a short connect timeout.
     Local,
     /// Listings and probes of any endpoint: a short connect timeout.
     Probe,
 }
+
+/// How long a kept-alive connection may stay idle before dyno drops it:
+/// below the keep-alive timeouts servers use (5 s and more), so a server
+/// seldom closes a connection just as dyno sends on it.
+const IDLE_KEPT: Duration = Duration::from_secs(2);
 
 /// How long connecting may take outside timed requests.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,8 +83,15 @@ pub(crate) fn client(
 ) -> Result<reqwest::Client, ClientError> {
     let builder = reqwest::Client::builder().redirect(same_origin_redirects());
     let builder = match purpose {
-        Purpose::Measure => builder.pool_max_idle_per_host(0),
-        Purpose::MeasureLocal => builder.pool_max_idle_per_host(0).no_proxy(),
+        Purpose::Measure { local, reuse } => {
+            let builder = builder.connector_layer(tower_layer::layer_fn(MarkNew));
+            let builder = if reuse {
+                builder.pool_idle_timeout(IDLE_KEPT)
+            } else {
+                builder.pool_max_idle_per_host(0)
+            };
+            if local { builder.no_proxy() } else { builder }
+        }
         Purpose::Local => builder.no_proxy().connect_timeout(CONNECT_TIMEOUT),
         Purpose::Probe => builder.connect_timeout(CONNECT_TIMEOUT),
     };
@@ -75,6 +101,103 @@ pub(crate) fn client(
         None => builder,
     };
     builder.build().map_err(ClientError::Build)
+}
+
+/// When each connection a timing client opened was established, by its
+/// (local, remote) addresses: a pair no two live TCP connections of this
+/// machine share, so one map serves every client, and a pair used again
+/// by a later connection takes that connection's time.
+static CONNECTED: Mutex<BTreeMap<(SocketAddr, SocketAddr), Instant>> = Mutex::new(BTreeMap::new());
+
+/// Entries kept before old ones are dropped: those of connections whose
+/// responses nobody asked about (side requests).
+const CONNECTED_KEPT: usize = 4096;
+
+fn connected() -> std::sync::MutexGuard<'static, BTreeMap<(SocketAddr, SocketAddr), Instant>> {
+    CONNECTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The (local, remote) addresses of a connection, as its metadata says.
+fn addresses(extensions: &http::Extensions) -> Option<(SocketAddr, SocketAddr)> {
+    let info = extensions.get::<HttpInfo>()?;
+    Some((info.local_addr(), info.remote_addr()))
+}
+
+/// Whether the connection `response` came on was established after
+/// `since` (when its request started), so the request's times include
+/// connecting; false on a connection opened earlier (kept alive, or
+/// opened ahead by the pool) and for clients not built by [`client`] for
+/// [`Purpose::Measure`]. The first response on a connection is the one
+/// that can be new, so the connection is forgotten here.
+pub(crate) fn opened_new(response: &reqwest::Response, since: Instant) -> bool {
+    let Some(key) = addresses(response.extensions()) else {
+        return false;
+    };
+    connected().remove(&key).is_some_and(|at| at >= since)
+}
+
+/// Whether `err` is a connection closed (or reset) before any answer
+/// came: what sending on a kept-alive connection the server has just
+/// closed gives (a server that closes after each streamed response, as
+/// llama-server does, leaves such connections in the pool for a moment).
+pub(crate) fn closed_unanswered(err: &reqwest::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+            || err.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
+            })
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The connector of timing clients, wrapped: notes when each connection
+/// it opens is established ([`opened_new`]).
+#[derive(Clone)]
+struct MarkNew<S>(S);
+
+impl<S, R> tower_service::Service<R> for MarkNew<S>
+where
+    S: tower_service::Service<R>,
+    S::Response: Connection + Send + 'static,
+    S::Error: Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let connecting = self.0.call(request);
+        Box::pin(async move {
+            let connection = connecting.await?;
+            let at = Instant::now();
+            let mut extensions = http::Extensions::new();
+            connection.connected().get_extras(&mut extensions);
+            if let Some(key) = addresses(&extensions) {
+                let mut connected = connected();
+                if connected.len() >= CONNECTED_KEPT {
+                    let old = at.checked_sub(Duration::from_mins(10)).unwrap_or(at);
+                    connected.retain(|_, when| *when > old);
+                }
+                connected.insert(key, at);
+            }
+            Ok(connection)
+        })
+    }
 }
 
 /// Clients built once per purpose and `ca_cert` file: a run or a probe
@@ -188,8 +311,14 @@ mod tests {
     #[test]
     fn every_purpose_builds() {
         for purpose in [
-            Purpose::Measure,
-            Purpose::MeasureLocal,
+            Purpose::Measure {
+                local: false,
+                reuse: false,
+            },
+            Purpose::Measure {
+                local: true,
+                reuse: true,
+            },
             Purpose::Local,
             Purpose::Probe,
         ] {
@@ -201,7 +330,7 @@ mod tests {
     fn a_ca_cert_that_is_missing_or_not_pem_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        let err = client(Purpose::Measure, Some(&missing)).unwrap_err();
+        let err = client(Purpose::Probe, Some(&missing)).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with(&format!("cannot use `ca_cert` {}: ", missing.display())),
@@ -209,7 +338,7 @@ mod tests {
         );
         let text = dir.path().join("text.pem");
         std::fs::write(&text, "not a certificate\n").unwrap();
-        let err = client(Purpose::Measure, Some(&text)).unwrap_err();
+        let err = client(Purpose::Probe, Some(&text)).unwrap_err();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
     }
 }

@@ -87,6 +87,12 @@ pub struct Measured {
     pub http_status: Option<u16>,
     /// How long the server asked to wait before trying again.
     pub retry_after: Option<Duration>,
+    /// The instant the times count from: just before the request was
+    /// written (where the provider knows it).
+    pub sent_at: Option<std::time::Instant>,
+    /// The request opened a new connection (its TTFT and E2E include the
+    /// connect); false when it went over one kept alive.
+    pub new_connection: bool,
 }
 
 impl Measured {
@@ -170,7 +176,8 @@ pub trait Concurrent: Send + Sync {
     }
 }
 
-/// An OpenAI-compatible target that takes requests side by side.
+/// An OpenAI-compatible target that takes requests side by side, over
+/// connections kept alive (a request that finds none idle opens one).
 pub struct HttpSender {
     http: reqwest::Client,
     target: openai::Target,
@@ -197,6 +204,25 @@ impl Concurrent for HttpSender {
     fn count_tokens<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Option<u64>> {
         Box::pin(openai::tokenize(&self.http, &self.target, text))
     }
+}
+
+/// The HTTP clients of one model's timed requests.
+#[derive(Debug, Clone)]
+pub struct Timed {
+    /// Requests sent one at a time: a new connection each, or one kept
+    /// alive when the model's `reuse_connections` says so. Side requests
+    /// (version, token counts) go through it too.
+    pub(crate) one: reqwest::Client,
+    /// Load points: each stream keeps its connection alive.
+    pub(crate) kept: reqwest::Client,
+}
+
+/// The client dyno times requests to a service on this machine with (a
+/// managed server): a new connection per request, or (`reuse`)
+/// connections kept alive, as load points and `reuse_connections` have
+/// them. For benchmarks and tests of the client itself.
+pub fn local_timing_client(reuse: bool) -> Result<reqwest::Client, String> {
+    http::client(http::Purpose::Measure { local: true, reuse }, None).map_err(|e| e.to_string())
 }
 
 /// Where providers come from: the executor and the judge ask for one per
@@ -238,18 +264,26 @@ impl Providers {
         }
     }
 
-    /// The client for timed requests to `endpoint` (`what` names it in
-    /// errors), which trusts its `ca_cert`; a service on this machine
-    /// (Foundry Local) is never reached through a proxy.
-    fn client_for(
+    /// The clients for `model`'s timed requests to a service (`what`
+    /// names it in errors), which trust its `ca_cert`; a service on this
+    /// machine (`local`: a managed server, Foundry Local) is never reached
+    /// through a proxy.
+    fn timed_for(
         &mut self,
         what: &str,
-        purpose: http::Purpose,
+        model: &Model,
+        local: bool,
         ca_cert: Option<&std::path::Path>,
-    ) -> Result<reqwest::Client, String> {
-        self.clients
-            .get(purpose, ca_cert)
-            .map_err(|e| format!("{what}: {e}"))
+    ) -> Result<Timed, String> {
+        let mut get = |reuse| {
+            self.clients
+                .get(http::Purpose::Measure { local, reuse }, ca_cert)
+                .map_err(|e| format!("{what}: {e}"))
+        };
+        Ok(Timed {
+            one: get(model.params.reuse_connections)?,
+            kept: get(true)?,
+        })
     }
 }
 
@@ -279,11 +313,7 @@ impl Providers {
                     .get(name)
                     .ok_or_else(|| format!("server `{name}` is not defined"))?;
                 let spec = server::spec(name, server, variant, &self.work_dir, &suite.secrets);
-                let http = self.client_for(
-                    &format!("server `{name}`"),
-                    http::Purpose::MeasureLocal,
-                    None,
-                )?;
+                let http = self.timed_for(&format!("server `{name}`"), model, true, None)?;
                 Ok(Box::new(server::Managed::new(spec, http)))
             }
             ServedBy::Endpoint(name) => {
@@ -294,9 +324,10 @@ impl Providers {
                 Ok(match endpoint.kind {
                     EndpointKind::Openai => Box::new(endpoint::Endpoint::new(
                         openai::Target::of(endpoint, &suite.secrets),
-                        self.client_for(
+                        self.timed_for(
                             &format!("endpoint `{name}`"),
-                            http::Purpose::Measure,
+                            model,
+                            false,
                             endpoint.ca_cert.as_deref(),
                         )?,
                     )),
@@ -304,9 +335,10 @@ impl Providers {
                         Box::new(adapter::Command::new(name, adapter::spec(endpoint)))
                     }
                     EndpointKind::Foundry => {
-                        let http = self.client_for(
+                        let http = self.timed_for(
                             &format!("endpoint `{name}`"),
-                            http::Purpose::MeasureLocal,
+                            model,
+                            true,
                             endpoint.ca_cert.as_deref(),
                         )?;
                         let service = self

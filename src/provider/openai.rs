@@ -4,11 +4,22 @@
 //! bodies read to 64 KiB, bodies and outputs to 16 MiB, one SSE event to
 //! 1 MiB, token counts to 10,000,000); never decides what to run or where
 //! results go.
+//!
+//! The hot path is one streamed chunk: its events are read in place (no
+//! allocation for the common chunk), timed with the instant its bytes
+//! arrived. Around it, the connection: whether the request opened one,
+//! reading the body to its end after `[DONE]` so a kept-alive connection
+//! can serve again, and sending again, timed afresh, when a kept-alive
+//! connection turns out closed by the server before any answer.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use super::sse::SseFramer;
@@ -252,8 +263,11 @@ pub async fn chat(
 ) -> Measured {
     let mut progress = Progress::default();
     let deadline = tokio::time::Instant::now() + request.timeout;
-    let work = exchange(client, target, model, request, &mut progress);
+    let work = exchange(client, target, model, request, deadline, &mut progress);
     let result = tokio::time::timeout_at(deadline, work).await;
+    // Lets the connection go back to its pool (a task of its own) before
+    // the next request asks for one, so a kept-alive connection serves it.
+    tokio::task::yield_now().await;
     let Progress {
         mut m,
         content_events,
@@ -284,12 +298,34 @@ async fn exchange(
     target: &Target,
     model: &str,
     req: &Request,
+    deadline: tokio::time::Instant,
     progress: &mut Progress,
 ) -> Result<(), Failure> {
     let Progress { m, content_events } = progress;
-    let builder = target.authorize(client.post(target.chat_url()).json(&body(model, req)));
-    let start = Instant::now();
-    let mut response = builder.send().await.map_err(|e| transport_error(&e))?;
+    let payload = body(model, req);
+    let mut attempts = 0;
+    let (start, mut response) = loop {
+        let builder = target.authorize(client.post(target.chat_url()).json(&payload));
+        let start = Instant::now();
+        m.sent_at = Some(start);
+        match builder.send().await {
+            Ok(response) => break (start, response),
+            // A kept-alive connection the server had closed: the request
+            // is sent again, on another connection, and timed afresh.
+            Err(err)
+                if attempts < STALE_RETRIES
+                    && super::http::closed_unanswered(&err)
+                    && start.elapsed() < STALE_WITHIN =>
+            {
+                attempts += 1;
+            }
+            Err(err) => {
+                m.new_connection = err.is_connect();
+                return Err(transport_error(&err));
+            }
+        }
+    };
+    m.new_connection = super::http::opened_new(&response, start);
     let status = response.status();
     if !status.is_success() {
         m.http_status = Some(status.as_u16());
@@ -305,88 +341,307 @@ async fn exchange(
     }
     let mut framer = SseFramer::new();
     let mut stream = response.bytes_stream();
-    let mut last_content: Option<Instant> = None;
-    let mut done = false;
+    let mut streamed = Streamed {
+        start,
+        now: start,
+        last_content: None,
+    };
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| body_error(&e))?;
-        let now = Instant::now();
-        let events = framer.push(&chunk);
+        streamed.now = Instant::now();
+        let flow = framer.push_with(&chunk, |event| {
+            streamed.event(event.data, m, content_events, target)
+        });
         if framer.pending() > MAX_EVENT {
             return Err(too_large("one SSE event", MAX_EVENT));
         }
-        for event in events {
-            if event.is_done() {
-                done = true;
-                break;
+        match flow {
+            ControlFlow::Continue(()) => {}
+            ControlFlow::Break(End::Failed(failure)) => return Err(failure),
+            ControlFlow::Break(End::Done) => {
+                m.e2e_ms = Some(ms(start, streamed.now));
+                // The body's end may follow `[DONE]`; a connection kept
+                // alive serves the next request only once it is read.
+                let rest = async { while let Some(Ok(_)) = stream.next().await {} };
+                let until = deadline.min(tokio::time::Instant::now() + DRAIN);
+                let _ = tokio::time::timeout_at(until, rest).await;
+                return Ok(());
             }
-            let value: Value = serde_json::from_str(&event.data).map_err(|e| {
-                (
-                    ErrorKind::BadSse,
-                    format!(
-                        "event is not JSON ({e}): {}",
-                        clip(&target.scrub(&event.data), 120)
-                    ),
-                )
-            })?;
-            if let Some(error) = value.get("error") {
-                let error = target.scrub(&error.to_string());
-                return Err((ErrorKind::ServerError, error_text(&error)));
-            }
-            for choice in value
-                .get("choices")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let delta = choice.get("delta");
-                let content = delta
-                    .and_then(|d| d.get("content"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let reasoning = delta
-                    .and_then(|d| d.get("reasoning_content"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                if !reasoning.is_empty() && m.ttfo_reasoning_ms.is_none() {
-                    m.ttfo_reasoning_ms = Some(ms(start, now));
-                }
-                if !content.is_empty() {
-                    match last_content {
-                        None => m.ttft_ms = Some(ms(start, now)),
-                        Some(previous) => m.itl_ms.push(ms(previous, now)),
-                    }
-                    last_content = Some(now);
-                    *content_events += 1;
-                    m.text.push_str(content);
-                    if m.text.len() > MAX_BODY {
-                        return Err(too_large("the output", MAX_BODY));
-                    }
-                }
-                if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                    m.finish_reason = Some(reason.to_string());
-                }
-            }
-            absorb_usage(&value, m)?;
-        }
-        if done {
-            m.e2e_ms = Some(ms(start, now));
-            break;
         }
     }
-    if !done {
-        let end = Instant::now();
-        let finish = framer.finish();
-        if finish.pending_partial || m.finish_reason.is_none() {
-            return Err((
-                ErrorKind::EarlyEof,
-                format!(
-                    "stream closed before the response was complete ({content_events} content events received)"
-                ),
-            ));
-        }
-        m.e2e_ms = Some(ms(start, end));
+    let end = Instant::now();
+    let finish = framer.finish();
+    if finish.pending_partial || m.finish_reason.is_none() {
+        return Err((
+            ErrorKind::EarlyEof,
+            format!(
+                "stream closed before the response was complete ({content_events} content events received)"
+            ),
+        ));
     }
+    m.e2e_ms = Some(ms(start, end));
     Ok(())
+}
+
+/// How often a request goes out again after meeting a kept-alive
+/// connection the server had closed, and how soon such a failure comes (a
+/// round trip); a connection that closes later, after the server may have
+/// worked on the request, fails the request.
+const STALE_RETRIES: u32 = 3;
+const STALE_WITHIN: Duration = Duration::from_secs(1);
+
+/// How long dyno reads on after `[DONE]` for the end of the body (which
+/// servers send at once), outside the measured time.
+const DRAIN: Duration = Duration::from_millis(200);
+
+/// Why reading a stream's events stopped before its end.
+enum End {
+    /// `[DONE]`.
+    Done,
+    Failed(Failure),
+}
+
+/// A stream being read: when the request went out, when the bytes being
+/// read arrived, and when the last content did.
+struct Streamed {
+    start: Instant,
+    now: Instant,
+    last_content: Option<Instant>,
+}
+
+impl Streamed {
+    /// Takes one event's data into `m`. The common event (choices only) is
+    /// read in place, borrowing its text; anything else (usage, timings, an
+    /// error, a shape the fast reading refuses) goes through a JSON tree,
+    /// with the same outcome.
+    fn event(
+        &mut self,
+        data: &str,
+        m: &mut Measured,
+        content_events: &mut u64,
+        target: &Target,
+    ) -> ControlFlow<End> {
+        if data == "[DONE]" {
+            return ControlFlow::Break(End::Done);
+        }
+        let outcome = match serde_json::from_str::<Event<'_>>(data) {
+            Ok(event) if event.is_plain() => {
+                self.choices(event.choices.unwrap_or_default(), m, content_events)
+            }
+            _ => self.slow_event(data, m, content_events, target),
+        };
+        match outcome {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(failure) => ControlFlow::Break(End::Failed(failure)),
+        }
+    }
+
+    fn slow_event(
+        &mut self,
+        data: &str,
+        m: &mut Measured,
+        content_events: &mut u64,
+        target: &Target,
+    ) -> Result<(), Failure> {
+        let value: Value = serde_json::from_str(data).map_err(|e| {
+            (
+                ErrorKind::BadSse,
+                format!(
+                    "event is not JSON ({e}): {}",
+                    clip(&target.scrub(data), 120)
+                ),
+            )
+        })?;
+        if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
+            let error = target.scrub(&error.to_string());
+            return Err((ErrorKind::ServerError, error_text(&error)));
+        }
+        self.choices(Choices::of_value(&value), m, content_events)?;
+        absorb_usage(&value, m)
+    }
+
+    /// Times and keeps what one event's choices carry.
+    fn choices(
+        &mut self,
+        choices: Choices<'_>,
+        m: &mut Measured,
+        content_events: &mut u64,
+    ) -> Result<(), Failure> {
+        if choices.reasoning && m.ttfo_reasoning_ms.is_none() {
+            m.ttfo_reasoning_ms = Some(ms(self.start, self.now));
+        }
+        for _ in 0..choices.with_content {
+            match self.last_content {
+                None => m.ttft_ms = Some(ms(self.start, self.now)),
+                Some(previous) => m.itl_ms.push(ms(previous, self.now)),
+            }
+            self.last_content = Some(self.now);
+            *content_events += 1;
+        }
+        m.text.push_str(&choices.content);
+        if m.text.len() > MAX_BODY {
+            return Err(too_large("the output", MAX_BODY));
+        }
+        if let Some(reason) = choices.finish_reason {
+            m.finish_reason = Some(reason.into_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A streamed event as the fast reading sees it: its choices, and whether
+/// it carries anything else worth a closer look.
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Choices<'a>>,
+    #[serde(default)]
+    usage: Option<IgnoredAny>,
+    #[serde(default)]
+    timings: Option<IgnoredAny>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+impl Event<'_> {
+    /// Only choices: no usage, timings or error (each may be `null`).
+    fn is_plain(&self) -> bool {
+        self.usage.is_none() && self.timings.is_none() && self.error.is_none()
+    }
+}
+
+/// What the choices of one event say, folded as they are read.
+#[derive(Default)]
+struct Choices<'a> {
+    /// The content of every choice that has some, in order; borrowed from
+    /// the event when there is one and it needs no unescaping.
+    content: Cow<'a, str>,
+    /// Choices with non-empty content.
+    with_content: u32,
+    /// Some choice has non-empty `reasoning_content`.
+    reasoning: bool,
+    /// The last `finish_reason` given.
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+impl<'a> Choices<'a> {
+    fn add(
+        &mut self,
+        content: Option<Text<'a>>,
+        reasoning: Option<&str>,
+        finish: Option<Text<'a>>,
+    ) {
+        if let Some(Text(content)) = content.filter(|c| !c.0.is_empty()) {
+            self.with_content += 1;
+            if self.content.is_empty() {
+                self.content = content;
+            } else {
+                self.content.to_mut().push_str(&content);
+            }
+        }
+        self.reasoning |= reasoning.is_some_and(|r| !r.is_empty());
+        if let Some(Text(reason)) = finish {
+            self.finish_reason = Some(reason);
+        }
+    }
+
+    /// The same reading of an event already parsed into a JSON tree.
+    fn of_value(value: &'a Value) -> Choices<'a> {
+        let mut choices = Choices::default();
+        for choice in value
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let delta = choice.get("delta");
+            let text = |field: &str| delta.and_then(|d| d.get(field)).and_then(Value::as_str);
+            choices.add(
+                text("content").map(|c| Text(Cow::Borrowed(c))),
+                text("reasoning_content"),
+                choice
+                    .get("finish_reason")
+                    .and_then(Value::as_str)
+                    .map(|r| Text(Cow::Borrowed(r))),
+            );
+        }
+        choices
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Choices<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fold;
+        impl<'de> serde::de::Visitor<'de> for Fold {
+            type Value = Choices<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<Choices<'de>, S::Error> {
+                let mut choices = Choices::default();
+                while let Some(choice) = seq.next_element::<Choice<'de>>()? {
+                    let (content, reasoning) = choice
+                        .delta
+                        .map_or((None, None), |d| (d.content, d.reasoning_content));
+                    choices.add(
+                        content,
+                        reasoning.as_ref().map(|r| &*r.0),
+                        choice.finish_reason,
+                    );
+                }
+                Ok(choices)
+            }
+        }
+        deserializer.deserialize_seq(Fold)
+    }
+}
+
+/// One choice of a streamed event (its other fields are skipped).
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Text<'a>>,
+}
+
+/// A JSON string, borrowed from the input unless it had escapes (serde's
+/// own `Cow<str>` never borrows inside an `Option`).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Str;
+        impl<'de> serde::de::Visitor<'de> for Str {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(Str)
+    }
 }
 
 /// Reads a non-streamed response (at most [`MAX_BODY`]); E2E ends when
@@ -700,6 +955,97 @@ mod tests {
         let fine = json!({"usage": {"completion_tokens": MAX_TOKEN_COUNT}});
         absorb_usage(&fine, &mut m).unwrap();
         assert_eq!(m.output_tokens, Some(MAX_TOKEN_COUNT));
+    }
+
+    /// Events read in place and through a JSON tree come out the same:
+    /// escapes, several choices, reasoning, `null`s, odd shapes.
+    #[test]
+    fn the_fast_reading_of_events_agrees_with_the_json_tree() {
+        let events = [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"Hé\n\"llo\" \ud83d\udc4b"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}},{"delta":{"content":""}}]}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"hmm","content":null}}],"error":null}"#,
+            r#"{"choices":[{"delta":{"content":["not","text"]}}]}"#,
+            r#"{"choices":{"not":"a list"},"id":"x"}"#,
+            r#"{"choices":null}"#,
+            r#"{"choices":[7,{"delta":{"content":"c"},"finish_reason":"length"}]}"#,
+            r#"{"choices":[{"delta":{"content":"d"},"finish_reason":"stop","logprobs":{"content":[]}}],"timings":{"predicted_n":4}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+        ];
+        let read = |slow: bool| {
+            let start = Instant::now();
+            let mut streamed = Streamed {
+                start,
+                now: start,
+                last_content: None,
+            };
+            let (mut m, mut events_seen) = (Measured::default(), 0);
+            for (i, data) in events.iter().enumerate() {
+                streamed.now = start + Duration::from_millis(10 * (i as u64 + 1));
+                let flow = if slow {
+                    match streamed.slow_event(data, &mut m, &mut events_seen, &target("http://h")) {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(failure) => ControlFlow::Break(End::Failed(failure)),
+                    }
+                } else {
+                    streamed.event(data, &mut m, &mut events_seen, &target("http://h"))
+                };
+                assert!(flow.is_continue(), "{data}");
+            }
+            (m, events_seen)
+        };
+        let (fast, slow) = (read(false), read(true));
+        assert_eq!(fast, slow);
+        let (m, content_events) = fast;
+        assert_eq!(m.text, "Hé\n\"llo\" 👋abcd");
+        assert_eq!(content_events, 5);
+        assert_eq!(m.ttft_ms, Some(20.0));
+        assert_eq!(m.ttfo_reasoning_ms, Some(40.0));
+        assert_eq!(m.itl_ms, vec![10.0, 0.0, 50.0, 10.0]);
+        assert_eq!(m.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(m.output_tokens, Some(4));
+        assert_eq!(
+            m.server_timings,
+            Some(BTreeMap::from([("predicted_n".to_string(), 4.0)]))
+        );
+    }
+
+    #[test]
+    fn an_error_event_and_done_end_the_reading() {
+        let start = Instant::now();
+        let mut streamed = Streamed {
+            start,
+            now: start,
+            last_content: None,
+        };
+        let (mut m, mut n) = (Measured::default(), 0);
+        let t = target("http://h");
+        let end = streamed.event(
+            r#"{"error":{"message":"out of memory"}}"#,
+            &mut m,
+            &mut n,
+            &t,
+        );
+        let ControlFlow::Break(End::Failed((kind, message))) = end else {
+            panic!("an error payload fails the request");
+        };
+        assert_eq!(
+            (kind, message.as_str()),
+            (ErrorKind::ServerError, "out of memory")
+        );
+        let end = streamed.event("{not json", &mut m, &mut n, &t);
+        assert!(
+            matches!(
+                &end,
+                ControlFlow::Break(End::Failed((ErrorKind::BadSse, _)))
+            ),
+            "bad JSON is bad_sse"
+        );
+        assert!(matches!(
+            streamed.event("[DONE]", &mut m, &mut n, &t),
+            ControlFlow::Break(End::Done)
+        ));
     }
 
     #[test]

@@ -456,14 +456,14 @@ fn log_file_name(stem: &str) -> String {
 /// requests over OpenAI-compatible HTTP, its process tree sampled.
 pub(crate) struct Managed {
     spec: ServerSpec,
-    http: reqwest::Client,
+    http: super::Timed,
     running: Option<(RunningServer, Target)>,
     /// The first launch has happened (version and GPU are read once).
     launched: bool,
 }
 
 impl Managed {
-    pub(crate) fn new(spec: ServerSpec, http: reqwest::Client) -> Managed {
+    pub(crate) fn new(spec: ServerSpec, http: super::Timed) -> Managed {
         Managed {
             spec,
             http,
@@ -491,7 +491,7 @@ impl super::Provider for Managed {
                     running.base_url()
                 ),
                 version: if first {
-                    openai::server_version(&self.http, &target).await
+                    openai::server_version(&self.http.one, &target).await
                 } else {
                     None
                 },
@@ -508,7 +508,7 @@ impl super::Provider for Managed {
         async move {
             match &self.running {
                 Some((_, target)) => {
-                    openai::chat(&self.http, target, &request.model, request).await
+                    openai::chat(&self.http.one, target, &request.model, request).await
                 }
                 None => Measured::failed(ErrorKind::ServerExited, "the server is not running"),
             }
@@ -528,7 +528,7 @@ impl super::Provider for Managed {
     fn sender(&self) -> Option<std::sync::Arc<dyn super::Concurrent>> {
         let (_, target) = self.running.as_ref()?;
         Some(std::sync::Arc::new(super::HttpSender::new(
-            self.http.clone(),
+            self.http.kept.clone(),
             target.clone(),
             None,
         )))

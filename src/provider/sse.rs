@@ -20,10 +20,13 @@
 //! reports it instead, so a truncated stream can be told apart from a clean end.
 
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// One dispatched server-sent event.
+/// One dispatched server-sent event, owned (the tests' view of
+/// [`EventRef`]).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SseEvent {
     /// Value of the last `event:` field of this event; `None` when absent or
@@ -36,10 +39,35 @@ pub(crate) struct SseEvent {
     pub id: Option<String>,
 }
 
+#[cfg(test)]
 impl SseEvent {
     /// True for the OpenAI end-of-stream sentinel, `data: [DONE]`.
     pub(crate) fn is_done(&self) -> bool {
         self.data == "[DONE]"
+    }
+}
+
+/// One dispatched event as [`SseFramer::push_with`] hands it over: borrowed
+/// from the framer's buffers, which are reused for the next event, so
+/// reading a stream allocates nothing per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EventRef<'a> {
+    /// As [`SseEvent::event`].
+    pub event: Option<&'a str>,
+    /// As [`SseEvent::data`].
+    pub data: &'a str,
+    /// As [`SseEvent::id`].
+    pub id: Option<&'a str>,
+}
+
+#[cfg(test)]
+impl EventRef<'_> {
+    fn to_owned(self) -> SseEvent {
+        SseEvent {
+            event: self.event.map(str::to_string),
+            data: self.data.to_string(),
+            id: self.id.map(str::to_string),
+        }
     }
 }
 
@@ -57,7 +85,7 @@ pub(crate) struct Finish {
 
 /// Incremental Server-Sent-Events framer.
 ///
-/// Feed bytes with [`push`](Self::push) as they arrive; call
+/// Feed bytes with [`push_with`](Self::push_with) as they arrive; call
 /// [`finish`](Self::finish) at EOF.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SseFramer {
@@ -87,14 +115,18 @@ struct FieldState {
 }
 
 impl FieldState {
-    /// Processes one line (without its terminator); returns an event if the
-    /// line is blank and an event is ready.
-    fn line(&mut self, line: &[u8]) -> Option<SseEvent> {
+    /// Processes one line (without its terminator); hands an event to
+    /// `sink` if the line is blank and an event is ready.
+    fn line<B>(
+        &mut self,
+        line: &[u8],
+        sink: &mut impl FnMut(EventRef<'_>) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
         if line.is_empty() {
-            return self.dispatch();
+            return self.dispatch(sink);
         }
         if line.first() == Some(&b':') {
-            return None;
+            return ControlFlow::Continue(());
         }
         self.dirty = true;
         let (name, value) = match line.iter().position(|&b| b == b':') {
@@ -121,30 +153,29 @@ impl FieldState {
             }
             _ => {} // `retry`, unknown fields, `id` with NUL
         }
-        None
+        ControlFlow::Continue(())
     }
 
-    fn dispatch(&mut self) -> Option<SseEvent> {
+    /// Hands the event under way to `sink` (when it has data) and empties
+    /// the buffers, keeping their memory.
+    fn dispatch<B>(
+        &mut self,
+        sink: &mut impl FnMut(EventRef<'_>) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
         self.dirty = false;
         if self.data.is_empty() {
             self.event.clear();
-            return None;
+            return ControlFlow::Continue(());
         }
-        let mut data = std::mem::take(&mut self.data);
-        if data.ends_with('\n') {
-            data.pop();
-        }
-        let event = if self.event.is_empty() {
-            None
-        } else {
-            Some(std::mem::take(&mut self.event))
-        };
-        let id = if self.last_id.is_empty() {
-            None
-        } else {
-            Some(self.last_id.clone())
-        };
-        Some(SseEvent { event, data, id })
+        let data = self.data.strip_suffix('\n').unwrap_or(&self.data);
+        let flow = sink(EventRef {
+            event: (!self.event.is_empty()).then_some(self.event.as_str()),
+            data,
+            id: (!self.last_id.is_empty()).then_some(self.last_id.as_str()),
+        });
+        self.data.clear();
+        self.event.clear();
+        flow
     }
 }
 
@@ -153,15 +184,16 @@ fn lossy(bytes: &[u8]) -> Cow<'_, str> {
 }
 
 /// Processes every terminated line in `data` (lines start at 0; no terminator
-/// exists before `from`). Returns the number of bytes consumed, i.e. the start
-/// of the unterminated remainder.
-fn scan_lines(
+/// exists before `from`), until `sink` breaks. Returns the number of bytes
+/// consumed, i.e. the start of the unterminated remainder (or of the lines
+/// after the event `sink` broke at), and how it ended.
+fn scan_lines<B>(
     fields: &mut FieldState,
     data: &[u8],
     from: usize,
     skip_lf: &mut bool,
-    events: &mut Vec<SseEvent>,
-) -> usize {
+    sink: &mut impl FnMut(EventRef<'_>) -> ControlFlow<B>,
+) -> (usize, ControlFlow<B>) {
     let mut line_start = 0;
     let mut pos = from;
     while let Some(off) = data
@@ -169,9 +201,7 @@ fn scan_lines(
         .and_then(|rest| rest.iter().position(|&b| b == b'\n' || b == b'\r'))
     {
         let end = pos + off;
-        if let Some(ev) = fields.line(data.get(line_start..end).unwrap_or_default()) {
-            events.push(ev);
-        }
+        let flow = fields.line(data.get(line_start..end).unwrap_or_default(), sink);
         let mut next = end + 1;
         if data.get(end) == Some(&b'\r') {
             match data.get(next) {
@@ -182,8 +212,11 @@ fn scan_lines(
         }
         line_start = next;
         pos = next;
+        if flow.is_break() {
+            return (line_start, flow);
+        }
     }
-    line_start
+    (line_start, ControlFlow::Continue(()))
 }
 
 impl SseFramer {
@@ -192,11 +225,27 @@ impl SseFramer {
     }
 
     /// Feeds bytes as they arrive; returns every event completed by them.
+    #[cfg(test)]
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         let mut events = Vec::new();
+        let ControlFlow::Continue(()) = self.push_with(bytes, |event| {
+            events.push(event.to_owned());
+            ControlFlow::<std::convert::Infallible>::Continue(())
+        });
+        events
+    }
+
+    /// Feeds bytes as they arrive and hands each event they complete to
+    /// `sink`, borrowed, until `sink` breaks; bytes after the event it broke
+    /// at stay in the framer for the next push.
+    pub(crate) fn push_with<B>(
+        &mut self,
+        bytes: &[u8],
+        mut sink: impl FnMut(EventRef<'_>) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
         let mut input = bytes;
         if input.is_empty() {
-            return events;
+            return ControlFlow::Continue(());
         }
 
         if !self.bom_done {
@@ -206,7 +255,7 @@ impl SseFramer {
             self.buf.extend_from_slice(head);
             input = rest;
             if self.buf.len() < BOM.len() && BOM.starts_with(&self.buf) {
-                return events; // input exhausted; still could be a BOM
+                return ControlFlow::Continue(()); // input exhausted; still could be a BOM
             }
             if self.buf == BOM {
                 self.buf.clear();
@@ -222,24 +271,28 @@ impl SseFramer {
             }
         }
 
-        if self.buf.is_empty() {
+        let flow = if self.buf.is_empty() {
             // Fast path: parse straight from the input, copy only the tail.
-            let consumed = scan_lines(&mut self.fields, input, 0, &mut self.skip_lf, &mut events);
+            let (consumed, flow) =
+                scan_lines(&mut self.fields, input, 0, &mut self.skip_lf, &mut sink);
             self.buf
                 .extend_from_slice(input.get(consumed..).unwrap_or_default());
+            flow
         } else {
             self.buf.extend_from_slice(input);
-            let consumed = scan_lines(
+            let (consumed, flow) = scan_lines(
                 &mut self.fields,
                 &self.buf,
                 self.scan,
                 &mut self.skip_lf,
-                &mut events,
+                &mut sink,
             );
             self.buf.drain(..consumed.min(self.buf.len()));
-        }
-        self.scan = self.buf.len();
-        events
+            flow
+        };
+        // After a break the rest has not been scanned.
+        self.scan = if flow.is_break() { 0 } else { self.buf.len() };
+        flow
     }
 
     /// Bytes held for the event under way: its unterminated line and the
@@ -255,7 +308,7 @@ impl SseFramer {
         let had_tail = !self.buf.is_empty();
         if had_tail {
             // A non-empty line never dispatches; this only collects its data.
-            let _ = fields.line(&self.buf);
+            let _ = fields.line(&self.buf, &mut |_| ControlFlow::<()>::Continue(()));
         }
         let partial_data = if fields.data.is_empty() {
             None
@@ -676,6 +729,46 @@ mod tests {
                 rest = b;
             }
             assert_eq!(chunked(&chunks), expected, "chunks {chunks:?}");
+        }
+    }
+
+    /// Breaking at each event in turn, with the stream cut anywhere: the
+    /// events after the break come out of the next push, as without one.
+    #[test]
+    fn a_sink_that_breaks_leaves_the_rest_for_the_next_push() {
+        for eol in ["\n", "\r\n", "\r"] {
+            let input = openai_stream(eol);
+            let mut rng = Rng(7);
+            for stop in 1..=5 {
+                let mut f = SseFramer::new();
+                let mut seen: Vec<SseEvent> = Vec::new();
+                let mut breaks = 0;
+                let mut rest = input.as_slice();
+                while !rest.is_empty() {
+                    let (a, b) = rest.split_at(rng.below(rest.len()) + 1);
+                    rest = b;
+                    let flow = f.push_with(a, |e| {
+                        seen.push(e.to_owned());
+                        if seen.len() == stop {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    });
+                    breaks += usize::from(flow.is_break());
+                }
+                // Lines a break left unscanned wait for more bytes.
+                let _ = f.push_with(b"\n", |e| {
+                    seen.push(e.to_owned());
+                    ControlFlow::<()>::Continue(())
+                });
+                assert_eq!(breaks, 1, "eol {eol:?}, break at event {stop}");
+                assert_eq!(
+                    seen,
+                    openai_expected(),
+                    "eol {eol:?}, break at event {stop}"
+                );
+            }
         }
     }
 }

@@ -109,6 +109,9 @@ impl ErrorKind {
 
 /// One request, measured. Times are milliseconds on a monotonic clock,
 /// from just before the request was written.
+// Its flags (warmup, stream, cold, new_connection) are independent facts
+// of one request, named as other tools read them.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sample {
     /// Position in the plan (1-based).
@@ -191,6 +194,12 @@ pub struct Sample {
     pub scheduled_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_lag_ms: Option<f64>,
+    /// The request opened a new connection, so its TTFT and E2E include
+    /// connecting (TCP, and TLS for `https`); false when it went over a
+    /// connection kept alive (load points; `reuse_connections`) or the
+    /// provider is not HTTP.
+    #[serde(default)]
+    pub new_connection: bool,
 }
 
 fn one() -> u32 {
@@ -256,6 +265,7 @@ impl Sample {
             attempts: 1,
             scheduled_ms: None,
             schedule_lag_ms: None,
+            new_connection: false,
         }
     }
 

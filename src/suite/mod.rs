@@ -209,6 +209,10 @@ pub struct Params {
     pub stream: bool,
     pub timeout_s: f64,
     pub retry: Retry,
+    /// Sequential requests share a kept-alive connection (left out of the
+    /// suite's hash while false, so existing suites keep theirs).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_connections: bool,
 }
 
 /// Retrying a request the server turned away for now (429, 503): at most
@@ -277,6 +281,7 @@ impl Params {
             backoff_ms: 500,
             on: Statuses::of(&[429, 503]),
         },
+        reuse_connections: false,
     };
 
     pub(crate) fn overlay(self, raw: Option<&RawParams>) -> Params {
@@ -297,6 +302,7 @@ impl Params {
                     Statuses::of(&codes.iter().map(|c| c.0).collect::<Vec<u16>>())
                 }),
             }),
+            reuse_connections: raw.reuse_connections.unwrap_or(self.reuse_connections),
         }
     }
 }

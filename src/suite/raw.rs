@@ -510,6 +510,13 @@ pub struct RawParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.001, max = 86400.0))]
     pub timeout_s: Option<f64>,
+    /// Requests sent one at a time go over one connection kept alive
+    /// instead of a new connection each (default false: every TTFT then
+    /// includes connecting, as a user's first request does). Load points
+    /// always keep their connections alive. Each sample records whether
+    /// its request opened a new connection (`new_connection`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_connections: Option<bool>,
 }
 
 /// When and how often a request is tried again.

@@ -20,9 +20,20 @@ pub(crate) fn quickstart_variant(
     name: &str,
     edits: &[(&str, &str)],
 ) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(repo_root().join("suites/quickstart.yaml")).unwrap();
+    suite_variant("quickstart.yaml", dir, name, edits)
+}
+
+/// `suites/{suite}` with each `(from, to)` replacement applied, written
+/// into `dir` as `name`.
+fn suite_variant(
+    suite: &str,
+    dir: &std::path::Path,
+    name: &str,
+    edits: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("suites").join(suite)).unwrap();
     let text = edits.iter().fold(text, |t, (from, to)| {
-        assert!(t.contains(from), "quickstart.yaml has no `{from}`");
+        assert!(t.contains(from), "{suite} has no `{from}`");
         t.replacen(from, to, usize::MAX)
     });
     let path = dir.join(name);
@@ -343,4 +354,53 @@ async fn cold_start_restarts_the_server_before_every_round() {
     assert_eq!(summary.cold_ttft_ms.as_ref().unwrap().summary.n, 3);
     // Warm statistics leave the cold requests out: only `privacy` remains.
     assert_eq!(summary.ttft_ms.as_ref().unwrap().summary.n, 2);
+}
+
+/// `suites/load.yaml`: SmolLM2 on llama-server with four slots (continuous
+/// batching) at 1, 2, 4 and 8 streams, 16 requests per point. Four streams
+/// share each decoding step and overlap one another's prompt processing,
+/// so together they produce more tokens per second than one stream alone
+/// however fast the machine is (on two CPU cores, where decoding is
+/// compute-bound, about 1.2–1.4 times as many).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_suite_four_streams_on_four_slots_outrun_one() {
+    let _engine = ENGINE.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite_variant(
+        "load.yaml",
+        dir.path(),
+        "load.yaml",
+        &[("requests: 24", "requests: 16")],
+    );
+    let (summary, doc) = run_and_load(&suite, &Filter::default(), &dir.path().join("out")).await;
+    let failed: Vec<_> = doc
+        .samples
+        .iter()
+        .filter(|s| s.status != Status::Ok)
+        .map(|s| (&s.key, &s.error))
+        .collect();
+    assert_eq!(summary.failed_requests, 0, "{failed:?}");
+    let points: Vec<_> = doc
+        .load
+        .iter()
+        .map(|p| (p.concurrency, p.counted, p.output_tps, p.request_throughput))
+        .collect();
+    let output_tps = |streams: u32| {
+        doc.load
+            .iter()
+            .find(|p| p.concurrency == Some(streams))
+            .map_or_else(
+                || panic!("no point at {streams} streams: {points:?}"),
+                |p| p.output_tps,
+            )
+    };
+    let (one, four) = (output_tps(1), output_tps(4));
+    eprintln!(
+        "load.yaml: output tokens/s at 1 stream {one:.1}, at 4 streams {four:.1}; points {points:?}"
+    );
+    assert_eq!(doc.load.len(), 4, "{points:?}");
+    assert!(
+        four > one,
+        "4 streams on 4 slots: {four:.1} output tokens/s, not more than 1 stream's {one:.1}; points (streams, counted, output tok/s, req/s): {points:?}"
+    );
 }

@@ -9,7 +9,10 @@ mod engine;
 mod fixture;
 mod foundry;
 mod foundry_fixture;
+// The loader fuzz run limits each child with `ulimit` through `sh`.
+#[cfg(unix)]
 mod fuzz;
+mod load;
 // SIGINT to a run and its children, found in `/proc`.
 #[cfg(target_os = "linux")]
 mod interrupt;
@@ -26,6 +29,9 @@ mod suite;
 // fixture's certificate tools would need a C compiler for the target.
 #[cfg(not(any(windows, target_vendor = "apple")))]
 mod tls;
+// The timetable fixture the client benchmark measures against.
+#[path = "../../benches/support/timetable.rs"]
+mod timetable;
 
 use std::path::{Path, PathBuf};
 

@@ -72,7 +72,7 @@ pub struct Local {
     download: bool,
     /// The endpoint's key and headers; the URL is the service's.
     target: Target,
-    http: reqwest::Client,
+    http: crate::provider::Timed,
     loaded: Option<Loaded>,
 }
 
@@ -92,7 +92,7 @@ impl Local {
         probing: bool,
         device: Option<Device>,
         target: Target,
-        http: reqwest::Client,
+        http: crate::provider::Timed,
     ) -> Local {
         Local {
             shared,
@@ -199,7 +199,7 @@ impl crate::provider::Provider for Local {
                     "the model is not loaded",
                 );
             };
-            let mut m = openai::chat(&self.http, target, &entry.id, request).await;
+            let mut m = openai::chat(&self.http.one, target, &entry.id, request).await;
             // Releases without streamed usage: the service's token-count
             // route comes before counting stream events.
             if m.error.is_none()
@@ -221,7 +221,7 @@ impl crate::provider::Provider for Local {
     fn sender(&self) -> Option<std::sync::Arc<dyn crate::provider::Concurrent>> {
         let loaded = self.loaded.as_ref()?;
         Some(std::sync::Arc::new(crate::provider::HttpSender::new(
-            self.http.clone(),
+            self.http.kept.clone(),
             loaded.target.clone(),
             Some(loaded.entry.id.clone()),
         )))

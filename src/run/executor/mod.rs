@@ -574,6 +574,8 @@ pub fn sample(cell: &Cell, measured: Measured) -> Sample {
         server_timings,
         http_status: _,
         retry_after: _,
+        sent_at: _,
+        new_connection,
     } = measured;
     let mut sample = blank(cell);
     sample.status = if error.is_some() {
@@ -598,6 +600,7 @@ pub fn sample(cell: &Cell, measured: Measured) -> Sample {
     sample.finish_reason = finish_reason;
     sample.text = text;
     sample.server_timings = server_timings;
+    sample.new_connection = new_connection;
     if sample.status == Status::Ok {
         sample.derive_rates();
     }

@@ -579,6 +579,9 @@ fn compare_cmd(
         crate::compare::render_text(&comparison)
     };
     print_stdout(&text)?;
+    // The process ends here: freeing two large documents sample by sample
+    // would only delay the exit.
+    std::mem::forget((base, new));
     Ok(if comparison.regressed() {
         EXIT_FAILED
     } else {

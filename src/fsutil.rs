@@ -55,7 +55,10 @@ pub(crate) fn read_text(path: &Path, max_bytes: u64) -> std::io::Result<String> 
     if meta.len() > max_bytes {
         return Err(too_big());
     }
-    let mut bytes = Vec::new();
+    // Sized from the metadata (one byte more to see growth): a `Take`
+    // gives `read_to_end` no size hint, and doubling a 300 MB buffer copies it.
+    let mut bytes: Vec<u8> =
+        Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).saturating_add(1));
     std::fs::File::open(path)?
         .take(max_bytes + 1)
         .read_to_end(&mut bytes)?;

@@ -20,6 +20,8 @@ pub use sides::{LoadError, load_path, load_revision, load_sides};
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use crate::measure::stats::{self, Verdict};
 use crate::measure::stratified;
 use crate::results::{Results, Sample, Status};
@@ -301,66 +303,52 @@ fn row(
 /// common cell (detail), and every model (and variant, and axis values)
 /// pooled over its prompts with van Elteren's stratified test, whose
 /// verdicts (after Benjamini–Hochberg across models × metrics) decide the
-/// exit code.
+/// exit code. Cells, models and quality are computed on every core; the
+/// rows come out in the same order whatever the number of cores.
 pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str) -> Comparison {
     let settings = settings_of(new);
     let alpha = settings.alpha;
-    let (bc, nc) = (Cells::of(base), Cells::of(new));
-    let noisy =
-        |key: &str| bc.noisy(key, settings.noisy_cores) || nc.noisy(key, settings.noisy_cores);
-    let mut rows = Vec::new();
+    let (bc, nc) = rayon::join(|| Cells::of(base), || Cells::of(new));
+    let sides = Sides {
+        base: &bc,
+        new: &nc,
+        settings: &settings,
+    };
+    let common: Vec<&str> = bc
+        .order
+        .iter()
+        .copied()
+        .filter(|k| nc.by_key.contains_key(*k))
+        .collect();
     // group → its common cells, in order.
     let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
-    for &key in bc.order.iter().filter(|k| nc.by_key.contains_key(*k)) {
+    for &key in &common {
         if let Some(group) = bc.group(key).or_else(|| nc.group(key)) {
             match groups.iter_mut().find(|(g, _)| *g == group) {
                 Some((_, keys)) => keys.push(key),
                 None => groups.push((group, vec![key])),
             }
         }
-        for metric in Metric::ALL {
-            let (b, n) = (bc.values(key, metric), nc.values(key, metric));
-            if b.is_empty() && n.is_empty() {
-                continue;
-            }
-            let tau = band(metric, &settings, &b);
-            let c = stats::compare_samples(&b, &n, metric.higher_is_better(), tau, alpha);
-            let mut r = row(key.to_string(), metric, &c, &b, &n, noisy(key));
-            r.p95_ratio_ci = (stats::percentile_is_bounded(b.len(), 0.95)
-                && stats::percentile_is_bounded(n.len(), 0.95))
-            .then(|| stats::exact_quantile_ratio_ci(&b, &n, 0.95, alpha))
-            .flatten();
-            rows.push(r);
-        }
     }
-    let mut models = Vec::new();
-    for (group, keys) in &groups {
-        let group_noisy = keys.iter().any(|k| noisy(k));
-        for metric in Metric::ALL {
-            let strata: Vec<(Vec<f64>, Vec<f64>)> = keys
-                .iter()
-                .map(|k| (bc.values(k, metric), nc.values(k, metric)))
-                .filter(|(b, n)| !b.is_empty() || !n.is_empty())
-                .collect();
-            if strata.is_empty() {
-                continue;
-            }
-            let pooled_base: Vec<f64> = strata.iter().flat_map(|(b, _)| b.clone()).collect();
-            let pooled_new: Vec<f64> = strata.iter().flat_map(|(_, n)| n.clone()).collect();
-            let tau = band(metric, &settings, &pooled_base);
-            let c = stratified::compare_strata(&strata, metric.higher_is_better(), tau, alpha);
-            let mut r = row(
-                group.clone(),
-                metric,
-                &c.comparison,
-                &pooled_base,
-                &pooled_new,
-                group_noisy,
-            );
-            r.prompts = Some(c.strata);
-            models.push(r);
-        }
-    }
+    let ((mut rows, mut models), quality) = rayon::join(
+        || {
+            rayon::join(
+                || {
+                    common
+                        .par_iter()
+                        .flat_map_iter(|key| sides.cell_rows(key))
+                        .collect::<Vec<Row>>()
+                },
+                || {
+                    groups
+                        .par_iter()
+                        .flat_map_iter(|(group, keys)| sides.model_rows(group, keys))
+                        .collect::<Vec<Row>>()
+                },
+            )
+        },
+        || compare_quality(base, new, alpha),
+    );
     adjust(&mut rows, alpha, false);
     adjust(&mut models, alpha, true);
     rows.sort_by_key(|r| verdict_rank(r.verdict));
@@ -378,9 +366,78 @@ pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str)
         warnings: warnings(base, new, &models, &rows, &settings),
         models,
         rows,
-        quality: compare_quality(base, new, alpha),
+        quality,
         only_in_base: missing(&bc, &nc),
         only_in_new: missing(&nc, &bc),
+    }
+}
+
+/// Both runs' cells with the settings they are compared under.
+struct Sides<'a> {
+    base: &'a Cells<'a>,
+    new: &'a Cells<'a>,
+    settings: &'a CompareSettings,
+}
+
+impl Sides<'_> {
+    fn noisy(&self, key: &str) -> bool {
+        let cores = self.settings.noisy_cores;
+        self.base.noisy(key, cores) || self.new.noisy(key, cores)
+    }
+
+    /// The detail rows of one common cell, one per metric it holds.
+    fn cell_rows(&self, key: &str) -> Vec<Row> {
+        let alpha = self.settings.alpha;
+        let noisy = self.noisy(key);
+        let mut rows = Vec::new();
+        for metric in Metric::ALL {
+            let (b, n) = (self.base.values(key, metric), self.new.values(key, metric));
+            if b.is_empty() && n.is_empty() {
+                continue;
+            }
+            let tau = band(metric, self.settings, &b);
+            let c = stats::compare_samples(&b, &n, metric.higher_is_better(), tau, alpha);
+            let mut r = row(key.to_string(), metric, &c, &b, &n, noisy);
+            r.p95_ratio_ci = (stats::percentile_is_bounded(b.len(), 0.95)
+                && stats::percentile_is_bounded(n.len(), 0.95))
+            .then(|| stats::exact_quantile_ratio_ci(&b, &n, 0.95, alpha))
+            .flatten();
+            rows.push(r);
+        }
+        rows
+    }
+
+    /// The rows of one model (with its variant and axis values), pooled over
+    /// the prompts of its common cells `keys`, one per metric.
+    fn model_rows(&self, group: &str, keys: &[&str]) -> Vec<Row> {
+        let alpha = self.settings.alpha;
+        let noisy = keys.iter().any(|k| self.noisy(k));
+        let mut rows = Vec::new();
+        for metric in Metric::ALL {
+            let strata: Vec<(Vec<f64>, Vec<f64>)> = keys
+                .iter()
+                .map(|k| (self.base.values(k, metric), self.new.values(k, metric)))
+                .filter(|(b, n)| !b.is_empty() || !n.is_empty())
+                .collect();
+            if strata.is_empty() {
+                continue;
+            }
+            let pooled_base: Vec<f64> = strata.iter().flat_map(|(b, _)| b.clone()).collect();
+            let pooled_new: Vec<f64> = strata.iter().flat_map(|(_, n)| n.clone()).collect();
+            let tau = band(metric, self.settings, &pooled_base);
+            let c = stratified::compare_strata(&strata, metric.higher_is_better(), tau, alpha);
+            let mut r = row(
+                group.to_string(),
+                metric,
+                &c.comparison,
+                &pooled_base,
+                &pooled_new,
+                noisy,
+            );
+            r.prompts = Some(c.strata);
+            rows.push(r);
+        }
+        rows
     }
 }
 

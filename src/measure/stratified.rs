@@ -312,17 +312,20 @@ impl Blocks {
                 ci: stats::in_open_unit(alpha).then_some((1.0, 1.0)),
             });
         }
-        let positive = self.last_shift_where(|z| z > 0.0)?;
-        let non_negative = self.last_shift_where(|z| z >= 0.0)?;
+        let half = alpha / 2.0;
+        // The estimate is bracketed by `z > 0` and `z ≥ 0`; the interval's
+        // ends by z > z_{1−α/2} and z ≥ −z_{1−α/2}, through Φ so no quantile
+        // is needed.
+        let [positive, non_negative, lo, hi] = self.last_shifts_where([
+            &|z| z > 0.0,
+            &|z| z >= 0.0,
+            &|z| stats::normal_cdf(-z) < half,
+            &|z| stats::normal_cdf(z) >= half,
+        ]);
+        let (positive, non_negative) = (positive?, non_negative?);
         let shift = positive + (non_negative - positive) / 2.0;
         let ci = stats::in_open_unit(alpha)
-            .then(|| {
-                let half = alpha / 2.0;
-                // z > z_{1−α/2} and z ≥ −z_{1−α/2}, through Φ so no quantile is needed.
-                let lo = self.last_shift_where(|z| stats::normal_cdf(-z) < half)?;
-                let hi = self.last_shift_where(|z| stats::normal_cdf(z) >= half)?;
-                Some((lo.exp(), hi.exp()))
-            })
+            .then(|| Some((lo?.exp(), hi?.exp())))
             .flatten();
         Some(HodgesLehmann {
             ratio: shift.exp(),
@@ -330,27 +333,40 @@ impl Blocks {
         })
     }
 
-    /// `sup{Δ : holds(z(Δ))}` for a predicate that holds for large `z` and
-    /// fails for small (`z(Δ)` falls as `Δ` grows), by bisection between a
-    /// shift below every difference and one above. `None` when it holds for
-    /// no shift or for every shift.
-    fn last_shift_where(&self, holds: impl Fn(f64) -> bool) -> Option<f64> {
-        let (mut lo, mut hi) = (self.smallest - 1.0, self.largest + 1.0);
-        if !holds(self.z(lo)) || holds(self.z(hi)) {
-            return None;
-        }
-        for _ in 0..MAX_BISECTIONS {
+    /// `sup{Δ : holds(z(Δ))}` for each of several predicates that hold for
+    /// large `z` and fail for small (`z(Δ)` falls as `Δ` grows), by bisection
+    /// between a shift below every difference and one above; `None` for a
+    /// predicate that holds for no shift or for every shift. The searches
+    /// share their evaluations of `z`: every shift tried narrows each bracket
+    /// it falls in, so searches that have not yet parted cost one.
+    fn last_shifts_where<const K: usize>(
+        &self,
+        holds: [&dyn Fn(f64) -> bool; K],
+    ) -> [Option<f64>; K] {
+        let (lo, hi) = (self.smallest - 1.0, self.largest + 1.0);
+        let (z_lo, z_hi) = (self.z(lo), self.z(hi));
+        let mut brackets = holds.map(|h| (h(z_lo) && !h(z_hi)).then_some((lo, hi)));
+        let open = |(lo, hi): (f64, f64)| {
             let mid = lo + (hi - lo) / 2.0;
-            if !(lo < mid && mid < hi) || hi - lo <= SHIFT_TOLERANCE * (1.0 + mid.abs()) {
+            lo < mid && mid < hi && hi - lo > SHIFT_TOLERANCE * (1.0 + mid.abs())
+        };
+        for _ in 0..MAX_BISECTIONS * K {
+            let Some((lo, hi)) = brackets.iter().flatten().copied().find(|&b| open(b)) else {
                 break;
-            }
-            if holds(self.z(mid)) {
-                lo = mid;
-            } else {
-                hi = mid;
+            };
+            let mid = lo + (hi - lo) / 2.0;
+            let z = self.z(mid);
+            for (bracket, holds) in brackets.iter_mut().zip(&holds) {
+                if let Some((lo, hi)) = bracket.as_mut().filter(|(lo, hi)| *lo < mid && mid < *hi) {
+                    if holds(z) {
+                        *lo = mid;
+                    } else {
+                        *hi = mid;
+                    }
+                }
             }
         }
-        Some(lo + (hi - lo) / 2.0)
+        brackets.map(|b| b.map(|(lo, hi)| lo + (hi - lo) / 2.0))
     }
 
     /// Rounds a side handed to the decision rule: the smaller of the summed

@@ -258,6 +258,14 @@ fn a_busy_machine_gets_its_section_and_its_cells_are_marked() {
     );
     let marks: Vec<&str> = report.lines().filter(|l| l.contains(" ⚠ |")).collect();
     assert_eq!(marks.len(), 1, "{marks:?} (expected {marked})");
+    // Markdown reads a table only after a blank line.
+    let lines: Vec<&str> = report.lines().collect();
+    for pair in lines.windows(2) {
+        assert!(
+            !pair[1].starts_with('|') || pair[0].is_empty() || pair[0].starts_with('|'),
+            "a table right after text: {pair:?}"
+        );
+    }
     // Without noise figures (older results) the section is absent.
     assert!(
         !dyno::report::render("report.md", &synthetic(), None)

@@ -136,6 +136,17 @@ fn missing_file_is_exit_2() {
 }
 
 #[test]
+fn a_missing_results_file_is_named_once_with_its_cause_once() {
+    let tree = Tree::new(&[]);
+    let missing = tree.path("nothing-here");
+    let out = dyno(&["compare", "results/quickstart", &missing.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("cannot read").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+}
+
+#[test]
 fn usage_error_is_exit_2() {
     assert_eq!(dyno(&["frobnicate"]).status.code(), Some(2));
 }

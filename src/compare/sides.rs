@@ -70,8 +70,8 @@ pub fn load_sides(first: &str, second: Option<&str>) -> Result<[(Results, String
         }
     };
     std::thread::scope(|scope| {
-        let base = scope.spawn(base);
-        let new = load_path(new_from);
+        let base = scope.spawn(|| results::on_one_thread(base));
+        let new = results::on_one_thread(|| load_path(new_from));
         let base = base
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));

@@ -50,7 +50,14 @@ pub fn parse(text: &str, what: &str) -> Result<Results, LoadError> {
         what: what.to_string(),
         found,
     };
-    match serde_json::from_str::<Results>(text) {
+    let in_parts = (!ON_ONE_THREAD.get())
+        .then(|| super::parts::parse_in_parts(text, PER_REQUEST_ONLY.get()))
+        .flatten();
+    let parsed = match in_parts {
+        Some(doc) => Ok(doc),
+        None => serde_json::from_str::<Results>(text),
+    };
+    match parsed {
         Ok(doc) if READABLE_FORMATS.contains(&doc.format_version) => Ok(doc),
         Ok(doc) => Err(unreadable(doc.format_version)),
         Err(err) => match serde_json::from_str::<Version>(text) {
@@ -68,6 +75,8 @@ pub fn parse(text: &str, what: &str) -> Result<Results, LoadError> {
 thread_local! {
     /// Set while [`parse_per_request`] parses on this thread.
     static PER_REQUEST_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set while [`on_one_thread`] runs on this thread.
+    static ON_ONE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A sample's `itl_ms` as read: every gap, or none while
@@ -87,16 +96,36 @@ pub(super) fn per_token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f6
 /// read. Aggregates already in the document (cells, summaries, load
 /// points) keep their inter-token figures.
 pub fn parse_per_request(text: &str, what: &str) -> Result<Results, LoadError> {
-    /// Clears the flag however parsing ends.
-    struct Reset;
-    impl Drop for Reset {
+    with_per_request(true, || parse(text, what))
+}
+
+/// Runs `f` on this thread in per-request mode or not (see
+/// [`parse_per_request`]), then restores the mode however `f` ends.
+pub(super) fn with_per_request<T>(per_request: bool, f: impl FnOnce() -> T) -> T {
+    with_flag(&PER_REQUEST_ONLY, per_request, f)
+}
+
+/// Runs `f` with every document it parses read on the calling thread alone,
+/// for callers that already read several documents side by side (a large
+/// document is otherwise read on every core).
+pub fn on_one_thread<T>(f: impl FnOnce() -> T) -> T {
+    with_flag(&ON_ONE_THREAD, true, f)
+}
+
+fn with_flag<T>(
+    flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+    value: bool,
+    f: impl FnOnce() -> T,
+) -> T {
+    /// Puts the flag back however `f` ends.
+    struct Restore(&'static std::thread::LocalKey<std::cell::Cell<bool>>, bool);
+    impl Drop for Restore {
         fn drop(&mut self) {
-            PER_REQUEST_ONLY.set(false);
+            self.0.set(self.1);
         }
     }
-    PER_REQUEST_ONLY.set(true);
-    let _reset = Reset;
-    parse(text, what)
+    let _restore = Restore(flag, flag.replace(value));
+    f()
 }
 
 /// The largest results file `load` reads (a FIFO or a device is refused

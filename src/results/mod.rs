@@ -16,6 +16,7 @@ use crate::plan::Round;
 mod io;
 mod load;
 mod merge;
+mod parts;
 mod summary;
 
 pub use merge::{
@@ -27,8 +28,8 @@ pub use load::{
 };
 
 pub use io::{
-    LoadError, RESULTS_FILE, load, load_per_request, parse, parse_per_request, results_file,
-    to_json,
+    LoadError, RESULTS_FILE, load, load_per_request, on_one_thread, parse, parse_per_request,
+    results_file, to_json,
 };
 
 pub use summary::{

@@ -268,6 +268,36 @@ pub fn summarize(readings: &[Reading], per_request: &[f64], noisy_cores: f64) ->
     }
 }
 
+/// The summaries of several parts of one run (shards) as one: the
+/// per-request figures from `per_request` (every part's requests), the
+/// readings counted together, maxima and minima over the parts, steal
+/// weighted by each part's readings. `None` when no part has a summary.
+pub fn merge(parts: &[&NoiseSummary], per_request: &[f64]) -> Option<NoiseSummary> {
+    let first = parts.first()?;
+    let max =
+        |f: fn(&NoiseSummary) -> Option<f64>| parts.iter().filter_map(|p| f(p)).reduce(f64::max);
+    let min =
+        |f: fn(&NoiseSummary) -> Option<f64>| parts.iter().filter_map(|p| f(p)).reduce(f64::min);
+    let stolen: Vec<(f64, usize)> = parts
+        .iter()
+        .filter_map(|p| Some((p.steal_cores?, p.readings)))
+        .collect();
+    let weight: usize = stolen.iter().map(|(_, n)| n).sum();
+    let steal_cores = (!stolen.is_empty())
+        .then(|| stolen.iter().map(|(c, n)| c * *n as f64).sum::<f64>() / weight.max(1) as f64);
+    let per_request_summary = summarize(&[], per_request, first.noisy_cores);
+    Some(NoiseSummary {
+        readings: parts.iter().map(|p| p.readings).sum(),
+        steal_cores,
+        load1_max: max(|p| p.load1_max),
+        cpu_pressure_max: max(|p| p.cpu_pressure_max),
+        memory_pressure_max: max(|p| p.memory_pressure_max),
+        freq_mhz_min: min(|p| p.freq_mhz_min),
+        freq_mhz_max: max(|p| p.freq_mhz_max),
+        ..per_request_summary
+    })
+}
+
 /// One reading of the machine from `/proc`; `None` without `/proc/stat`.
 #[cfg(target_os = "linux")]
 fn read_proc() -> Option<Reading> {
@@ -419,6 +449,36 @@ mod tests {
         assert_eq!(s.host_busy_cores_max, Some(1.8));
         assert_eq!(s.readings, 2);
         assert_eq!(s.load1_max, Some(1.0));
+    }
+
+    #[test]
+    fn shards_merge_into_the_whole_runs_machine() {
+        let t0 = Instant::now();
+        let quiet = summarize(
+            &[
+                reading(t0, 0.0, 0.0),
+                reading(t0 + Duration::from_secs(1), 0.5, 0.0),
+            ],
+            &[0.1, 0.2],
+            0.5,
+        );
+        let mut busy = summarize(
+            &[
+                reading(t0, 0.0, 0.0),
+                reading(t0 + Duration::from_secs(1), 3.0, 0.0),
+                reading(t0 + Duration::from_secs(2), 5.0, 0.0),
+            ],
+            &[1.8, 1.6],
+            0.5,
+        );
+        busy.load1_max = Some(3.0);
+        let whole = merge(&[&quiet, &busy], &[0.1, 0.2, 1.8, 1.6]);
+        let whole = whole.unwrap_or_else(|| panic!("two summaries merge into one"));
+        assert_eq!(whole.readings, 5, "{whole:?}");
+        assert_eq!(whole.noisy_requests, 2, "{whole:?}");
+        assert_eq!(whole.host_busy_cores_max, Some(1.8), "{whole:?}");
+        assert_eq!(whole.load1_max, Some(3.0), "{whole:?}");
+        assert!(merge(&[], &[1.0]).is_none());
     }
 
     /// A busy loop in another process, seen by `machine`.

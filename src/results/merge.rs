@@ -12,6 +12,7 @@ use super::{
     CellStats, Environment, Highlight, LoadStats, ModelRun, Results, Sample, SweepResult,
     aggregate, highlights, summarize_models,
 };
+use crate::measure::noise::{self, NoiseSummary};
 use crate::suite::EnergySettings;
 
 /// Which part of a sharded run a results document holds.
@@ -145,9 +146,21 @@ pub fn merge_shards(parts: Vec<(String, Results)>) -> Result<(Results, Vec<Strin
             machines.into_iter().collect::<Vec<_>>().join("; ")
         ));
     }
+    let noise: Vec<NoiseSummary> = parts
+        .iter()
+        .filter_map(|(_, doc, _)| doc.environment.noise.clone())
+        .collect();
     let mut docs = parts.into_iter().map(|(_, doc, _)| doc);
     let first = docs.next().ok_or(MergeError::Empty)?;
-    Ok((combine(first, docs, false), warnings))
+    let mut merged = combine(first, docs, false);
+    // The machine during the whole run, not during the first shard.
+    let busy: Vec<f64> = merged
+        .samples
+        .iter()
+        .filter_map(|s| s.host_busy_cores)
+        .collect();
+    merged.environment.noise = noise::merge(&noise.iter().collect::<Vec<_>>(), &busy);
+    Ok((merged, warnings))
 }
 
 /// Runs of one suite on several machines, side by side: every key and

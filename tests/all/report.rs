@@ -253,7 +253,7 @@ fn a_busy_machine_gets_its_section_and_its_cells_are_marked() {
     let report = dyno::report::render("report.md", &doc, None).unwrap();
     assert!(report.contains("## Machine during the run"), "{report}");
     assert!(
-        report.contains("**1 requests were measured while they kept more than 0.5 cores busy**"),
+        report.contains("**1 request was measured while they kept more than 0.5 cores busy**"),
         "{report}"
     );
     let marks: Vec<&str> = report.lines().filter(|l| l.contains(" ⚠ |")).collect();

@@ -115,6 +115,24 @@ async fn three_shards_merge_into_the_unsharded_run() {
         std::fs::read(reversed.join("results.json")).unwrap(),
         "the order of the inputs changed the merge"
     );
+    // The machine during the whole run: every part's readings and requests.
+    let readings = |d: &Results| d.environment.noise.as_ref().map_or(0, |n| n.readings);
+    let part_readings: usize = parts.iter().map(readings).sum();
+    assert!(part_readings > 0, "{:?}", parts[0].environment.noise);
+    assert_eq!(readings(&doc), part_readings, "{:?}", doc.environment.noise);
+    let part_max = parts
+        .iter()
+        .filter_map(|d| d.environment.noise.as_ref()?.host_busy_cores_max)
+        .reduce(f64::max);
+    assert_eq!(
+        doc.environment
+            .noise
+            .as_ref()
+            .and_then(|n| n.host_busy_cores_max),
+        part_max,
+        "{:?}",
+        doc.environment.noise
+    );
     let part_report = std::fs::read_to_string(shards[1].join("report.md")).unwrap();
     assert!(
         part_report.contains("> **Shard 2 of 3:**"),

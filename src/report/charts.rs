@@ -99,6 +99,12 @@ pub(super) type CategoryChart<'a, 'b> = ChartContext<
 >;
 
 /// Result type of the drawing closures.
+pub(super) type XyChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
 pub(super) type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 /// Renders the three report charts for `series`, in a fixed order:
@@ -372,6 +378,37 @@ fn series_labels(series: &[Series]) -> Vec<&str> {
     series.iter().map(|s| s.label.as_str()).collect()
 }
 
+/// A chart with `x_range` along x and `y_range` up y (described as
+/// `x_desc` and `y_desc`), its mesh drawn; `extra_bottom` pixels are kept
+/// free under it for a note.
+pub(super) fn xy_frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    (x_range, y_range): (&Range<f64>, &Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+    extra_bottom: i32,
+) -> Result<XyChart<'a, 'b>, DrawingAreaErrorKind<std::io::Error>> {
+    let (x_span, y_span) = (x_range.end - x_range.start, y_range.end - y_range.start);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 20))
+        .margin(12)
+        .margin_bottom(12 + extra_bottom)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x_range.clone(), y_range.clone())?;
+    chart
+        .configure_mesh()
+        .bold_line_style(BLACK.mix(0.12))
+        .light_line_style(BLACK.mix(0.04))
+        .x_label_formatter(&|v| format::axis_tick(*v, x_span))
+        .y_label_formatter(&|v| format::axis_tick(*v, y_span))
+        .axis_desc_style((FONT, 14))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()?;
+    Ok(chart)
+}
+
 /// Draws the labelled series' legend in the upper right corner.
 pub(super) fn draw_legend<'a, 'b: 'a>(chart: &mut CategoryChart<'a, 'b>) -> DrawResult {
     chart
@@ -641,8 +678,6 @@ fn render_ttft_vs_tps(series: &[Series]) -> Result<Chart, ChartError> {
     let y_bounds = min_max(points.iter().flatten().map(|p| p.1));
     let x_range = x_bounds.map_or(0.0..1.0, |(lo, hi)| padded_range(lo, hi));
     let y_range = y_bounds.map_or(0.0..1.0, |(lo, hi)| padded_range(lo, hi));
-    let x_span = x_range.end - x_range.start;
-    let y_span = y_range.end - y_range.start;
     let missing: Vec<&str> = series
         .iter()
         .zip(&points)
@@ -661,23 +696,13 @@ fn render_ttft_vs_tps(series: &[Series]) -> Result<Chart, ChartError> {
     let row_height = 16;
 
     render_svg("ttft-vs-tps.svg", title, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 20))
-            .margin(margin)
-            .margin_bottom(margin + note_rows * row_height)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x_range.clone(), y_range.clone())?;
-        chart
-            .configure_mesh()
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(BLACK.mix(0.04))
-            .x_label_formatter(&|v| format::axis_tick(*v, x_span))
-            .y_label_formatter(&|v| format::axis_tick(*v, y_span))
-            .axis_desc_style((FONT, 14))
-            .x_desc("median TTFT (ms)")
-            .y_desc("median decode (tok/s)")
-            .draw()?;
+        let mut chart = xy_frame(
+            root,
+            title,
+            (&x_range, &y_range),
+            ("median TTFT (ms)", "median decode (tok/s)"),
+            note_rows * row_height,
+        )?;
 
         if x_bounds.is_none() {
             chart

@@ -5,9 +5,8 @@
 use plotters::prelude::*;
 
 use super::charts::{
-    Chart, ChartError, DrawResult, FONT, PALETTE, min_max, padded_range, render_svg,
+    Chart, ChartError, DrawResult, FONT, PALETTE, min_max, padded_range, render_svg, xy_frame,
 };
-use super::format;
 use crate::results::LoadStats;
 
 /// One line: its label, points (x ascending) and whether it is dashed.
@@ -136,24 +135,8 @@ fn lines_chart(
     let ys = min_max(lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)));
     let x_range = xs.map_or(0.0..1.0, |(lo, hi)| padded_range(lo, hi));
     let y_range = ys.map_or(0.0..1.0, |(lo, hi)| padded_range(lo, hi));
-    let (x_span, y_span) = (x_range.end - x_range.start, y_range.end - y_range.start);
     render_svg(file, title, |root| -> DrawResult {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x_range.clone(), y_range.clone())?;
-        chart
-            .configure_mesh()
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(BLACK.mix(0.04))
-            .x_label_formatter(&|v| format::axis_tick(*v, x_span))
-            .y_label_formatter(&|v| format::axis_tick(*v, y_span))
-            .axis_desc_style((FONT, 14))
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .draw()?;
+        let mut chart = xy_frame(root, title, (&x_range, &y_range), (x_desc, y_desc), 0)?;
         for line in lines {
             let style = line.colour.stroke_width(2);
             let series = if line.dashed {

@@ -232,31 +232,12 @@ impl Foundry {
                 url.query_pairs_mut()
                     .append_pair("ttl", &self.load_ttl.as_secs().max(1).to_string());
                 let route = format!("GET /openai/load/{id}");
-                let start = Instant::now();
-                let response = self
-                    .send(self.http.get(url).timeout(self.load_timeout), &route)
-                    .await?;
-                let status = response.status();
-                let body = response.text().await.unwrap_or_default();
-                let elapsed = start.elapsed();
-                if status.is_success() {
-                    return Ok(elapsed);
-                }
-                Err(load_error(id, &route, status.as_u16(), &body))
+                self.timed_load(id, url, &route).await.map(|(elapsed, _)| elapsed)
             }
             Generation::Core => {
                 let url = self.endpoint(&["models", "load", id])?;
                 let route = format!("GET /models/load/{id}");
-                let start = Instant::now();
-                let response = self
-                    .send(self.http.get(url).timeout(self.load_timeout), &route)
-                    .await?;
-                let status = response.status();
-                let body = response.text().await.unwrap_or_default();
-                let elapsed = start.elapsed();
-                if !status.is_success() {
-                    return Err(load_error(id, &route, status.as_u16(), &body));
-                }
+                let (elapsed, body) = self.timed_load(id, url, &route).await?;
                 let value: Value =
                     serde_json::from_str(&body).map_err(|e| FoundryError::BadResponse {
                         route: route.clone(),
@@ -409,6 +390,28 @@ impl Foundry {
             .pop_if_empty()
             .extend(segments);
         Ok(url)
+    }
+
+    /// Asks the service to load `id` at `url`: how long it took and the
+    /// reply's body, or the error the service answered with.
+    async fn timed_load(
+        &self,
+        id: &str,
+        url: reqwest::Url,
+        route: &str,
+    ) -> Result<(Duration, String), FoundryError> {
+        let start = Instant::now();
+        let response = self
+            .send(self.http.get(url).timeout(self.load_timeout), route)
+            .await?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let elapsed = start.elapsed();
+        if status.is_success() {
+            Ok((elapsed, body))
+        } else {
+            Err(load_error(id, route, status.as_u16(), &body))
+        }
     }
 
     async fn send(

@@ -246,8 +246,6 @@ pub fn busy(from: &Reading, to: &Reading, tree_cpu_s: Option<f64>) -> Option<Bus
 
 /// The run's summary from its readings and per-request busy cores.
 pub fn summarize(readings: &[Reading], per_request: &[f64], noisy_cores: f64) -> NoiseSummary {
-    let max = |f: fn(&Reading) -> Option<f64>| readings.iter().filter_map(f).reduce(f64::max);
-    let min = |f: fn(&Reading) -> Option<f64>| readings.iter().filter_map(f).reduce(f64::min);
     let steal_cores = match (readings.first(), readings.last()) {
         (Some(a), Some(b)) => busy(a, b, None).and_then(|w| w.steal_cores),
         _ => None,
@@ -260,12 +258,22 @@ pub fn summarize(readings: &[Reading], per_request: &[f64], noisy_cores: f64) ->
         noisy_requests: per_request.iter().filter(|b| **b > noisy_cores).count(),
         noisy_cores,
         steal_cores,
-        load1_max: max(|r| r.load1),
-        cpu_pressure_max: max(|r| r.cpu_pressure),
-        memory_pressure_max: max(|r| r.memory_pressure),
-        freq_mhz_min: min(|r| r.freq_mhz),
-        freq_mhz_max: max(|r| r.freq_mhz),
+        load1_max: highest(readings, |r| r.load1),
+        cpu_pressure_max: highest(readings, |r| r.cpu_pressure),
+        memory_pressure_max: highest(readings, |r| r.memory_pressure),
+        freq_mhz_min: lowest(readings, |r| r.freq_mhz),
+        freq_mhz_max: highest(readings, |r| r.freq_mhz),
     }
+}
+
+/// The largest of `f` over `items` that have it.
+fn highest<T>(items: &[T], f: impl Fn(&T) -> Option<f64>) -> Option<f64> {
+    items.iter().filter_map(f).reduce(f64::max)
+}
+
+/// The smallest of `f` over `items` that have it.
+fn lowest<T>(items: &[T], f: impl Fn(&T) -> Option<f64>) -> Option<f64> {
+    items.iter().filter_map(f).reduce(f64::min)
 }
 
 /// The summaries of several parts of one run (shards) as one: the
@@ -274,10 +282,6 @@ pub fn summarize(readings: &[Reading], per_request: &[f64], noisy_cores: f64) ->
 /// weighted by each part's readings. `None` when no part has a summary.
 pub fn merge(parts: &[&NoiseSummary], per_request: &[f64]) -> Option<NoiseSummary> {
     let first = parts.first()?;
-    let max =
-        |f: fn(&NoiseSummary) -> Option<f64>| parts.iter().filter_map(|p| f(p)).reduce(f64::max);
-    let min =
-        |f: fn(&NoiseSummary) -> Option<f64>| parts.iter().filter_map(|p| f(p)).reduce(f64::min);
     let stolen: Vec<(f64, usize)> = parts
         .iter()
         .filter_map(|p| Some((p.steal_cores?, p.readings)))
@@ -289,11 +293,11 @@ pub fn merge(parts: &[&NoiseSummary], per_request: &[f64]) -> Option<NoiseSummar
     Some(NoiseSummary {
         readings: parts.iter().map(|p| p.readings).sum(),
         steal_cores,
-        load1_max: max(|p| p.load1_max),
-        cpu_pressure_max: max(|p| p.cpu_pressure_max),
-        memory_pressure_max: max(|p| p.memory_pressure_max),
-        freq_mhz_min: min(|p| p.freq_mhz_min),
-        freq_mhz_max: max(|p| p.freq_mhz_max),
+        load1_max: highest(parts, |p| p.load1_max),
+        cpu_pressure_max: highest(parts, |p| p.cpu_pressure_max),
+        memory_pressure_max: highest(parts, |p| p.memory_pressure_max),
+        freq_mhz_min: lowest(parts, |p| p.freq_mhz_min),
+        freq_mhz_max: highest(parts, |p| p.freq_mhz_max),
         ..per_request_summary
     })
 }

@@ -232,7 +232,9 @@ impl Foundry {
                 url.query_pairs_mut()
                     .append_pair("ttl", &self.load_ttl.as_secs().max(1).to_string());
                 let route = format!("GET /openai/load/{id}");
-                self.timed_load(id, url, &route).await.map(|(elapsed, _)| elapsed)
+                self.timed_load(id, url, &route)
+                    .await
+                    .map(|(elapsed, _)| elapsed)
             }
             Generation::Core => {
                 let url = self.endpoint(&["models", "load", id])?;

@@ -304,22 +304,8 @@ pub fn run(cli: Cli) -> ExitCode {
 pub fn report(err: &anyhow::Error) {
     match err.chain().find_map(|e| e.downcast_ref::<LoadError>()) {
         Some(load) => eprint!("{}", load.render()),
-        None => eprintln!("error: {}", with_causes(err)),
+        None => eprintln!("error: {}", crate::text::error_chain(err.as_ref())),
     }
-}
-
-/// An error and its causes, `a: b: c`, leaving out a cause whose text the
-/// message already holds (many errors name their source in their own words).
-fn with_causes(err: &anyhow::Error) -> String {
-    let mut text = err.to_string();
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
 }
 
 fn validate(args: &[String], templates: Option<&Path>) -> anyhow::Result<u8> {

@@ -280,7 +280,7 @@ fn lowest<T>(items: &[T], f: impl Fn(&T) -> Option<f64>) -> Option<f64> {
 /// per-request figures from `per_request` (every part's requests), the
 /// readings counted together, maxima and minima over the parts, steal
 /// weighted by each part's readings. `None` when no part has a summary.
-pub fn merge(parts: &[&NoiseSummary], per_request: &[f64]) -> Option<NoiseSummary> {
+pub fn merge(parts: &[NoiseSummary], per_request: &[f64]) -> Option<NoiseSummary> {
     let first = parts.first()?;
     let stolen: Vec<(f64, usize)> = parts
         .iter()
@@ -476,7 +476,7 @@ mod tests {
             0.5,
         );
         busy.load1_max = Some(3.0);
-        let whole = merge(&[&quiet, &busy], &[0.1, 0.2, 1.8, 1.6]);
+        let whole = merge(&[quiet, busy], &[0.1, 0.2, 1.8, 1.6]);
         let whole = whole.unwrap_or_else(|| panic!("two summaries merge into one"));
         assert_eq!(whole.readings, 5, "{whole:?}");
         assert_eq!(whole.noisy_requests, 2, "{whole:?}");

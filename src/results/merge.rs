@@ -159,7 +159,7 @@ pub fn merge_shards(parts: Vec<(String, Results)>) -> Result<(Results, Vec<Strin
         .iter()
         .filter_map(|s| s.host_busy_cores)
         .collect();
-    merged.environment.noise = noise::merge(&noise.iter().collect::<Vec<_>>(), &busy);
+    merged.environment.noise = noise::merge(&noise, &busy);
     Ok((merged, warnings))
 }
 

@@ -1,6 +1,6 @@
 //! Reading a large `results.json` on every core. The samples, nearly all of
-//! a big document, are cut into runs of whole samples where dyno's own
-//! layout puts them (see [`super::to_json`]) and parsed side by side; the
+//! a big document, are cut apart where dyno's own layout separates them
+//! (see [`super::to_json`]) and parsed side by side; the
 //! rest of the document is parsed on its own. JSON strings hold no raw
 //! newline, so a newline followed by the layout's indentation is always
 //! structure, never text. A document in any other layout, or one that does
@@ -21,10 +21,10 @@ const BETWEEN: &str = "\n    },\n    {";
 /// Below this many bytes of samples, one thread reads them.
 const SMALL: usize = 8 << 20;
 
-/// `text` parsed with its samples cut into parts, or `None` when the
+/// `text` parsed with its samples read side by side, or `None` when the
 /// document is small, not in dyno's layout, or does not parse this way.
 /// `per_request` is the caller's mode (see `io::parse_per_request`), which
-/// every thread parsing a part takes on.
+/// every thread parsing a sample takes on.
 pub(super) fn parse_in_parts(text: &str, per_request: bool) -> Option<Results> {
     let start = memmem::find(text.as_bytes(), OPEN.as_bytes())? + OPEN.len();
     let end = start + memmem::find(&text.as_bytes()[start..], CLOSE.as_bytes())?;
@@ -32,21 +32,19 @@ pub(super) fn parse_in_parts(text: &str, per_request: bool) -> Option<Results> {
     if samples.len() < SMALL {
         return None;
     }
-    let parts = cut(samples, rayon::current_num_threads() * 4);
+    let objects: Vec<&str> = objects(samples).collect();
     let head = [&text[..start], &text[end..]].concat();
-    let (head, parts) = rayon::join(
+    let (head, samples) = rayon::join(
         || serde_json::from_str::<Results>(&head).ok(),
         || {
-            parts
+            objects
                 .par_iter()
-                .map(|part| {
+                .map(|object| {
                     super::io::with_per_request(per_request, || {
-                        objects(part)
-                            .map(|object| serde_json::from_str::<Sample>(object).ok())
-                            .collect::<Option<Vec<Sample>>>()
+                        serde_json::from_str::<Sample>(object).ok()
                     })
                 })
-                .collect::<Option<Vec<Vec<Sample>>>>()
+                .collect::<Option<Vec<Sample>>>()
         },
     );
     let mut doc = head?;
@@ -54,42 +52,26 @@ pub(super) fn parse_in_parts(text: &str, per_request: bool) -> Option<Results> {
     if !doc.samples.is_empty() {
         return None;
     }
-    doc.samples = parts?.into_iter().flatten().collect();
+    doc.samples = samples?;
     Some(doc)
 }
 
-/// `samples` (the array's inside) cut into about `count` runs of whole
-/// samples, each a comma-separated list of objects.
-fn cut(samples: &str, count: usize) -> Vec<&str> {
-    let target = samples.len() / count.max(1) + 1;
-    let mut parts = Vec::with_capacity(count);
-    let mut rest = samples;
-    while rest.len() > target {
-        let Some((part, next)) = split_between(rest, target) else {
-            break;
-        };
-        parts.push(part);
-        rest = next;
-    }
-    parts.push(rest);
-    parts
-}
-
-/// The objects of a part, each parsed on its own (no copy of the part).
-fn objects(part: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(part);
+/// The objects of `samples` (the array's inside), each to be parsed on its
+/// own, borrowed (no copy).
+fn objects(samples: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(samples);
     std::iter::from_fn(move || {
         let text = rest?;
-        let (object, next) = split_between(text, 0).unwrap_or((text, ""));
+        let (object, next) = split_between(text).unwrap_or((text, ""));
         rest = (!next.is_empty()).then_some(next);
         Some(object)
     })
 }
 
-/// `text` split at the first boundary between two samples at or after byte
-/// `from`: up to the closing brace, and from the next opening one.
-fn split_between(text: &str, from: usize) -> Option<(&str, &str)> {
-    let at = from + memmem::find(text.as_bytes().get(from..)?, BETWEEN.as_bytes())?;
+/// `text` split at the first boundary between two samples: up to the
+/// closing brace, and from the next opening one.
+fn split_between(text: &str) -> Option<(&str, &str)> {
+    let at = memmem::find(text.as_bytes(), BETWEEN.as_bytes())?;
     let end = at + "\n    }".len();
     Some((&text[..end], &text[end + ",\n    ".len()..]))
 }
@@ -153,19 +135,17 @@ mod tests {
     }
 
     #[test]
-    fn cuts_fall_between_samples_and_lose_nothing() {
+    fn objects_fall_between_samples_and_lose_nothing() {
         let objects: Vec<String> = (0..50)
             .map(|i| format!("    {{\n      \"i\": {i},\n      \"s\": \"}},\\n    {{\"\n    }}"))
             .collect();
         let samples = objects.join(",\n");
-        let parts = cut(&samples, 7);
-        assert!(parts.len() > 1, "{parts:?}");
-        let mut values = Vec::new();
-        for part in &parts {
-            let list: Vec<serde_json::Value> =
-                serde_json::from_str(&format!("[{part}]")).expect(part);
-            values.extend(list);
-        }
+        let parts: Vec<&str> = super::objects(&samples).collect();
+        assert_eq!(parts.len(), 50, "{parts:?}");
+        let values: Vec<serde_json::Value> = parts
+            .iter()
+            .map(|part| serde_json::from_str(part).expect(part))
+            .collect();
         let indices: Vec<i64> = values.iter().filter_map(|v| v["i"].as_i64()).collect();
         assert_eq!(indices, (0..50).collect::<Vec<_>>(), "{parts:?}");
     }

@@ -12,7 +12,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::OnceCell;
 
 use super::{
-    CatalogEntry, Device, Foundry, SystemCli, discover, resolve, same_variant, service_pid,
+    CatalogEntry, Device, Foundry, FoundryError, SystemCli, discover, resolve, same_variant,
+    service_pid,
 };
 use crate::provider::openai::{self, Target};
 use crate::provider::{Measured, Progress, Request, Started, Stopped};
@@ -46,17 +47,18 @@ impl Shared {
             .get_or_init(|| async {
                 let env = |key: &str| std::env::var(key).ok();
                 let cli = SystemCli::default();
-                let found = discover(self.base_url.as_deref(), &env, &cli).await;
-                match found {
-                    Ok(found) => match Foundry::connect(&found).await {
-                        Ok(service) => Ok(service
+                let connected = async {
+                    let found = discover(self.base_url.as_deref(), &env, &cli).await?;
+                    let service = Foundry::connect(&found).await?;
+                    Ok::<_, FoundryError>(
+                        service
                             .with_load_timeout(self.load_timeout)
-                            .with_pid(service_pid(&found, &cli).await)),
-                        Err(err) => Err(err),
-                    },
-                    Err(err) => Err(err),
-                }
-                .map_err(|e| format!("endpoint `{}`: {e}", self.name))
+                            .with_pid(service_pid(&found, &cli).await),
+                    )
+                };
+                connected
+                    .await
+                    .map_err(|e| format!("endpoint `{}`: {e}", self.name))
             })
             .await
             .clone()

@@ -330,11 +330,6 @@ mod bench {
         used
     }
 
-    fn median(mut values: Vec<f64>) -> f64 {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    }
-
     /// Whether the section `name` runs: every one without arguments, else
     /// those an argument names part of (`cargo bench` passes `--bench`).
     fn wanted(name: &str) -> bool {
@@ -460,8 +455,8 @@ mod bench {
                 }
                 self.fixture.take();
                 let chunks = f64::from(streams * (tokens - 1));
-                let d = median(d) * 1e6 / chunks;
-                let c = (!c.is_empty()).then(|| median(c) * 1e6 / chunks);
+                let d = at(&d, 0.5) * 1e6 / chunks;
+                let c = (!c.is_empty()).then(|| at(&c, 0.5) * 1e6 / chunks);
                 self.rows.push(Row {
                     what: format!(
                         "CPU per chunk, {streams} stream(s), {} (median of 5)",

@@ -167,6 +167,11 @@ pub enum Command {
         /// Also write the comparison as Markdown (for a pull-request comment).
         #[arg(long, value_name = "FILE")]
         markdown: Option<PathBuf>,
+        /// Runs from different machines (CPU model, core count, a model's
+        /// engine build or CPU features) are compared like any others: their
+        /// shifts are verdicts and fail the comparison (otherwise MACHINE).
+        #[arg(long)]
+        across_machines: bool,
     },
     /// A metric across the git history of a results file, with the commits
     /// that introduced a step.
@@ -280,7 +285,14 @@ pub fn run(cli: Cli) -> ExitCode {
             second,
             json,
             markdown,
-        } => compare_cmd(&first, second.as_deref(), json, markdown.as_deref()),
+            across_machines,
+        } => compare_cmd(
+            &first,
+            second.as_deref(),
+            json,
+            markdown.as_deref(),
+            across_machines,
+        ),
         Command::History {
             results,
             metric,
@@ -565,9 +577,11 @@ fn compare_cmd(
     second: Option<&str>,
     json: bool,
     markdown: Option<&Path>,
+    across_machines: bool,
 ) -> anyhow::Result<u8> {
     let [(base, base_label), (new, new_label)] = crate::compare::load_sides(first, second)?;
-    let comparison = crate::compare::compare(&base, &new, &base_label, &new_label);
+    let comparison =
+        crate::compare::compare_across(&base, &new, &base_label, &new_label, across_machines);
     if let Some(path) = markdown {
         let text = crate::compare::render_markdown(&comparison, None)?;
         crate::fsutil::write_atomic(path, text.as_bytes())

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::sides::{LoadError, git_location, load_revision};
-use super::{ALPHA, Cells, Metric};
+use super::{ALPHA, Cells, Machines, Metric};
 use crate::measure::stats;
 use crate::report::charts::{self, ChartError};
 use crate::report::format::fixed_or_missing;
@@ -32,6 +32,10 @@ pub struct HistoryPoint {
     /// The cell set differs from the previous commit's (cells added or
     /// removed); the value still compares only the common cells.
     pub cell_set_changed: bool,
+    /// What differs from the previous commit's machine (CPU model, cores,
+    /// a model's engine): a step here is the machine's, not the commit's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_changed: Option<String>,
 }
 
 /// The median of `metric` of every cell of `doc` that has a positive one.
@@ -64,11 +68,15 @@ pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<us
     })?;
     let mut points: Vec<HistoryPoint> = Vec::new();
     let mut previous: Option<(BTreeMap<String, f64>, f64)> = None;
+    let mut previous_doc: Option<crate::results::Results> = None;
     for (commit, subject) in commits {
         // A commit that deleted the file, or an older format, is skipped.
         let Ok((doc, _)) = load_revision(&commit, &file) else {
             continue;
         };
+        let machine_changed = previous_doc
+            .as_ref()
+            .and_then(|before| Machines::of(before, &doc).describe());
         let medians = cell_medians(&doc, metric);
         let own = geometric_mean(medians.values().copied());
         let (value, common, changed) = match &previous {
@@ -96,7 +104,9 @@ pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<us
             cells: medians.len(),
             common,
             cell_set_changed: changed,
+            machine_changed,
         });
+        previous_doc = Some(doc);
     }
     let series: Vec<f64> = points.iter().filter_map(|p| p.value).collect();
     let valued: Vec<usize> = (0..points.len())
@@ -121,6 +131,9 @@ pub fn render_history(metric: Metric, points: &[HistoryPoint], steps: &[usize]) 
                 p.common.unwrap_or(0)
             );
         }
+        if p.machine_changed.is_some() {
+            mark.push_str("  (another machine)");
+        }
         if steps.contains(&i) {
             mark.push_str("  <- step");
         }
@@ -137,14 +150,22 @@ pub fn render_history(metric: Metric, points: &[HistoryPoint], steps: &[usize]) 
         if let (Some(before), Some(at)) =
             (i.checked_sub(1).and_then(|b| points.get(b)), points.get(i))
         {
-            let _ = writeln!(
-                out,
-                "\nthe step came with commit {} ({}): {} → {}",
-                at.commit,
-                at.subject,
+            let (from, to) = (
                 fixed_or_missing(before.value, 2),
-                fixed_or_missing(at.value, 2)
+                fixed_or_missing(at.value, 2),
             );
+            let _ = match &at.machine_changed {
+                Some(what) => writeln!(
+                    out,
+                    "\nthe step at commit {} ({}): {from} → {to} came with a change of machine ({what}), not necessarily the commit",
+                    at.commit, at.subject
+                ),
+                None => writeln!(
+                    out,
+                    "\nthe step came with commit {} ({}): {from} → {to}",
+                    at.commit, at.subject
+                ),
+            };
         }
     }
     out

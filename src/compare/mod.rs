@@ -5,6 +5,7 @@
 //! results (files or git objects); never runs a suite.
 
 mod history;
+mod machines;
 mod quality;
 mod render;
 mod sides;
@@ -14,6 +15,8 @@ mod tests;
 use serde::Serialize;
 
 pub use history::{HistoryPoint, history, history_svg, render_history};
+pub use machines::Machines;
+
 pub use quality::{CHECKS_THRESHOLD, QualityMeasure, QualityRow, SCORE_THRESHOLD, compare_quality};
 pub use render::{render_markdown, render_text};
 pub use sides::{LoadError, load_path, load_revision, load_sides};
@@ -155,9 +158,10 @@ fn verdict_rank(v: Verdict) -> u8 {
     match v {
         Verdict::Regressed => 0,
         Verdict::Improved => 1,
-        Verdict::Noisy => 2,
-        Verdict::Inconclusive => 3,
-        Verdict::Unchanged => 4,
+        Verdict::Machine => 2,
+        Verdict::Noisy => 3,
+        Verdict::Inconclusive => 4,
+        Verdict::Unchanged => 5,
     }
 }
 
@@ -205,6 +209,11 @@ impl<'a> Cells<'a> {
                 .iter()
                 .any(|s| s.host_busy_cores.is_some_and(|b| b > cores))
         })
+    }
+
+    /// The model id of a cell.
+    fn model(&self, key: &str) -> Option<&str> {
+        Some(self.by_key.get(key)?.first()?.model.as_str())
     }
 
     /// The model (with its variant and axis values, without the prompt) a
@@ -262,28 +271,39 @@ fn oriented(c: &stats::Comparison, metric: Metric) -> (Option<f64>, Option<(f64,
     (c.ratio.map(flip), ci)
 }
 
-/// A row from a test's outcome; NOISY replaces a shift measured on a busy
-/// machine.
+/// Where a row's values were measured: on a busy machine (either side),
+/// on two different machines (without `--across-machines`).
+#[derive(Debug, Clone, Copy)]
+struct Conditions {
+    noisy: bool,
+    machine: bool,
+}
+
+/// A row from a test's outcome; MACHINE replaces a shift between two
+/// machines, NOISY one measured on a busy machine.
 fn row(
     key: String,
     metric: Metric,
     c: &stats::Comparison,
     b: &[f64],
     n: &[f64],
-    noisy: bool,
+    conditions: Conditions,
 ) -> Row {
     let (ratio, ci) = oriented(c, metric);
+    let Conditions { noisy, machine } = conditions;
     let verdict = match c.verdict {
+        Verdict::Regressed | Verdict::Improved if machine => Verdict::Machine,
         Verdict::Regressed | Verdict::Improved if noisy => Verdict::Noisy,
         other => other,
     };
+    let set_aside = matches!(verdict, Verdict::Noisy | Verdict::Machine);
     Row {
         key,
         metric,
         base_median: stats::percentile(b, 0.5),
         new_median: stats::percentile(n, 0.5),
         verdict,
-        confirmed: c.confirmed && verdict != Verdict::Noisy,
+        confirmed: c.confirmed && !set_aside,
         ratio,
         ci,
         p: c.p,
@@ -304,15 +324,31 @@ fn row(
 /// pooled over its prompts with van Elteren's stratified test, whose
 /// verdicts (after Benjamini–Hochberg across models × metrics) decide the
 /// exit code. Cells, models and quality are computed on every core; the
-/// rows come out in the same order whatever the number of cores.
+/// rows come out in the same order whatever the number of cores. Shifts of
+/// a model whose machine differs between the runs are MACHINE
+/// ([`compare_across`] gates them anyway).
 pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str) -> Comparison {
+    compare_across(base, new, base_label, new_label, false)
+}
+
+/// [`compare`]; with `across_machines`, runs on different machines are
+/// compared like any others (their shifts are verdicts and gate).
+pub fn compare_across(
+    base: &Results,
+    new: &Results,
+    base_label: &str,
+    new_label: &str,
+    across_machines: bool,
+) -> Comparison {
     let settings = settings_of(new);
     let alpha = settings.alpha;
     let (bc, nc) = rayon::join(|| Cells::of(base), || Cells::of(new));
+    let machines = Machines::of(base, new);
     let sides = Sides {
         base: &bc,
         new: &nc,
         settings: &settings,
+        machines: (!across_machines).then_some(&machines),
     };
     let common: Vec<&str> = bc
         .order
@@ -363,7 +399,15 @@ pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str)
         base: base_label.to_string(),
         new: new_label.to_string(),
         alpha,
-        warnings: warnings(base, new, &models, &rows, &settings),
+        warnings: warnings(
+            base,
+            new,
+            &models,
+            &rows,
+            &settings,
+            &machines,
+            across_machines,
+        ),
         models,
         rows,
         quality,
@@ -377,6 +421,9 @@ struct Sides<'a> {
     base: &'a Cells<'a>,
     new: &'a Cells<'a>,
     settings: &'a CompareSettings,
+    /// What differs between the runs' machines; `None` when they are
+    /// compared across machines as asked.
+    machines: Option<&'a Machines>,
 }
 
 impl Sides<'_> {
@@ -385,10 +432,27 @@ impl Sides<'_> {
         self.base.noisy(key, cores) || self.new.noisy(key, cores)
     }
 
+    /// Whether the cell's model ran on different machines (or engines).
+    fn machine(&self, key: &str) -> bool {
+        self.machines.is_some_and(|m| {
+            self.base
+                .model(key)
+                .or_else(|| self.new.model(key))
+                .is_some_and(|model| m.differ_for(model))
+        })
+    }
+
+    fn conditions(&self, keys: &[&str]) -> Conditions {
+        Conditions {
+            noisy: keys.iter().any(|k| self.noisy(k)),
+            machine: keys.iter().any(|k| self.machine(k)),
+        }
+    }
+
     /// The detail rows of one common cell, one per metric it holds.
     fn cell_rows(&self, key: &str) -> Vec<Row> {
         let alpha = self.settings.alpha;
-        let noisy = self.noisy(key);
+        let conditions = self.conditions(&[key]);
         let mut rows = Vec::new();
         for metric in Metric::ALL {
             let (b, n) = (self.base.values(key, metric), self.new.values(key, metric));
@@ -397,7 +461,7 @@ impl Sides<'_> {
             }
             let tau = band(metric, self.settings, &b);
             let c = stats::compare_samples(&b, &n, metric.higher_is_better(), tau, alpha);
-            let mut r = row(key.to_string(), metric, &c, &b, &n, noisy);
+            let mut r = row(key.to_string(), metric, &c, &b, &n, conditions);
             r.p95_ratio_ci = (stats::percentile_is_bounded(b.len(), 0.95)
                 && stats::percentile_is_bounded(n.len(), 0.95))
             .then(|| stats::exact_quantile_ratio_ci(&b, &n, 0.95, alpha))
@@ -411,7 +475,7 @@ impl Sides<'_> {
     /// the prompts of its common cells `keys`, one per metric.
     fn model_rows(&self, group: &str, keys: &[&str]) -> Vec<Row> {
         let alpha = self.settings.alpha;
-        let noisy = keys.iter().any(|k| self.noisy(k));
+        let conditions = self.conditions(keys);
         let mut rows = Vec::new();
         for metric in Metric::ALL {
             let strata: Vec<(Vec<f64>, Vec<f64>)> = keys
@@ -432,7 +496,7 @@ impl Sides<'_> {
                 &c.comparison,
                 &pooled_base,
                 &pooled_new,
-                noisy,
+                conditions,
             );
             r.prompts = Some(c.strata);
             rows.push(r);
@@ -461,15 +525,24 @@ fn warnings(
     models: &[Row],
     rows: &[Row],
     settings: &CompareSettings,
+    machines: &Machines,
+    across_machines: bool,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
-    if !base.environment.same_machine(&new.environment) {
+    let set_aside = models
+        .iter()
+        .chain(rows)
+        .filter(|r| r.verdict == Verdict::Machine)
+        .count();
+    if let Some(line) = machines.warning(across_machines, set_aside) {
+        warnings.push(line);
+    } else if !base.environment.same_machine(&new.environment) {
         warnings.push(format!(
-            "the runs come from different machines: base {} ({} cores), new {} ({} cores)",
-            base.environment.cpu,
-            base.environment.cores,
-            new.environment.cpu,
-            new.environment.cores
+            "the runs come from machines with the same CPU and cores but not the same memory or OS: base {} MB, {}; new {} MB, {}",
+            base.environment.ram_mb,
+            base.environment.os,
+            new.environment.ram_mb,
+            new.environment.os
         ));
     }
     let noisy = models

@@ -16,6 +16,7 @@ fn verdict_text(row: &Row) -> String {
         Verdict::Unchanged => "UNCHANGED",
         Verdict::Inconclusive => "INCONCLUSIVE",
         Verdict::Noisy => "NOISY",
+        Verdict::Machine => "MACHINE",
     };
     if row.confirmed {
         format!("{name} (confirmed)")

@@ -194,3 +194,119 @@ fn a_load_point_has_its_model_row_and_decides_the_exit_code() {
     let same = compare(&load_doc(1.0), &load_doc(1.0), "base", "again");
     assert!(!same.regressed(), "{}", render_text(&same));
 }
+
+/// A run of model `m` whose one launch ran `engine`.
+fn with_engine(mut doc: Results, features: &[&str]) -> Results {
+    let engine = results::EngineBuild {
+        build: Some("b11434".into()),
+        features: features.iter().map(ToString::to_string).collect(),
+        ..results::EngineBuild::default()
+    };
+    doc.models = vec![results::ModelRun {
+        id: "m".into(),
+        variant: None,
+        api_model: "m".into(),
+        license: None,
+        capabilities: Vec::new(),
+        load_ms: Some(100.0),
+        launches: vec![results::Launch {
+            load_ms: 100.0,
+            rss_idle_mb: None,
+            rss_peak_mb: None,
+            rss_median_mb: None,
+            rss_samples: 0,
+            cpu_s: None,
+            exit: None,
+            engine: Some(engine),
+        }],
+        footprint: None,
+        gpu: None,
+        server_version: None,
+        foundry: None,
+        status: Status::Ok,
+        failure: None,
+    }];
+    doc
+}
+
+#[test]
+fn issue_22_a_shift_on_another_cpu_is_machine_and_does_not_fail() {
+    let levels = [200.0, 450.0, 800.0, 1500.0];
+    let base = doc(&levels, 5, 1.0, None);
+    let mut new = doc(&levels, 5, 1.5, None);
+    new.environment.cpu = "Intel Xeon".into();
+    let c = compare(&base, &new, "base", "new");
+    let row = model_row(&c, Metric::TtftMs);
+    assert_eq!(row.verdict, Verdict::Machine, "{}", render_text(&c));
+    assert!(!row.gates && !row.confirmed, "{row:?}");
+    assert!(
+        c.rows.iter().all(|r| r.verdict != Verdict::Regressed),
+        "{}",
+        render_text(&c)
+    );
+    assert!(!c.regressed(), "{}", render_text(&c));
+    let text = render_text(&c);
+    assert!(text.contains("MACHINE"), "{text}");
+    let warning = c
+        .warnings
+        .iter()
+        .find(|w| w.contains("different machines"))
+        .unwrap_or_else(|| panic!("{:?}", c.warnings));
+    assert!(
+        warning.contains("CPU cpu (2 cores) → Intel Xeon (2 cores)"),
+        "{warning}"
+    );
+    assert!(warning.contains("dyno merge --fleet"), "{warning}");
+    // Asked to compare across machines, the same shift gates.
+    let across = compare_across(&base, &new, "base", "new", true);
+    assert_eq!(
+        model_row(&across, Metric::TtftMs).verdict,
+        Verdict::Regressed
+    );
+    assert!(across.regressed(), "{}", render_text(&across));
+    assert!(
+        across
+            .warnings
+            .iter()
+            .any(|w| w.contains("--across-machines")),
+        "{:?}",
+        across.warnings
+    );
+    // Another core count is another machine too; the same machine is not.
+    let mut more_cores = doc(&levels, 5, 1.5, None);
+    more_cores.environment.cores = 4;
+    let c = compare(&base, &more_cores, "base", "new");
+    assert_eq!(model_row(&c, Metric::TtftMs).verdict, Verdict::Machine);
+    let same = compare(&base, &doc(&levels, 5, 1.5, None), "base", "new");
+    assert_eq!(model_row(&same, Metric::TtftMs).verdict, Verdict::Regressed);
+}
+
+#[test]
+fn issue_22_another_engine_build_makes_its_model_machine() {
+    let levels = [200.0, 450.0, 800.0, 1500.0];
+    let base = with_engine(doc(&levels, 5, 1.0, None), &["AVX2", "AVX512", "AMX_INT8"]);
+    let new = with_engine(doc(&levels, 5, 1.5, None), &["AVX2", "AVX512"]);
+    let c = compare(&base, &new, "base", "new");
+    assert_eq!(
+        model_row(&c, Metric::TtftMs).verdict,
+        Verdict::Machine,
+        "{}",
+        render_text(&c)
+    );
+    assert!(!c.regressed());
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("`m`'s engine b11434: AVX2 AVX512 AMX_INT8 → b11434: AVX2 AVX512")),
+        "{:?}",
+        c.warnings
+    );
+    // The same engine on both sides: the shift is the commit's.
+    let same = with_engine(doc(&levels, 5, 1.5, None), &["AVX2", "AVX512", "AMX_INT8"]);
+    let c = compare(&base, &same, "base", "new");
+    assert_eq!(model_row(&c, Metric::TtftMs).verdict, Verdict::Regressed);
+    // A side that recorded no engine (an older results file) is not
+    // another machine by itself.
+    let c = compare(&doc(&levels, 5, 1.0, None), &new, "base", "new");
+    assert_eq!(model_row(&c, Metric::TtftMs).verdict, Verdict::Regressed);
+}

@@ -210,7 +210,13 @@ async fn start_servers(
         };
         match provider.start(&|_| {}).await {
             Ok(started) => {
-                lines.push(CheckLine::pass(what, started.description));
+                let detail = match &started.engine {
+                    Some(engine) => {
+                        format!("{}; engine {}", started.description, engine.describe())
+                    }
+                    None => started.description,
+                };
+                lines.push(CheckLine::pass(what, detail));
                 for i in &users {
                     let model = &suite.models[*i];
                     let m = provider.measure(&probe_request(model)).await;

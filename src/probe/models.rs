@@ -13,6 +13,7 @@ use crate::plan::Variant;
 use crate::provider::foundry::{self, CatalogEntry, Discovered, Foundry, FoundryError};
 use crate::provider::http::{Clients, Purpose};
 use crate::provider::openai::{self, Target};
+use crate::results::EngineBuild;
 use crate::suite::{self, EndpointKind, LoadError};
 
 /// The kind of service behind a URL given to `dyno models`.
@@ -117,6 +118,10 @@ pub struct ModelListing {
     /// The weights: llama-server's `model_path`, an adapter's weights, a
     /// managed server's `-m` file.
     pub path: Option<String>,
+    /// A managed server's engine, as dyno's setup recorded it (servers are
+    /// not started to be listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<crate::results::EngineBuild>,
     pub note: Option<String>,
 }
 
@@ -135,6 +140,7 @@ impl ModelListing {
             cached: None,
             loaded: None,
             path: None,
+            engine: None,
             note: None,
         }
     }
@@ -470,10 +476,12 @@ pub async fn list_suite(file: &Path, ctx: &Context<'_>) -> Result<Inventory, Loa
     }
     for (name, server) in &suite.servers {
         let files = server_model_files(server);
+        let program = server.command.first().map_or("", String::as_str);
+        let engine = crate::provider::engine::identify(program, "", None);
         if files.is_empty() {
-            let program = server.command.first().map_or("", String::as_str);
             let mut listing = ModelListing::new(name, SourceKind::Server, program);
             listing.note = Some("no -m/--model in its command".to_string());
+            listing.engine.clone_from(&engine);
             inventory.models.push(listing);
         }
         for file in files {
@@ -481,9 +489,9 @@ pub async fn list_suite(file: &Path, ctx: &Context<'_>) -> Result<Inventory, Loa
                 || file.display().to_string(),
                 |n| n.to_string_lossy().into(),
             );
-            inventory
-                .models
-                .push(ModelListing::new(name, SourceKind::Server, &id).with_file(&file));
+            let mut listing = ModelListing::new(name, SourceKind::Server, &id).with_file(&file);
+            listing.engine.clone_from(&engine);
+            inventory.models.push(listing);
         }
     }
     inventory.redact(&suite.secrets);
@@ -515,7 +523,7 @@ pub fn render_models_text(models: &[ModelListing]) -> String {
     if models.is_empty() {
         return "no models listed\n".to_string();
     }
-    let columns: [(&str, Cell); 12] = [
+    let columns: [(&str, Cell); 13] = [
         ("SOURCE", |m| m.source.clone()),
         ("KIND", |m| m.kind.name().to_string()),
         ("MODEL", |m| m.id.clone()),
@@ -531,6 +539,12 @@ pub fn render_models_text(models: &[ModelListing]) -> String {
         ("LICENCE", |m| m.license.clone().unwrap_or_default()),
         ("STATE", state_label),
         ("PATH", |m| m.path.clone().unwrap_or_default()),
+        ("ENGINE", |m| {
+            m.engine
+                .as_ref()
+                .map(EngineBuild::describe)
+                .unwrap_or_default()
+        }),
         ("NOTE", |m| m.note.clone().unwrap_or_default()),
     ];
     let table: Vec<(&str, Vec<String>)> = columns

@@ -16,6 +16,7 @@
 pub mod adapter;
 pub mod children;
 mod endpoint;
+pub(crate) mod engine;
 pub mod foundry;
 pub(crate) mod http;
 pub mod openai;
@@ -33,7 +34,7 @@ use futures_util::future::BoxFuture;
 
 use crate::measure::resources::GpuSnapshot;
 use crate::plan::Variant;
-use crate::results::{ErrorKind, FoundryVariant, TokenSource};
+use crate::results::{EngineBuild, ErrorKind, FoundryVariant, TokenSource};
 use crate::secrets::Secrets;
 use crate::suite::{EndpointKind, Message, Model, ServedBy, Suite};
 
@@ -123,6 +124,8 @@ pub struct Started {
     /// The exact model the requests go to, when the provider resolved one
     /// (a Foundry alias to a device variant).
     pub resolved: Option<FoundryVariant>,
+    /// What the server says of its own build (managed servers).
+    pub engine: Option<EngineBuild>,
 }
 
 /// How a provider ended.

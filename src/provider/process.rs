@@ -83,6 +83,13 @@ impl Group {
 /// How [`describe_exit`] describes a process that ended with status 0.
 pub(crate) const CLEAN_EXIT: &str = "exited with status 0";
 
+/// Whether the process crashed on a bad memory access or an illegal
+/// instruction (SIGSEGV, SIGILL, SIGBUS; an access violation or illegal
+/// instruction on Windows): what a binary built for another CPU does.
+pub(crate) fn crashed(status: ExitStatus) -> bool {
+    sys::crashed(status)
+}
+
 /// "exited with status 3", "killed by signal 9 (SIGKILL)", "exited with
 /// status 0xC0000005 (STATUS_ACCESS_VIOLATION)", ...
 pub(crate) fn describe_exit(status: ExitStatus) -> String {

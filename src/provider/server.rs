@@ -15,7 +15,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 use super::openai::{self, Target};
-use super::process::{Group, describe_exit, own_group};
+use super::process::{Group, crashed, describe_exit, own_group};
 use super::{Measured, Progress, Request, Started, Stopped};
 use crate::measure::resources::gpu_snapshot;
 use crate::plan::Variant;
@@ -35,6 +35,8 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 const ERROR_LOG_LINES: usize = 10;
 /// `log_tail` reads at most this many bytes from the end of the log.
 const TAIL_BYTES: u64 = 64 * 1024;
+/// How much of a launch's log is read for the engine's build lines.
+const LOG_HEAD_BYTES: u64 = 256 * 1024;
 
 /// What to run and how to tell that it is ready.
 #[derive(Debug, Clone)]
@@ -69,12 +71,15 @@ pub(crate) enum ServerError {
         source: std::io::Error,
     },
     #[error(
-        "server `{name}` {status} before it was ready; last log lines (full log: {}):\n{log_tail}",
+        "server `{name}` {status} before it was ready{engine}; last log lines (full log: {}):\n{log_tail}",
         log_path.display()
     )]
     ExitedEarly {
         name: String,
         status: String,
+        /// The engine's build and, for a crash of dyno's own engine, what
+        /// to do (` (engine b11434 …); …`); empty when nothing is known.
+        engine: String,
         log_tail: String,
         log_path: PathBuf,
     },
@@ -123,8 +128,12 @@ pub(crate) struct RunningServer {
     /// Where this run's output starts in the (appended) log file.
     log_start: u64,
     load_ms: f64,
+    /// The program the command runs (the engine).
+    program: String,
     /// The exit, once it has been seen (the child is then reaped).
     exited: Option<String>,
+    /// The exit was a crash (SIGSEGV, SIGILL, SIGBUS).
+    crashed: bool,
     /// Set once the group has been signalled for good; `Drop` then does nothing.
     stopped: bool,
 }
@@ -213,7 +222,9 @@ impl RunningServer {
             log_path: spec.log_path.clone(),
             log_start,
             load_ms: 0.0,
+            program: program.clone(),
             exited: None,
+            crashed: false,
             stopped: false,
         };
 
@@ -280,6 +291,7 @@ impl RunningServer {
             && let Ok(Some(status)) = self.child.try_wait()
         {
             self.exited = Some(describe_exit(status));
+            self.crashed = crashed(status);
         }
         self.exited.clone()
     }
@@ -335,15 +347,39 @@ impl RunningServer {
     }
 
     /// The leader exited before it was ready: kill what it left behind and
-    /// say why.
+    /// say why, naming the engine's build; a crash of the engine dyno's
+    /// setup built gets what to do about it.
     async fn fail_exited(&mut self, status: String) -> ServerError {
         self.kill_now().await;
+        let mut engine = super::engine::identify(&self.program, &self.log_text(), None)
+            .map_or_else(String::new, |e| format!(" (engine {})", e.describe()));
+        if self.crashed && super::engine::built_by_setup(&self.program) {
+            engine.push_str(
+                "; this engine was built by dyno's setup for this machine and crashes here: \
+                 run `make engine` again (it smoke-tests the cached build and rebuilds one that fails), \
+                 or set DYNO_ENGINE_PORTABLE=1 to build a portable engine",
+            );
+        }
         ServerError::ExitedEarly {
             name: self.name.clone(),
             status,
+            engine,
             log_tail: self.log_tail(ERROR_LOG_LINES),
             log_path: self.log_path.clone(),
         }
+    }
+
+    /// What this run wrote to the log, its first `LOG_HEAD_BYTES` (lossy
+    /// UTF-8): where an engine says what it is.
+    fn log_text(&self) -> String {
+        let read = || -> std::io::Result<String> {
+            let mut file = File::open(&self.log_path)?;
+            file.seek(SeekFrom::Start(self.log_start))?;
+            let mut bytes = Vec::new();
+            file.take(LOG_HEAD_BYTES).read_to_end(&mut bytes)?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        read().unwrap_or_default()
     }
 }
 
@@ -482,6 +518,9 @@ impl super::Provider for Managed {
             let target = Target::local(running.base_url(), &self.spec.secrets);
             let first = !self.launched;
             self.launched = true;
+            let version = openai::server_version(&self.http.one, &target).await;
+            let engine =
+                super::engine::identify(&running.program, &running.log_text(), version.as_deref());
             let started = Started {
                 load: Some(Duration::from_secs_f64(running.load_ms() / 1000.0)),
                 pid: Some(running.pid()),
@@ -490,13 +529,10 @@ impl super::Provider for Managed {
                     running.load_ms(),
                     running.base_url()
                 ),
-                version: if first {
-                    openai::server_version(&self.http.one, &target).await
-                } else {
-                    None
-                },
+                version: if first { version } else { None },
                 gpu: if first { gpu_snapshot() } else { None },
                 resolved: None,
+                engine,
             };
             self.running = Some((running, target));
             Ok(started)
@@ -733,6 +769,70 @@ mod tests {
         assert!(message.contains("exited with status 3"), "{message}");
         assert!(message.contains("test-exits"), "{message}");
         cleanup(&spec);
+    }
+
+    /// A crash at model load, as an engine built for another CPU crashes:
+    /// the error names the signal and the engine's build and, for the
+    /// engine dyno's setup built (its marker beside `bin/`), what to do.
+    #[tokio::test]
+    async fn issue_22_a_crash_before_ready_names_the_engine_and_what_to_do() {
+        let engine = tempfile::tempdir().unwrap();
+        let bin = engine.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let program = bin.join("llama-server");
+        std::fs::write(
+            &program,
+            "#!/bin/sh\necho 'common_init: build 11434 (0a1b2c3) with cc for x86_64' >&2\n\
+             echo 'system_info: n_threads = 2 / 2 | CPU : AVX2 = 1 | AMX_INT8 = 1 |' >&2\n\
+             kill -SEGV $$\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let program = program.to_str().unwrap();
+        let run = |test: &'static str| {
+            let spec = spec(
+                test,
+                &[program, "{port}"],
+                "/health",
+                Duration::from_secs(30),
+            );
+            async move {
+                let err = RunningServer::start(&spec).await.expect_err("must fail");
+                cleanup(&spec);
+                err.to_string()
+            }
+        };
+        // Someone else's engine: the signal and the build, no advice.
+        let message = run("segv-foreign").await;
+        assert!(
+            message.contains("killed by signal 11 (SIGSEGV)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("before it was ready (engine b11434 0a1b2c3: AVX2 AMX_INT8)"),
+            "{message}"
+        );
+        assert!(!message.contains("DYNO_ENGINE_PORTABLE"), "{message}");
+        // dyno's own engine: the build kind and what to do.
+        std::fs::write(
+            engine.path().join("build.json"),
+            r#"{"written_by": "dyno scripts/setup-engine.sh", "kind": "native",
+                "cmake_flags": ["-DGGML_NATIVE=ON"], "smoke_test": "passed"}"#,
+        )
+        .unwrap();
+        let message = run("segv-own").await;
+        assert!(
+            message.contains(
+                "(engine b11434 0a1b2c3 (native build: -DGGML_NATIVE=ON): AVX2 AMX_INT8)"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("run `make engine` again"), "{message}");
+        assert!(message.contains("DYNO_ENGINE_PORTABLE=1"), "{message}");
     }
 
     #[tokio::test]

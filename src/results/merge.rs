@@ -142,7 +142,7 @@ pub fn merge_shards(parts: Vec<(String, Results)>) -> Result<(Results, Vec<Strin
     let machines: BTreeSet<String> = parts.iter().map(|(_, d, _)| machine(d)).collect();
     if machines.len() > 1 {
         warnings.push(format!(
-            "the shards ran on different machines ({}): their figures are comparable only as far as the machines are",
+            "the shards ran on different machines ({}): their figures are comparable only as far as the machines are; to put machines side by side, merge whole runs with `dyno merge --fleet`",
             machines.into_iter().collect::<Vec<_>>().join("; ")
         ));
     }

@@ -13,11 +13,14 @@ pub use crate::measure::machine::Environment;
 use crate::measure::resources::GpuSnapshot;
 use crate::plan::Round;
 
+mod engine;
 mod io;
 mod load;
 mod merge;
 mod parts;
 mod summary;
+
+pub use engine::{EngineBuild, EngineSetup};
 
 pub use merge::{
     Fleet, FleetMachine, FleetRow, MergeError, Shard, machine, merge_fleet, merge_shards,
@@ -391,6 +394,9 @@ pub struct Launch {
     pub cpu_s: Option<f64>,
     /// How the launch ended when the server died under dyno.
     pub exit: Option<String>,
+    /// What the server said of its own build when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineBuild>,
 }
 
 /// A model's files on disk.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ErrorKind, ModelRun, Sample, Status};
+use super::{EngineBuild, ErrorKind, ModelRun, Sample, Status};
 use crate::measure::stats;
 
 /// Distribution of one metric over a cell's measured rounds.
@@ -274,6 +274,10 @@ pub struct ModelSummary {
     pub currency: Option<String>,
     pub license: Option<String>,
     pub capabilities: Vec<String>,
+    /// The engine its launches ran, as the server reported it (the first
+    /// launch's; every launch's is in `models[].launches`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineBuild>,
     pub status: Status,
     #[serde(flatten)]
     pub quality: QualitySummary,
@@ -458,6 +462,7 @@ pub fn summarize_models(
                 currency: energy.currency.clone(),
                 license: run.license.clone(),
                 capabilities: run.capabilities.clone(),
+                engine: launches.iter().find_map(|l| l.engine.clone()),
                 status: run.status,
                 quality: QualitySummary::of(mine.iter().copied()),
             }

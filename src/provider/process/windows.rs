@@ -143,6 +143,14 @@ pub(super) fn describe_abnormal(status: ExitStatus) -> Option<String> {
     Some(format!("exited with status {code:#010X}{name}"))
 }
 
+/// STATUS_ACCESS_VIOLATION or STATUS_ILLEGAL_INSTRUCTION.
+pub(super) fn crashed(status: ExitStatus) -> bool {
+    matches!(
+        status.code().map(i32::cast_unsigned),
+        Some(0xC000_0005 | 0xC000_001D)
+    )
+}
+
 /// The NTSTATUS codes a crashed server commonly ends with.
 const NTSTATUS_NAMES: [(u32, &str); 7] = [
     (0xC000_0005, "STATUS_ACCESS_VIOLATION"),

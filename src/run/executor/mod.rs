@@ -17,7 +17,7 @@ use crate::measure::resources::{DEFAULT_PERIOD, Mark, Rapl, Sampler, Window, fil
 use crate::plan::{Cell, Round, Variant};
 use crate::provider::{Measured, Provider, Request, Source, Started};
 use crate::results::{
-    ErrorKind, Footprint, Launch, LoadStats, MB, ModelRun, Sample, Status, SweepResult,
+    EngineBuild, ErrorKind, Footprint, Launch, LoadStats, MB, ModelRun, Sample, Status, SweepResult,
 };
 use crate::suite::{Model, Suite};
 use crate::text::first_line;
@@ -338,9 +338,13 @@ impl Runner<'_> {
                 .println(format!("warning: {}: {warning}", slot.run.label()));
         }
         if let Some(load) = running.started.load {
-            slot.run
-                .launches
-                .push(launch(load, running.idle, total, stopped.exit));
+            slot.run.launches.push(launch(
+                load,
+                running.idle,
+                total,
+                stopped.exit,
+                running.started.engine,
+            ));
         }
     }
 
@@ -513,6 +517,7 @@ fn launch(
     idle: Option<Window>,
     total: Option<Window>,
     exit: Option<String>,
+    engine: Option<EngineBuild>,
 ) -> Launch {
     Launch {
         load_ms: load.as_secs_f64() * 1000.0,
@@ -522,6 +527,7 @@ fn launch(
         rss_samples: total.map_or(0, |w| w.samples),
         cpu_s: total.and_then(|w| w.cpu_s),
         exit,
+        engine,
     }
 }
 

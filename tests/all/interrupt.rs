@@ -216,3 +216,71 @@ async fn a_second_run_into_the_same_directory_is_refused() {
     let doc = load_results(&out);
     assert_eq!(doc.samples.len(), 1);
 }
+
+/// A server that never becomes ready: Ctrl-C while dyno waits for it stops
+/// the run at once (not when the startup timeout ends it), ends the server
+/// and writes what the run has. A server that loads slowly is a real
+/// server's case; this one never answers, which no real server does on
+/// demand.
+#[test]
+fn issue_23_ctrl_c_while_a_server_starts_is_honoured() {
+    let tree = Tree::new(&[(
+        "s.yaml",
+        "name: slow-start\n\
+         servers:\n  \
+           slow:\n    \
+             command: [sh, -c, 'echo loading; sleep 60', '{port}']\n    \
+             ready: /health\n    \
+             startup_timeout_s: 40\n\
+         models:\n  - { id: m, server: slow }\n\
+         prompts:\n  - { id: p, text: hello }\n\
+         defaults: { rounds: 2, warmup: 0 }\n",
+    )]);
+    let out = tree.path("out");
+    let child = dyno()
+        .arg("run")
+        .arg(tree.path("s.yaml"))
+        .args(["--quiet", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut servers = Vec::new();
+    while servers.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        servers = children_of(pid);
+    }
+    assert!(!servers.is_empty(), "no server under dyno ({pid})");
+    std::thread::sleep(Duration::from_millis(500));
+    let interrupted = Instant::now();
+    // SAFETY: kill(2) with a pid this test spawned and a signal number.
+    assert_eq!(
+        unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGINT) },
+        0
+    );
+    let output = waited(child, Duration::from_secs(60));
+    let took = interrupted.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // 40 s before; 1 s is the aim, 10 s leaves room for a busy machine.
+    assert!(
+        took < Duration::from_secs(10),
+        "exited {took:?} after SIGINT: {stderr}"
+    );
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    for server in &servers {
+        assert!(
+            gone(*server),
+            "server {server} outlived the interrupted run"
+        );
+    }
+    let partial: Results = load_results(&out);
+    let info = partial
+        .partial
+        .clone()
+        .unwrap_or_else(|| panic!("not partial: {stderr}"));
+    assert!(info.reason.contains("SIGINT"), "{info:?}");
+    assert_eq!(info.sent, 0, "{info:?}");
+}

@@ -264,12 +264,19 @@ impl Runner<'_> {
             if new_round {
                 self.stop(slot).await;
             }
-            if slot.launch.is_none()
-                && let Err(reason) = self.start(slot, cell.round).await
-            {
-                self.skip(chunk[i..].iter(), &reason);
-                self.fail(slot, reason);
-                break;
+            if slot.launch.is_none() {
+                match self.start(slot, cell.round).await {
+                    Ok(()) => {}
+                    Err(StartError::Failed(reason)) => {
+                        self.skip(chunk[i..].iter(), &reason);
+                        self.fail(slot, reason);
+                        break;
+                    }
+                    Err(StartError::Interrupted(reason)) => {
+                        self.interrupted = Some(reason);
+                        return;
+                    }
+                }
             }
             let outcome = if cell.load.is_some() {
                 self.load_cell(slot, cell).await
@@ -290,16 +297,22 @@ impl Runner<'_> {
         }
     }
 
-    /// Starts a launch of `slot`'s provider.
-    async fn start(&mut self, slot: &mut Slot<'_>, round: Round) -> Result<(), String> {
+    /// Starts a launch of `slot`'s provider. An interrupt while it starts
+    /// (a server loading its model, a readiness wait) drops the start,
+    /// which ends what it had spawned.
+    async fn start(&mut self, slot: &mut Slot<'_>, round: Round) -> Result<(), StartError> {
         let Some(provider) = slot.provider.as_mut() else {
-            return Err(slot.failure.clone().unwrap_or_default());
+            return Err(StartError::Failed(slot.failure.clone().unwrap_or_default()));
         };
         let label = slot.run.label();
         self.progress.set_message(format!("{label}: starting"));
         let bar = self.progress.clone();
         let report = move |message: String| bar.set_message(format!("{label}: {message}"));
-        let started = provider.start(&report).await?;
+        let mut interrupt = self.interrupt.clone();
+        let started = tokio::select! {
+            started = provider.start(&report) => started.map_err(StartError::Failed)?,
+            reason = interrupt.wait() => return Err(StartError::Interrupted(reason)),
+        };
         record_start(&mut slot.run, &started);
         let sampler = started.pid.map(|pid| Sampler::start(pid, DEFAULT_PERIOD));
         let whole = sampler.as_ref().map(Sampler::mark);
@@ -487,6 +500,14 @@ impl Runner<'_> {
         self.samples.push(sample);
         self.progress.inc(1);
     }
+}
+
+/// Why a launch did not start.
+enum StartError {
+    /// The provider could not start; its model fails.
+    Failed(String),
+    /// The run was interrupted while it started.
+    Interrupted(String),
 }
 
 /// What a start tells about the model: the server's version, the GPU, and

@@ -183,8 +183,19 @@ impl RunningServer {
             source,
         };
         let shown = spec.secrets.redact(&command.join(" "));
-        let (stdout, log_start) = open_log(&spec.log_path, &name, &shown).map_err(log_error)?;
-        let stderr = stdout.try_clone().map_err(log_error)?;
+        let (log, log_start) = open_log(&spec.log_path, &name, &shown).map_err(log_error)?;
+        // With secrets to keep, the server's output passes through dyno and
+        // is redacted line by line; otherwise it goes straight to the log.
+        let redacting = !spec.secrets.is_empty();
+        let (stdout, stderr) = if redacting {
+            (Stdio::piped(), Stdio::piped())
+        } else {
+            let stderr = log.try_clone().map_err(log_error)?;
+            (
+                Stdio::from(log.try_clone().map_err(log_error)?),
+                Stdio::from(stderr),
+            )
+        };
 
         let mut std_command = std::process::Command::new(program);
         std_command
@@ -207,7 +218,16 @@ impl RunningServer {
             program: program.clone(),
             source,
         };
-        let child = tokio_command.spawn().map_err(spawn_error)?;
+        let mut child = tokio_command.spawn().map_err(spawn_error)?;
+        if redacting {
+            if let Some(out) = child.stdout.take() {
+                let log = log.try_clone().map_err(log_error)?;
+                copy_redacted(out, log, spec.secrets.clone());
+            }
+            if let Some(err) = child.stderr.take() {
+                copy_redacted(err, log, spec.secrets.clone());
+            }
+        }
         let (pid, group) = Group::of(&child).map_err(spawn_error)?;
         let registered = group.register();
         // From here on, dropping `server` (an error below, or the caller
@@ -389,6 +409,39 @@ impl Drop for RunningServer {
             self.group.kill();
         }
     }
+}
+
+/// The longest piece of a server's output redacted at once: a longer line
+/// is redacted in pieces of this size.
+const MAX_LOG_LINE: u64 = 64 * 1024;
+
+/// Appends what `output` (a server's stdout or stderr) prints to `log`,
+/// line by line, each with `secrets` redacted; ends when the server closes
+/// it (exits). A log that cannot be written loses those lines, not the run.
+fn copy_redacted(
+    output: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    mut log: File,
+    secrets: Secrets,
+) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(output);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match (&mut reader)
+                .take(MAX_LOG_LINE)
+                .read_until(b'\n', &mut line)
+                .await
+            {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = secrets.redact(&String::from_utf8_lossy(&line));
+                    let _ = log.write_all(text.as_bytes());
+                }
+            }
+        }
+    });
 }
 
 /// Binds 127.0.0.1:0, reads the port the kernel chose and frees it again.
@@ -833,6 +886,47 @@ mod tests {
         );
         assert!(message.contains("run `make engine` again"), "{message}");
         assert!(message.contains("DYNO_ENGINE_PORTABLE=1"), "{message}");
+    }
+
+    /// A server that prints its arguments and environment: its log holds
+    /// neither secret, line by line, as every other output of dyno.
+    #[tokio::test]
+    async fn issue_23_a_server_that_prints_its_secrets_leaves_none_in_its_log() {
+        let mut spec = spec(
+            "prints-secrets",
+            &[
+                "sh",
+                "-c",
+                "echo \"args: $*\"; echo \"key: $MY_API_KEY\" >&2; \
+                 exec python3 -m http.server \"$1\" --bind 127.0.0.1",
+                "sh",
+                "{port}",
+                "--api-key",
+                "SECRETVALUE123",
+            ],
+            "/",
+            Duration::from_secs(30),
+        );
+        spec.env
+            .insert("MY_API_KEY".into(), "env-secret-value".into());
+        spec.secrets.add("SECRETVALUE123");
+        spec.secrets.add("env-secret-value");
+        let server = RunningServer::start(&spec).await.expect("server starts");
+        server.stop().await;
+        // The copy ends when the server closes its output.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut log = String::new();
+        while !(log.contains("key: <redacted>") && log.contains("args: "))
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(POLL_INTERVAL).await;
+            log = std::fs::read_to_string(&spec.log_path).unwrap();
+        }
+        assert!(log.contains("key: <redacted>"), "{log}");
+        assert!(log.contains("--api-key <redacted>"), "{log}");
+        assert!(!log.contains("SECRETVALUE123"), "{log}");
+        assert!(!log.contains("env-secret-value"), "{log}");
+        cleanup(&spec);
     }
 
     #[tokio::test]

@@ -58,6 +58,20 @@ pub(crate) fn process_table() -> Vec<(u32, u32)> {
     .unwrap_or_default()
 }
 
+/// When `pid` started, in seconds since 1970; `None` when it is gone.
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    with_system(|system| {
+        let pid = Pid::from_u32(pid);
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            true,
+            ProcessRefreshKind::nothing(),
+        );
+        system.process(pid).map(sysinfo::Process::start_time)
+    })
+    .flatten()
+}
+
 /// The parent, resident memory and CPU time of each of `pids`; `None` for
 /// one that is gone.
 pub(crate) fn pid_usages(pids: &[u32]) -> Vec<Option<PidUsage>> {
@@ -188,6 +202,15 @@ mod tests {
     use super::*;
     #[cfg(target_os = "linux")]
     use crate::measure::resources::proc;
+
+    #[test]
+    fn a_process_start_is_known_and_stays_the_same() {
+        let me = std::process::id();
+        let first = process_start(me);
+        assert!(first.is_some_and(|t| t > 0), "{first:?}");
+        assert_eq!(process_start(me), first);
+        assert_eq!(process_start(u32::MAX - 1), None);
+    }
 
     #[test]
     fn the_process_table_has_us_and_our_parent() {

@@ -116,6 +116,12 @@ pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, Loa
         });
     }
 
+    // Servers an earlier run into the suite's directory left running when it
+    // was killed outright hold memory and ports the checks need.
+    for line in crate::provider::orphans::end_leftovers(&suite.outputs.dir.join("logs")) {
+        eprintln!("warning: {line}");
+    }
+
     // Server logs; kept when a server failed, since its error names the log.
     let work_dir = tempfile::tempdir().map_err(|err| {
         LoadError::io(

@@ -20,6 +20,7 @@ pub(crate) mod engine;
 pub mod foundry;
 pub(crate) mod http;
 pub mod openai;
+pub(crate) mod orphans;
 pub(crate) mod process;
 pub(crate) mod server;
 pub(crate) mod sse;

@@ -83,6 +83,13 @@ impl Group {
 /// How [`describe_exit`] describes a process that ended with status 0.
 pub(crate) const CLEAN_EXIT: &str = "exited with status 0";
 
+/// SIGKILL to the process group `pgid` leads (never group 0 or 1); true if
+/// it was delivered.
+#[cfg(unix)]
+pub(crate) fn kill_group(pgid: u32) -> bool {
+    i32::try_from(pgid).is_ok_and(|pgid| unix::Group::of_pgid(pgid).kill())
+}
+
 /// Whether the process crashed on a bad memory access or an illegal
 /// instruction (SIGSEGV, SIGILL, SIGBUS; an access violation or illegal
 /// instruction on Windows): what a binary built for another CPU does.

@@ -230,6 +230,9 @@ impl RunningServer {
         }
         let (pid, group) = Group::of(&child).map_err(spawn_error)?;
         let registered = group.register();
+        if let Some(dir) = spec.log_path.parent() {
+            super::orphans::started(dir, pid, &name, &shown);
+        }
         // From here on, dropping `server` (an error below, or the caller
         // dropping this future) kills the whole group.
         let mut server = RunningServer {
@@ -340,6 +343,7 @@ impl RunningServer {
         loop {
             if self.exit_status().is_some() && !self.group.alive() {
                 self.stopped = true;
+                self.ended();
                 return;
             }
             if Instant::now() >= deadline {
@@ -355,6 +359,7 @@ impl RunningServer {
     async fn kill_now(&mut self) {
         self.group.kill();
         self.stopped = true;
+        self.ended();
         if self.exited.is_none()
             && let Ok(Ok(status)) = tokio::time::timeout(KILL_WAIT, self.child.wait()).await
         {
@@ -389,6 +394,13 @@ impl RunningServer {
         }
     }
 
+    /// Writes down that the group ended: a later run has nothing to end.
+    fn ended(&self) {
+        if let Some(dir) = self.log_path.parent() {
+            super::orphans::stopped(dir, self.pid);
+        }
+    }
+
     /// What this run wrote to the log, its first `LOG_HEAD_BYTES` (lossy
     /// UTF-8): where an engine says what it is.
     fn log_text(&self) -> String {
@@ -407,6 +419,7 @@ impl Drop for RunningServer {
     fn drop(&mut self) {
         if !self.stopped {
             self.group.kill();
+            self.ended();
         }
     }
 }

@@ -180,6 +180,11 @@ pub async fn run_suite_with(
         source,
     })?;
     let _lock = lock(&dir)?;
+    // An earlier run into this directory that was killed outright (SIGKILL)
+    // may have left servers running: end them before starting new ones.
+    for line in crate::provider::orphans::end_leftovers(&dir.join("logs")) {
+        eprintln!("warning: {line}");
+    }
     let journal_path = dir.join(JOURNAL_FILE);
     let header = Header {
         suite_hash: suite.hash(),

@@ -284,3 +284,66 @@ fn issue_23_ctrl_c_while_a_server_starts_is_honoured() {
     assert!(info.reason.contains("SIGINT"), "{info:?}");
     assert_eq!(info.sent, 0, "{info:?}");
 }
+
+/// `kill -9` of a run leaves no server behind: the kernel ends the managed
+/// server with dyno (Linux), and the run's record of its servers lets the
+/// next run end any that survive elsewhere. `--resume` then finishes the
+/// run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_kill_9_leaves_no_server_behind() {
+    let _engine = ENGINE.lock().await;
+    let tree = Tree::new(&[]);
+    let suite = quickstart_variant(tree.dir.path(), "s.yaml", &[("rounds: 5", "rounds: 3")]);
+    let out = tree.path("out");
+    let args = |resume: bool| {
+        let mut cmd = dyno();
+        cmd.arg("run")
+            .arg(&suite)
+            .args([
+                "--models",
+                "smollm2*",
+                "--prompts",
+                "rag",
+                "--quiet",
+                "--out",
+            ])
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd
+    };
+    let mut child = args(false).spawn().unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while journaled(&out) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let servers = children_of(pid);
+    assert!(!servers.is_empty(), "no llama-server under dyno ({pid})");
+    let record = std::fs::read_to_string(out.join("logs/servers.jsonl")).unwrap_or_default();
+    assert!(
+        servers
+            .iter()
+            .all(|s| record.contains(&format!("\"pid\":{s}"))),
+        "servers {servers:?} not written down: {record}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !servers.iter().all(|s| gone(*s)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for server in &servers {
+        assert!(gone(*server), "server {server} outlived `kill -9` of dyno");
+    }
+    let second = waited(args(true).spawn().unwrap(), Duration::from_secs(240));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{stderr}");
+    let done = load_results(&out);
+    let indices: Vec<usize> = done.samples.iter().map(|s| s.index).collect();
+    assert_eq!(indices, (1..=indices.len()).collect::<Vec<_>>(), "{stderr}");
+    assert_eq!(done.partial, None);
+}

@@ -22,6 +22,8 @@ pub struct ProcStat {
     pub stime: u64,
     /// Resident set size in pages (field 24), when present and non-negative.
     pub rss_pages: Option<u64>,
+    /// When the process started, in clock ticks since boot (field 22).
+    pub starttime: Option<u64>,
 }
 
 /// Parses the text of `/proc/<pid>/stat`.
@@ -53,6 +55,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         utime,
         stime,
         rss_pages,
+        starttime: field(22).and_then(|s| s.parse().ok()),
     })
 }
 
@@ -129,6 +132,13 @@ pub(super) fn process_table() -> Vec<(u32, u32)> {
         .filter_map(read_stat)
         .map(|s| (s.pid, s.ppid))
         .collect()
+}
+
+/// When `pid` started (clock ticks since boot): with the pid, what tells
+/// this process from a later one that reused its pid.
+#[cfg(target_os = "linux")]
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    read_stat(pid)?.starttime
 }
 
 /// The parent, resident memory and CPU time of `pid` (`utime + stime` of

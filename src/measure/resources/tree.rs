@@ -46,6 +46,19 @@ fn process_table() -> Vec<(u32, u32)> {
     }
 }
 
+/// When `pid` started, in a unit of the platform's (clock ticks since
+/// boot on Linux, seconds since 1970 elsewhere); `None` when it is gone.
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        super::proc::process_start(pid)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        crate::measure::portable::process_start(pid)
+    }
+}
+
 /// Each of `pids`, read now; `None` for one that is gone.
 fn read_pids(pids: &[u32]) -> Vec<Option<PidUsage>> {
     #[cfg(target_os = "linux")]

@@ -14,6 +14,27 @@ pub(super) struct Group {
 pub(super) fn own_group(command: &mut std::process::Command) {
     use std::os::unix::process::CommandExt as _;
     command.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        // The child dies with dyno, even when dyno is killed with SIGKILL:
+        // the kernel sends it SIGKILL when the thread that started it ends
+        // (a runtime's worker thread lives as long as dyno).
+        let parent = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls are
+        // made: prctl(2), getppid(2) and errno through `last_os_error`.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // dyno died before the prctl: do not outlive it.
+                if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                    return Err(std::io::Error::other("dyno exited while starting it"));
+                }
+                Ok(())
+            });
+        }
+    }
 }
 
 impl Group {
@@ -24,7 +45,6 @@ impl Group {
         Ok(Group { pgid })
     }
 
-    #[cfg(test)]
     pub(super) fn of_pgid(pgid: i32) -> Group {
         Group { pgid }
     }
@@ -34,9 +54,9 @@ impl Group {
         self.signal(libc::SIGTERM);
     }
 
-    /// SIGKILL to every process of the group.
-    pub(super) fn kill(self) {
-        self.signal(libc::SIGKILL);
+    /// SIGKILL to every process of the group; true if delivered.
+    pub(super) fn kill(self) -> bool {
+        self.signal(libc::SIGKILL)
     }
 
     /// Whether the group still has a member that is not a zombie. Orphans

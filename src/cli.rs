@@ -202,10 +202,12 @@ pub enum Command {
     },
 }
 
-/// Exit codes are API: 0 fine, 1 regression or failure, 2 usage, config or I/O error.
+/// Exit codes are API: 0 fine, 1 regression or failure, 2 usage, config or
+/// input error, 3 a run's output could not be written (a full disk).
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
+pub const EXIT_WRITE: u8 = 3;
 
 /// Exit status of a run that was interrupted (and wrote what it measured).
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -307,8 +309,21 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     ExitCode::from(outcome.unwrap_or_else(|err| {
         report(&err);
-        EXIT_ERROR
+        exit_code_of(&err)
     }))
+}
+
+/// 3 when output could not be written, else 2.
+fn exit_code_of(err: &anyhow::Error) -> u8 {
+    let write_failure = err
+        .chain()
+        .filter_map(|e| e.downcast_ref::<crate::run::RunError>())
+        .any(crate::run::RunError::is_write_failure);
+    if write_failure {
+        EXIT_WRITE
+    } else {
+        EXIT_ERROR
+    }
 }
 
 /// Prints an error for the terminal: a suite's diagnostics with their
@@ -530,8 +545,9 @@ fn run_cmd(
                 }
             }
             Err(err) => {
-                report(&err.into());
-                code = EXIT_ERROR;
+                let err = err.into();
+                report(&err);
+                code = code.max(exit_code_of(&err));
             }
         }
     }

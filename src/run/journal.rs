@@ -3,8 +3,10 @@
 //! an interrupted run keeps what it measured and `dyno run --resume` can
 //! go on from it. Lines are serialized and written by a thread of their
 //! own, off the request path, each handed to the OS as soon as it is
-//! written. A journal that cannot be written only warns; it never stops a
-//! run. Reading tolerates a last line cut short by a crash.
+//! written. A journal that cannot be opened only warns; one whose write
+//! fails (a full disk) says so through [`Journal::failure`], and the run
+//! stops. Reading tolerates a last line cut short by a crash or a full
+//! disk, and a resumed journal starts on a line of its own.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -53,6 +55,9 @@ pub struct Contents {
 pub struct Journal {
     lines: Option<std::sync::mpsc::Sender<Line>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The first write that failed, set by the writer thread, which then
+    /// writes nothing more.
+    failed: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl Drop for Journal {
@@ -79,9 +84,20 @@ impl Journal {
         journal
     }
 
-    /// Goes on writing the journal at `path` (a resumed run).
+    /// Goes on writing the journal at `path` (a resumed run), on a line of
+    /// its own: a last line cut short is left as it is, and skipped when
+    /// read.
     pub fn append_to(path: &Path) -> Journal {
-        let file = std::fs::OpenOptions::new().append(true).open(path);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| {
+                if !ends_with_newline(&mut file)? {
+                    file.write_all(b"\n")?;
+                }
+                Ok(file)
+            });
         Journal::warn_unless(path, file)
     }
 
@@ -100,13 +116,22 @@ impl Journal {
             }
         };
         let (tx, rx) = std::sync::mpsc::channel::<Line>();
+        let failed = std::sync::Arc::new(std::sync::OnceLock::new());
+        let failure = std::sync::Arc::clone(&failed);
+        let shown = path.display().to_string();
         let writer = std::thread::Builder::new()
             .name("dyno-journal".into())
-            .spawn(move || write_lines(file, &rx));
+            .spawn(move || {
+                if let Err(err) = write_lines(file, &rx) {
+                    let _ = failure.set(format!("cannot write the journal {shown}: {err}"));
+                    // Lines still sent are dropped with the channel.
+                }
+            });
         match writer {
             Ok(writer) => Journal {
                 lines: Some(tx),
                 writer: Some(writer),
+                failed,
             },
             Err(err) => {
                 warn(err);
@@ -120,7 +145,23 @@ impl Journal {
         Journal {
             lines: None,
             writer: None,
+            failed: std::sync::Arc::default(),
         }
+    }
+
+    /// Why the journal stopped being written, once a write failed.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.get().cloned()
+    }
+
+    /// Writes every line sent so far and closes the journal; why a write
+    /// failed, if one did.
+    pub fn finish(mut self) -> Option<String> {
+        self.lines = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        self.failure()
     }
 
     /// Appends one sample.
@@ -158,19 +199,36 @@ impl Journal {
 }
 
 /// The writer thread: every line as JSON, written together while more
-/// are waiting, handed to the OS before the thread waits again.
-fn write_lines(file: std::fs::File, lines: &std::sync::mpsc::Receiver<Line>) {
+/// are waiting, handed to the OS before the thread waits again. Stops at
+/// the first write that fails.
+fn write_lines(
+    file: std::fs::File,
+    lines: &std::sync::mpsc::Receiver<Line>,
+) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(file);
     while let Ok(line) = lines.recv() {
         let mut next = Some(line);
         while let Some(line) = next {
             if let Ok(text) = serde_json::to_string(&line) {
-                let _ = writeln!(out, "{text}");
+                writeln!(out, "{text}")?;
             }
             next = lines.try_recv().ok();
         }
-        let _ = out.flush();
+        out.flush()?;
     }
+    Ok(())
+}
+
+/// Whether `file` is empty or ends with a newline.
+fn ends_with_newline(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 /// Reads the journal at `path`; a line that does not parse (the last one,

@@ -68,6 +68,27 @@ pub enum RunError {
         path.display()
     )]
     OtherRun { path: PathBuf },
+    #[error(
+        "{failure}; the run stopped after {sent} of {planned} planned cells. {results} \
+         What the journal holds can be resumed: free some space, then `dyno run --resume --out {}`",
+        dir.display()
+    )]
+    Journal {
+        failure: String,
+        sent: usize,
+        planned: usize,
+        /// What became of the results file (written, or why not).
+        results: String,
+        dir: PathBuf,
+    },
+}
+
+impl RunError {
+    /// Whether this is a failure to write (a full disk, a read-only
+    /// directory) rather than a mistake in the suite or the command.
+    pub fn is_write_failure(&self) -> bool {
+        matches!(self, RunError::Write { .. } | RunError::Journal { .. })
+    }
 }
 
 /// Holds an output directory while a run writes to it.
@@ -211,6 +232,7 @@ pub async fn run_suite_with(
     )
     .await;
     let interrupted = executed.interrupted.clone();
+    let journal_failure = executed.journal_failure.clone();
     let load: Vec<LoadStats> = before
         .load
         .iter()
@@ -260,6 +282,25 @@ pub async fn run_suite_with(
         models,
         samples,
     };
+    if let Some(failure) = journal_failure {
+        let results = match write_run(&doc, &dir, &suite, options) {
+            Ok(_) => format!(
+                "What it measured is in {}.",
+                dir.join(results::RESULTS_FILE).display()
+            ),
+            Err(err) => format!(
+                "The results could not be written either ({err}); the last complete results are kept."
+            ),
+        };
+        let partial = doc.partial.as_ref();
+        return Err(RunError::Journal {
+            failure,
+            sent: partial.map_or(0, |p| p.sent),
+            planned: partial.map_or(cells.len(), |p| p.planned),
+            results,
+            dir,
+        });
+    }
     let files = write_run(&doc, &dir, &suite, options)?;
     if doc.partial.is_none() {
         let _ = std::fs::remove_file(&journal_path);
@@ -477,13 +518,11 @@ fn write_run(
 ) -> Result<Vec<PathBuf>, RunError> {
     let current = dir.join(results::RESULTS_FILE);
     // The previous results are the last complete ones: a partial run's file
-    // (which `--resume` has now completed) is replaced, not kept.
+    // (which `--resume` has now completed) is replaced, not kept. They stay
+    // `results.json` too until the new file is complete (it replaces them
+    // by an atomic rename), so a full disk never loses both.
     if current.is_file() && !is_partial(&current) {
-        let previous = dir.join(PREVIOUS_RESULTS_FILE);
-        std::fs::rename(&current, &previous).map_err(|source| RunError::Write {
-            path: previous,
-            source,
-        })?;
+        keep_previous(&current, &dir.join(PREVIOUS_RESULTS_FILE))?;
     }
     let templates = &suite.outputs.templates;
     let mut files = write_outputs(doc, dir, templates, options.templates.as_deref())?;
@@ -504,6 +543,25 @@ fn write_run(
         )?);
     }
     Ok(files)
+}
+
+/// Makes `previous` the same file as `current` without moving `current`: a
+/// hard link (no space needed), else a copy; either is written beside
+/// `previous` and renamed over it, so an old `previous` survives a failure.
+fn keep_previous(current: &Path, previous: &Path) -> Result<(), RunError> {
+    let staged = previous.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&staged);
+    let write_error = |source| RunError::Write {
+        path: previous.to_path_buf(),
+        source,
+    };
+    if std::fs::hard_link(current, &staged).is_err()
+        && let Err(err) = std::fs::copy(current, &staged)
+    {
+        let _ = std::fs::remove_file(&staged);
+        return Err(write_error(err));
+    }
+    std::fs::rename(&staged, previous).map_err(write_error)
 }
 
 /// Whether the results file at `path` is marked partial (an interrupted

@@ -347,3 +347,80 @@ async fn issue_23_kill_9_leaves_no_server_behind() {
     assert_eq!(indices, (1..=indices.len()).collect::<Vec<_>>(), "{stderr}");
     assert_eq!(done.partial, None);
 }
+
+/// A full disk: the output directory on a 256 KiB tmpfs (in a mount
+/// namespace of the test's own, so no privilege is needed). A short run
+/// fits; a long one fills the disk with its journal. The long run stops
+/// at once with exit 3 and says what to do, the last complete results
+/// stay `results.json` (so `dyno report` works once space is freed), and what the
+/// journal holds is resumable. The fixture serves the requests: the fault
+/// is the disk's, and the fixture answers fast enough to fill it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_a_full_disk_never_costs_the_last_good_results() {
+    let base_url = fixture::start().await;
+    let suite = |rounds: u32| {
+        format!(
+            "name: disk\nendpoints:\n  fx: {{ base_url: \"{base_url}\" }}\nmodels:\n  - {{ id: m, endpoint: fx, model: timetable }}\n\
+             prompts:\n  - {{ id: p, text: hi }}\ndefaults: {{ rounds: {rounds}, warmup: 0, max_tokens: 4, stream: false }}\n"
+        )
+    };
+    let tree = Tree::new(&[("short.yaml", &suite(3)), ("long.yaml", &suite(600))]);
+    let (mnt, kept) = (tree.path("mnt"), tree.path("kept"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::create_dir_all(&kept).unwrap();
+    let script = r#"
+        set -u
+        mount -t tmpfs -o size=256k tmpfs "$MNT" || exit 90
+        "$DYNO" run "$DIR/short.yaml" --quiet --out "$MNT/out" >/dev/null 2>"$KEPT/first.err"
+        echo "first=$?" >>"$KEPT/codes"
+        cp "$MNT/out/results.json" "$KEPT/first.json"
+        head -c 98304 /dev/zero >"$MNT/other-files"
+        "$DYNO" run "$DIR/long.yaml" --quiet --out "$MNT/out" >/dev/null 2>"$KEPT/second.err"
+        echo "second=$?" >>"$KEPT/codes"
+        cp -R "$MNT/out" "$KEPT/after"
+        rm "$MNT/other-files"
+        "$DYNO" report "$MNT/out" >/dev/null 2>"$KEPT/report.err"
+        echo "report=$?" >>"$KEPT/codes"
+    "#;
+    let status = tokio::task::spawn_blocking({
+        let (dir, mnt, kept) = (tree.dir.path().to_path_buf(), mnt.clone(), kept.clone());
+        move || {
+            Command::new("unshare")
+                .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+                .env("DYNO", env!("CARGO_BIN_EXE_dyno"))
+                .env("DIR", dir)
+                .env("MNT", mnt)
+                .env("KEPT", kept)
+                .status()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let read = |name: &str| std::fs::read_to_string(kept.join(name)).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "mount failed: {}", read("codes"));
+    let codes = read("codes");
+    let second = read("second.err");
+    assert!(codes.contains("first=0"), "{codes}\n{}", read("first.err"));
+    assert!(codes.contains("second=3"), "{codes}\n{second}");
+    assert!(second.contains("No space left on device"), "{second}");
+    assert!(second.contains("dyno run --resume"), "{second}");
+    // The last complete results are still `results.json`, byte for byte.
+    let first = read("first.json");
+    assert!(!first.is_empty(), "{codes}");
+    assert_eq!(read("after/results.json"), first, "{second}");
+    // Once some space is freed, the reports are made from them again.
+    assert!(
+        codes.contains("report=0"),
+        "{codes}\n{}",
+        read("report.err")
+    );
+    // The long run stopped at once: far fewer than its 600 requests were
+    // sent, and the journal holds them for --resume.
+    let journal = dyno::run::journal::read(&kept.join("after/journal.jsonl")).unwrap();
+    assert!(
+        !journal.samples.is_empty() && journal.samples.len() < 600,
+        "{} samples journalled: {second}",
+        journal.samples.len()
+    );
+}

@@ -54,6 +54,9 @@ pub struct Executed {
     pub runs: Vec<ModelRun>,
     /// Why the run stopped before its last cell, if it did.
     pub interrupted: Option<String>,
+    /// Why the journal could not be written, if it could not (the run then
+    /// stopped).
+    pub journal_failure: Option<String>,
     /// Every load point driven, and every sweep.
     pub load: Vec<LoadStats>,
     pub sweeps: Vec<SweepResult>,
@@ -187,10 +190,12 @@ pub async fn execute(
     for run in &runs {
         runner.journal.run(run);
     }
+    let journal_failure = std::mem::replace(&mut runner.journal, Journal::none()).finish();
     Executed {
         samples: runner.samples,
         runs,
         interrupted: runner.interrupted,
+        journal_failure,
         load: runner.load,
         sweeps: runner.sweeps,
     }
@@ -495,10 +500,17 @@ impl Runner<'_> {
         }
     }
 
+    /// Keeps `sample` and journals it; once the journal cannot be written,
+    /// the run stops (what it measures next could not be resumed).
     fn record(&mut self, sample: Sample) {
         self.journal.sample(&sample);
         self.samples.push(sample);
         self.progress.inc(1);
+        if self.interrupted.is_none()
+            && let Some(failure) = self.journal.failure()
+        {
+            self.interrupted = Some(format!("stopped: {failure}"));
+        }
     }
 }
 

@@ -329,10 +329,11 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
 /// Prints an error for the terminal: a suite's diagnostics with their
 /// source lines and carets, anything else as `error: …` with its causes.
 pub fn report(err: &anyhow::Error) {
-    match err.chain().find_map(|e| e.downcast_ref::<LoadError>()) {
-        Some(load) => eprint!("{}", load.render()),
-        None => eprintln!("error: {}", crate::text::error_chain(err.as_ref())),
-    }
+    let text = match err.chain().find_map(|e| e.downcast_ref::<LoadError>()) {
+        Some(load) => load.render(),
+        None => format!("error: {}\n", crate::text::error_chain(err.as_ref())),
+    };
+    eprint!("{}", crate::text::printable(&text));
 }
 
 fn validate(args: &[String], templates: Option<&Path>) -> anyhow::Result<u8> {
@@ -625,7 +626,14 @@ fn history_cmd(
     json: bool,
     svg: Option<&Path>,
 ) -> anyhow::Result<u8> {
-    let (points, steps) = crate::compare::history(results, metric)?;
+    let crate::compare::History {
+        points,
+        steps,
+        skipped,
+    } = crate::compare::history_with_skipped(results, metric)?;
+    for line in &skipped {
+        eprintln!("warning: {line}");
+    }
     if let Some(path) = svg {
         let chart = crate::compare::history_svg(metric, &points, &steps)?;
         crate::fsutil::write_atomic(path, chart.as_bytes())

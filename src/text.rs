@@ -42,6 +42,28 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// `text` safe to print on a terminal: control characters other than
+/// newline and tab, C1 controls (U+0085, a line break to some terminals)
+/// and the Unicode line and paragraph separators written as `\u{85}`, so
+/// input can neither break a message's lines nor drive the terminal.
+pub(crate) fn printable(text: &str) -> String {
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}')
+    };
+    if !text.chars().any(hidden) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if hidden(c) {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
@@ -54,6 +76,15 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_23_printable_escapes_what_would_break_a_line_or_drive_a_terminal() {
+        assert_eq!(printable("plain\nline\ttab"), "plain\nline\ttab");
+        assert_eq!(
+            printable("a\u{85}b\u{2028}c\u{1b}[31md\r"),
+            "a\\u{85}b\\u{2028}c\\u{1b}[31md\\u{d}"
+        );
+    }
 
     #[test]
     fn first_line_skips_blank_lines() {

@@ -60,6 +60,23 @@ fn geometric_mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 /// The metric across the git history of `file`, oldest first, and the
 /// indices of the commits that introduced a step (change points).
 pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<usize>), LoadError> {
+    history_with_skipped(file, metric).map(|h| (h.points, h.steps))
+}
+
+/// A metric across a results file's history.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// One per commit whose results could be read, oldest first.
+    pub points: Vec<HistoryPoint>,
+    /// Indices of the points that introduced a step.
+    pub steps: Vec<usize>,
+    /// One line per commit whose results file could not be read (deleted,
+    /// cut short, another format), which the series leaves out.
+    pub skipped: Vec<String>,
+}
+
+/// [`history`], with the commits it had to leave out.
+pub fn history_with_skipped(file: &Path, metric: Metric) -> Result<History, LoadError> {
     let (file, dir, name) = git_location(file);
     let commits = crate::git::log(&dir, &name).map_err(|reason| LoadError::Git {
         rev: "log".into(),
@@ -69,10 +86,20 @@ pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<us
     let mut points: Vec<HistoryPoint> = Vec::new();
     let mut previous: Option<(BTreeMap<String, f64>, f64)> = None;
     let mut previous_doc: Option<crate::results::Results> = None;
+    let mut skipped = Vec::new();
     for (commit, subject) in commits {
-        // A commit that deleted the file, or an older format, is skipped.
-        let Ok((doc, _)) = load_revision(&commit, &file) else {
-            continue;
+        // A commit that deleted the file, cut it short or wrote another
+        // format is left out, and said so.
+        let (doc, _) = match load_revision(&commit, &file) {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                let short: String = commit.chars().take(12).collect();
+                skipped.push(format!(
+                    "commit {short} ({subject}) is left out: {}",
+                    crate::text::first_line(&err.to_string())
+                ));
+                continue;
+            }
         };
         let machine_changed = previous_doc
             .as_ref()
@@ -116,7 +143,11 @@ pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<us
         .into_iter()
         .filter_map(|i| valued.get(i).copied())
         .collect();
-    Ok((points, steps))
+    Ok(History {
+        points,
+        steps,
+        skipped,
+    })
 }
 
 /// The history as a table, with each step marked.

@@ -14,7 +14,9 @@ mod tests;
 
 use serde::Serialize;
 
-pub use history::{HistoryPoint, history, history_svg, render_history};
+pub use history::{
+    History, HistoryPoint, history, history_svg, history_with_skipped, render_history,
+};
 pub use machines::Machines;
 
 pub use quality::{CHECKS_THRESHOLD, QualityMeasure, QualityRow, SCORE_THRESHOLD, compare_quality};

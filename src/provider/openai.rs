@@ -664,7 +664,8 @@ async fn whole(
     absorb_final(&value, m, target)
 }
 
-/// A `Retry-After` given in seconds (an HTTP date is not read).
+/// A `Retry-After` given in seconds (an HTTP date is not read); one too
+/// large for a `Duration` is the longest (the caller caps the wait).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let seconds: f64 = headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -673,7 +674,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .trim()
         .parse()
         .ok()?;
-    Duration::try_from_secs_f64(seconds).ok()
+    (seconds >= 0.0).then(|| Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 /// Reads a non-streaming response body.
@@ -801,13 +802,15 @@ async fn json_reply(request: reqwest::RequestBuilder) -> Option<Value> {
     json_body(response, MAX_BODY).await.ok()
 }
 
+/// How long the version probe waits: a server that does not answer it
+/// this soon costs a run no more than this.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What the server says it is: llama.cpp's `/props` `build_info`, or
 /// Ollama's `/api/version`; `None` when it says nothing.
 pub async fn server_version(client: &reqwest::Client, target: &Target) -> Option<String> {
     for (path, field) in [("props", "build_info"), ("api/version", "version")] {
-        let request = client
-            .get(target.root_url(path))
-            .timeout(Duration::from_secs(5));
+        let request = client.get(target.root_url(path)).timeout(VERSION_TIMEOUT);
         let Ok(response) = target.authorize(request).send().await else {
             return None;
         };
@@ -893,6 +896,20 @@ mod tests {
             headers: BTreeMap::new(),
             secrets: Secrets::default(),
         }
+    }
+
+    #[test]
+    fn issue_23_retry_after_beyond_a_duration_is_the_longest_wait() {
+        let header = |value: &str| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+            retry_after(&headers)
+        };
+        assert_eq!(header("2"), Some(Duration::from_secs(2)));
+        assert_eq!(header("99999999999999999999"), Some(Duration::MAX));
+        assert_eq!(header("-1"), None);
+        assert_eq!(header("NaN"), None);
+        assert_eq!(header("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 
     #[test]

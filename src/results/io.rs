@@ -26,6 +26,47 @@ pub enum LoadError {
         READABLE_FORMATS.end()
     )]
     Format { what: String, found: u32 },
+    #[error(
+        "{what}: sample {index} has {field} = {value}, which no measurement gives \
+         (a time or speed is a finite number from 0 to {MAX_FIGURE:e}); the file was edited or damaged"
+    )]
+    Value {
+        what: String,
+        index: usize,
+        field: &'static str,
+        value: f64,
+    },
+}
+
+/// The largest time (ms) or speed (tokens/s) a sample may hold: eleven
+/// days in milliseconds, far beyond any request.
+pub(super) const MAX_FIGURE: f64 = 1e9;
+
+/// Every sample's times and speeds are finite and in `0..=MAX_FIGURE`:
+/// what compare, history and the reports compute with.
+fn check_figures(doc: &Results, what: &str) -> Result<(), LoadError> {
+    for s in &doc.samples {
+        let fields = [
+            ("ttft_ms", s.ttft_ms),
+            ("e2e_ms", s.e2e_ms),
+            ("tpot_ms", s.tpot_ms),
+            ("decode_tps", s.decode_tps),
+        ];
+        let gaps = s.itl_ms.iter().map(|&gap| ("itl_ms", Some(gap)));
+        for (field, value) in fields.into_iter().chain(gaps) {
+            if let Some(value) = value
+                && !(value.is_finite() && (0.0..=MAX_FIGURE).contains(&value))
+            {
+                return Err(LoadError::Value {
+                    what: what.to_string(),
+                    index: s.index,
+                    field,
+                    value,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `path` itself, or `path/results.json` when `path` is a directory.
@@ -58,7 +99,10 @@ pub fn parse(text: &str, what: &str) -> Result<Results, LoadError> {
         None => serde_json::from_str::<Results>(text),
     };
     match parsed {
-        Ok(doc) if READABLE_FORMATS.contains(&doc.format_version) => Ok(doc),
+        Ok(doc) if READABLE_FORMATS.contains(&doc.format_version) => {
+            check_figures(&doc, what)?;
+            Ok(doc)
+        }
         Ok(doc) => Err(unreadable(doc.format_version)),
         Err(err) => match serde_json::from_str::<Version>(text) {
             Ok(v) if !READABLE_FORMATS.contains(&v.format_version) => {
@@ -331,6 +375,36 @@ impl serde_json::ser::Formatter for Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_23_figures_no_measurement_gives_are_refused_on_load() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/results/quickstart/results.json"
+        ))
+        .unwrap();
+        let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for (field, value) in [
+            ("e2e_ms", serde_json::json!(-5.0)),
+            ("ttft_ms", serde_json::json!(1e308)),
+            ("decode_tps", serde_json::json!(2e9)),
+        ] {
+            let mut bad = doc.clone();
+            bad["samples"][3][field] = value.clone();
+            let err = parse(&bad.to_string(), "edited").unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "edited: sample {} has {field} = ",
+                    bad["samples"][3]["index"]
+                )),
+                "{err}"
+            );
+            assert!(err.contains("no measurement gives"), "{err}");
+        }
+        doc["samples"][3]["itl_ms"] = serde_json::json!([1.0, -2.0]);
+        let err = parse(&doc.to_string(), "edited").unwrap_err().to_string();
+        assert!(err.contains("has itl_ms = -2"), "{err}");
+    }
 
     #[test]
     fn the_layout_is_pretty_with_number_arrays_on_one_line_and_reads_back() {

@@ -190,7 +190,7 @@ pub struct Sample {
     pub host_busy_cores: Option<f64>,
     /// Attempts it took (more than one when the server turned it away for
     /// now and it was tried again); its figures are the last attempt's.
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(default = "one")]
     pub attempts: u32,
     /// Load points: when the request was due, from the point's start, and
     /// how late it went out (milliseconds).
@@ -208,11 +208,6 @@ pub struct Sample {
 
 fn one() -> u32 {
     1
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes fields by reference
-fn is_one(n: &u32) -> bool {
-    *n == 1
 }
 
 /// One judge model's verdict on one output.

@@ -69,7 +69,7 @@ pub enum RunError {
     )]
     OtherRun { path: PathBuf },
     #[error(
-        "{failure}; the run stopped after {sent} of {planned} planned cells. {results} \
+        "{failure}; the run stopped after {sent} of {planned} planned requests. {results} \
          What the journal holds can be resumed: free some space, then `dyno run --resume --out {}`",
         dir.display()
     )]
@@ -129,7 +129,7 @@ impl fmt::Display for RunSummary {
         if let Some(partial) = &self.partial {
             writeln!(
                 f,
-                "  partial: {} ({} of {} planned cells); `dyno run --resume` goes on from here",
+                "  partial: {} ({} of {} planned requests, a load point counting as one); `dyno run --resume` goes on from here",
                 partial.reason, partial.sent, partial.planned
             )?;
         }

@@ -172,6 +172,48 @@ async fn same_configuration_is_no_regression_and_a_slower_first_token_is() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("the step came with commit"), "{text}");
     assert!(text.contains("(change 9): 409.00 → 440.00"), "{text}");
+
+    // A commit whose file is cut short is left out, and said so; one
+    // measured on another machine is marked, not blamed.
+    let full = std::fs::read_to_string(tracked).unwrap();
+    std::fs::write(tracked, &full[..full.len() / 2]).unwrap();
+    git(&["commit", "-q", "-am", "cut short"]);
+    let mut doc = template.clone();
+    doc["environment"]["cpu"] = serde_json::json!("Another CPU");
+    for sample in doc["samples"].as_array_mut().unwrap() {
+        sample["e2e_ms"] = serde_json::json!(600.0);
+    }
+    std::fs::write(tracked, serde_json::to_string(&doc).unwrap()).unwrap();
+    git(&["commit", "-q", "-am", "new runner"]);
+    let compare::History {
+        points,
+        steps,
+        skipped,
+    } = compare::history_with_skipped(Path::new(tracked), Metric::E2eMs).unwrap();
+    assert_eq!(points.len(), 17, "{skipped:?}");
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].contains("(cut short) is left out"),
+        "{skipped:?}"
+    );
+    let last = points.last().unwrap();
+    let changed = last.machine_changed.as_deref().unwrap_or("");
+    assert!(changed.contains("→ Another CPU"), "{last:?}");
+    assert!(
+        points[..16].iter().all(|p| p.machine_changed.is_none()),
+        "{points:?}"
+    );
+    let text = compare::render_history(Metric::E2eMs, &points, &steps);
+    assert!(text.contains("new runner  (another machine)"), "{text}");
+    let out = Command::new(bin)
+        .args(["history", tracked])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: commit") && stderr.contains("(cut short) is left out"),
+        "{stderr}"
+    );
 }
 
 /// The synthetic run spread over eight prompts, every output passing its

@@ -385,7 +385,7 @@ fn the_run_context_renders_as_the_document_and_a_partial_run_says_so() {
     let report = dyno::report::render_value("report.md", ctx, None).unwrap();
     assert!(
         report.contains(
-            "> **Partial run:** interrupted by SIGINT (Ctrl-C); 3 of 8 planned cells recorded."
+            "> **Partial run:** interrupted by SIGINT (Ctrl-C); 3 of 8 planned requests recorded (a load point counts as one)."
         ),
         "{report}"
     );

@@ -471,7 +471,7 @@ impl Runner<'_> {
                 sample.key,
                 sample.round,
                 kind.name(),
-                first_line(message)
+                crate::text::printable(first_line(message))
             ));
         }
     }

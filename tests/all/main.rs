@@ -23,6 +23,9 @@ mod recipes;
 mod report;
 mod rows;
 mod secrets;
+// `scripts/setup-engine.sh` and its stand-in engines are shell scripts.
+#[cfg(unix)]
+mod setup;
 mod shard;
 mod suite;
 // The client speaks rustls there; elsewhere the system's TLS, and the

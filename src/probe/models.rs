@@ -189,7 +189,7 @@ pub struct Served {
 pub async fn openai_models(http: &reqwest::Client, target: &Target) -> Result<Served, ProbeError> {
     let url = target.v1_url("models");
     let response = get(http, target, &url).send().await.map_err(|e| {
-        match crate::provider::http::certificate_problem(&e) {
+        match crate::provider::http::certificate_problem(&e, target.ca_cert.as_deref()) {
             Some(problem) => ProbeError::Tls {
                 url: url.clone(),
                 problem,
@@ -381,6 +381,7 @@ pub async fn list_url(url: &str, kind: UrlKind, ctx: &Context<'_>) -> Inventory 
             api_key: None,
             headers: std::collections::BTreeMap::default(),
             secrets: crate::secrets::of_url(url),
+            ca_cert: None,
         };
         openai_models(&http_client(), &target).await
     };

@@ -13,7 +13,9 @@
 //! certificate store, where corporate CAs are installed: rustls's crypto
 //! providers compile C for their target, which cannot be cross-checked
 //! from Linux without Apple's SDK. Either way an endpoint's `ca_cert:` (a
-//! PEM file) is trusted besides the rest, for self-signed local servers.
+//! PEM file) is trusted besides the rest, for self-signed local servers;
+//! with rustls a server whose certificate is one of the file's is trusted
+//! whatever its CA flag (`tls.rs`), as curl and OpenSSL trust it.
 //!
 //! Proxies: `Measure` and `Probe` clients honour `HTTPS_PROXY`,
 //! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (reqwest's default; the
@@ -95,12 +97,43 @@ pub(crate) fn client(
         Purpose::Local => builder.no_proxy().connect_timeout(CONNECT_TIMEOUT),
         Purpose::Probe => builder.connect_timeout(CONNECT_TIMEOUT),
     };
-    let builder = builder.tls_certs_merge(public_roots());
     let builder = match ca_cert {
-        Some(path) => builder.tls_certs_merge(read_ca_cert(path)?),
-        None => builder,
+        Some(path) => trusting(builder, path)?,
+        None => builder.tls_certs_merge(public_roots()),
     };
     builder.build().map_err(ClientError::Build)
+}
+
+/// `builder` trusting the certificates of the PEM file `path` as servers'
+/// own (whatever their CA flag) and as roots, besides the system's and
+/// the Mozilla roots.
+#[cfg(not(any(windows, target_vendor = "apple")))]
+fn trusting(
+    builder: reqwest::ClientBuilder,
+    path: &Path,
+) -> Result<reqwest::ClientBuilder, ClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs = read_ca_cert(path, |pem| {
+        CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()
+    })?;
+    let config = super::tls::config(certs).map_err(|e| ClientError::CaCert {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(builder.tls_backend_preconfigured(config))
+}
+
+/// `builder` trusting the certificates of the PEM file `path` besides the
+/// system's store (the operating system's TLS decides whether a server's
+/// own certificate marked as a CA's is accepted).
+#[cfg(any(windows, target_vendor = "apple"))]
+fn trusting(
+    builder: reqwest::ClientBuilder,
+    path: &Path,
+) -> Result<reqwest::ClientBuilder, ClientError> {
+    let certs = read_ca_cert(path, reqwest::Certificate::from_pem_bundle)?;
+    Ok(builder.tls_certs_merge(certs))
 }
 
 /// When each connection a timing client opened was established, by its
@@ -225,15 +258,17 @@ impl Clients {
     }
 }
 
-/// The certificates of a PEM file.
-fn read_ca_cert(path: &Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+/// The certificates of a PEM file, as `parse` reads them.
+fn read_ca_cert<C, E: std::error::Error>(
+    path: &Path,
+    parse: impl FnOnce(&[u8]) -> Result<Vec<C>, E>,
+) -> Result<Vec<C>, ClientError> {
     let failed = |reason: String| ClientError::CaCert {
         path: path.to_path_buf(),
         reason,
     };
     let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| failed(crate::text::error_chain(&e)))?;
+    let certs = parse(&pem).map_err(|e| failed(crate::text::error_chain(&e)))?;
     if certs.is_empty() {
         return Err(failed("it holds no PEM certificate".into()));
     }
@@ -255,28 +290,115 @@ fn public_roots() -> Vec<reqwest::Certificate> {
     Vec::new()
 }
 
+/// What is wrong with a server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CertificateFault {
+    /// It does not name the host of the URL.
+    HostName,
+    /// Its validity period is over; when it ended (seconds since 1970),
+    /// where the TLS stack says.
+    Expired(Option<u64>),
+    /// Its validity period has not begun; when it begins, where known.
+    NotYetValid(Option<u64>),
+    /// Nothing the client trusts vouches for it.
+    Untrusted,
+}
+
+/// The fault rustls names among `err`'s causes, with the time where it
+/// gives one.
+#[cfg(not(any(windows, target_vendor = "apple")))]
+fn typed_fault(err: &reqwest::Error) -> Option<CertificateFault> {
+    use rustls::CertificateError::{
+        Expired, ExpiredContext, NotValidForName, NotValidForNameContext, NotValidYet,
+        NotValidYetContext,
+    };
+    Some(match super::tls::certificate_error(err)? {
+        NotValidForName | NotValidForNameContext { .. } => CertificateFault::HostName,
+        Expired => CertificateFault::Expired(None),
+        ExpiredContext { not_after, .. } => CertificateFault::Expired(Some(not_after.as_secs())),
+        NotValidYet => CertificateFault::NotYetValid(None),
+        NotValidYetContext { not_before, .. } => {
+            CertificateFault::NotYetValid(Some(not_before.as_secs()))
+        }
+        _ => CertificateFault::Untrusted,
+    })
+}
+
+/// The operating systems' TLS errors carry no typed fault.
+#[cfg(any(windows, target_vendor = "apple"))]
+fn typed_fault(_: &reqwest::Error) -> Option<CertificateFault> {
+    None
+}
+
+/// The fault an error's text names (`chain` in lower case): what the
+/// operating systems' TLS says ("certificate has expired", "is not within
+/// its validity period", "host name mismatch").
+fn fault_named(chain: &str) -> CertificateFault {
+    if [
+        "not valid for name",
+        "notvalidforname",
+        "name mismatch",
+        "does not match",
+    ]
+    .iter()
+    .any(|s| chain.contains(s))
+    {
+        CertificateFault::HostName
+    } else if ["not valid yet", "notvalidyet", "not yet valid"]
+        .iter()
+        .any(|s| chain.contains(s))
+    {
+        CertificateFault::NotYetValid(None)
+    } else if ["expired", "validity period"]
+        .iter()
+        .any(|s| chain.contains(s))
+    {
+        CertificateFault::Expired(None)
+    } else {
+        CertificateFault::Untrusted
+    }
+}
+
 /// What went wrong with the server's certificate, in a sentence that says
-/// what to do; `None` when `err` is not about a certificate. Both TLS
-/// stacks name the certificate in their messages ("invalid peer
-/// certificate: UnknownIssuer", "The certificate chain was issued by an
-/// authority that is not trusted").
-pub(crate) fn certificate_problem(err: &reqwest::Error) -> Option<String> {
+/// what to do and never repeats advice the endpoint already follows;
+/// `None` when `err` is not about a certificate. `ca_cert` is the
+/// endpoint's `ca_cert:` as written. Both TLS stacks name the certificate
+/// in their messages ("invalid peer certificate: UnknownIssuer", "The
+/// certificate chain was issued by an authority that is not trusted").
+pub(crate) fn certificate_problem(err: &reqwest::Error, ca_cert: Option<&str>) -> Option<String> {
     let detail = crate::text::root_cause(err);
     let chain = crate::text::error_chain(err).to_ascii_lowercase();
     if !chain.contains("certificate") {
         return None;
     }
-    Some(
-        if chain.contains("not valid for name") || chain.contains("notvalidforname") {
-            format!(
-                "TLS: the server's certificate is not valid for this host name ({detail}); use a host name it names in `base_url`"
-            )
-        } else {
-            format!(
-                "TLS: the server's certificate is not trusted ({detail}); give the endpoint a `ca_cert:` (a PEM file with the certificate of the CA that signed it, or the server's own self-signed certificate)"
-            )
-        },
-    )
+    let fault = typed_fault(err).unwrap_or_else(|| fault_named(&chain));
+    let when = |word: &str, secs: Option<u64>| {
+        secs.map_or(String::new(), |s| {
+            format!(" {word} {}", crate::measure::machine::utc(s))
+        })
+    };
+    Some(match (fault, ca_cert) {
+        (CertificateFault::HostName, _) => format!(
+            "TLS: the server's certificate is not valid for this host name ({detail}); use a host name it names in `base_url`"
+        ),
+        (CertificateFault::Expired(at), _) => format!(
+            "TLS: the server's certificate expired{} ({detail}); renew it on the server{}",
+            when("at", at),
+            ca_cert.map_or(String::new(), |file| format!(
+                " (and update `ca_cert` {file} if that holds the server's own certificate)"
+            )),
+        ),
+        (CertificateFault::NotYetValid(from), _) => format!(
+            "TLS: the server's certificate is not valid yet{} ({detail}); check the clocks of this machine and the server",
+            when("until", from),
+        ),
+        (CertificateFault::Untrusted, Some(file)) => format!(
+            "TLS: the server's certificate is not trusted ({detail}); `ca_cert` {file} holds neither the server's certificate nor that of the CA that signed it"
+        ),
+        (CertificateFault::Untrusted, None) => format!(
+            "TLS: the server's certificate is not trusted ({detail}); give the endpoint a `ca_cert:` (a PEM file with the certificate of the CA that signed it, or the server's own self-signed certificate)"
+        ),
+    })
 }
 
 /// How many redirects one request may follow.
@@ -340,5 +462,31 @@ mod tests {
         std::fs::write(&text, "not a certificate\n").unwrap();
         let err = client(Purpose::Probe, Some(&text)).unwrap_err();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn issue_23_the_operating_systems_tls_messages_name_their_fault() {
+        for (text, fault) in [
+            (
+                "the certificate's cn name does not match the passed value",
+                CertificateFault::HostName,
+            ),
+            (
+                "a required certificate is not within its validity period",
+                CertificateFault::Expired(None),
+            ),
+            ("certificate has expired", CertificateFault::Expired(None)),
+            (
+                "invalid peer certificate: notvalidyet",
+                CertificateFault::NotYetValid(None),
+            ),
+            (
+                "the certificate chain was issued by an authority that is not trusted",
+                CertificateFault::Untrusted,
+            ),
+        ] {
+            let named = fault_named(text);
+            assert_eq!(named, fault, "{text}: {named:?}");
+        }
     }
 }

@@ -24,6 +24,8 @@ pub(crate) mod orphans;
 pub(crate) mod process;
 pub(crate) mod server;
 pub(crate) mod sse;
+#[cfg(not(any(windows, target_vendor = "apple")))]
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

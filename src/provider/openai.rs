@@ -39,6 +39,8 @@ pub struct Target {
     /// The suite's secrets, scrubbed (with the key) from error bodies
     /// before they are cut to length.
     pub secrets: Secrets,
+    /// The endpoint's `ca_cert:` as written, which certificate errors name.
+    pub ca_cert: Option<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -62,6 +64,7 @@ impl Target {
                 .and_then(|v| std::env::var(v).ok()),
             headers: endpoint.headers.clone(),
             secrets: secrets.clone(),
+            ca_cert: endpoint.ca_cert_written.clone(),
         }
     }
 
@@ -72,6 +75,7 @@ impl Target {
             api_key: None,
             headers: BTreeMap::new(),
             secrets: secrets.clone(),
+            ca_cert: None,
         }
     }
 
@@ -321,7 +325,7 @@ async fn exchange(
             }
             Err(err) => {
                 m.new_connection = err.is_connect();
-                return Err(transport_error(&err));
+                return Err(transport_error(&err, target));
             }
         }
     };
@@ -829,8 +833,8 @@ pub async fn server_version(client: &reqwest::Client, target: &Target) -> Option
     None
 }
 
-fn transport_error(err: &reqwest::Error) -> Failure {
-    if let Some(problem) = super::http::certificate_problem(err) {
+fn transport_error(err: &reqwest::Error, target: &Target) -> Failure {
+    if let Some(problem) = super::http::certificate_problem(err, target.ca_cert.as_deref()) {
         (ErrorKind::Connect, problem)
     } else if err.is_timeout() {
         (ErrorKind::Timeout, "request timed out".into())
@@ -895,6 +899,7 @@ mod tests {
             api_key: Some("sk-secret".into()),
             headers: BTreeMap::new(),
             secrets: Secrets::default(),
+            ca_cert: None,
         }
     }
 

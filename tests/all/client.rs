@@ -28,6 +28,7 @@ async fn ask_with(
         api_key: Some("sk-test-secret".into()),
         headers,
         secrets: dyno::secrets::Secrets::default(),
+        ca_cert: None,
     };
     let request = Request {
         id: 1,

@@ -54,6 +54,28 @@ impl axum::serve::Listener for TlsListener {
 async fn start_https() -> (String, String) {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    serve_https(&cert, &signing_key).await
+}
+
+/// A self-signed certificate marked `CA:TRUE`, as `openssl req -x509`
+/// makes them, for `names` (IP addresses or host names); `expired` dates
+/// it in the past.
+fn ca_flagged(names: &[&str], expired: bool) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let signing_key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&signing_key).unwrap();
+    rcgen::CertifiedKey { cert, signing_key }
+}
+
+/// Starts the fixture behind TLS presenting `cert`; returns its base URL
+/// and the certificate in PEM.
+async fn serve_https(cert: &rcgen::Certificate, signing_key: &rcgen::KeyPair) -> (String, String) {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(signing_key.serialize_der()));
     let config = ServerConfig::builder()
         .with_no_client_auth()
@@ -69,6 +91,22 @@ async fn start_https() -> (String, String) {
         axum::serve(listener, fixture::router()).await.unwrap();
     });
     (format!("https://{addr}/v1"), cert.pem())
+}
+
+/// Runs the suite of `base` with `ca_cert:` `certs/server.pem` holding
+/// `pem`; returns the samples' errors (`None` for a request that succeeded).
+async fn errors_with_ca_cert(base: &str, pem: &str) -> Vec<Option<String>> {
+    let tree = Tree::new(&[
+        ("s.yaml", &suite(base, Some("certs/server.pem"))),
+        ("certs/server.pem", pem),
+    ]);
+    let out = tree.path("out");
+    dyno::run::run_suite(&tree.path("s.yaml"), &Filter::default(), Some(&out), true)
+        .await
+        .unwrap();
+    let doc = crate::load_results(&out);
+    assert_eq!(doc.samples.len(), 2, "{:?}", doc.samples);
+    doc.samples.iter().map(|s| s.error.clone()).collect()
 }
 
 fn suite(base: &str, ca_cert: Option<&str>) -> String {
@@ -171,4 +209,75 @@ fn validate_points_at_a_missing_ca_cert() {
         stderr.contains("= hint: a PEM file with the server's certificate or its CA's"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_the_servers_own_ca_flagged_certificate_as_ca_cert_is_trusted() {
+    let key = ca_flagged(&["127.0.0.1"], false);
+    let (base, pem) = serve_https(&key.cert, &key.signing_key).await;
+    let errors = errors_with_ca_cert(&base, &pem).await;
+    assert_eq!(errors, vec![None, None], "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_a_pinned_certificate_for_another_host_is_refused_naming_the_host() {
+    let key = ca_flagged(&["lab.example"], false);
+    let (base, pem) = serve_https(&key.cert, &key.signing_key).await;
+    for error in errors_with_ca_cert(&base, &pem).await {
+        let message = error.unwrap_or_default();
+        assert!(
+            message.starts_with(
+                "TLS: the server's certificate is not valid for this host name (invalid peer certificate: certificate not valid for name \"127.0.0.1\"; certificate is only valid for DnsName(\"lab.example\"))"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("use a host name it names in `base_url`"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_an_expired_pinned_certificate_is_refused_saying_when_it_expired() {
+    let key = ca_flagged(&["127.0.0.1"], true);
+    let (base, pem) = serve_https(&key.cert, &key.signing_key).await;
+    for error in errors_with_ca_cert(&base, &pem).await {
+        let message = error.unwrap_or_default();
+        assert!(
+            message.starts_with(
+                "TLS: the server's certificate expired at 2021-01-01T00:00:00Z (invalid peer certificate: certificate expired: "
+            ),
+            "{message}"
+        );
+        assert!(
+            message.ends_with(
+                "renew it on the server (and update `ca_cert` certs/server.pem if that holds the server's own certificate)"
+            ),
+            "{message}"
+        );
+        assert!(
+            !message.contains("give the endpoint a `ca_cert:`"),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_23_a_ca_cert_of_another_server_says_it_holds_neither_certificate() {
+    let (base, _) = start_https().await;
+    let other = ca_flagged(&["127.0.0.1"], false);
+    for error in errors_with_ca_cert(&base, &other.cert.pem()).await {
+        let message = error.unwrap_or_default();
+        assert!(
+            message.starts_with("TLS: the server's certificate is not trusted ("),
+            "{message}"
+        );
+        assert!(
+            message.ends_with(
+                "`ca_cert` certs/server.pem holds neither the server's certificate nor that of the CA that signed it"
+            ),
+            "{message}"
+        );
+    }
 }

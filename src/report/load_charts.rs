@@ -199,6 +199,7 @@ mod tests {
             client_cores: None,
             client_us_per_chunk: None,
             client_bound: false,
+            interrupted: None,
         }
     }
 

@@ -89,6 +89,10 @@ pub struct LoadStats {
     /// The client could not keep up: schedule lag p99 above 1 ms, or more
     /// than half a core used. Its figures measure dyno as much as the model.
     pub client_bound: bool,
+    /// Why the point stopped before its end, when it was interrupted: its
+    /// figures cover the requests done by then (`--resume` drives it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 /// The stats of one point from its samples (`point_samples`: every request
@@ -183,6 +187,7 @@ pub fn load_stats(
             .as_ref()
             .is_some_and(|d| d.summary.p99 > CLIENT_BOUND_LAG_MS)
             || client_cores.is_some_and(|c| c > CLIENT_BOUND_CORES),
+        interrupted: None,
         schedule_lag_ms,
         client,
         client_cores,

@@ -231,7 +231,7 @@ pub async fn run_suite_with(
         &mut providers,
     )
     .await;
-    let interrupted = executed.interrupted.clone();
+    let mut interrupted = executed.interrupted.clone();
     let journal_failure = executed.journal_failure.clone();
     let load: Vec<LoadStats> = before
         .load
@@ -247,8 +247,14 @@ pub async fn run_suite_with(
         .collect();
     let (mut samples, models) = merge(before, executed);
     judge::apply_checks(&suite, &mut samples);
-    if interrupted.is_none() {
-        judge(&suite, &mut samples, &dir, options, &mut providers).await;
+    if interrupted.is_none() && journal_failure.is_none() {
+        // Ctrl-C while the judges work stops them; the run is then partial
+        // (every request measured), and `--resume` judges it.
+        let mut interrupt = options.interrupt.clone();
+        tokio::select! {
+            () = judge(&suite, &mut samples, &dir, options, &mut providers) => {}
+            reason = interrupt.wait() => interrupted = Some(format!("{reason} while judging")),
+        }
     }
     let noise = monitor.as_ref().map(|m| {
         let busy: Vec<f64> = samples.iter().filter_map(|s| s.host_busy_cores).collect();

@@ -114,9 +114,13 @@ impl Runner<'_> {
             self.show_error(&s);
             self.record(s);
         }
-        // An interrupted point is recorded but has no stats: `--resume`
-        // drives it again.
+        // An interrupted point's figures cover what it did, marked so; they
+        // are not journalled, and `--resume` drives the point again.
         if let Some(reason) = run.interrupted {
+            self.load.push(LoadStats {
+                interrupted: Some(reason.clone()),
+                ..stats
+            });
             return (None, Outcome::Interrupted(reason));
         }
         self.journal.load(&stats);

@@ -608,3 +608,38 @@ fn huge_timeouts_are_capped_not_a_panic() {
     assert_eq!(timeout(f64::NAN), MAX_TIMEOUT);
     assert_eq!(timeout(1.5), Duration::from_millis(1500));
 }
+
+#[tokio::test(start_paused = true)]
+async fn issue_23_an_interrupted_load_point_keeps_figures_for_what_it_did() {
+    let (suite, _dir) = load_suite("{ concurrency: [1], requests: 2000 }");
+    let cells = plan::plan(&suite, &Filter::default()).unwrap();
+    let (tx, interrupt) = Interrupt::manual();
+    let options = Options {
+        quiet: true,
+        journal: Journal::none(),
+        monitor: None,
+        interrupt,
+    };
+    let mut source = MockSource::default();
+    let run = execute(&suite, &cells, options, &mut source);
+    let trigger = async {
+        // One stream at 10 ms a request: about 20 requests done by then.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(Some("interrupted by test".into())).unwrap();
+    };
+    let (executed, ()) = tokio::join!(run, trigger);
+    assert_eq!(executed.interrupted.as_deref(), Some("interrupted by test"));
+    let point = executed
+        .load
+        .first()
+        .unwrap_or_else(|| panic!("no figures for the point: {executed:?}"));
+    assert_eq!(
+        point.interrupted.as_deref(),
+        Some("interrupted by test"),
+        "{point:?}"
+    );
+    assert!(
+        (5..2000).contains(&point.sent) && point.sent == executed.samples.len(),
+        "{point:?}"
+    );
+}

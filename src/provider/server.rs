@@ -235,7 +235,7 @@ impl RunningServer {
         }
         // From here on, dropping `server` (an error below, or the caller
         // dropping this future) kills the whole group.
-        let mut server = RunningServer {
+        let server = RunningServer {
             name,
             child,
             pid,
@@ -251,16 +251,28 @@ impl RunningServer {
             stopped: false,
         };
 
+        server.wait_ready(spec, &client, started).await
+    }
+
+    /// Polls the ready path until it answers 200 (the load time counted
+    /// from `started`), the server exits, or the startup timeout passes
+    /// (the group is then killed).
+    async fn wait_ready(
+        mut self,
+        spec: &ServerSpec,
+        client: &reqwest::Client,
+        started: Instant,
+    ) -> Result<RunningServer, ServerError> {
         let path = if spec.ready_path.starts_with('/') {
             spec.ready_path.clone()
         } else {
             format!("/{}", spec.ready_path)
         };
-        let url = format!("http://127.0.0.1:{port}{path}");
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
         let deadline = started + spec.startup_timeout;
         loop {
-            if let Some(status) = server.exit_status() {
-                return Err(server.fail_exited(status).await);
+            if let Some(status) = self.exit_status() {
+                return Err(self.fail_exited(status).await);
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let attempt = remaining.clamp(POLL_INTERVAL, READY_REQUEST_TIMEOUT);
@@ -271,20 +283,20 @@ impl RunningServer {
             if ready {
                 let load = started.elapsed();
                 // A 200 from whatever else took the port does not count.
-                if let Some(status) = server.exit_status() {
-                    return Err(server.fail_exited(status).await);
+                if let Some(status) = self.exit_status() {
+                    return Err(self.fail_exited(status).await);
                 }
-                server.load_ms = load.as_secs_f64() * 1000.0;
-                return Ok(server);
+                self.load_ms = load.as_secs_f64() * 1000.0;
+                return Ok(self);
             }
             if Instant::now() >= deadline {
-                server.kill_now().await;
+                self.kill_now().await;
                 return Err(ServerError::NotReady {
-                    name: server.name.clone(),
+                    name: self.name.clone(),
                     timeout_s: spec.startup_timeout.as_secs_f64(),
                     url,
-                    log_tail: server.log_tail(ERROR_LOG_LINES),
-                    log_path: server.log_path.clone(),
+                    log_tail: self.log_tail(ERROR_LOG_LINES),
+                    log_path: self.log_path.clone(),
                 });
             }
             tokio::time::sleep(POLL_INTERVAL.min(remaining)).await;

@@ -196,16 +196,7 @@ pub async fn run_suite_with(
             .unwrap_or_else(|| suite.outputs.dir.clone()),
     );
     report::preflight(&dir, &suite.outputs.templates, options.templates.as_deref())?;
-    std::fs::create_dir_all(&dir).map_err(|source| RunError::Write {
-        path: dir.clone(),
-        source,
-    })?;
-    let _lock = lock(&dir)?;
-    // An earlier run into this directory that was killed outright (SIGKILL)
-    // may have left servers running: end them before starting new ones.
-    for line in crate::provider::orphans::end_leftovers(&dir.join("logs")) {
-        eprintln!("warning: {line}");
-    }
+    let _lock = take_dir(&dir)?;
     let journal_path = dir.join(JOURNAL_FILE);
     let header = Header {
         suite_hash: suite.hash(),
@@ -289,23 +280,7 @@ pub async fn run_suite_with(
         samples,
     };
     if let Some(failure) = journal_failure {
-        let results = match write_run(&doc, &dir, &suite, options) {
-            Ok(_) => format!(
-                "What it measured is in {}.",
-                dir.join(results::RESULTS_FILE).display()
-            ),
-            Err(err) => format!(
-                "The results could not be written either ({err}); the last complete results are kept."
-            ),
-        };
-        let partial = doc.partial.as_ref();
-        return Err(RunError::Journal {
-            failure,
-            sent: partial.map_or(0, |p| p.sent),
-            planned: partial.map_or(cells.len(), |p| p.planned),
-            results,
-            dir,
-        });
+        return Err(journal_failed(failure, &doc, dir, &suite, options));
     }
     let files = write_run(&doc, &dir, &suite, options)?;
     if doc.partial.is_none() {
@@ -323,6 +298,34 @@ pub async fn run_suite_with(
             .count(),
         partial: doc.partial,
     })
+}
+
+/// The error of a run whose journal could not be written, once what it
+/// measured has been written as results where that still fits.
+fn journal_failed(
+    failure: String,
+    doc: &Results,
+    dir: PathBuf,
+    suite: &crate::suite::Suite,
+    options: &RunOptions,
+) -> RunError {
+    let results = match write_run(doc, &dir, suite, options) {
+        Ok(_) => format!(
+            "What it measured is in {}.",
+            dir.join(results::RESULTS_FILE).display()
+        ),
+        Err(err) => format!(
+            "The results could not be written either ({err}); the last complete results are kept."
+        ),
+    };
+    let (sent, planned) = doc.partial.as_ref().map_or((0, 0), |p| (p.sent, p.planned));
+    RunError::Journal {
+        failure,
+        sent,
+        planned,
+        results,
+        dir,
+    }
 }
 
 /// A new journal, or with `--resume` the interrupted run's (of this suite,
@@ -582,6 +585,20 @@ fn is_partial(path: &Path) -> bool {
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Head>(&bytes).ok())
         .is_some_and(|head| head.partial.is_some())
+}
+
+/// Creates `dir`, locks it for this run and ends the servers an earlier run
+/// into it left running when it was killed outright (SIGKILL).
+fn take_dir(dir: &Path) -> Result<std::fs::File, RunError> {
+    std::fs::create_dir_all(dir).map_err(|source| RunError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let lock = lock(dir)?;
+    for line in crate::provider::orphans::end_leftovers(&dir.join("logs")) {
+        eprintln!("warning: {line}");
+    }
+    Ok(lock)
 }
 
 /// An exclusive lock on `dir` while a run writes to it; released when

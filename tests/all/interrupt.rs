@@ -51,6 +51,54 @@ fn gone(pid: u32) -> bool {
     })
 }
 
+/// `dyno run SUITE` of SmolLM2 on the `rag` prompt into `out`, quiet, its
+/// output captured; with `resume`, `--resume`.
+fn smollm2_rag(suite: &Path, out: &Path, resume: bool) -> Command {
+    let mut cmd = dyno();
+    cmd.arg("run")
+        .arg(suite)
+        .args([
+            "--models",
+            "smollm2*",
+            "--prompts",
+            "rag",
+            "--quiet",
+            "--out",
+        ])
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd
+}
+
+/// A run that SIGINT stopped: it exited with 130, none of `servers`
+/// outlived it, and `out` holds its partial results, which it returns.
+fn stopped_by_sigint(
+    output: &Output,
+    servers: &[u32],
+    out: &Path,
+) -> (Results, dyno::results::Partial) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stdout}\n{stderr}");
+    for server in servers {
+        assert!(
+            gone(*server),
+            "server {server} outlived the interrupted run"
+        );
+    }
+    let partial: Results = load_results(out);
+    let info = partial
+        .partial
+        .clone()
+        .unwrap_or_else(|| panic!("not partial: {stdout}\n{stderr}"));
+    assert!(info.reason.contains("SIGINT"), "{info:?}");
+    (partial, info)
+}
+
 fn waited(child: std::process::Child, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
     let mut child = child;
@@ -69,26 +117,7 @@ async fn sigint_mid_run_leaves_no_child_and_resume_finishes_it() {
     let tree = Tree::new(&[]);
     let suite = quickstart_variant(tree.dir.path(), "s.yaml", &[]);
     let out = tree.path("out");
-    let args = |resume: bool| {
-        let mut cmd = dyno();
-        cmd.arg("run")
-            .arg(&suite)
-            .args([
-                "--models",
-                "smollm2*",
-                "--prompts",
-                "rag",
-                "--quiet",
-                "--out",
-            ])
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if resume {
-            cmd.arg("--resume");
-        }
-        cmd
-    };
+    let args = |resume: bool| smollm2_rag(&suite, &out, resume);
     let child = args(false).spawn().unwrap();
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -104,21 +133,7 @@ async fn sigint_mid_run_leaves_no_child_and_resume_finishes_it() {
         0
     );
     let first = waited(child, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&first.stdout);
-    let stderr = String::from_utf8_lossy(&first.stderr);
-    assert_eq!(first.status.code(), Some(130), "{stdout}\n{stderr}");
-    for server in &servers {
-        assert!(
-            gone(*server),
-            "server {server} outlived the interrupted run"
-        );
-    }
-    let partial: Results = load_results(&out);
-    let info = partial
-        .partial
-        .clone()
-        .unwrap_or_else(|| panic!("not partial: {stdout}"));
-    assert!(info.reason.contains("SIGINT"), "{info:?}");
+    let (partial, info) = stopped_by_sigint(&first, &servers, &out);
     assert!(info.sent < info.planned, "{info:?}");
     assert_eq!(partial.samples.len(), info.sent);
     assert!(
@@ -269,19 +284,7 @@ fn issue_23_ctrl_c_while_a_server_starts_is_honoured() {
         took < Duration::from_secs(10),
         "exited {took:?} after SIGINT: {stderr}"
     );
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
-    for server in &servers {
-        assert!(
-            gone(*server),
-            "server {server} outlived the interrupted run"
-        );
-    }
-    let partial: Results = load_results(&out);
-    let info = partial
-        .partial
-        .clone()
-        .unwrap_or_else(|| panic!("not partial: {stderr}"));
-    assert!(info.reason.contains("SIGINT"), "{info:?}");
+    let (_, info) = stopped_by_sigint(&output, &servers, &out);
     assert_eq!(info.sent, 0, "{info:?}");
 }
 
@@ -295,26 +298,7 @@ async fn issue_23_kill_9_leaves_no_server_behind() {
     let tree = Tree::new(&[]);
     let suite = quickstart_variant(tree.dir.path(), "s.yaml", &[("rounds: 5", "rounds: 3")]);
     let out = tree.path("out");
-    let args = |resume: bool| {
-        let mut cmd = dyno();
-        cmd.arg("run")
-            .arg(&suite)
-            .args([
-                "--models",
-                "smollm2*",
-                "--prompts",
-                "rag",
-                "--quiet",
-                "--out",
-            ])
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if resume {
-            cmd.arg("--resume");
-        }
-        cmd
-    };
+    let args = |resume: bool| smollm2_rag(&suite, &out, resume);
     let mut child = args(false).spawn().unwrap();
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(120);

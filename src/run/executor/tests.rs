@@ -443,13 +443,7 @@ async fn an_interrupt_stops_sending_and_stops_what_runs() {
         },
     );
     let cells = plan::plan(&suite, &Filter::default()).unwrap();
-    let (tx, interrupt) = Interrupt::manual();
-    let options = Options {
-        quiet: true,
-        journal: Journal::none(),
-        monitor: None,
-        interrupt,
-    };
+    let (tx, options) = interruptible();
     let run = execute(&suite, &cells, options, &mut source);
     let trigger = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -522,6 +516,18 @@ async fn a_request_turned_away_is_tried_again() {
         (Status::Error, 4, Some(ErrorKind::HttpStatus)),
         "{first:?}"
     );
+}
+
+/// Quiet options without a journal, and the trigger of their interrupt.
+fn interruptible() -> (tokio::sync::watch::Sender<Option<String>>, Options<'static>) {
+    let (tx, interrupt) = Interrupt::manual();
+    let options = Options {
+        quiet: true,
+        journal: Journal::none(),
+        monitor: None,
+        interrupt,
+    };
+    (tx, options)
 }
 
 /// A one-model suite driven at load points.
@@ -613,13 +619,7 @@ fn huge_timeouts_are_capped_not_a_panic() {
 async fn issue_23_an_interrupted_load_point_keeps_figures_for_what_it_did() {
     let (suite, _dir) = load_suite("{ concurrency: [1], requests: 2000 }");
     let cells = plan::plan(&suite, &Filter::default()).unwrap();
-    let (tx, interrupt) = Interrupt::manual();
-    let options = Options {
-        quiet: true,
-        journal: Journal::none(),
-        monitor: None,
-        interrupt,
-    };
+    let (tx, options) = interruptible();
     let mut source = MockSource::default();
     let run = execute(&suite, &cells, options, &mut source);
     let trigger = async {

@@ -24,6 +24,8 @@ pub struct ProcStat {
     pub rss_pages: Option<u64>,
     /// When the process started, in clock ticks since boot (field 22).
     pub starttime: Option<u64>,
+    /// The process state (field 3): `R`, `S`, `Z` for a zombie, …
+    pub state: char,
 }
 
 /// Parses the text of `/proc/<pid>/stat`.
@@ -56,6 +58,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         stime,
         rss_pages,
         starttime: field(22).and_then(|s| s.parse().ok()),
+        state: field(3).and_then(|s| s.chars().next()).unwrap_or('?'),
     })
 }
 
@@ -135,10 +138,15 @@ pub(super) fn process_table() -> Vec<(u32, u32)> {
 }
 
 /// When `pid` started (clock ticks since boot): with the pid, what tells
-/// this process from a later one that reused its pid.
+/// this process from a later one that reused its pid. `None` once it has
+/// exited (a zombie waiting to be reaped included).
 #[cfg(target_os = "linux")]
 pub(crate) fn process_start(pid: u32) -> Option<u64> {
-    read_stat(pid)?.starttime
+    let stat = read_stat(pid)?;
+    if matches!(stat.state, 'Z' | 'X' | 'x') {
+        return None;
+    }
+    stat.starttime
 }
 
 /// The parent, resident memory and CPU time of `pid` (`utime + stime` of

@@ -341,22 +341,17 @@ fn validate(args: &[String], templates: Option<&Path>) -> anyhow::Result<u8> {
     let mut code = EXIT_OK;
     for file in &files {
         match suite::load_checked(file, &suite::process_env, templates) {
-            Ok(s) => match plan::count(&s, &Filter::default()) {
-                Ok(requests) if requests <= plan::MAX_REQUESTS => println!(
-                    "ok: {} ({} models, {} prompts, {} requests)",
+            // The same check `dyno plan` and `dyno run` make before building.
+            Ok(s) => match plan::footprint(&s, &Filter::default()).and_then(plan::Footprint::check)
+            {
+                Ok(size) => println!(
+                    "ok: {} ({} models, {} prompts, {} requests, a plan of about {} MiB)",
                     file.display(),
                     s.models.len(),
                     s.prompts.len(),
-                    requests
+                    size.requests,
+                    size.bytes.div_ceil(1024 * 1024)
                 ),
-                Ok(requests) => {
-                    eprintln!(
-                        "error: {}: {}",
-                        file.display(),
-                        plan::PlanError::TooLarge { requests }
-                    );
-                    code = EXIT_ERROR;
-                }
                 Err(err) => {
                     eprintln!("error: {}: {err}", file.display());
                     code = EXIT_ERROR;
@@ -386,14 +381,18 @@ fn plan_cmd(
     let s = suite::load(file, &suite::process_env)?;
     let mut cells = plan::plan(&s, filter)?;
     if let Some(spec) = shard {
-        cells = plan::shard(&cells, spec).0;
+        cells = plan::shard(cells, spec).0;
     }
-    let text = if json {
-        serde_json::to_string_pretty(&cells)? + "\n"
+    // Written as it is formatted: a large plan is never held twice.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if json {
+        serde_json::to_writer_pretty(&mut stdout, &cells)
+            .map_err(std::io::Error::from)
+            .and_then(|()| stdout.write_all(b"\n"))
     } else {
-        plan::render_text(&cells)
+        plan::write_text(&cells, &mut stdout)
     };
-    print_stdout(&text)
+    stdout_written(written.and_then(|()| stdout.flush()))
 }
 
 /// Which committed schema.
@@ -441,10 +440,16 @@ fn schema(kind: SchemaKind, out: Option<&Path>) -> anyhow::Result<u8> {
 
 fn print_stdout(text: &str) -> anyhow::Result<u8> {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    stdout_written(
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush()),
+    )
+}
+
+/// What writing to standard output came to.
+fn stdout_written(written: std::io::Result<()>) -> anyhow::Result<u8> {
+    match written {
         // A closed pipe (`dyno plan | head`) is not an error worth a message.
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(anyhow::Error::from(err).context("cannot write to standard output"))

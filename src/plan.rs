@@ -13,8 +13,13 @@
 //! round after round, each round visiting every block in turn, so drift
 //! during the run (another job, heat, frequency) is shared by every model
 //! instead of landing on one.
+//!
+//! Size: a plan is held whole (the order, shards, the plan hash and
+//! `--resume` read all of it), so its requests and memory are estimated
+//! first ([`footprint`]) and a plan past [`MAX_REQUESTS`] or
+//! [`MAX_PLAN_BYTES`] is refused before a cell is made.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
@@ -23,34 +28,71 @@ use sha2::{Digest, Sha256};
 use crate::suite::workload::{Point, Sweep, Workload};
 use crate::suite::{Axis, Device, Model, Order, Params, ServedBy, Server, Suite};
 
-/// One request of the plan: a cell (model × prompt × axis values) at one round.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One request of the plan: a cell (model × prompt × axis values) at one
+/// round. A plan may hold millions, so a cell is lean: what every cell of
+/// its block shares (model, axis values, variant, parameters, load target)
+/// sits once behind an `Arc`, and its key and prompt are shared strings,
+/// the same in every round. It is written (JSON, the plan hash) with every
+/// field inline.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
     /// 1-based position in execution order.
     pub index: usize,
     /// Stable key of the cell, the same in every round: `model/prompt`
     /// plus `[variant,axis=value,...]` when there is a variant or an axis
     /// (`smollm2/rag[threads=2,stream=false]`).
-    pub key: String,
-    pub model: String,
-    pub prompt: String,
-    /// Matrix axis values of this cell, in axis order, as `name=value`,
-    /// then a load cell's point (`concurrency=4`, `sweep`); the variant is
-    /// not an axis: see `variant`.
-    pub axes: Vec<String>,
-    /// The variant this cell runs under; each distinct variant is its own
-    /// launch.
-    pub variant: Variant,
+    pub key: Arc<str>,
+    pub prompt: Arc<str>,
     pub round: Round,
-    /// Effective parameters: the model's, with this cell's axis values.
-    pub params: Params,
     /// Seed sent with the request, derived from the suite seed and `key`;
     /// every round of a cell sends the same seed, so rounds repeat the same work.
     pub seed: u32,
-    /// A load point (or a sweep of them) instead of one request; its
-    /// prompt is `*`, the prompt set.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub load: Option<LoadTarget>,
+    block: Arc<Block>,
+}
+
+/// What the cells of one block share: a model in one variant with one
+/// combination of axis values (for a load cell, also its target).
+#[derive(Debug, PartialEq)]
+struct Block {
+    model: Arc<str>,
+    axes: Vec<String>,
+    variant: Variant,
+    params: Params,
+    load: Option<LoadTarget>,
+}
+
+impl Serialize for Cell {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// A cell as it is written, its block's fields inline.
+        #[derive(Serialize)]
+        struct Written<'a> {
+            index: usize,
+            key: &'a str,
+            model: &'a str,
+            prompt: &'a str,
+            axes: &'a [String],
+            variant: &'a Variant,
+            round: Round,
+            params: &'a Params,
+            seed: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            load: Option<&'a LoadTarget>,
+        }
+        let block = &*self.block;
+        Written {
+            index: self.index,
+            key: &self.key,
+            model: &block.model,
+            prompt: &self.prompt,
+            axes: &block.axes,
+            variant: &block.variant,
+            round: self.round,
+            params: &block.params,
+            seed: self.seed,
+            load: block.load.as_ref(),
+        }
+        .serialize(serializer)
+    }
 }
 
 /// What a load cell drives.
@@ -86,10 +128,39 @@ pub struct Setting {
 }
 
 impl Cell {
+    pub fn model(&self) -> &str {
+        &self.block.model
+    }
+
+    /// Matrix axis values of this cell, in axis order, as `name=value`,
+    /// then a load cell's point (`concurrency=4`, `sweep`); the variant is
+    /// not an axis: see [`Cell::variant`].
+    pub fn axes(&self) -> &[String] {
+        &self.block.axes
+    }
+
+    /// The variant this cell runs under; each distinct variant is its own
+    /// launch.
+    pub fn variant(&self) -> &Variant {
+        &self.block.variant
+    }
+
+    /// Effective parameters: the model's, with this cell's axis values.
+    pub fn params(&self) -> &Params {
+        &self.block.params
+    }
+
+    /// A load point (or a sweep of them) instead of one request; its
+    /// prompt is `*`, the prompt set.
+    pub fn load(&self) -> Option<&LoadTarget> {
+        self.block.load.as_ref()
+    }
+
     /// `stream=false,max_tokens=64`: the axis values as one label, `None`
     /// without axes. Summary rows are per model, variant and this label.
     pub fn axes_label(&self) -> Option<String> {
-        (!self.axes.is_empty()).then(|| self.axes.join(","))
+        let axes = self.axes();
+        (!axes.is_empty()).then(|| axes.join(","))
     }
 }
 
@@ -323,11 +394,52 @@ pub enum PlanError {
         "the plan has {requests} requests; dyno plans at most {MAX_REQUESTS} (fewer rounds, prompts or matrix values, or --models/--prompts to run a part)"
     )]
     TooLarge { requests: u64 },
+    #[error(
+        "the plan of {requests} requests would take about {} MiB of memory; dyno plans at most {} MiB (fewer matrix values, prompts or variants, shorter ids, or --models/--prompts to run a part)",
+        .bytes.div_ceil(MIB),
+        MAX_PLAN_BYTES / MIB
+    )]
+    TooMuchMemory { requests: u64, bytes: u64 },
 }
 
-/// The most requests one plan may hold: a plan is built in memory, a few
-/// hundred bytes a request, and at 10 ms a request this is more than a day.
+/// The most requests one plan may hold: at 10 ms a request this is more
+/// than a day.
 pub const MAX_REQUESTS: u64 = 10_000_000;
+
+/// The most memory one plan may take, as [`Footprint`] estimates it. A run
+/// holds its plan whole (the executor, the interleaved order, shards, the
+/// plan hash and `--resume` read all of it), so this leaves room for the
+/// rest of `dyno run` within a 2 GiB address space.
+pub const MAX_PLAN_BYTES: u64 = 1024 * MIB;
+
+const MIB: u64 = 1024 * 1024;
+
+/// A plan's size, known before it is built: its requests, and the bytes
+/// its cells take in memory, estimated from above (every key as long as
+/// the longest, every block's labels as long as the longest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+impl Footprint {
+    /// The footprint, or why dyno refuses to build such a plan.
+    pub fn check(self) -> Result<Footprint, PlanError> {
+        if self.requests > MAX_REQUESTS {
+            return Err(PlanError::TooLarge {
+                requests: self.requests,
+            });
+        }
+        if self.bytes > MAX_PLAN_BYTES {
+            return Err(PlanError::TooMuchMemory {
+                requests: self.requests,
+                bytes: self.bytes,
+            });
+        }
+        Ok(self)
+    }
+}
 
 /// One list of globs of a filter and where it came from.
 struct Selector<'f> {
@@ -416,118 +528,279 @@ fn selection<'a>(
 /// (warmup + measured rounds) × selected prompts, or, for a model under
 /// load, × (its load points, and the sweep).
 pub fn count(suite: &Suite, filter: &Filter) -> Result<u64, PlanError> {
-    let (models, prompts) = selection(suite, filter)?;
-    let combos = suite
-        .matrix
-        .iter()
-        .map(|axis| match axis {
-            Axis::Stream(v) => v.len(),
-            Axis::Temperature(v) => v.len(),
-            Axis::MaxTokens(v) => v.len(),
-        })
-        .fold(1u64, |n, len| n.saturating_mul(len as u64));
-    let per_round = combos.saturating_mul(prompts.len() as u64);
-    Ok(suite
-        .models
-        .iter()
-        .filter(|m| models.contains(&m.id.as_str()))
-        .map(|model| {
-            // Under load: one cell per load point, and one for the sweep.
-            let per_variant = if let Some(workload) = &model.load {
-                let targets = workload.points.len() as u64 + u64::from(workload.sweep.is_some());
-                combos.saturating_mul(targets)
-            } else {
-                let rounds = u64::from(model.params.warmup) + u64::from(model.params.rounds);
-                per_round.saturating_mul(rounds)
-            };
-            Variant::count_of_model(suite, model).saturating_mul(per_variant)
-        })
-        .fold(0u64, u64::saturating_add))
+    Ok(footprint(suite, filter)?.requests)
 }
 
-/// The cells of `suite` in execution order; a plan of more than
-/// [`MAX_REQUESTS`] is refused before anything is built.
-pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
-    let requests = count(suite, filter)?;
-    if requests > MAX_REQUESTS {
-        return Err(PlanError::TooLarge { requests });
-    }
+/// Bytes an `Arc` keeps before its value (its two counts).
+const ARC_COUNTS: u64 = 16;
+
+/// The most the allocator adds to one allocation: its header, and its size
+/// rounded up to 16 bytes.
+const ALLOC_OVERHEAD: u64 = 24;
+
+/// The plan's requests and memory, without building it; the bytes count
+/// the cells, one stencil cell and one shared key per distinct key, the
+/// blocks with their labels, and the matrix's combinations.
+pub fn footprint(suite: &Suite, filter: &Filter) -> Result<Footprint, PlanError> {
     let (models, prompts) = selection(suite, filter)?;
-    let combos = axis_combinations(&suite.matrix);
-    // One block per model × variant × axis values: its cells, round by round.
-    let mut blocks: Vec<Vec<(Round, Vec<Cell>)>> = Vec::new();
+    let matrix = Matrix::of(&suite.matrix);
+    let longest_prompt = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    let combos_bytes = matrix.combos.saturating_mul(
+        size_of::<Vec<AxisValue>>() as u64 + matrix.axes * size_of::<AxisValue>() as u64,
+    );
+    let mut total = Footprint {
+        requests: 0,
+        bytes: combos_bytes,
+    };
     for model in suite
         .models
         .iter()
         .filter(|m| models.contains(&m.id.as_str()))
     {
-        let variants = Variant::of_model(suite, model);
-        for (variant, combo) in variants
-            .iter()
-            .flat_map(|v| combos.iter().map(move |c| (v, c)))
-        {
-            let mut params = model.params;
-            let axes: Vec<String> = combo
+        let load = model.load.as_ref().map(|workload| {
+            let labels = workload.points.iter().map(|p| p.drive.label().len());
+            let sweep = workload.sweep.map(|_| "sweep".len());
+            (labels.chain(sweep).collect::<Vec<_>>(), ALL_PROMPTS.len())
+        });
+        let shape = Shape {
+            targets: load.as_ref().map_or(prompts.len(), |(t, _)| t.len()) as u64,
+            rounds: if load.is_some() {
+                1
+            } else {
+                u64::from(model.params.warmup) + u64::from(model.params.rounds)
+            },
+            prompt_len: load.as_ref().map_or(longest_prompt, |(_, len)| *len),
+            target_label: load
+                .as_ref()
+                .map(|(t, _)| t.iter().copied().max().unwrap_or(0)),
+        };
+        let size = shape.footprint(suite, model, &matrix);
+        total.requests = total.requests.saturating_add(size.requests);
+        total.bytes = total.bytes.saturating_add(size.bytes);
+    }
+    Ok(total)
+}
+
+/// The matrix's size: its combinations, its axes, and the longest label of
+/// each axis, summed.
+struct Matrix {
+    combos: u64,
+    axes: u64,
+    label_bytes: u64,
+}
+
+impl Matrix {
+    fn of(axes: &[Axis]) -> Matrix {
+        let values: Vec<Vec<AxisValue>> = axes.iter().map(axis_values).collect();
+        Matrix {
+            combos: values
                 .iter()
-                .map(|setting| setting.apply(&mut params))
-                .collect();
-            let labels: Vec<String> = variant.label().into_iter().chain(axes.clone()).collect();
-            if let Some(workload) = &model.load {
-                blocks.push(load_block(model, variant, workload, &axes, &labels, params));
-                continue;
-            }
-            let rounds = (1..=params.warmup)
-                .map(Round::Warmup)
-                .chain((1..=params.rounds).map(Round::Measured));
-            let block = rounds
-                .map(|round| {
-                    let cells = prompts
-                        .iter()
-                        .map(|prompt| {
-                            let key = cell_key(&model.id, prompt, &labels);
-                            Cell {
-                                index: 0,
-                                seed: derive_seed(params.seed, &key),
-                                key,
-                                model: model.id.clone(),
-                                prompt: (*prompt).to_string(),
-                                axes: axes.clone(),
-                                variant: variant.clone(),
-                                round,
-                                params,
-                                load: None,
-                            }
-                        })
-                        .collect();
-                    (round, cells)
-                })
-                .collect();
-            blocks.push(block);
+                .fold(1u64, |n, v| n.saturating_mul(v.len() as u64)),
+            axes: values.len() as u64,
+            label_bytes: values
+                .iter()
+                .map(|v| v.iter().map(|x| x.label().len()).max().unwrap_or(0) as u64)
+                .sum(),
         }
     }
-    let mut cells: Vec<Cell> = match filter.order.unwrap_or(suite.order) {
-        Order::ModelMajor => blocks
-            .into_iter()
-            .flat_map(|block| block.into_iter().flat_map(|(_, cells)| cells))
-            .collect(),
-        Order::Interleaved => interleave(blocks),
-    };
-    for (i, cell) in cells.iter_mut().enumerate() {
-        cell.index = i + 1;
+}
+
+/// What one model's blocks look like: cells per round (prompts, or load
+/// targets: one block each), rounds, and the longest of what makes a key.
+struct Shape {
+    targets: u64,
+    rounds: u64,
+    prompt_len: usize,
+    /// The longest load target label, for a model under load.
+    target_label: Option<usize>,
+}
+
+impl Shape {
+    fn footprint(&self, suite: &Suite, model: &Model, matrix: &Matrix) -> Footprint {
+        let variants = Variant::count_of_model(suite, model);
+        let variant_label = Variant::of_model(suite, model)
+            .iter()
+            .filter_map(Variant::label)
+            .map(|l| l.len() as u64)
+            .max();
+        let settings = match &model.served_by {
+            ServedBy::Server(name) => suite.servers.get(name).map_or(0, |s| s.variants.len()),
+            ServedBy::Endpoint(_) => 0,
+        } as u64;
+        let target_label = self.target_label.map(|l| l as u64);
+        let labels =
+            u64::from(variant_label.is_some()) + matrix.axes + u64::from(target_label.is_some());
+        let label_bytes =
+            variant_label.unwrap_or(0) + matrix.label_bytes + target_label.unwrap_or(0);
+        let key_len = (model.id.len() + 1 + self.prompt_len) as u64
+            + if labels > 0 {
+                2 + label_bytes + labels - 1
+            } else {
+                0
+            };
+        let keys = variants
+            .saturating_mul(matrix.combos)
+            .saturating_mul(self.targets);
+        let blocks = if target_label.is_some() {
+            keys
+        } else {
+            variants.saturating_mul(matrix.combos)
+        };
+        let cell = size_of::<Cell>() as u64;
+        let strings = matrix.axes + u64::from(target_label.is_some());
+        // The block, its stencil and axes lists, its labels, its settings.
+        let allocations = 3 + strings + if settings > 0 { 1 + 2 * settings } else { 0 };
+        let block = ARC_COUNTS
+            + size_of::<Block>() as u64
+            + strings * size_of::<String>() as u64
+            + settings * size_of::<Setting>() as u64
+            + label_bytes
+            + allocations * ALLOC_OVERHEAD;
+        let requests = keys.saturating_mul(self.rounds);
+        let bytes = requests
+            .saturating_mul(cell)
+            .saturating_add(keys.saturating_mul(cell + ARC_COUNTS + ALLOC_OVERHEAD + key_len))
+            .saturating_add(blocks.saturating_mul(block));
+        Footprint { requests, bytes }
+    }
+}
+
+/// The cells of `suite` in execution order; a plan of more than
+/// [`MAX_REQUESTS`], or estimated to take more than [`MAX_PLAN_BYTES`], is
+/// refused before anything is built. Cells are made in their order, into a
+/// list of the plan's exact length, with nothing built twice.
+pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
+    let size = footprint(suite, filter)?.check()?;
+    let (models, prompts) = selection(suite, filter)?;
+    let prompts: Vec<Arc<str>> = prompts.into_iter().map(Arc::from).collect();
+    let combos = axis_combinations(&suite.matrix);
+    // One stencil per model × variant × axis values (per load target under load).
+    let mut stencils: Vec<Stencil> = Vec::new();
+    for model in suite
+        .models
+        .iter()
+        .filter(|m| models.contains(&m.id.as_str()))
+    {
+        let id: Arc<str> = Arc::from(model.id.as_str());
+        for variant in Variant::of_model(suite, model) {
+            for combo in &combos {
+                let mut params = model.params;
+                let axes: Vec<String> = combo.iter().map(|v| v.apply(&mut params)).collect();
+                let labels: Vec<String> = variant
+                    .label()
+                    .into_iter()
+                    .chain(axes.iter().cloned())
+                    .collect();
+                if let Some(workload) = &model.load {
+                    stencils.extend(load_stencils(
+                        &id, &variant, workload, &axes, &labels, params,
+                    ));
+                    continue;
+                }
+                let block = Arc::new(Block {
+                    model: Arc::clone(&id),
+                    axes,
+                    variant: variant.clone(),
+                    params,
+                    load: None,
+                });
+                stencils.push(Stencil {
+                    warmup: params.warmup,
+                    measured: params.rounds,
+                    cells: prompts
+                        .iter()
+                        .map(|prompt| stencil_cell(&block, prompt, &labels))
+                        .collect(),
+                });
+            }
+        }
+    }
+    let mut cells = Vec::with_capacity(usize::try_from(size.requests).unwrap_or(0));
+    match filter.order.unwrap_or(suite.order) {
+        Order::ModelMajor => {
+            for stencil in &stencils {
+                for round in stencil.rounds() {
+                    stencil.lay(round, &mut cells);
+                }
+            }
+        }
+        Order::Interleaved => {
+            // Round by round (every warmup round first), each visiting the
+            // blocks in order; a block without that round is passed over.
+            let warmup = stencils.iter().map(|s| s.warmup).max().unwrap_or(0);
+            let measured = stencils.iter().map(|s| s.measured).max().unwrap_or(0);
+            for round in rounds(warmup, measured) {
+                for stencil in stencils.iter().filter(|s| s.has(round)) {
+                    stencil.lay(round, &mut cells);
+                }
+            }
+        }
     }
     Ok(cells)
 }
 
+/// A block's cells of one round, before each gets its round and its
+/// position: one per prompt, or a load target's one cell.
+struct Stencil {
+    warmup: u32,
+    measured: u32,
+    cells: Vec<Cell>,
+}
+
+impl Stencil {
+    fn rounds(&self) -> impl Iterator<Item = Round> {
+        rounds(self.warmup, self.measured)
+    }
+
+    fn has(&self, round: Round) -> bool {
+        match round {
+            Round::Warmup(n) => n <= self.warmup,
+            Round::Measured(n) => n <= self.measured,
+        }
+    }
+
+    /// Appends the block's cells of `round`, numbered after `cells`.
+    fn lay(&self, round: Round, cells: &mut Vec<Cell>) {
+        let start = cells.len();
+        cells.extend(self.cells.iter().enumerate().map(|(i, cell)| Cell {
+            index: start + i + 1,
+            round,
+            ..cell.clone()
+        }));
+    }
+}
+
+/// Warmup rounds `1..=warmup`, then measured rounds `1..=measured`.
+fn rounds(warmup: u32, measured: u32) -> impl Iterator<Item = Round> {
+    (1..=warmup)
+        .map(Round::Warmup)
+        .chain((1..=measured).map(Round::Measured))
+}
+
+/// The cell of `prompt` in `block`, not yet placed.
+fn stencil_cell(block: &Arc<Block>, prompt: &Arc<str>, labels: &[String]) -> Cell {
+    let key: Arc<str> = Arc::from(cell_key(&block.model, prompt, labels));
+    Cell {
+        index: 0,
+        seed: derive_seed(block.params.seed, &key),
+        key,
+        prompt: Arc::clone(prompt),
+        round: Round::Measured(1),
+        block: Arc::clone(block),
+    }
+}
+
 /// A model's load cells: every point, then the sweep, each one cell of
-/// the prompt set `*` whose key carries the point.
-fn load_block(
-    model: &Model,
+/// the prompt set `*` whose key carries the point, in one measured round.
+fn load_stencils(
+    model: &Arc<str>,
     variant: &Variant,
     workload: &Workload,
     axes: &[String],
     labels: &[String],
     params: Params,
-) -> Vec<(Round, Vec<Cell>)> {
+) -> Vec<Stencil> {
+    let all: Arc<str> = Arc::from(ALL_PROMPTS);
     let targets = workload
         .points
         .iter()
@@ -537,56 +810,26 @@ fn load_block(
                 .sweep
                 .map(|s| ("sweep".to_string(), LoadTarget::Sweep(s))),
         );
-    let cells = targets
+    targets
         .map(|(label, target)| {
             let mut labels = labels.to_vec();
             labels.push(label.clone());
             let mut axes = axes.to_vec();
             axes.push(label);
-            let key = cell_key(&model.id, ALL_PROMPTS, &labels);
-            Cell {
-                index: 0,
-                seed: derive_seed(params.seed, &key),
-                key,
-                model: model.id.clone(),
-                prompt: ALL_PROMPTS.to_string(),
+            let block = Arc::new(Block {
+                model: Arc::clone(model),
                 axes,
                 variant: variant.clone(),
-                round: Round::Measured(1),
                 params,
                 load: Some(target),
+            });
+            Stencil {
+                warmup: 0,
+                measured: 1,
+                cells: vec![stencil_cell(&block, &all, &labels)],
             }
         })
-        .collect();
-    vec![(Round::Measured(1), cells)]
-}
-
-/// Round by round (every warmup round first, then every measured round),
-/// each round visiting the blocks in order; a block without that round is
-/// passed over.
-fn interleave(blocks: Vec<Vec<(Round, Vec<Cell>)>>) -> Vec<Cell> {
-    let mut rounds: Vec<Round> = blocks
-        .iter()
-        .flat_map(|block| block.iter().map(|(round, _)| *round))
-        .collect();
-    rounds.sort_by_key(|round| match round {
-        Round::Warmup(n) => (0, *n),
-        Round::Measured(n) => (1, *n),
-    });
-    rounds.dedup();
-    let mut blocks: Vec<std::collections::VecDeque<(Round, Vec<Cell>)>> =
-        blocks.into_iter().map(Into::into).collect();
-    let mut cells = Vec::new();
-    for round in rounds {
-        for block in &mut blocks {
-            if block.front().is_some_and(|(r, _)| *r == round)
-                && let Some((_, round_cells)) = block.pop_front()
-            {
-                cells.extend(round_cells);
-            }
-        }
-    }
-    cells
+        .collect()
 }
 
 fn cell_key(model: &str, prompt: &str, labels: &[String]) -> String {
@@ -606,22 +849,32 @@ enum AxisValue {
 }
 
 impl AxisValue {
-    /// Applies the value and returns its label (`stream=true`).
+    /// `stream=true`.
+    fn label(self) -> String {
+        match self {
+            AxisValue::Stream(v) => format!("stream={v}"),
+            AxisValue::Temperature(v) => format!("temperature={v}"),
+            AxisValue::MaxTokens(v) => format!("max_tokens={v}"),
+        }
+    }
+
+    /// Applies the value and returns its label.
     fn apply(self, params: &mut Params) -> String {
         match self {
-            AxisValue::Stream(v) => {
-                params.stream = v;
-                format!("stream={v}")
-            }
-            AxisValue::Temperature(v) => {
-                params.temperature = v;
-                format!("temperature={v}")
-            }
-            AxisValue::MaxTokens(v) => {
-                params.max_tokens = v;
-                format!("max_tokens={v}")
-            }
+            AxisValue::Stream(v) => params.stream = v,
+            AxisValue::Temperature(v) => params.temperature = v,
+            AxisValue::MaxTokens(v) => params.max_tokens = v,
         }
+        self.label()
+    }
+}
+
+/// The values of one axis, in suite order.
+fn axis_values(axis: &Axis) -> Vec<AxisValue> {
+    match axis {
+        Axis::Stream(v) => v.iter().copied().map(AxisValue::Stream).collect(),
+        Axis::Temperature(v) => v.iter().copied().map(AxisValue::Temperature).collect(),
+        Axis::MaxTokens(v) => v.iter().copied().map(AxisValue::MaxTokens).collect(),
     }
 }
 
@@ -630,11 +883,7 @@ impl AxisValue {
 fn axis_combinations(axes: &[Axis]) -> Vec<Vec<AxisValue>> {
     let mut combos: Vec<Vec<AxisValue>> = vec![Vec::new()];
     for axis in axes {
-        let values: Vec<AxisValue> = match axis {
-            Axis::Stream(v) => v.iter().copied().map(AxisValue::Stream).collect(),
-            Axis::Temperature(v) => v.iter().copied().map(AxisValue::Temperature).collect(),
-            Axis::MaxTokens(v) => v.iter().copied().map(AxisValue::MaxTokens).collect(),
-        };
+        let values = axis_values(axis);
         combos = combos
             .iter()
             .flat_map(|combo| {
@@ -678,42 +927,42 @@ impl std::str::FromStr for ShardSpec {
 /// together), balancing the requests: the largest launch first, each to
 /// the part with the fewest so far (the lowest part on a tie). Returns the
 /// cells of part `spec.index`, with their plan positions, and the cell keys
-/// of every part. Pure: the same plan always cuts the same way.
-pub fn shard(cells: &[Cell], spec: ShardSpec) -> (Vec<Cell>, Vec<Vec<String>>) {
-    let mut units: Vec<((&str, &Variant), Vec<&Cell>)> = Vec::new();
-    for cell in cells {
-        let unit = (cell.model.as_str(), &cell.variant);
-        match units.iter_mut().find(|(u, _)| *u == unit) {
-            Some((_, members)) => members.push(cell),
-            None => units.push((unit, vec![cell])),
+/// of every part. Pure: the same plan always cuts the same way. The part
+/// is what is left of `cells`, so a large plan is never held twice.
+pub fn shard(mut cells: Vec<Cell>, spec: ShardSpec) -> (Vec<Cell>, Vec<Vec<String>>) {
+    let mut units: Vec<(Arc<Block>, usize)> = Vec::new();
+    let unit_of = |units: &[(Arc<Block>, usize)], cell: &Cell| {
+        units
+            .iter()
+            .position(|(u, _)| u.model == cell.block.model && u.variant == cell.block.variant)
+    };
+    for cell in &cells {
+        match unit_of(&units, cell) {
+            Some(u) => units[u].1 += 1,
+            None => units.push((Arc::clone(&cell.block), 1)),
         }
     }
     let mut order: Vec<usize> = (0..units.len()).collect();
-    order.sort_by_key(|&u| std::cmp::Reverse(units[u].1.len()));
+    order.sort_by_key(|&u| std::cmp::Reverse(units[u].1));
     let mut load = vec![0usize; spec.count.max(1)];
     let mut part_of = vec![0usize; units.len()];
     for u in order {
         let lightest = (0..load.len()).min_by_key(|&p| (load[p], p)).unwrap_or(0);
-        load[lightest] += units[u].1.len();
+        load[lightest] += units[u].1;
         part_of[u] = lightest;
     }
+    let part = |cell: &Cell| unit_of(&units, cell).map(|u| part_of[u]);
     let mut keys: Vec<Vec<String>> = vec![Vec::new(); load.len()];
     let mut seen = std::collections::HashSet::new();
-    let mut mine = Vec::new();
-    for cell in cells {
-        let unit = (cell.model.as_str(), &cell.variant);
-        let Some(u) = units.iter().position(|(x, _)| *x == unit) else {
-            continue;
-        };
-        let part = part_of[u];
-        if seen.insert(cell.key.as_str()) {
-            keys[part].push(cell.key.clone());
-        }
-        if part + 1 == spec.index {
-            mine.push(cell.clone());
+    for cell in &cells {
+        if let Some(p) = part(cell)
+            && seen.insert(Arc::clone(&cell.key))
+        {
+            keys[p].push(cell.key.to_string());
         }
     }
-    (mine, keys)
+    cells.retain(|cell| part(cell).is_some_and(|p| p + 1 == spec.index));
+    (cells, keys)
 }
 
 /// SHA-256 over the cells (position, key, round, seed and parameters), so
@@ -739,27 +988,37 @@ pub fn derive_seed(suite_seed: u32, key: &str) -> u32 {
     u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) & 0x7fff_ffff
 }
 
-/// The plan as an aligned text table, one line per cell.
-pub fn render_text(cells: &[Cell]) -> String {
+/// The plan as an aligned text table, one line per cell, written to `out`
+/// as it goes.
+pub fn write_text(cells: &[Cell], out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let width = |f: &dyn Fn(&Cell) -> usize| cells.iter().map(f).max().unwrap_or(0);
     let w_index = width(&|c| c.index.to_string().len()).max(1);
     let w_key = width(&|c| c.key.len()).max(4);
     let w_round = width(&|c| c.round.to_string().len()).max(5);
-    let mut out = format!(
-        "{:>w_index$}  {:<w_key$}  {:<w_round$}  seed\n",
+    writeln!(
+        out,
+        "{:>w_index$}  {:<w_key$}  {:<w_round$}  seed",
         "#", "cell", "round"
-    );
+    )?;
     for c in cells {
-        let _ = writeln!(
+        writeln!(
             out,
             "{:>w_index$}  {:<w_key$}  {:<w_round$}  {}",
             c.index,
-            c.key,
+            &*c.key,
             c.round.to_string(),
             c.seed
-        );
+        )?;
     }
-    out
+    Ok(())
+}
+
+/// The plan as an aligned text table ([`write_text`]), in one string.
+pub fn render_text(cells: &[Cell]) -> String {
+    let mut out = Vec::new();
+    // Writing to memory cannot fail.
+    let _ = write_text(cells, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -784,15 +1043,19 @@ mod tests {
         let mut seen: Vec<usize> = Vec::new();
         let mut sizes = Vec::new();
         for index in 1..=3 {
-            let (part, keys) = shard(&cells, ShardSpec { index, count: 3 });
+            let (part, keys) = shard(cells.clone(), ShardSpec { index, count: 3 });
             assert_eq!(keys.len(), 3);
             // Every launch (model × variant) lies in one part.
             for cell in &part {
-                assert!(keys[index - 1].contains(&cell.key), "{cell:?}");
+                assert!(keys[index - 1].contains(&cell.key.to_string()), "{cell:?}");
             }
             sizes.push(part.len());
             seen.extend(part.iter().map(|c| c.index));
-            assert_eq!(part, shard(&cells, ShardSpec { index, count: 3 }).0, "pure");
+            assert_eq!(
+                part,
+                shard(cells.clone(), ShardSpec { index, count: 3 }).0,
+                "pure"
+            );
         }
         seen.sort_unstable();
         assert_eq!(seen, (1..=cells.len()).collect::<Vec<_>>());
@@ -804,5 +1067,78 @@ mod tests {
             Ok(ShardSpec { index: 2, count: 3 })
         );
         assert!("0/3".parse::<ShardSpec>().is_err() && "4/3".parse::<ShardSpec>().is_err());
+    }
+
+    /// The bytes `cells` hold: the list, and every key and block once
+    /// (the prompts and model ids, one each, are left out).
+    fn held(cells: &Vec<Cell>) -> (usize, usize) {
+        let mut keys = std::collections::HashSet::new();
+        let mut blocks = std::collections::HashSet::new();
+        let mut heap = 0;
+        for cell in cells {
+            if keys.insert(Arc::as_ptr(&cell.key).cast::<u8>()) {
+                heap += 16 + cell.key.len();
+            }
+            if blocks.insert(Arc::as_ptr(&cell.block)) {
+                let settings = match &cell.block.variant {
+                    Variant::Server(settings) => settings
+                        .iter()
+                        .map(|s| size_of::<Setting>() + s.name.len() + s.value.len())
+                        .sum(),
+                    _ => 0,
+                };
+                let axes: usize = cell
+                    .block
+                    .axes
+                    .iter()
+                    .map(|a| size_of::<String>() + a.len())
+                    .sum();
+                heap += 16 + size_of::<Block>() + axes + settings;
+            }
+        }
+        (cells.capacity() * size_of::<Cell>(), heap)
+    }
+
+    #[test]
+    fn issue_23_a_cell_is_lean_and_the_estimate_bounds_what_the_plan_holds() {
+        let cell = size_of::<Cell>();
+        assert!(cell <= 64, "size_of::<Cell>() is {cell} bytes");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.yaml");
+        let values: Vec<String> = (1..=500).map(|n| n.to_string()).collect();
+        std::fs::write(
+            &file,
+            format!(
+                "name: s\nservers:\n  srv: {{ command: [x, \"{{port}}\", \"{{threads}}\"], variants: {{ threads: [1, 2] }} }}\nmodels:\n  - {{ id: smollm2-135m, server: srv }}\n  - {{ id: gemma3-270m, server: srv }}\nprompts:\n  - {{ id: rag, text: one }}\n  - {{ id: privacy, text: two }}\n  - {{ id: size-latency, text: three }}\n  - {{ id: slm-vs-llm, text: four }}\ndefaults: {{ rounds: 5, warmup: 1 }}\nmatrix: {{ max_tokens: [{}] }}\n",
+                values.join(", ")
+            ),
+        )
+        .unwrap();
+        let suite = crate::suite::load(&file, &|_| None).unwrap();
+        let estimate = footprint(&suite, &Filter::default()).unwrap();
+        let cells = plan(&suite, &Filter::default()).unwrap();
+        let (list, heap) = held(&cells);
+        // The stencils (one cell per key) are held while the plan is made.
+        let keys = cells.len() / 6;
+        let peak = (list + heap + keys * cell) as u64;
+        println!(
+            "{} cells: size_of::<Cell>() {cell} B, list {list} B, shared keys and blocks {heap} B ({} B a cell), stencils {} B; estimate {} B",
+            cells.len(),
+            heap / cells.len(),
+            keys * cell,
+            estimate.bytes
+        );
+        assert_eq!(estimate.requests, cells.len() as u64, "{estimate:?}");
+        assert_eq!(cells.len(), cells.capacity(), "the list is made to measure");
+        assert!(
+            estimate.bytes >= peak && estimate.bytes <= peak * 3 / 2,
+            "estimate {} B for {peak} B held",
+            estimate.bytes
+        );
+        assert!(
+            heap / cells.len() <= 32,
+            "{heap} B shared over {} cells",
+            cells.len()
+        );
     }
 }

@@ -207,7 +207,8 @@ pub async fn run_suite_with(
         started_at: crate::measure::machine::utc_now(),
     };
     let (cells, shard) = shard_of(cells, options.shard);
-    let (before, header, journal, todo) = start_or_resume(&journal_path, header, &cells, options)?;
+    let planned = cells.len();
+    let (before, header, journal, todo) = start_or_resume(&journal_path, header, cells, options)?;
     let mut providers = Providers::new(Arc::clone(&suite), dir.clone());
     let monitor = Monitor::start(crate::measure::resources::DEFAULT_PERIOD);
     let executed = executor::execute(
@@ -271,7 +272,7 @@ pub async fn run_suite_with(
                 .map(|s| s.index)
                 .collect::<BTreeSet<_>>()
                 .len(),
-            planned: cells.len(),
+            planned,
         }),
         cells: results::aggregate(&samples),
         load,
@@ -330,11 +331,11 @@ fn journal_failed(
 
 /// A new journal, or with `--resume` the interrupted run's (of this suite,
 /// plan and shard): what it recorded, its header, the journal to append
-/// to, and the cells still to run.
+/// to, and the cells still to run (what is left of `cells`).
 fn start_or_resume(
     journal_path: &Path,
     header: Header,
-    cells: &[Cell],
+    mut cells: Vec<Cell>,
     options: &RunOptions,
 ) -> Result<(Contents, Header, Journal, Vec<Cell>), RunError> {
     let (before, header, journal) = if options.resume {
@@ -345,27 +346,23 @@ fn start_or_resume(
         let journal = Journal::create(journal_path, &header);
         (Contents::default(), header, journal)
     };
-    let before = without_unfinished_points(before, cells);
+    let before = without_unfinished_points(before, &cells);
     let done: BTreeSet<usize> = before
         .samples
         .iter()
         .filter(|s| s.error_kind != Some(ErrorKind::Skipped))
         .map(|s| s.index)
         .collect();
-    let todo: Vec<Cell> = cells
-        .iter()
-        .filter(|c| !done.contains(&c.index))
-        .cloned()
-        .collect();
+    let planned = cells.len();
+    cells.retain(|c| !done.contains(&c.index));
     if options.resume && !options.quiet {
         eprintln!(
-            "resuming: {} of {} cells already measured, {} to go",
+            "resuming: {} of {planned} cells already measured, {} to go",
             done.len(),
-            cells.len(),
-            todo.len()
+            cells.len()
         );
     }
-    Ok((before, header, journal, todo))
+    Ok((before, header, journal, cells))
 }
 
 /// The cells this run executes: the whole plan, or one shard of it with
@@ -376,7 +373,7 @@ fn shard_of(
 ) -> (Vec<Cell>, Option<results::Shard>) {
     match spec {
         Some(spec) => {
-            let (part, keys) = plan::shard(&cells, spec);
+            let (part, keys) = plan::shard(cells, spec);
             let shard = results::Shard {
                 index: spec.index,
                 count: spec.count,
@@ -437,7 +434,7 @@ fn without_unfinished_points(mut before: Contents, cells: &[Cell]) -> Contents {
         .collect();
     let unfinished: BTreeSet<usize> = cells
         .iter()
-        .filter(|c| c.load.is_some() && !finished.contains(c.key.as_str()))
+        .filter(|c| c.load().is_some() && !finished.contains(&*c.key))
         .map(|c| c.index)
         .collect();
     before.samples.retain(|s| !unfinished.contains(&s.index));

@@ -1,5 +1,7 @@
 //! The execution plan: count, order, determinism, filters.
 
+use std::process::Command;
+
 use dyno::plan::{self, Filter, Round};
 use dyno::suite;
 
@@ -43,7 +45,7 @@ fn order_is_model_major_then_axes_then_rounds_then_prompts() {
     let head: Vec<(String, Round)> = cells
         .iter()
         .take(7)
-        .map(|c| (c.key.clone(), c.round))
+        .map(|c| (c.key.to_string(), c.round))
         .collect();
     let key = |p: &str, axes: &str| format!("small-a/{p}[{axes}]");
     assert_eq!(
@@ -58,7 +60,7 @@ fn order_is_model_major_then_axes_then_rounds_then_prompts() {
             (key("p1", "stream=true,max_tokens=32"), Round::Warmup(1)),
         ]
     );
-    let models: Vec<&str> = cells.iter().map(|c| c.model.as_str()).collect();
+    let models: Vec<&str> = cells.iter().map(plan::Cell::model).collect();
     let first_b = models.iter().position(|m| *m == "small-b").unwrap();
     let first_big = models.iter().position(|m| *m == "big").unwrap();
     assert!(models[..first_b].iter().all(|m| *m == "small-a"));
@@ -69,8 +71,8 @@ fn order_is_model_major_then_axes_then_rounds_then_prompts() {
             .all(|c| !c.round.is_warmup())
     );
     let c = &cells[0];
-    assert!(c.params.stream);
-    assert_eq!(c.params.max_tokens, 16);
+    assert!(c.params().stream);
+    assert_eq!(c.params().max_tokens, 16);
 }
 
 #[test]
@@ -80,7 +82,7 @@ fn seeds_are_stable_per_cell_and_differ_between_cells() {
     let seeds_of = |key: &str| -> Vec<u32> {
         cells
             .iter()
-            .filter(|c| c.key == key)
+            .filter(|c| *c.key == *key)
             .map(|c| c.seed)
             .collect()
     };
@@ -121,7 +123,7 @@ fn filters_select_models_and_prompts_by_glob() {
     assert!(
         cells
             .iter()
-            .all(|c| c.prompt == "p2" && c.model.starts_with("small-"))
+            .all(|c| &*c.prompt == "p2" && c.model().starts_with("small-"))
     );
 
     let err = plan::plan(
@@ -143,9 +145,9 @@ fn filters_select_models_and_prompts_by_glob() {
 fn selected(filter: &Filter) -> (Vec<String>, Vec<String>) {
     let (_tree, s) = load();
     let cells = plan::plan(&s, filter).unwrap_or_else(|e| panic!("{e}"));
-    let mut models: Vec<String> = cells.iter().map(|c| c.model.clone()).collect();
+    let mut models: Vec<String> = cells.iter().map(|c| c.model().to_string()).collect();
     models.dedup();
-    let mut prompts: Vec<String> = cells.iter().map(|c| c.prompt.clone()).collect();
+    let mut prompts: Vec<String> = cells.iter().map(|c| c.prompt.to_string()).collect();
     prompts.sort();
     prompts.dedup();
     (models, prompts)
@@ -197,4 +199,80 @@ fn dyno_models_and_dyno_prompts_apply_when_the_flags_are_absent() {
         err.to_string(),
         "DYNO_MODELS=gpt-* matches none of: small-a, small-b, big"
     );
+}
+
+/// The quickstart's shape (two models, each a server in two variants,
+/// four prompts, one warmup and five measured rounds) with `max_tokens`
+/// from 1 to `values`: 96 requests a value.
+fn quickstart_with_max_tokens(values: u32) -> String {
+    let list: Vec<String> = (1..=values).map(|n| n.to_string()).collect();
+    format!(
+        "\
+name: huge
+servers:
+  smollm2: {{ command: [/absent/llama-server, --port, \"{{port}}\", --threads, \"{{threads}}\"], variants: {{ threads: [1, 2] }} }}
+  gemma3: {{ command: [/absent/llama-server, --port, \"{{port}}\", --threads, \"{{threads}}\"], variants: {{ threads: [1, 2] }} }}
+models:
+  - {{ id: smollm2-135m, server: smollm2 }}
+  - {{ id: gemma3-270m, server: gemma3 }}
+prompts:
+  - {{ id: rag, text: one }}
+  - {{ id: privacy, text: two }}
+  - {{ id: size-latency, text: three }}
+  - {{ id: slm-vs-llm, text: four }}
+defaults: {{ rounds: 5, warmup: 1 }}
+matrix: {{ max_tokens: [{}] }}
+",
+        list.join(", ")
+    )
+}
+
+#[test]
+fn issue_23_a_plan_too_large_for_memory_is_refused_before_it_is_built_by_validate_plan_and_run() {
+    let tree = Tree::new(&[("huge.yaml", &quickstart_with_max_tokens(100_000))]);
+    let s = suite::load(&tree.path("huge.yaml"), &test_env).unwrap();
+    let size = plan::footprint(&s, &Filter::default()).unwrap();
+    println!("{size:?}");
+    assert_eq!(size.requests, 9_600_000, "{size:?}");
+    assert!(size.requests <= plan::MAX_REQUESTS, "{size:?}");
+    assert!(size.bytes > plan::MAX_PLAN_BYTES, "{size:?}");
+    let message = "the plan of 9600000 requests would take about 1039 MiB of memory; dyno plans at most 1024 MiB (fewer matrix values, prompts or variants, shorter ids, or --models/--prompts to run a part)";
+    match plan::plan(&s, &Filter::default()) {
+        Err(err @ plan::PlanError::TooMuchMemory { .. }) => {
+            assert_eq!(err.to_string(), message, "{err}");
+        }
+        other => panic!("not refused: {:?}", other.map(|cells| cells.len())),
+    }
+    // Half of it, one model, fits and is what `--models` would plan.
+    let one = Filter::from_args(&["smollm2-135m".into()], &[], None, &|_| None);
+    let half = plan::footprint(&s, &one).unwrap();
+    println!("{half:?}");
+    assert!(half.check().is_ok(), "{half:?}");
+    let huge = tree.path("huge.yaml");
+    let out = tree.path("out");
+    for args in [
+        vec!["validate", huge.to_str().unwrap()],
+        vec!["plan", huge.to_str().unwrap(), "--json"],
+        vec![
+            "run",
+            huge.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ] {
+        let run = Command::new(env!("CARGO_BIN_EXE_dyno"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = tree.anonymize(&String::from_utf8_lossy(&run.stderr));
+        println!("{args:?}: {:?} {stderr}", run.status.code());
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(
+            run.stdout.is_empty(),
+            "{args:?}: printed {} bytes",
+            run.stdout.len()
+        );
+    }
+    assert!(!out.exists(), "the refused run made {}", out.display());
 }

@@ -150,12 +150,13 @@ pub async fn execute(
         interrupt: options.interrupt,
         interrupted: None,
         errors: std::collections::BTreeMap::new(),
-        samples: Vec::with_capacity(cells.len()),
+        // Grown as samples come, so a large plan reserves nothing up front.
+        samples: Vec::new(),
         load: Vec::new(),
         sweeps: Vec::new(),
     };
     let mut slots = slots(suite, cells, source);
-    for chunk in cells.chunk_by(|a, b| a.model == b.model && a.variant == b.variant) {
+    for chunk in cells.chunk_by(|a, b| a.model() == b.model() && a.variant() == b.variant()) {
         if runner.interrupted.is_some() {
             break;
         }
@@ -164,7 +165,7 @@ pub async fn execute(
         };
         let Some(slot) = slots
             .iter_mut()
-            .find(|s| s.model.id == first.model && *s.variant == first.variant)
+            .find(|s| s.model.id == first.model() && s.variant == first.variant())
         else {
             continue;
         };
@@ -207,24 +208,24 @@ fn slots<'a>(suite: &'a Suite, cells: &'a [Cell], source: &mut dyn Source) -> Ve
     for cell in cells {
         if let Some(slot) = slots
             .iter_mut()
-            .find(|s| s.model.id == cell.model && *s.variant == cell.variant)
+            .find(|s| s.model.id == cell.model() && s.variant == cell.variant())
         {
             slot.last = cell.index;
             continue;
         }
-        let Some(model) = suite.models.iter().find(|m| m.id == cell.model) else {
+        let Some(model) = suite.models.iter().find(|m| m.id == cell.model()) else {
             continue;
         };
-        let (provider, failure) = match source.open(model, &cell.variant) {
+        let (provider, failure) = match source.open(model, cell.variant()) {
             Ok(provider) => (Some(provider), None),
             Err(reason) => (None, Some(reason)),
         };
         slots.push(Slot {
             model,
-            variant: &cell.variant,
+            variant: cell.variant(),
             run: ModelRun {
                 id: model.id.clone(),
-                variant: cell.variant.label(),
+                variant: cell.variant().label(),
                 api_model: model.api_model.clone(),
                 license: model.license.clone(),
                 capabilities: model.capabilities.clone(),
@@ -283,7 +284,7 @@ impl Runner<'_> {
                     }
                 }
             }
-            let outcome = if cell.load.is_some() {
+            let outcome = if cell.load().is_some() {
                 self.load_cell(slot, cell).await
             } else {
                 self.send(slot, cell).await
@@ -385,10 +386,14 @@ impl Runner<'_> {
         let (Some(provider), Some(running)) = (slot.provider.as_mut(), slot.launch.as_mut()) else {
             return Sent::Done;
         };
-        self.progress
-            .set_message(format!("{} · {} · {}", cell.model, cell.prompt, cell.round));
+        self.progress.set_message(format!(
+            "{} · {} · {}",
+            cell.model(),
+            cell.prompt,
+            cell.round
+        ));
         let request = request(self.suite, cell);
-        let retry = cell.params.retry;
+        let retry = cell.params().retry;
         let sampler = running.sampler.as_ref();
         let mut interrupt = self.interrupt.clone();
         let mut attempts = 0;
@@ -410,7 +415,7 @@ impl Runner<'_> {
             let wait = measured.retry_after.unwrap_or(backoff).min(MAX_RETRY_WAIT);
             self.progress.set_message(format!(
                 "{} · {} · turned away ({}), again in {:.1} s",
-                cell.model,
+                cell.model(),
                 cell.prompt,
                 measured.http_status.unwrap_or(0),
                 wait.as_secs_f64()
@@ -450,7 +455,9 @@ impl Runner<'_> {
         if let Some(tps) = sample.decode_tps {
             self.progress.set_message(format!(
                 "{} · {} · {:.1} tok/s",
-                cell.model, cell.prompt, tps
+                cell.model(),
+                cell.prompt,
+                tps
             ));
         }
         self.show_error(&sample);
@@ -571,22 +578,22 @@ pub fn request(suite: &Suite, cell: &Cell) -> Request {
         model: suite
             .models
             .iter()
-            .find(|m| m.id == cell.model)
+            .find(|m| m.id == cell.model())
             .map(|m| m.api_model.clone())
             .unwrap_or_default(),
         messages: suite
             .prompts
             .iter()
-            .find(|p| p.id == cell.prompt)
+            .find(|p| *p.id == *cell.prompt)
             .map(|p| p.messages.clone())
             .unwrap_or_default(),
-        temperature: cell.params.temperature,
-        top_p: cell.params.top_p,
-        max_tokens: cell.params.max_tokens,
+        temperature: cell.params().temperature,
+        top_p: cell.params().top_p,
+        max_tokens: cell.params().max_tokens,
         seed: cell.seed,
-        stream: cell.params.stream,
+        stream: cell.params().stream,
         ignore_eos: false,
-        timeout: timeout(cell.params.timeout_s),
+        timeout: timeout(cell.params().timeout_s),
         response_format: None,
     }
 }
@@ -648,11 +655,11 @@ pub fn sample(cell: &Cell, measured: Measured) -> Sample {
 
 /// A sample of `cell` with nothing measured yet.
 fn blank(cell: &Cell) -> Sample {
-    let mut sample = Sample::new(cell.key.clone(), &cell.model, &cell.prompt, cell.round);
+    let mut sample = Sample::new(cell.key.to_string(), cell.model(), &cell.prompt, cell.round);
     sample.index = cell.index;
     sample.seed = cell.seed;
-    sample.stream = cell.params.stream;
-    sample.variant = cell.variant.label();
+    sample.stream = cell.params().stream;
+    sample.variant = cell.variant().label();
     sample.axes = cell.axes_label();
     sample
 }

@@ -31,16 +31,16 @@ impl Runner<'_> {
         else {
             return Outcome::Died(format!(
                 "model `{}` takes one request at a time; load points need an HTTP model",
-                cell.model
+                cell.model()
             ));
         };
         let Some(workload) = slot.model.load.clone() else {
             return Outcome::Done;
         };
         let prompts = Prompts::new(self.suite, cell, &workload, sender.as_ref()).await;
-        let outcome = match &cell.load {
+        let outcome = match cell.load() {
             Some(LoadTarget::Point(point)) => {
-                let key = cell.key.clone();
+                let key = cell.key.to_string();
                 self.point(cell, &key, point, &workload, &prompts, &sender)
                     .await
                     .1
@@ -142,8 +142,8 @@ impl Runner<'_> {
         let base = cell.key.trim_end_matches(']').trim_end_matches("sweep");
         let at = |label: String| format!("{base}sweep-{label}]");
         let mut result = SweepResult {
-            key: cell.key.clone(),
-            model: cell.model.clone(),
+            key: cell.key.to_string(),
+            model: cell.model().to_string(),
             points: Vec::new(),
             saturation_throughput: None,
             max_rate_meeting_slo: None,

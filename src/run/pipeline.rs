@@ -70,7 +70,8 @@ pub enum RunError {
     OtherRun { path: PathBuf },
     #[error(
         "{failure}; the run stopped after {sent} of {planned} planned requests. {results} \
-         What the journal holds can be resumed: free some space, then `dyno run --resume --out {}`",
+         What the journal holds can be resumed: free some space, then `dyno run {} --resume --out {}`",
+        file.display(),
         dir.display()
     )]
     Journal {
@@ -79,6 +80,8 @@ pub enum RunError {
         planned: usize,
         /// What became of the results file (written, or why not).
         results: String,
+        /// The suite file and the output directory, for `--resume`.
+        file: PathBuf,
         dir: PathBuf,
     },
 }
@@ -281,7 +284,7 @@ pub async fn run_suite_with(
         samples,
     };
     if let Some(failure) = journal_failure {
-        return Err(journal_failed(failure, &doc, dir, &suite, options));
+        return Err(journal_failed(failure, &doc, (file, dir), &suite, options));
     }
     let files = write_run(&doc, &dir, &suite, options)?;
     if doc.partial.is_none() {
@@ -306,7 +309,7 @@ pub async fn run_suite_with(
 fn journal_failed(
     failure: String,
     doc: &Results,
-    dir: PathBuf,
+    (file, dir): (&Path, PathBuf),
     suite: &crate::suite::Suite,
     options: &RunOptions,
 ) -> RunError {
@@ -325,6 +328,7 @@ fn journal_failed(
         sent,
         planned,
         results,
+        file: file.to_path_buf(),
         dir,
     }
 }

@@ -388,7 +388,7 @@ async fn issue_23_a_full_disk_never_costs_the_last_good_results() {
     assert!(codes.contains("first=0"), "{codes}\n{}", read("first.err"));
     assert!(codes.contains("second=3"), "{codes}\n{second}");
     assert!(second.contains("No space left on device"), "{second}");
-    assert!(second.contains("dyno run --resume"), "{second}");
+    assert!(second.contains("--resume --out"), "{second}");
     // The last complete results are still `results.json`, byte for byte.
     let first = read("first.json");
     assert!(!first.is_empty(), "{codes}");

@@ -17,6 +17,7 @@ mod engine;
 mod io;
 mod load;
 mod merge;
+mod mode;
 mod parts;
 mod summary;
 
@@ -31,9 +32,10 @@ pub use load::{
 };
 
 pub use io::{
-    LoadError, RESULTS_FILE, load, load_per_request, on_one_thread, parse, parse_per_request,
-    results_file, to_json,
+    LoadError, RESULTS_FILE, load, load_per_request, parse, parse_per_request, results_file,
+    to_json,
 };
+pub use mode::on_one_thread;
 
 pub use summary::{
     CellStats, Dist, EnergySource, Failure, Highlight, ModelSummary, QualitySummary, aggregate,
@@ -138,7 +140,7 @@ pub struct Sample {
     pub e2e_ms: Option<f64>,
     /// Gaps between consecutive content-bearing events (left empty when
     /// read for per-request figures only).
-    #[serde(deserialize_with = "io::per_token")]
+    #[serde(deserialize_with = "mode::per_token")]
     pub itl_ms: Vec<f64>,
     /// (e2e − ttft) / (`output_tokens` − 1).
     pub tpot_ms: Option<f64>,

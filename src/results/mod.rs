@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 pub use crate::measure::machine::Environment;
 use crate::measure::resources::GpuSnapshot;
-use crate::plan::Round;
 
 mod engine;
 mod io;
@@ -28,7 +27,7 @@ pub use merge::{
 };
 
 pub use load::{
-    CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, SweepResult, load_stats,
+    CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, Slo, SweepResult, load_stats,
 };
 
 pub use io::{
@@ -38,8 +37,8 @@ pub use io::{
 pub use mode::on_one_thread;
 
 pub use summary::{
-    CellStats, Dist, EnergySource, Failure, Highlight, ModelSummary, QualitySummary, aggregate,
-    highlights, is_warm_measured, refresh_quality, summarize_models,
+    CellStats, Dist, EnergySettings, EnergySource, Failure, Highlight, ModelSummary,
+    QualitySummary, aggregate, highlights, is_warm_measured, refresh_quality, summarize_models,
 };
 
 /// Version of the results format; bumped on any incompatible change.
@@ -109,6 +108,28 @@ impl ErrorKind {
             ErrorKind::ServerExited => "server_exited",
             ErrorKind::Skipped => "skipped",
             ErrorKind::TooLarge => "too_large",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "kind", content = "n", rename_all = "snake_case")]
+pub enum Round {
+    Warmup(u32),
+    Measured(u32),
+}
+
+impl Round {
+    pub fn is_warmup(self) -> bool {
+        matches!(self, Round::Warmup(_))
+    }
+}
+
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Round::Warmup(n) => write!(f, "warmup {n}"),
+            Round::Measured(n) => write!(f, "round {n}"),
         }
     }
 }
@@ -494,28 +515,6 @@ impl SuiteRecord {
             .get("prompts")
             .and_then(|p| serde_json::from_value(p.clone()).ok())
             .unwrap_or_default()
-    }
-
-    pub fn of(suite: &crate::suite::Suite) -> SuiteRecord {
-        let mut resolved = serde_json::to_value(suite).unwrap_or_default();
-        suite.secrets.redact_json(&mut resolved);
-        for (section, field) in [("endpoints", "headers"), ("servers", "env")] {
-            if let Some(entries) = resolved.get_mut(section).and_then(|v| v.as_object_mut()) {
-                for entry in entries.values_mut() {
-                    if let Some(map) = entry.get_mut(field).and_then(|v| v.as_object_mut()) {
-                        map.values_mut()
-                            .for_each(|v| *v = serde_json::Value::from("<redacted>"));
-                    }
-                }
-            }
-        }
-        SuiteRecord {
-            name: suite.name.clone(),
-            description: suite.description.clone(),
-            file: suite.file.display().to_string(),
-            hash: suite.hash(),
-            resolved,
-        }
     }
 }
 

@@ -23,6 +23,9 @@ use node::Pos;
 use raw::RawParams;
 pub use raw::{EndpointKind, Order, Role};
 
+pub use crate::results::EnergySettings;
+use crate::results::SuiteRecord;
+
 /// A validated suite: defaults applied, includes expanded, references checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct Suite {
@@ -57,15 +60,6 @@ pub struct Judge {
     pub model: String,
     pub scale: crate::quality::JudgeScale,
     pub max_tokens: u32,
-}
-
-/// Declared power and price (see `RawEnergy`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct EnergySettings {
-    pub watts: Option<f64>,
-    pub price_per_kwh: Option<f64>,
-    pub currency: Option<String>,
-    pub ignore_rapl: bool,
 }
 
 /// How `dyno compare` judges this suite's results (fractions, 0.1 = 10%;
@@ -443,6 +437,34 @@ impl LoadError {
             .map(|d| d.render(self.sources.get(&d.file).map_or("", String::as_str)))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// Recording a suite in its results is the suite's business: only it
+/// knows which of its values are secret.
+impl SuiteRecord {
+    /// `suite` as recorded: its secret values, header values and server
+    /// environment values redacted.
+    pub fn of(suite: &Suite) -> SuiteRecord {
+        let mut resolved = serde_json::to_value(suite).unwrap_or_default();
+        suite.secrets.redact_json(&mut resolved);
+        for (section, field) in [("endpoints", "headers"), ("servers", "env")] {
+            if let Some(entries) = resolved.get_mut(section).and_then(|v| v.as_object_mut()) {
+                for entry in entries.values_mut() {
+                    if let Some(map) = entry.get_mut(field).and_then(|v| v.as_object_mut()) {
+                        map.values_mut()
+                            .for_each(|v| *v = serde_json::Value::from("<redacted>"));
+                    }
+                }
+            }
+        }
+        SuiteRecord {
+            name: suite.name.clone(),
+            description: suite.description.clone(),
+            file: suite.file.display().to_string(),
+            hash: suite.hash(),
+            resolved,
+        }
     }
 }
 

@@ -338,9 +338,10 @@ pub fn report(err: &anyhow::Error) {
 
 fn validate(args: &[String], templates: Option<&Path>) -> anyhow::Result<u8> {
     let files = suite::files::expand_args(args)?;
+    let check = |name: &str| Ok(crate::report::check(name, templates)?);
     let mut code = EXIT_OK;
     for file in &files {
-        match suite::load_checked(file, &suite::process_env, templates) {
+        match suite::load_checked(file, &suite::process_env, &check) {
             Ok(s) => match plan::count(&s, &Filter::default()) {
                 Ok(requests) if requests <= plan::MAX_REQUESTS => println!(
                     "ok: {} ({} models, {} prompts, {} requests)",

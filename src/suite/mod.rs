@@ -478,23 +478,37 @@ pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Suite, 
     load_with(file, env, OutputsCheck::Skip)
 }
 
+/// A report template named in `outputs.templates` that cannot be
+/// rendered, as the renderer found it (`report::check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateFault {
+    /// Not a template the renderer knows; the message says which it does.
+    Unknown(String),
+    /// Found, but it (or a template it includes) cannot be read or compiled.
+    Broken(String),
+}
+
+/// What checks one name of `outputs.templates` for [`load_checked`]; the
+/// renderer's check, passed in so that suites need not know the renderer.
+pub type TemplateCheck<'a> = &'a dyn Fn(&str) -> Result<(), TemplateFault>;
+
 /// [`load`], and checks the outputs as a run needs them: `outputs.dir` is
-/// a directory that can be written (or created), and every name in
-/// `outputs.templates` is a built-in template or a `<name>.j2` in
-/// `templates` and compiles. Errors point at the key.
+/// a directory that can be written (or created), and `templates` finds
+/// nothing wrong with any name in `outputs.templates` (for `dyno validate`,
+/// every name is a built-in template or a `<name>.j2` in the templates
+/// directory and compiles). Errors point at the key.
 pub fn load_checked(
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    templates: Option<&Path>,
+    templates: TemplateCheck<'_>,
 ) -> Result<Suite, LoadError> {
-    let templates = templates.map(Path::to_path_buf);
     load_with(file, env, OutputsCheck::Check { templates })
 }
 
 fn load_with(
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    outputs: OutputsCheck,
+    outputs: OutputsCheck<'_>,
 ) -> Result<Suite, LoadError> {
     let text = crate::fsutil::read_text(file, crate::fsutil::MAX_INPUT_BYTES)
         .map_err(|e| LoadError::io(file, &e))?;

@@ -1,6 +1,8 @@
 //! The results document: every raw sample, per-cell aggregates and the
 //! context needed to trust them (suite hash, tool version, git revision,
-//! environment). Plain data; writing goes through `fsutil`, rendering
+//! environment). Plain data that imports no stage: the types its figures
+//! are made of (`Round`, `Slo`, `EnergySettings`) are its own, and `plan`
+//! and `suite` re-export them. Writing goes through `fsutil`, rendering
 //! through `report`.
 
 use std::collections::BTreeMap;

@@ -338,9 +338,10 @@ pub fn report(err: &anyhow::Error) {
 
 fn validate(args: &[String], templates: Option<&Path>) -> anyhow::Result<u8> {
     let files = suite::files::expand_args(args)?;
+    let check = |name: &str| Ok(crate::report::check(name, templates)?);
     let mut code = EXIT_OK;
     for file in &files {
-        match suite::load_checked(file, &suite::process_env, templates) {
+        match suite::load_checked(file, &suite::process_env, &check) {
             // The same check `dyno plan` and `dyno run` make before building.
             Ok(s) => match plan::footprint(&s, &Filter::default()).and_then(plan::Footprint::check)
             {

@@ -25,6 +25,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use crate::results::Round;
 use crate::suite::workload::{Point, Sweep, Workload};
 use crate::suite::{Axis, Device, Model, Order, Params, ServedBy, Server, Suite};
 
@@ -253,30 +254,6 @@ impl Variant {
         match self {
             Variant::Device(device) => Some(device),
             _ => None,
-        }
-    }
-}
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(tag = "kind", content = "n", rename_all = "snake_case")]
-pub enum Round {
-    Warmup(u32),
-    Measured(u32),
-}
-
-impl Round {
-    pub fn is_warmup(self) -> bool {
-        matches!(self, Round::Warmup(_))
-    }
-}
-
-impl std::fmt::Display for Round {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Round::Warmup(n) => write!(f, "warmup {n}"),
-            Round::Measured(n) => write!(f, "round {n}"),
         }
     }
 }

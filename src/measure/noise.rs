@@ -9,9 +9,9 @@
 //!
 //! On macOS and Windows the machine is read through the `sysinfo` crate
 //! (`super::portable`): busy time integrated from the CPU use between
-//! readings, dyno's own CPU time, the load average and the frequency where
-//! the OS tells them; steal time and pressure stall information are Linux
-//! only and stay `None` there.
+//! readings, the load average and the frequency where the OS tells them,
+//! and dyno's own CPU time from `resources::own`; steal time and pressure
+//! stall information are Linux only and stay `None` there.
 //!
 //! Observes only; never fails a run: what cannot be read is `None`.
 
@@ -113,7 +113,7 @@ impl Machine {
                     at: cpu.at,
                     busy_s: cpu.busy_s,
                     steal_s: None,
-                    own_s: cpu.own_s,
+                    own_s: super::resources::own::own_cpu_s().unwrap_or(0.0),
                     load1: cpu.load1,
                     cpu_pressure: None,
                     memory_pressure: None,

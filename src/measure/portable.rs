@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use sysinfo::{CpuRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::resources::tree::PidUsage;
+use super::resources::usage::PidUsage;
 
 thread_local! {
     /// One `System` per thread (the sampler's, the caller's): refreshing
@@ -121,8 +121,6 @@ pub(crate) struct CpuReading {
     /// Busy CPU-seconds of the whole machine, all cores summed, since the
     /// start.
     pub(crate) busy_s: f64,
-    /// CPU-seconds dyno itself has used.
-    pub(crate) own_s: f64,
     pub(crate) load1: Option<f64>,
     /// Mean CPU frequency, MHz.
     pub(crate) freq_mhz: Option<f64>,
@@ -153,7 +151,6 @@ impl MachineCpu {
             self.busy_s += self.usage * self.cores * now.duration_since(self.updated).as_secs_f64();
             self.updated = now;
         }
-        let own_s = super::resources::own::own_cpu_s().unwrap_or(0.0);
         let at = Instant::now();
         let since_update = at.saturating_duration_since(self.updated).as_secs_f64();
         let mhz: Vec<f64> = self
@@ -166,7 +163,6 @@ impl MachineCpu {
         CpuReading {
             at,
             busy_s: self.busy_s + self.usage * self.cores * since_update,
-            own_s,
             load1: System::load_average()
                 .ok()
                 .map(|load| load.one)
@@ -268,25 +264,31 @@ mod tests {
     }
 
     #[test]
-    fn machine_cpu_counts_busy_time_and_our_own() {
+    fn machine_cpu_counts_busy_time_at_least_ours() {
+        use crate::measure::resources::own::own_cpu_s;
         let mut machine = MachineCpu::start().unwrap();
         let first = machine.read();
+        let own_before = own_cpu_s().unwrap();
         // Use 0.4 CPU-seconds, however long a busy machine makes that take.
         let deadline = Instant::now() + std::time::Duration::from_secs(30);
         let mut last = first;
-        while last.own_s - first.own_s < 0.4 && Instant::now() < deadline {
+        let mut own = 0.0;
+        while own < 0.4 && Instant::now() < deadline {
             let until = Instant::now() + std::time::Duration::from_millis(50);
             let mut spins = 0_u64;
             while Instant::now() < until {
                 spins = std::hint::black_box(spins.wrapping_add(1));
             }
             last = machine.read();
+            own = own_cpu_s().unwrap() - own_before;
         }
-        let own = last.own_s - first.own_s;
-        assert!(own >= 0.4, "{first:?} {last:?}");
+        assert!(own >= 0.4, "{own} s of our own; {first:?} {last:?}");
         // The machine was busy at least while we were (the last 200 ms
         // are carried forward, hence the slack).
-        assert!(last.busy_s - first.busy_s > 0.5 * own, "{first:?} {last:?}");
+        assert!(
+            last.busy_s - first.busy_s > 0.5 * own,
+            "{own} s of our own; {first:?} {last:?}"
+        );
         assert!(last.at > first.at);
     }
 

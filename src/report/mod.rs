@@ -55,6 +55,17 @@ pub enum ReportError {
     Destination { dir: PathBuf, reason: String },
 }
 
+/// What [`check`] finds, as a suite's `outputs.templates` check reports it
+/// (see `suite::load_checked`).
+impl From<ReportError> for crate::suite::TemplateFault {
+    fn from(err: ReportError) -> Self {
+        match err {
+            ReportError::Unknown { .. } => Self::Unknown(err.to_string()),
+            _ => Self::Broken(err.to_string()),
+        }
+    }
+}
+
 /// The work one render may do, in minijinja fuel (about one instruction,
 /// or 64 bytes of data, each): the built-in templates use about 10,000 for
 /// the quickstart run (64 requests), so this leaves room for runs thousands

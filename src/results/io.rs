@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{READABLE_FORMATS, Results};
+use super::{READABLE_FORMATS, Results, mode, parts};
 
 /// The file every run writes into its output directory.
 pub const RESULTS_FILE: &str = "results.json";
@@ -83,6 +83,12 @@ pub fn results_file(path: &Path) -> PathBuf {
 /// read when the document does not parse (and checked when it does), so a
 /// readable document is parsed once.
 pub fn parse(text: &str, what: &str) -> Result<Results, LoadError> {
+    parse_as(text, what, false)
+}
+
+/// [`parse`], reading every sample's inter-token gaps or (`per_request`)
+/// none.
+fn parse_as(text: &str, what: &str, per_request: bool) -> Result<Results, LoadError> {
     #[derive(Deserialize)]
     struct Version {
         format_version: u32,
@@ -91,12 +97,12 @@ pub fn parse(text: &str, what: &str) -> Result<Results, LoadError> {
         what: what.to_string(),
         found,
     };
-    let in_parts = (!ON_ONE_THREAD.get())
-        .then(|| super::parts::parse_in_parts(text, PER_REQUEST_ONLY.get()))
+    let in_parts = (!mode::one_thread_only())
+        .then(|| parts::parse_in_parts(text, per_request))
         .flatten();
     let parsed = match in_parts {
         Some(doc) => Ok(doc),
-        None => serde_json::from_str::<Results>(text),
+        None => mode::with_per_request(per_request, || serde_json::from_str::<Results>(text)),
     };
     match parsed {
         Ok(doc) if READABLE_FORMATS.contains(&doc.format_version) => {
@@ -116,60 +122,13 @@ pub fn parse(text: &str, what: &str) -> Result<Results, LoadError> {
     }
 }
 
-thread_local! {
-    /// Set while [`parse_per_request`] parses on this thread.
-    static PER_REQUEST_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Set while [`on_one_thread`] runs on this thread.
-    static ON_ONE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// A sample's `itl_ms` as read: every gap, or none while
-/// [`parse_per_request`] parses (the numbers are skipped, not converted).
-pub(super) fn per_token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
-    if PER_REQUEST_ONLY.get() {
-        serde::de::IgnoredAny::deserialize(d)?;
-        Ok(Vec::new())
-    } else {
-        Vec::deserialize(d)
-    }
-}
-
 /// [`parse`] for readers of per-request figures only (`dyno compare`,
 /// `dyno history`, the built-in reports): every sample's `itl_ms` is left
 /// empty, which makes a streamed run's results about twice as fast to
 /// read. Aggregates already in the document (cells, summaries, load
 /// points) keep their inter-token figures.
 pub fn parse_per_request(text: &str, what: &str) -> Result<Results, LoadError> {
-    with_per_request(true, || parse(text, what))
-}
-
-/// Runs `f` on this thread in per-request mode or not (see
-/// [`parse_per_request`]), then restores the mode however `f` ends.
-pub(super) fn with_per_request<T>(per_request: bool, f: impl FnOnce() -> T) -> T {
-    with_flag(&PER_REQUEST_ONLY, per_request, f)
-}
-
-/// Runs `f` with every document it parses read on the calling thread alone,
-/// for callers that already read several documents side by side (a large
-/// document is otherwise read on every core).
-pub fn on_one_thread<T>(f: impl FnOnce() -> T) -> T {
-    with_flag(&ON_ONE_THREAD, true, f)
-}
-
-fn with_flag<T>(
-    flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
-    value: bool,
-    f: impl FnOnce() -> T,
-) -> T {
-    /// Puts the flag back however `f` ends.
-    struct Restore(&'static std::thread::LocalKey<std::cell::Cell<bool>>, bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            self.0.set(self.1);
-        }
-    }
-    let _restore = Restore(flag, flag.replace(value));
-    f()
+    parse_as(text, what, true)
 }
 
 /// The largest results file `load` reads (a FIFO or a device is refused

@@ -8,7 +8,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Dist, Sample, Status};
-use crate::suite::workload::Slo;
 
 /// A point is client-bound when its schedule lag p99 exceeds this…
 pub const CLIENT_BOUND_LAG_MS: f64 = 1.0;
@@ -93,6 +92,30 @@ pub struct LoadStats {
     /// figures cover the requests done by then (`--resume` drives it again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
+}
+
+/// Latency targets a request must meet to count towards goodput.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Slo {
+    pub ttft_ms: Option<f64>,
+    pub tpot_ms: Option<f64>,
+    pub e2e_ms: Option<f64>,
+    /// The percentile a point's requests must meet the targets at (one of
+    /// 50, 90, 95, 99).
+    pub percentile: f64,
+}
+
+impl Slo {
+    /// Whether TTFT, TPOT and E2E (of one request, or a point's values at
+    /// the percentile) meet every target; a missing value meets none.
+    pub fn met(&self, ttft: Option<f64>, tpot: Option<f64>, e2e: Option<f64>) -> bool {
+        within(self.ttft_ms, ttft) && within(self.tpot_ms, tpot) && within(self.e2e_ms, e2e)
+    }
+}
+
+/// No limit, or a value within it.
+fn within(limit: Option<f64>, value: Option<f64>) -> bool {
+    limit.is_none_or(|limit| value.is_some_and(|v| v <= limit))
 }
 
 /// The stats of one point from its samples (`point_samples`: every request

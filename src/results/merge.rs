@@ -9,11 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CellStats, Environment, Highlight, LoadStats, ModelRun, Results, Sample, SweepResult,
-    aggregate, highlights, summarize_models,
+    CellStats, EnergySettings, Environment, Highlight, LoadStats, ModelRun, Results, Sample,
+    SweepResult, aggregate, highlights, summarize_models,
 };
 use crate::measure::noise::{self, NoiseSummary};
-use crate::suite::EnergySettings;
 
 /// Which part of a sharded run a results document holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

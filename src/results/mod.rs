@@ -1,6 +1,8 @@
 //! The results document: every raw sample, per-cell aggregates and the
 //! context needed to trust them (suite hash, tool version, git revision,
-//! environment). Plain data; writing goes through `fsutil`, rendering
+//! environment). Plain data that imports no stage: the types its figures
+//! are made of (`Round`, `Slo`, `EnergySettings`) are its own, and `plan`
+//! and `suite` re-export them. Writing goes through `fsutil`, rendering
 //! through `report`.
 
 use std::collections::BTreeMap;
@@ -11,12 +13,12 @@ use std::path::PathBuf;
 
 pub use crate::measure::machine::Environment;
 use crate::measure::resources::GpuSnapshot;
-use crate::plan::Round;
 
 mod engine;
 mod io;
 mod load;
 mod merge;
+mod mode;
 mod parts;
 mod summary;
 
@@ -27,17 +29,18 @@ pub use merge::{
 };
 
 pub use load::{
-    CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, SweepResult, load_stats,
+    CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, Slo, SweepResult, load_stats,
 };
 
 pub use io::{
-    LoadError, RESULTS_FILE, load, load_per_request, on_one_thread, parse, parse_per_request,
-    results_file, to_json,
+    LoadError, RESULTS_FILE, load, load_per_request, parse, parse_per_request, results_file,
+    to_json,
 };
+pub use mode::on_one_thread;
 
 pub use summary::{
-    CellStats, Dist, EnergySource, Failure, Highlight, ModelSummary, QualitySummary, aggregate,
-    highlights, is_warm_measured, refresh_quality, summarize_models,
+    CellStats, Dist, EnergySettings, EnergySource, Failure, Highlight, ModelSummary,
+    QualitySummary, aggregate, highlights, is_warm_measured, refresh_quality, summarize_models,
 };
 
 /// Version of the results format; bumped on any incompatible change.
@@ -111,6 +114,28 @@ impl ErrorKind {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "kind", content = "n", rename_all = "snake_case")]
+pub enum Round {
+    Warmup(u32),
+    Measured(u32),
+}
+
+impl Round {
+    pub fn is_warmup(self) -> bool {
+        matches!(self, Round::Warmup(_))
+    }
+}
+
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Round::Warmup(n) => write!(f, "warmup {n}"),
+            Round::Measured(n) => write!(f, "round {n}"),
+        }
+    }
+}
+
 /// One request, measured. Times are milliseconds on a monotonic clock,
 /// from just before the request was written.
 // Its flags (warmup, stream, cold, new_connection) are independent facts
@@ -138,7 +163,7 @@ pub struct Sample {
     pub e2e_ms: Option<f64>,
     /// Gaps between consecutive content-bearing events (left empty when
     /// read for per-request figures only).
-    #[serde(deserialize_with = "io::per_token")]
+    #[serde(deserialize_with = "mode::per_token")]
     pub itl_ms: Vec<f64>,
     /// (e2e − ttft) / (`output_tokens` − 1).
     pub tpot_ms: Option<f64>,
@@ -492,28 +517,6 @@ impl SuiteRecord {
             .get("prompts")
             .and_then(|p| serde_json::from_value(p.clone()).ok())
             .unwrap_or_default()
-    }
-
-    pub fn of(suite: &crate::suite::Suite) -> SuiteRecord {
-        let mut resolved = serde_json::to_value(suite).unwrap_or_default();
-        suite.secrets.redact_json(&mut resolved);
-        for (section, field) in [("endpoints", "headers"), ("servers", "env")] {
-            if let Some(entries) = resolved.get_mut(section).and_then(|v| v.as_object_mut()) {
-                for entry in entries.values_mut() {
-                    if let Some(map) = entry.get_mut(field).and_then(|v| v.as_object_mut()) {
-                        map.values_mut()
-                            .for_each(|v| *v = serde_json::Value::from("<redacted>"));
-                    }
-                }
-            }
-        }
-        SuiteRecord {
-            name: suite.name.clone(),
-            description: suite.description.clone(),
-            file: suite.file.display().to_string(),
-            hash: suite.hash(),
-            resolved,
-        }
     }
 }
 

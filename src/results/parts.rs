@@ -9,7 +9,7 @@
 use memchr::memmem;
 use rayon::prelude::*;
 
-use super::{Results, Sample};
+use super::{Results, Sample, mode};
 
 /// Where the samples array opens, at the top level of the layout.
 const OPEN: &str = "\n  \"samples\": [\n";
@@ -23,8 +23,8 @@ const SMALL: usize = 8 << 20;
 
 /// `text` parsed with its samples read side by side, or `None` when the
 /// document is small, not in dyno's layout, or does not parse this way.
-/// `per_request` is the caller's mode (see `io::parse_per_request`), which
-/// every thread parsing a sample takes on.
+/// `per_request`: every sample's inter-token gaps are left unread (see
+/// `mode`), on whichever thread parses it.
 pub(super) fn parse_in_parts(text: &str, per_request: bool) -> Option<Results> {
     let start = memmem::find(text.as_bytes(), OPEN.as_bytes())? + OPEN.len();
     let end = start + memmem::find(&text.as_bytes()[start..], CLOSE.as_bytes())?;
@@ -40,7 +40,7 @@ pub(super) fn parse_in_parts(text: &str, per_request: bool) -> Option<Results> {
             objects
                 .par_iter()
                 .map(|object| {
-                    super::io::with_per_request(per_request, || {
+                    mode::with_per_request(per_request, || {
                         serde_json::from_str::<Sample>(object).ok()
                     })
                 })
@@ -106,7 +106,7 @@ mod tests {
         assert!(text.len() > SMALL, "{} bytes", text.len());
         for per_request in [false, true] {
             let parts = parse_in_parts(&text, per_request).expect("read in parts");
-            let whole = super::super::io::with_per_request(per_request, || {
+            let whole = mode::with_per_request(per_request, || {
                 serde_json::from_str::<Results>(&text).expect("read whole")
             });
             assert_eq!(parts.samples.len(), whole.samples.len());

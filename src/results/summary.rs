@@ -361,12 +361,21 @@ fn axes_of(samples: &[&Sample]) -> Vec<Option<String>> {
     seen
 }
 
+/// Declared power and price (the suite's `energy:` section).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnergySettings {
+    pub watts: Option<f64>,
+    pub price_per_kwh: Option<f64>,
+    pub currency: Option<String>,
+    pub ignore_rapl: bool,
+}
+
 /// The summary rows of every model run, in run order: one per combination
 /// of axis values its samples have (one without axes).
 pub fn summarize_models(
     runs: &[ModelRun],
     samples: &[Sample],
-    energy: &crate::suite::EnergySettings,
+    energy: &EnergySettings,
 ) -> Vec<ModelSummary> {
     runs.iter()
         .flat_map(|run| {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::TemplateCheck;
 use super::diag::Diagnostic;
 use super::node::{Node, Pos};
 
@@ -12,18 +13,18 @@ pub(super) struct Loader<'e> {
     pub(super) env: &'e dyn Fn(&str) -> Option<String>,
     pub(super) diagnostics: Vec<Diagnostic>,
     pub(super) sources: BTreeMap<PathBuf, String>,
-    pub(super) outputs: OutputsCheck,
+    pub(super) outputs: OutputsCheck<'e>,
     /// The secret values met so far (see [`crate::secrets`]).
     pub(super) secrets: crate::secrets::Secrets,
 }
 
 /// Whether resolving also checks the outputs a run would write.
-pub(super) enum OutputsCheck {
+pub(super) enum OutputsCheck<'e> {
     /// Commands that write nothing (`plan`, `check`, `models`).
     Skip,
-    /// `validate`: `outputs.dir` can be written and every template exists
-    /// (built-in, or as `<name>.j2` in `templates`) and compiles.
-    Check { templates: Option<PathBuf> },
+    /// `validate`: `outputs.dir` can be written and `templates` finds
+    /// nothing wrong with any template listed.
+    Check { templates: TemplateCheck<'e> },
 }
 
 impl Loader<'_> {

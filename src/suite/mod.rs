@@ -23,6 +23,9 @@ use node::Pos;
 use raw::RawParams;
 pub use raw::{EndpointKind, Order, Role};
 
+pub use crate::results::EnergySettings;
+use crate::results::SuiteRecord;
+
 /// A validated suite: defaults applied, includes expanded, references checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct Suite {
@@ -57,15 +60,6 @@ pub struct Judge {
     pub model: String,
     pub scale: crate::quality::JudgeScale,
     pub max_tokens: u32,
-}
-
-/// Declared power and price (see `RawEnergy`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct EnergySettings {
-    pub watts: Option<f64>,
-    pub price_per_kwh: Option<f64>,
-    pub currency: Option<String>,
-    pub ignore_rapl: bool,
 }
 
 /// How `dyno compare` judges this suite's results (fractions, 0.1 = 10%;
@@ -446,6 +440,34 @@ impl LoadError {
     }
 }
 
+/// Recording a suite in its results is the suite's business: only it
+/// knows which of its values are secret.
+impl SuiteRecord {
+    /// `suite` as recorded: its secret values, header values and server
+    /// environment values redacted.
+    pub fn of(suite: &Suite) -> SuiteRecord {
+        let mut resolved = serde_json::to_value(suite).unwrap_or_default();
+        suite.secrets.redact_json(&mut resolved);
+        for (section, field) in [("endpoints", "headers"), ("servers", "env")] {
+            if let Some(entries) = resolved.get_mut(section).and_then(|v| v.as_object_mut()) {
+                for entry in entries.values_mut() {
+                    if let Some(map) = entry.get_mut(field).and_then(|v| v.as_object_mut()) {
+                        map.values_mut()
+                            .for_each(|v| *v = serde_json::Value::from("<redacted>"));
+                    }
+                }
+            }
+        }
+        SuiteRecord {
+            name: suite.name.clone(),
+            description: suite.description.clone(),
+            file: suite.file.display().to_string(),
+            hash: suite.hash(),
+            resolved,
+        }
+    }
+}
+
 /// The process environment, for `${VAR}` interpolation.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -456,23 +478,37 @@ pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Suite, 
     load_with(file, env, OutputsCheck::Skip)
 }
 
+/// A report template named in `outputs.templates` that cannot be
+/// rendered, as the renderer found it (`report::check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateFault {
+    /// Not a template the renderer knows; the message says which it does.
+    Unknown(String),
+    /// Found, but it (or a template it includes) cannot be read or compiled.
+    Broken(String),
+}
+
+/// What checks one name of `outputs.templates` for [`load_checked`]; the
+/// renderer's check, passed in so that suites need not know the renderer.
+pub type TemplateCheck<'a> = &'a dyn Fn(&str) -> Result<(), TemplateFault>;
+
 /// [`load`], and checks the outputs as a run needs them: `outputs.dir` is
-/// a directory that can be written (or created), and every name in
-/// `outputs.templates` is a built-in template or a `<name>.j2` in
-/// `templates` and compiles. Errors point at the key.
+/// a directory that can be written (or created), and `templates` finds
+/// nothing wrong with any name in `outputs.templates` (for `dyno validate`,
+/// every name is a built-in template or a `<name>.j2` in the templates
+/// directory and compiles). Errors point at the key.
 pub fn load_checked(
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    templates: Option<&Path>,
+    templates: TemplateCheck<'_>,
 ) -> Result<Suite, LoadError> {
-    let templates = templates.map(Path::to_path_buf);
     load_with(file, env, OutputsCheck::Check { templates })
 }
 
 fn load_with(
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    outputs: OutputsCheck,
+    outputs: OutputsCheck<'_>,
 ) -> Result<Suite, LoadError> {
     let text = crate::fsutil::read_text(file, crate::fsutil::MAX_INPUT_BYTES)
         .map_err(|e| LoadError::io(file, &e))?;

@@ -15,7 +15,7 @@ use super::workload::{Drive, Length, Point, Slo, Sweep, Synthetic, Workload};
 use super::{
     Axis, CompareSettings, DEFAULT_JUDGE_MAX_TOKENS, Device, Endpoint, EndpointKind,
     EnergySettings, Judge, Message, Model, Outputs, Params, Prompt, Role, ServedBy, Server, Suite,
-    files,
+    TemplateCheck, TemplateFault, files,
 };
 
 /// The most variant combinations (launches) one managed server may have.
@@ -66,10 +66,9 @@ impl Loader<'_> {
                 .templates
                 .unwrap_or_else(|| vec!["report.md".into(), "results.csv".into()]),
         };
-        if let OutputsCheck::Check { templates } = &self.outputs {
-            let templates = templates.clone();
+        if let OutputsCheck::Check { templates } = self.outputs {
             let listed = raw.outputs.as_ref().is_some_and(|o| o.templates.is_some());
-            self.check_outputs(&doc, &outputs, listed, templates.as_deref());
+            self.check_outputs(&doc, &outputs, listed, templates);
         }
         let energy = raw.energy.unwrap_or_default();
         Some(Suite {
@@ -95,15 +94,15 @@ impl Loader<'_> {
         })
     }
 
-    /// The results directory can be written (or created), and every report
-    /// template listed in `outputs.templates` exists (built-in, or in
-    /// `templates`) and compiles.
+    /// The results directory can be written (or created), and `templates`
+    /// finds nothing wrong with any report template listed in
+    /// `outputs.templates`.
     fn check_outputs(
         &mut self,
         doc: &Doc<'_>,
         outputs: &Outputs,
         listed: bool,
-        templates: Option<&Path>,
+        templates: TemplateCheck<'_>,
     ) {
         if let Some(reason) = crate::fsutil::unwritable_dir(&outputs.dir) {
             let at = if doc.root.lookup("/outputs/dir").is_some() {
@@ -132,13 +131,20 @@ impl Loader<'_> {
             return;
         }
         for (i, name) in outputs.templates.iter().enumerate() {
-            if let Err(err) = crate::report::check(name, templates) {
-                let hint = matches!(err, crate::report::ReportError::Unknown { .. }).then(|| {
-                    "a template of your own is found with `--templates DIR` (as `<name>.j2`)".into()
-                });
+            if let Err(fault) = templates(name) {
+                let (message, hint) = match fault {
+                    TemplateFault::Unknown(message) => (
+                        message,
+                        Some(
+                            "a template of your own is found with `--templates DIR` (as `<name>.j2`)"
+                                .into(),
+                        ),
+                    ),
+                    TemplateFault::Broken(message) => (message, None),
+                };
                 self.diagnostics.push(
                     Diagnostic::new(
-                        err.to_string(),
+                        message,
                         doc.file,
                         doc.at(&format!("/outputs/templates/{i}")),
                     )

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::results::Slo;
+
 /// How requests arrive in an open loop.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
@@ -86,30 +88,6 @@ pub struct Sweep {
     pub min_gain: f64,
     /// Bisection steps on the rate.
     pub refine: u32,
-}
-
-/// Latency targets a request must meet to count towards goodput.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Slo {
-    pub ttft_ms: Option<f64>,
-    pub tpot_ms: Option<f64>,
-    pub e2e_ms: Option<f64>,
-    /// The percentile a point's requests must meet the targets at (one of
-    /// 50, 90, 95, 99).
-    pub percentile: f64,
-}
-
-impl Slo {
-    /// Whether TTFT, TPOT and E2E (of one request, or a point's values at
-    /// the percentile) meet every target; a missing value meets none.
-    pub fn met(&self, ttft: Option<f64>, tpot: Option<f64>, e2e: Option<f64>) -> bool {
-        within(self.ttft_ms, ttft) && within(self.tpot_ms, tpot) && within(self.e2e_ms, e2e)
-    }
-}
-
-/// No limit, or a value within it.
-fn within(limit: Option<f64>, value: Option<f64>) -> bool {
-    limit.is_none_or(|limit| value.is_some_and(|v| v <= limit))
 }
 
 /// A length drawn from a normal distribution (rounded, at least 1).

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use dyno::plan::{self, Filter, PlanError};
-use dyno::suite;
+use dyno::{report, suite};
 
 use crate::suite::{GOOD, errors_with};
 use crate::{Tree, test_env};
@@ -16,7 +16,7 @@ use crate::{Tree, test_env};
 /// with the temp dir shown as `DIR`.
 fn errors(yaml: &str, extra: &[(&str, &str)]) -> String {
     errors_with(yaml, extra, &|file| {
-        suite::load_checked(file, &test_env, None)
+        suite::load_checked(file, &test_env, &|name| Ok(report::check(name, None)?))
     })
 }
 
@@ -27,7 +27,8 @@ fn without_env(yaml: &str) -> String {
 }
 
 fn checked(tree: &Tree, templates: Option<&Path>) -> String {
-    match suite::load_checked(&tree.path("s.yaml"), &test_env, templates) {
+    let check = |name: &str| Ok(report::check(name, templates)?);
+    match suite::load_checked(&tree.path("s.yaml"), &test_env, &check) {
         Ok(_) => String::from("(valid)"),
         Err(err) => tree.anonymize(&err.render()),
     }

@@ -12,6 +12,7 @@ mod foundry_fixture;
 // The loader fuzz run limits each child with `ulimit` through `sh`.
 #[cfg(unix)]
 mod fuzz;
+mod house;
 mod load;
 // SIGINT to a run and its children, found in `/proc`.
 #[cfg(target_os = "linux")]

@@ -13,8 +13,9 @@
 //! reports it), CPU time in seconds summed over all cores (so 2.0 CPU-seconds
 //! per wall second means two busy cores), energy in microjoules.
 //!
-//! One file per source: `tree` (a process tree, whatever the OS), `proc`
-//! (Linux `/proc`), `sampler` (the 20 Hz background reader and its
+//! One file per source: `tree` (a process tree, whatever the OS, summing
+//! the `usage` each platform reader gives of a process), `proc` (Linux
+//! `/proc`), `sampler` (the 20 Hz background reader and its
 //! windows), `rapl`, `gpu` and `files`.
 
 pub mod files;
@@ -24,6 +25,7 @@ pub mod proc;
 pub mod rapl;
 pub mod sampler;
 pub mod tree;
+pub(crate) mod usage;
 
 pub use gpu::{GpuSnapshot, gpu_snapshot};
 pub use rapl::Rapl;

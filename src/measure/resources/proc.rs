@@ -1,5 +1,5 @@
 //! Processes read from Linux `/proc`: the parsers (pure, tested
-//! everywhere) and the live readers behind [`super::tree`] on Linux
+//! everywhere) and the live readers behind `tree` on Linux
 //! (`None` or empty elsewhere). Only observes; never signals or touches the
 //! processes it reads.
 
@@ -7,7 +7,7 @@
 use std::path::Path;
 
 #[cfg(target_os = "linux")]
-use super::tree::PidUsage;
+use super::usage::PidUsage;
 
 /// The fields of `/proc/<pid>/stat` this module uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,16 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 
-/// One process as a platform reader sees it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct PidUsage {
-    /// The parent's pid (0 when it has none).
-    pub(crate) ppid: u32,
-    /// Resident memory in bytes (RSS; the working set on Windows).
-    pub(crate) rss_bytes: u64,
-    /// User + system CPU time of the live process, in seconds.
-    pub(crate) cpu_s: f64,
-}
+use super::usage::PidUsage;
 
 /// Resource usage summed over a process tree at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -287,6 +287,9 @@ pub async fn run_suite_with(
         return Err(journal_failed(failure, &doc, (file, dir), &suite, options));
     }
     let files = write_run(&doc, &dir, &suite, options)?;
+    // Every server of this run has stopped: its record has done its work.
+    drop(providers);
+    crate::provider::orphans::end_leftovers(&dir.join("logs"));
     if doc.partial.is_none() {
         let _ = std::fs::remove_file(&journal_path);
     }

@@ -35,17 +35,8 @@ pub enum Command {
     /// Print the cells of a suite in execution order, without sending anything.
     Plan {
         suite: PathBuf,
-        /// Keep only models whose id matches one of these globs (a comma
-        /// list, repeatable); without it, `DYNO_MODELS` gives the list.
-        #[arg(long = "models", value_name = "GLOB,...")]
-        models: Vec<String>,
-        /// Keep only prompts whose id matches one of these globs (a comma
-        /// list, repeatable); without it, `DYNO_PROMPTS` gives the list.
-        #[arg(long = "prompts", value_name = "GLOB,...")]
-        prompts: Vec<String>,
-        /// `model_major` or interleaved, instead of the suite's `order`.
-        #[arg(long, value_name = "ORDER")]
-        order: Option<crate::suite::Order>,
+        #[command(flatten)]
+        select: Selection,
         /// Only the cells of one part (`2/3`), as `dyno run --shard` would run them.
         #[arg(long, value_name = "I/N")]
         shard: Option<crate::plan::ShardSpec>,
@@ -84,17 +75,8 @@ pub enum Command {
         /// Suite files or globs.
         #[arg(required = true)]
         suites: Vec<String>,
-        /// Keep only models whose id matches one of these globs (a comma
-        /// list, repeatable); without it, `DYNO_MODELS` gives the list.
-        #[arg(long = "models", value_name = "GLOB,...")]
-        models: Vec<String>,
-        /// Keep only prompts whose id matches one of these globs (a comma
-        /// list, repeatable); without it, `DYNO_PROMPTS` gives the list.
-        #[arg(long = "prompts", value_name = "GLOB,...")]
-        prompts: Vec<String>,
-        /// `model_major` or interleaved, instead of the suite's `order`.
-        #[arg(long, value_name = "ORDER")]
-        order: Option<crate::suite::Order>,
+        #[command(flatten)]
+        select: Selection,
         /// Write results here instead of the suite's `outputs.dir`.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -212,6 +194,34 @@ pub const EXIT_WRITE: u8 = 3;
 /// Exit status of a run that was interrupted (and wrote what it measured).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
+/// Which part of a suite `dyno plan` and `dyno run` take, and in what order.
+#[derive(Debug, clap::Args)]
+pub struct Selection {
+    /// Keep only models whose id matches one of these globs (a comma
+    /// list, repeatable); without it, `DYNO_MODELS` gives the list.
+    #[arg(long = "models", value_name = "GLOB,...")]
+    models: Vec<String>,
+    /// Keep only prompts whose id matches one of these globs (a comma
+    /// list, repeatable); without it, `DYNO_PROMPTS` gives the list.
+    #[arg(long = "prompts", value_name = "GLOB,...")]
+    prompts: Vec<String>,
+    /// `model_major` or interleaved, instead of the suite's `order`.
+    #[arg(long, value_name = "ORDER")]
+    order: Option<crate::suite::Order>,
+}
+
+impl Selection {
+    /// The plan filter these arguments (and `DYNO_MODELS`, `DYNO_PROMPTS`) give.
+    fn filter(&self) -> Filter {
+        Filter::from_args(
+            &self.models,
+            &self.prompts,
+            self.order,
+            &crate::suite::process_env,
+        )
+    }
+}
+
 /// Runs one command; errors are rendered here, at the edge.
 pub fn run(cli: Cli) -> ExitCode {
     crate::provider::children::kill_on_panic();
@@ -219,24 +229,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate { suites, templates } => validate(&suites, templates.as_deref()),
         Command::Plan {
             suite,
-            models,
-            prompts,
-            order,
+            select,
             shard,
             json,
-        } => plan_cmd(
-            &suite,
-            &Filter::from_args(&models, &prompts, order, &crate::suite::process_env),
-            shard,
-            json,
-        ),
+        } => plan_cmd(&suite, &select.filter(), shard, json),
         Command::Models { target, kind, json } => models_cmd(&target, kind, json),
         Command::Check { suite, json } => check_cmd(&suite, json),
         Command::Run {
             suites,
-            models,
-            prompts,
-            order,
+            select,
             out,
             quiet,
             templates,
@@ -246,7 +247,7 @@ pub fn run(cli: Cli) -> ExitCode {
             machine,
         } => run_cmd(
             &suites,
-            &Filter::from_args(&models, &prompts, order, &crate::suite::process_env),
+            &select.filter(),
             &crate::run::RunOptions {
                 out,
                 quiet,

@@ -139,8 +139,6 @@ impl Runner<'_> {
         prompts: &Prompts,
         sender: &Arc<dyn Concurrent>,
     ) -> Outcome {
-        let base = cell.key.trim_end_matches(']').trim_end_matches("sweep");
-        let at = |label: String| format!("{base}sweep-{label}]");
         let mut result = SweepResult {
             key: cell.key.to_string(),
             model: cell.model().to_string(),
@@ -151,18 +149,16 @@ impl Runner<'_> {
         let (mut good, mut bad): (Option<f64>, Option<f64>) = (None, None);
         let mut streams = 1;
         loop {
-            let point = Point {
-                drive: Drive::Concurrency(streams),
-                ..workload.template.clone()
-            };
-            let key = at(point.drive.label());
-            let (stats, outcome) = self
-                .point(cell, &key, &point, workload, prompts, sender)
-                .await;
-            result.points.push(key);
-            let Some(stats) = stats.filter(|_| matches!(outcome, Outcome::Done)) else {
-                self.sweeps.push(result);
-                return outcome;
+            let drive = Drive::Concurrency(streams);
+            let stats = match self
+                .sweep_point(cell, &mut result, drive, workload, prompts, sender)
+                .await
+            {
+                Ok(stats) => stats,
+                Err(outcome) => {
+                    self.sweeps.push(result);
+                    return outcome;
+                }
             };
             let throughput = stats.request_throughput;
             let best = result.saturation_throughput.unwrap_or(0.0);
@@ -180,21 +176,19 @@ impl Runner<'_> {
         if let (Some(mut low), Some(mut high)) = (good, bad) {
             for _ in 0..sweep.refine {
                 let rate = f64::midpoint(low, high);
-                let point = Point {
-                    drive: Drive::Rate {
-                        per_s: (rate * 1000.0).round() / 1000.0,
-                        arrival: load::Arrival::Poisson,
-                    },
-                    ..workload.template.clone()
+                let drive = Drive::Rate {
+                    per_s: (rate * 1000.0).round() / 1000.0,
+                    arrival: load::Arrival::Poisson,
                 };
-                let key = at(point.drive.label());
-                let (stats, outcome) = self
-                    .point(cell, &key, &point, workload, prompts, sender)
-                    .await;
-                result.points.push(key);
-                let Some(stats) = stats.filter(|_| matches!(outcome, Outcome::Done)) else {
-                    self.sweeps.push(result);
-                    return outcome;
+                let stats = match self
+                    .sweep_point(cell, &mut result, drive, workload, prompts, sender)
+                    .await
+                {
+                    Ok(stats) => stats,
+                    Err(outcome) => {
+                        self.sweeps.push(result);
+                        return outcome;
+                    }
                 };
                 if stats.slo_met == Some(false) {
                     high = rate;
@@ -209,6 +203,34 @@ impl Runner<'_> {
         self.journal.sweep(&result);
         self.sweeps.push(result);
         Outcome::Done
+    }
+
+    /// Drives one point of a sweep at `drive` (its key the sweep's with the
+    /// drive's label) and adds it to `result`: its figures, or the outcome
+    /// that ends the sweep (an interrupt).
+    async fn sweep_point(
+        &mut self,
+        cell: &Cell,
+        result: &mut SweepResult,
+        drive: Drive,
+        workload: &Workload,
+        prompts: &Prompts,
+        sender: &Arc<dyn Concurrent>,
+    ) -> Result<LoadStats, Outcome> {
+        let point = Point {
+            drive,
+            ..workload.template.clone()
+        };
+        let base = cell.key.trim_end_matches(']').trim_end_matches("sweep");
+        let key = format!("{base}sweep-{}]", point.drive.label());
+        let (stats, outcome) = self
+            .point(cell, &key, &point, workload, prompts, sender)
+            .await;
+        result.points.push(key);
+        match (stats, outcome) {
+            (Some(stats), Outcome::Done) => Ok(stats),
+            (_, outcome) => Err(outcome),
+        }
     }
 }
 

@@ -287,12 +287,8 @@ pub async fn run_suite_with(
         return Err(journal_failed(failure, &doc, (file, dir), &suite, options));
     }
     let files = write_run(&doc, &dir, &suite, options)?;
-    // Every server of this run has stopped: its record has done its work.
     drop(providers);
-    crate::provider::orphans::end_leftovers(&dir.join("logs"));
-    if doc.partial.is_none() {
-        let _ = std::fs::remove_file(&journal_path);
-    }
+    tidy(&dir, doc.partial.is_none());
     Ok(RunSummary {
         suite: suite.name.clone(),
         dir,
@@ -589,6 +585,15 @@ fn is_partial(path: &Path) -> bool {
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Head>(&bytes).ok())
         .is_some_and(|head| head.partial.is_some())
+}
+
+/// After a run's results are written: the record of its servers (every one
+/// stopped) has done its work, and so has the journal of a complete run.
+fn tidy(dir: &Path, complete: bool) {
+    crate::provider::orphans::end_leftovers(&dir.join("logs"));
+    if complete {
+        let _ = std::fs::remove_file(dir.join(JOURNAL_FILE));
+    }
 }
 
 /// Creates `dir`, locks it for this run and ends the servers an earlier run

@@ -146,19 +146,34 @@ impl Runner<'_> {
             saturation_throughput: None,
             max_rate_meeting_slo: None,
         };
+        let outcome = self
+            .sweep_points((cell, sweep, workload), prompts, sender, &mut result)
+            .await;
+        if matches!(outcome, Outcome::Done) {
+            self.journal.sweep(&result);
+        }
+        self.sweeps.push(result);
+        outcome
+    }
+
+    /// The points of a sweep, each added to `result` as it is driven.
+    async fn sweep_points(
+        &mut self,
+        (cell, sweep, workload): (&Cell, &Sweep, &Workload),
+        prompts: &Prompts,
+        sender: &Arc<dyn Concurrent>,
+        result: &mut SweepResult,
+    ) -> Outcome {
         let (mut good, mut bad): (Option<f64>, Option<f64>) = (None, None);
         let mut streams = 1;
         loop {
             let drive = Drive::Concurrency(streams);
             let stats = match self
-                .sweep_point(cell, &mut result, drive, workload, prompts, sender)
+                .sweep_point(cell, result, drive, workload, prompts, sender)
                 .await
             {
                 Ok(stats) => stats,
-                Err(outcome) => {
-                    self.sweeps.push(result);
-                    return outcome;
-                }
+                Err(outcome) => return outcome,
             };
             let throughput = stats.request_throughput;
             let best = result.saturation_throughput.unwrap_or(0.0);
@@ -181,14 +196,11 @@ impl Runner<'_> {
                     arrival: load::Arrival::Poisson,
                 };
                 let stats = match self
-                    .sweep_point(cell, &mut result, drive, workload, prompts, sender)
+                    .sweep_point(cell, result, drive, workload, prompts, sender)
                     .await
                 {
                     Ok(stats) => stats,
-                    Err(outcome) => {
-                        self.sweeps.push(result);
-                        return outcome;
-                    }
+                    Err(outcome) => return outcome,
                 };
                 if stats.slo_met == Some(false) {
                     high = rate;
@@ -200,8 +212,6 @@ impl Runner<'_> {
         } else if workload.slo.is_some() {
             result.max_rate_meeting_slo = good;
         }
-        self.journal.sweep(&result);
-        self.sweeps.push(result);
         Outcome::Done
     }
 

@@ -348,14 +348,24 @@ PY
   mv "$MARKER.tmp" "$MARKER"
 }
 
-# A field of the marker, or nothing.
-marker_field() {
+# Reads the marker once into MARKER_KIND, MARKER_PACKAGE, MARKER_SMOKE,
+# MARKER_MACHINE and MARKER_WHY (empty when there is no marker, or no field).
+read_marker() {
+  MARKER_KIND="" MARKER_PACKAGE="" MARKER_SMOKE="" MARKER_MACHINE="" MARKER_WHY=""
   [ -f "$MARKER" ] || return 0
-  python3 - "$MARKER" "$1" <<'PY' 2>/dev/null || true
+  {
+    IFS= read -r MARKER_KIND
+    IFS= read -r MARKER_PACKAGE
+    IFS= read -r MARKER_SMOKE
+    IFS= read -r MARKER_MACHINE
+    IFS= read -r MARKER_WHY
+  } < <(python3 - "$MARKER" <<'PY' 2>/dev/null
 import json, sys
-value = json.load(open(sys.argv[1])).get(sys.argv[2])
-print("" if value is None else value)
+record = json.load(open(sys.argv[1]))
+for key in ("kind", "package", "smoke_test", "machine", "why"):
+    print(str(record.get(key) or "").replace("\n", " "))
 PY
+  ) || true
 }
 
 # Whether the cached engine can stay: its marker says it passed on this
@@ -368,8 +378,9 @@ cached_engine_ok() {
     return 1
   }
   local kind version reason
-  kind=$(marker_field kind)
-  version=$(marker_field package)
+  read_marker
+  kind=$MARKER_KIND
+  version=$MARKER_PACKAGE
   if [ -z "$kind" ]; then
     # Left by an earlier setup: a native build, marked by VERSION only.
     if [ "$(cat "$ENGINE/VERSION" 2>/dev/null)" != "$LLAMA_VERSION" ]; then
@@ -389,15 +400,13 @@ cached_engine_ok() {
     log "DYNO_ENGINE_PORTABLE=1 and the cached engine is the $kind build: rebuilding it portable"
     return 1
   fi
-  if [ "$(marker_field smoke_test)" = passed ] && [ "$(marker_field machine)" = "$(machine_id)" ]; then
+  if [ "$MARKER_SMOKE" = passed ] && [ "$MARKER_MACHINE" = "$(machine_id)" ]; then
     log "llama-server $LLAMA_VERSION (b$LLAMA_BUILD_NUMBER, $kind build) already built and smoke-tested"
     return 0
   fi
   log "smoke-testing the cached $kind engine on this machine (start, load SmolLM2, one request)"
   if reason=$(smoke_test "$BIN" "$kind"); then
-    local why
-    why=$(marker_field why)
-    write_marker "$kind" "${why:-cached by an earlier setup; passed its smoke test on this machine}"
+    write_marker "$kind" "${MARKER_WHY:-cached by an earlier setup; passed its smoke test on this machine}"
     log "the cached $kind engine passed its smoke test"
     return 0
   fi
@@ -548,5 +557,6 @@ esac
 fetch_smollm2
 fetch_gemma3
 build_server
-log "ready: $BIN ($(marker_field kind) build), models in $MODELS"
+read_marker
+log "ready: $BIN ($MARKER_KIND build), models in $MODELS"
 echo "$CACHE"

@@ -94,6 +94,6 @@ fn engines_of<'a>(doc: &'a Results, model: &str) -> BTreeMap<String, &'a EngineB
         .filter(|m| m.id == model)
         .flat_map(|m| &m.launches)
         .filter_map(|l| l.engine.as_ref())
-        .map(|e| (e.identity(), e))
+        .map(|e| (e.describe(), e))
         .collect()
 }

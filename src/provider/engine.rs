@@ -64,11 +64,6 @@ pub(crate) fn identify(program: &str, log: &str, build_info: Option<&str>) -> Op
     (engine != EngineBuild::default()).then_some(engine)
 }
 
-/// Whether `program` is the engine dyno's setup built (its marker is there).
-pub(crate) fn built_by_setup(program: &str) -> bool {
-    marker_of(program).is_some()
-}
-
 /// The setup marker of `program`: `<bin>/../build.json`, when it was
 /// written by dyno's setup script.
 fn marker_of(program: &str) -> Option<Marker> {
@@ -227,13 +222,12 @@ mod tests {
         let setup = engine.setup.as_ref().unwrap();
         assert_eq!(setup.kind, "no-amx");
         assert_eq!(setup.cmake_flags.len(), 2, "{setup:?}");
-        assert!(built_by_setup(program));
+        assert!(identify(program, "", None).is_some_and(|e| e.setup.is_some()));
         // What the server serves and logs wins over the marker.
         let served = identify(program, "", Some("b11500-ffffff")).unwrap();
         assert_eq!(served.build.as_deref(), Some("b11500"), "{served:?}");
         // Another author's build.json is not a marker.
         std::fs::write(dir.path().join(MARKER), r#"{"kind": "x"}"#).unwrap();
-        assert!(!built_by_setup(program));
         assert_eq!(identify(program, "", None), None);
     }
 }

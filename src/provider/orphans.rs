@@ -92,10 +92,8 @@ pub(crate) fn end_leftovers(dir: &Path) -> Vec<String> {
         .lines()
         .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
     {
-        if entry.stopped {
-            open.retain(|e| e.pid != entry.pid);
-        } else {
-            open.retain(|e| e.pid != entry.pid);
+        open.retain(|e| e.pid != entry.pid);
+        if !entry.stopped {
             open.push(entry);
         }
     }

@@ -388,9 +388,11 @@ impl RunningServer {
     /// setup built gets what to do about it.
     async fn fail_exited(&mut self, status: String) -> ServerError {
         self.kill_now().await;
-        let mut engine = super::engine::identify(&self.program, &self.log_text(), None)
+        let identified = super::engine::identify(&self.program, &self.log_text(), None);
+        let mut engine = identified
+            .as_ref()
             .map_or_else(String::new, |e| format!(" (engine {})", e.describe()));
-        if self.crashed && super::engine::built_by_setup(&self.program) {
+        if self.crashed && identified.is_some_and(|e| e.setup.is_some()) {
             engine.push_str(
                 "; this engine was built by dyno's setup for this machine and crashes here: \
                  run `make engine` again (it smoke-tests the cached build and rebuilds one that fails), \
@@ -572,7 +574,7 @@ pub(crate) struct Managed {
     spec: ServerSpec,
     http: super::Timed,
     running: Option<(RunningServer, Target)>,
-    /// The first launch has happened (version and GPU are read once).
+    /// The first launch has happened (the GPU is read once).
     launched: bool,
 }
 
@@ -607,7 +609,7 @@ impl super::Provider for Managed {
                     running.load_ms(),
                     running.base_url()
                 ),
-                version: if first { version } else { None },
+                version,
                 gpu: if first { gpu_snapshot() } else { None },
                 resolved: None,
                 engine,

@@ -47,27 +47,9 @@ pub struct EngineSetup {
 }
 
 impl EngineBuild {
-    /// What tells two engines apart for a comparison: build, commit,
-    /// features and setup kind. Two launches of one engine have the same.
-    pub fn identity(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(build) = &self.build {
-            parts.push(build.clone());
-        }
-        if let Some(commit) = &self.commit {
-            parts.push(commit.clone());
-        }
-        if let Some(setup) = &self.setup {
-            parts.push(format!("{} build", setup.kind));
-        }
-        if !self.features.is_empty() {
-            parts.push(self.features.join(" "));
-        }
-        parts.join(", ")
-    }
-
-    /// `b11434 0a1b2c3 (native build): AVX AVX2 AVX512 …`, for tables and
-    /// messages.
+    /// `b11434 0a1b2c3 (native build: -DGGML_NATIVE=ON): AVX AVX2 …`, for
+    /// tables and messages; two engines that read the same are the same
+    /// engine to a comparison (build, commit, setup and features).
     pub fn describe(&self) -> String {
         let mut head = self.build.clone().unwrap_or_else(|| "unknown build".into());
         if let Some(commit) = &self.commit {

@@ -51,23 +51,22 @@ fn gone(pid: u32) -> bool {
     })
 }
 
-/// `dyno run SUITE` of SmolLM2 on the `rag` prompt into `out`, quiet, its
-/// output captured; with `resume`, `--resume`.
-fn smollm2_rag(suite: &Path, out: &Path, resume: bool) -> Command {
+/// `dyno run SUITE --quiet --out OUT`, its output captured.
+fn quiet_run(suite: &Path, out: &Path) -> Command {
     let mut cmd = dyno();
     cmd.arg("run")
         .arg(suite)
-        .args([
-            "--models",
-            "smollm2*",
-            "--prompts",
-            "rag",
-            "--quiet",
-            "--out",
-        ])
+        .args(["--quiet", "--out"])
         .arg(out)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    cmd
+}
+
+/// [`quiet_run`] of SmolLM2 on the `rag` prompt; with `resume`, `--resume`.
+fn smollm2_rag(suite: &Path, out: &Path, resume: bool) -> Command {
+    let mut cmd = quiet_run(suite, out);
+    cmd.args(["--models", "smollm2*", "--prompts", "rag"]);
     if resume {
         cmd.arg("--resume");
     }
@@ -196,17 +195,7 @@ async fn a_second_run_into_the_same_directory_is_refused() {
         ),
     )]);
     let out = tree.path("out");
-    let run = || {
-        dyno()
-            .arg("run")
-            .arg(tree.path("s.yaml"))
-            .args(["--quiet", "--out"])
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let run = || quiet_run(&tree.path("s.yaml"), &out).spawn().unwrap();
     let first = run();
     // The first run holds the lock while its slow request (3 s) runs.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -252,15 +241,7 @@ fn issue_23_ctrl_c_while_a_server_starts_is_honoured() {
          defaults: { rounds: 2, warmup: 0 }\n",
     )]);
     let out = tree.path("out");
-    let child = dyno()
-        .arg("run")
-        .arg(tree.path("s.yaml"))
-        .args(["--quiet", "--out"])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = quiet_run(&tree.path("s.yaml"), &out).spawn().unwrap();
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut servers = Vec::new();

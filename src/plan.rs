@@ -26,6 +26,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use crate::results::Round;
+use crate::results::VariantLabel;
 use crate::suite::workload::{Point, Sweep, Workload};
 use crate::suite::{Axis, Device, Model, Order, Params, ServedBy, Server, Suite};
 
@@ -225,17 +226,13 @@ impl Variant {
     }
 
     /// `threads=2,gpu_layers=99` or `device=cpu`; `None` for the default.
-    pub fn label(&self) -> Option<String> {
+    pub fn label(&self) -> Option<VariantLabel> {
         match self {
             Variant::Default => None,
-            Variant::Server(settings) => Some(
-                settings
-                    .iter()
-                    .map(|s| format!("{}={}", s.name, s.value))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            Variant::Device(device) => Some(format!("device={device}")),
+            Variant::Server(settings) => {
+                VariantLabel::of(settings.iter().map(|s| (s.name.as_str(), s.value.as_str())))
+            }
+            Variant::Device(device) => VariantLabel::of([("device", device.to_string().as_str())]),
         }
     }
 
@@ -665,6 +662,7 @@ pub fn plan(suite: &Suite, filter: &Filter) -> Result<Vec<Cell>, PlanError> {
                 let axes: Vec<String> = combo.iter().map(|v| v.apply(&mut params)).collect();
                 let labels: Vec<String> = variant
                     .label()
+                    .map(|v| v.to_string())
                     .into_iter()
                     .chain(axes.iter().cloned())
                     .collect();

@@ -175,7 +175,7 @@ mod tests {
         LoadStats {
             key: key.into(),
             model: "m".into(),
-            point: "concurrency=1".into(),
+            point: crate::results::PointLabel::point("concurrency=1"),
             concurrency: Some(1),
             rate: None,
             sent: 10,

@@ -49,7 +49,7 @@ pub struct LoadStats {
     pub key: String,
     pub model: String,
     /// `concurrency=4` or `rate=8`.
-    pub point: String,
+    pub point: super::PointLabel,
     /// Closed loop: streams. Open loop: requests per second.
     pub concurrency: Option<u32>,
     pub rate: Option<f64>,
@@ -122,7 +122,7 @@ fn within(limit: Option<f64>, value: Option<f64>) -> bool {
 /// recorded for the point, counted ones with `warmup == false`).
 pub fn load_stats(
     key: &str,
-    point: &str,
+    point: &super::PointLabel,
     (concurrency, rate): (Option<u32>, Option<f64>),
     point_samples: &[&Sample],
     client: ClientCost,
@@ -173,7 +173,7 @@ pub fn load_stats(
         model: point_samples
             .first()
             .map_or_else(String::new, |s| s.model.clone()),
-        point: point.to_string(),
+        point: point.clone(),
         concurrency,
         rate,
         sent: point_samples.len(),

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CellStats, EnergySettings, Environment, Highlight, LoadStats, ModelRun, Results, Sample,
-    SweepResult, aggregate, highlights, summarize_models,
+    CellStats, EnergySettings, Environment, Highlight, LoadStats, MachineLabel, ModelRun, Results,
+    Sample, SweepResult, VariantLabel, aggregate, highlights, summarize_models,
 };
 use crate::measure::noise::{self, NoiseSummary};
 
@@ -138,11 +138,15 @@ pub fn merge_shards(parts: Vec<(String, Results)>) -> Result<(Results, Vec<Strin
         });
     }
     let mut warnings = Vec::new();
-    let machines: BTreeSet<String> = parts.iter().map(|(_, d, _)| machine(d)).collect();
+    let machines: BTreeSet<MachineLabel> = parts.iter().map(|(_, d, _)| machine(d)).collect();
     if machines.len() > 1 {
         warnings.push(format!(
             "the shards ran on different machines ({}): their figures are comparable only as far as the machines are; to put machines side by side, merge whole runs with `dyno merge --fleet`",
-            machines.into_iter().collect::<Vec<_>>().join("; ")
+            machines
+                .iter()
+                .map(MachineLabel::as_str)
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
     }
     let noise: Vec<NoiseSummary> = parts
@@ -198,41 +202,29 @@ pub fn merge_fleet(parts: Vec<(String, Results)>) -> Result<(Results, Vec<String
 }
 
 /// `name`'s rows of the merged `doc` and its highlights among them.
-fn fleet_machine(doc: &Results, name: String, environment: Environment) -> FleetMachine {
-    let tag = format!("machine={name}");
+fn fleet_machine(doc: &Results, name: MachineLabel, environment: Environment) -> FleetMachine {
     let own: Vec<_> = doc
         .summaries
         .iter()
-        .filter(|m| {
-            m.variant
-                .as_deref()
-                .is_some_and(|v| v.split(',').any(|part| part == tag))
-        })
+        .filter(|m| m.variant.as_ref().is_some_and(|v| v.is_on(&name)))
         .cloned()
         .collect();
     let rows = own
         .iter()
-        .map(|m| {
-            let rest: Vec<&str> = m
-                .variant
-                .as_deref()
-                .unwrap_or_default()
-                .split(',')
-                .filter(|part| *part != tag)
-                .collect();
-            FleetRow {
-                label: m.label.clone(),
-                model: if rest.is_empty() {
-                    m.model.clone()
-                } else {
-                    format!("{} [{}]", m.model, rest.join(","))
-                },
-            }
+        .map(|m| FleetRow {
+            label: m.label.clone(),
+            model: super::label(
+                &m.model,
+                m.variant
+                    .as_ref()
+                    .and_then(VariantLabel::without_machine)
+                    .as_deref(),
+            ),
         })
         .collect();
     FleetMachine {
         highlights: highlights(&own, &doc.samples),
-        name,
+        name: name.to_string(),
         environment,
         rows,
     }
@@ -260,11 +252,9 @@ fn same_run(
 }
 
 /// A run's machine: its `--machine` label, else its CPU and cores.
-pub fn machine(doc: &Results) -> String {
-    doc.environment
-        .machine
-        .clone()
-        .unwrap_or_else(|| format!("{} ({} cores)", doc.environment.cpu, doc.environment.cores))
+pub fn machine(doc: &Results) -> MachineLabel {
+    let env = &doc.environment;
+    MachineLabel::of(env.machine.as_deref(), &env.cpu, env.cores)
 }
 
 /// `key` with `label` added to its bracket of axis values.
@@ -276,13 +266,10 @@ fn with_label(key: &str, label: &str) -> String {
 }
 
 /// Marks every row of `doc` as measured on `machine`.
-fn on_machine(doc: &mut Results, machine: &str) {
+fn on_machine(doc: &mut Results, machine: &MachineLabel) {
     let label = format!("machine={machine}");
-    let variant = |v: &mut Option<String>| {
-        *v = Some(match v.take() {
-            Some(v) => format!("{v},{label}"),
-            None => label.clone(),
-        });
+    let variant = |v: &mut Option<VariantLabel>| {
+        *v = Some(VariantLabel::on_machine(v.as_ref(), machine));
     };
     for s in &mut doc.samples {
         s.key = with_label(&s.key, &label);

@@ -15,6 +15,7 @@ pub use crate::measure::machine::Environment;
 use crate::measure::resources::GpuSnapshot;
 
 mod engine;
+mod identity;
 mod io;
 mod load;
 mod merge;
@@ -23,6 +24,7 @@ mod parts;
 mod summary;
 
 pub use engine::{EngineBuild, EngineSetup};
+pub use identity::{MachineLabel, PointLabel, VariantLabel};
 
 pub use merge::{
     Fleet, FleetMachine, FleetRow, MergeError, Shard, machine, merge_fleet, merge_shards,
@@ -178,7 +180,7 @@ pub struct Sample {
     pub server_timings: Option<BTreeMap<String, f64>>,
     /// The server variant (`threads=2`), when the server declares variants.
     #[serde(default)]
-    pub variant: Option<String>,
+    pub variant: Option<VariantLabel>,
     /// The matrix axis values (`stream=false,max_tokens=64`), when the
     /// suite has axes; each combination is its own summary row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,7 +336,7 @@ pub struct ModelRun {
     pub id: String,
     /// The server variant (`threads=2`), when its server declares variants.
     #[serde(default)]
-    pub variant: Option<String>,
+    pub variant: Option<VariantLabel>,
     pub api_model: String,
     pub license: Option<String>,
     pub capabilities: Vec<String>,

@@ -54,7 +54,7 @@ pub struct CellStats {
     pub server_decode_tps: Option<Dist>,
     /// The server variant (`threads=2`), when the server declares variants.
     #[serde(default)]
-    pub variant: Option<String>,
+    pub variant: Option<super::VariantLabel>,
     /// The matrix axis values (`stream=false`), when the suite has axes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub axes: Option<String>,
@@ -232,7 +232,7 @@ pub enum EnergySource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelSummary {
     pub model: String,
-    pub variant: Option<String>,
+    pub variant: Option<super::VariantLabel>,
     /// The matrix axis values (`stream=false`), when the suite has axes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub axes: Option<String>,

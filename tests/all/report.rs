@@ -3,7 +3,7 @@
 
 use dyno::plan::Round;
 use dyno::results::{self, Environment, Results, Sample, Status, SuiteRecord};
-use dyno::results::{Footprint, Launch, ModelRun};
+use dyno::results::{Footprint, Launch, ModelRun, VariantLabel};
 use dyno::suite::EnergySettings;
 
 use crate::{Tree, svg_texts};
@@ -39,7 +39,7 @@ fn sample(
             .into_iter()
             .collect(),
     );
-    s.variant = variant.map(String::from);
+    s.variant = variant.and_then(threads);
     s.rss_peak_mb = Some(if model == "alpha" { 310.0 } else { 455.0 } + ttft / 100.0);
     s.rss_median_mb = Some(if model == "alpha" { 300.0 } else { 450.0 });
     s.cpu_ms = Some(e2e * 1.5);
@@ -47,10 +47,15 @@ fn sample(
     s
 }
 
+/// `threads=N` as a recorded variant.
+fn threads(text: &str) -> Option<VariantLabel> {
+    VariantLabel::of([("threads", text.strip_prefix("threads=")?)])
+}
+
 fn run(id: &str, variant: Option<&str>, load_ms: f64, rss: f64) -> ModelRun {
     ModelRun {
         id: id.into(),
-        variant: variant.map(String::from),
+        variant: variant.and_then(threads),
         api_model: id.into(),
         license: Some("apache-2.0".into()),
         capabilities: vec!["chat".into()],

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{Runner, Sent as Outcome, Slot, sample};
 use crate::plan::{Cell, LoadTarget, Round};
 use crate::provider::{Concurrent, Request};
-use crate::results::{ClientCost, LoadStats, Sample, SweepResult, load_stats};
+use crate::results::{ClientCost, LoadStats, PointLabel, Sample, SweepResult, load_stats};
 use crate::run::load::{self, Phase, PointRun};
 use crate::suite::Suite;
 use crate::suite::workload::{Drive, Point, Sweep, Synthetic, Workload};
@@ -41,7 +41,8 @@ impl Runner<'_> {
         let outcome = match cell.load() {
             Some(LoadTarget::Point(point)) => {
                 let key = cell.key.to_string();
-                self.point(cell, &key, point, &workload, &prompts, &sender)
+                let label = PointLabel::point(&point.drive.label());
+                self.point(cell, (&key, &label), point, &workload, &prompts, &sender)
                     .await
                     .1
             }
@@ -64,7 +65,7 @@ impl Runner<'_> {
     async fn point(
         &mut self,
         cell: &Cell,
-        key: &str,
+        (key, label): (&str, &PointLabel),
         point: &Point,
         workload: &Workload,
         prompts: &Prompts,
@@ -92,11 +93,6 @@ impl Runner<'_> {
                 s
             })
             .collect();
-        let label = key
-            .rsplit(['[', ','])
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(']');
         let stats = load_stats(
             key,
             label,
@@ -232,9 +228,10 @@ impl Runner<'_> {
             ..workload.template.clone()
         };
         let base = cell.key.trim_end_matches(']').trim_end_matches("sweep");
-        let key = format!("{base}sweep-{}]", point.drive.label());
+        let label = PointLabel::in_sweep(&point.drive.label());
+        let key = format!("{base}{label}]");
         let (stats, outcome) = self
-            .point(cell, &key, &point, workload, prompts, sender)
+            .point(cell, (&key, &label), &point, workload, prompts, sender)
             .await;
         result.points.push(key);
         match (stats, outcome) {

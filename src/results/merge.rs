@@ -195,14 +195,14 @@ pub fn merge_fleet(parts: Vec<(String, Results)>) -> Result<(Results, Vec<String
     let mut merged = combine(first, docs, true);
     let machines = machines
         .into_iter()
-        .map(|(name, environment)| fleet_machine(&merged, name, environment))
+        .map(|(name, environment)| fleet_machine(&merged, &name, environment))
         .collect();
     merged.fleet = Some(Fleet { machines });
     Ok((merged, warnings))
 }
 
 /// `name`'s rows of the merged `doc` and its highlights among them.
-fn fleet_machine(doc: &Results, name: MachineLabel, environment: Environment) -> FleetMachine {
+fn fleet_machine(doc: &Results, name: &MachineLabel, environment: Environment) -> FleetMachine {
     let own: Vec<_> = doc
         .summaries
         .iter()

@@ -206,7 +206,7 @@ fn fleet_machine(doc: &Results, name: &MachineLabel, environment: Environment) -
     let own: Vec<_> = doc
         .summaries
         .iter()
-        .filter(|m| m.variant.as_ref().is_some_and(|v| v.is_on(&name)))
+        .filter(|m| m.variant.as_ref().is_some_and(|v| v.is_on(name)))
         .cloned()
         .collect();
     let rows = own

@@ -209,7 +209,7 @@ async fn start_servers(
         let mut provider = match providers.open(first, &variant) {
             Ok(provider) => provider,
             Err(reason) => {
-                lines.push(CheckLine::fail(what, reason));
+                lines.push(CheckLine::fail(what, reason.to_string()));
                 any_failed = true;
                 continue;
             }
@@ -235,7 +235,7 @@ async fn start_servers(
             }
             Err(reason) => {
                 any_failed = true;
-                lines.push(CheckLine::fail(what, reason));
+                lines.push(CheckLine::fail(what, reason.to_string()));
                 for i in &users {
                     probes[*i] = Some(CheckLine::fail(
                         probe_what(&suite.models[*i]),

@@ -20,7 +20,10 @@ impl Endpoint {
 }
 
 impl super::Provider for Endpoint {
-    fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+    fn start<'a>(
+        &'a mut self,
+        _: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Started, super::ProviderError>> {
         async move {
             Ok(Started {
                 version: openai::server_version(&self.http.one, &self.target).await,
@@ -39,7 +42,7 @@ impl super::Provider for Endpoint {
         .boxed()
     }
 
-    fn died(&mut self) -> Option<String> {
+    fn died(&mut self) -> Option<super::ProviderError> {
         None
     }
 

@@ -17,6 +17,7 @@ pub mod adapter;
 pub mod children;
 mod endpoint;
 pub(crate) mod engine;
+mod error;
 pub mod foundry;
 pub(crate) mod http;
 pub mod openai;
@@ -34,6 +35,8 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
+
+pub use error::ProviderError;
 
 use crate::measure::resources::GpuSnapshot;
 use crate::plan::Variant;
@@ -150,7 +153,10 @@ pub type Progress<'a> = &'a (dyn Fn(String) + Send + Sync);
 /// makes a new launch (cold starts).
 pub trait Provider: Send {
     /// Starts (or loads) what serves the model. The error is for the user.
-    fn start<'a>(&'a mut self, progress: Progress<'a>) -> BoxFuture<'a, Result<Started, String>>;
+    fn start<'a>(
+        &'a mut self,
+        progress: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Started, ProviderError>>;
 
     /// Sends one request and measures it. Never panics; every failure is
     /// [`Measured::error`].
@@ -158,7 +164,7 @@ pub trait Provider: Send {
 
     /// After a failed request: why what serves the model is gone (its exit
     /// and last log lines), or `None` while it runs.
-    fn died(&mut self) -> Option<String>;
+    fn died(&mut self) -> Option<ProviderError>;
 
     /// Stops what `start` started; harmless when nothing runs.
     fn stop(&mut self) -> BoxFuture<'_, Stopped>;
@@ -227,15 +233,20 @@ pub struct Timed {
 /// managed server): a new connection per request, or (`reuse`)
 /// connections kept alive, as load points and `reuse_connections` have
 /// them. For benchmarks and tests of the client itself.
-pub fn local_timing_client(reuse: bool) -> Result<reqwest::Client, String> {
-    http::client(http::Purpose::Measure { local: true, reuse }, None).map_err(|e| e.to_string())
+pub fn local_timing_client(reuse: bool) -> Result<reqwest::Client, ProviderError> {
+    http::client(http::Purpose::Measure { local: true, reuse }, None)
+        .map_err(|e| ProviderError::Client(e.to_string()))
 }
 
 /// Where providers come from: the executor and the judge ask for one per
 /// model and variant. Tests give the executor an in-memory source.
 pub trait Source {
     /// The provider of `model` in `variant`; the error is for the user.
-    fn open(&mut self, model: &Model, variant: &Variant) -> Result<Box<dyn Provider>, String>;
+    fn open(
+        &mut self,
+        model: &Model,
+        variant: &Variant,
+    ) -> Result<Box<dyn Provider>, ProviderError>;
 }
 
 /// The providers a suite declares: endpoints, managed servers, adapters and
@@ -280,11 +291,11 @@ impl Providers {
         model: &Model,
         local: bool,
         ca_cert: Option<&std::path::Path>,
-    ) -> Result<Timed, String> {
+    ) -> Result<Timed, ProviderError> {
         let mut get = |reuse| {
             self.clients
                 .get(http::Purpose::Measure { local, reuse }, ca_cert)
-                .map_err(|e| format!("{what}: {e}"))
+                .map_err(|e| ProviderError::Client(format!("{what}: {e}")))
         };
         Ok(Timed {
             one: get(model.params.reuse_connections)?,
@@ -296,11 +307,15 @@ impl Providers {
 impl Source for Providers {
     /// The provider of `model` in `variant`, behind [`Redacted`]: no secret
     /// of the suite leaves it in an error, a description or a warning.
-    fn open(&mut self, model: &Model, variant: &Variant) -> Result<Box<dyn Provider>, String> {
+    fn open(
+        &mut self,
+        model: &Model,
+        variant: &Variant,
+    ) -> Result<Box<dyn Provider>, ProviderError> {
         let secrets = self.suite.secrets.clone();
         match self.open_plain(model, variant) {
             Ok(inner) => Ok(Box::new(Redacted { inner, secrets })),
-            Err(err) => Err(secrets.redact(&err)),
+            Err(err) => Err(err.redact(&secrets)),
         }
     }
 }
@@ -310,23 +325,21 @@ impl Providers {
         &mut self,
         model: &Model,
         variant: &Variant,
-    ) -> Result<Box<dyn Provider>, String> {
+    ) -> Result<Box<dyn Provider>, ProviderError> {
         let suite = Arc::clone(&self.suite);
         match &model.served_by {
             ServedBy::Server(name) => {
-                let server = suite
-                    .servers
-                    .get(name)
-                    .ok_or_else(|| format!("server `{name}` is not defined"))?;
+                let server = suite.servers.get(name).ok_or_else(|| {
+                    ProviderError::Undefined(format!("server `{name}` is not defined"))
+                })?;
                 let spec = server::spec(name, server, variant, &self.work_dir, &suite.secrets);
                 let http = self.timed_for(&format!("server `{name}`"), model, true, None)?;
                 Ok(Box::new(server::Managed::new(spec, http)))
             }
             ServedBy::Endpoint(name) => {
-                let endpoint = suite
-                    .endpoints
-                    .get(name)
-                    .ok_or_else(|| format!("endpoint `{name}` is not defined"))?;
+                let endpoint = suite.endpoints.get(name).ok_or_else(|| {
+                    ProviderError::Undefined(format!("endpoint `{name}` is not defined"))
+                })?;
                 Ok(match endpoint.kind {
                     EndpointKind::Openai => Box::new(endpoint::Endpoint::new(
                         openai::Target::of(endpoint, &suite.secrets),
@@ -377,7 +390,10 @@ struct Redacted {
 }
 
 impl Provider for Redacted {
-    fn start<'a>(&'a mut self, progress: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+    fn start<'a>(
+        &'a mut self,
+        progress: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Started, ProviderError>> {
         async move {
             let secrets = &self.secrets;
             match self.inner.start(progress).await {
@@ -386,7 +402,7 @@ impl Provider for Redacted {
                     version: started.version.map(|v| secrets.redact(&v)),
                     ..started
                 }),
-                Err(err) => Err(secrets.redact(&err)),
+                Err(err) => Err(err.redact(secrets)),
             }
         }
         .boxed()
@@ -403,9 +419,8 @@ impl Provider for Redacted {
         .boxed()
     }
 
-    fn died(&mut self) -> Option<String> {
-        let died = self.inner.died()?;
-        Some(self.secrets.redact(&died))
+    fn died(&mut self) -> Option<ProviderError> {
+        Some(self.inner.died()?.redact(&self.secrets))
     }
 
     fn stop(&mut self) -> BoxFuture<'_, Stopped> {

@@ -590,11 +590,14 @@ impl Managed {
 }
 
 impl super::Provider for Managed {
-    fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+    fn start<'a>(
+        &'a mut self,
+        _: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Started, super::ProviderError>> {
         async move {
             let running = RunningServer::start(&self.spec)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| super::ProviderError::Start(e.to_string()))?;
             let target = Target::local(running.base_url(), &self.spec.secrets);
             let first = !self.launched;
             self.launched = true;
@@ -632,13 +635,13 @@ impl super::Provider for Managed {
         .boxed()
     }
 
-    fn died(&mut self) -> Option<String> {
+    fn died(&mut self) -> Option<super::ProviderError> {
         let (running, _) = self.running.as_mut()?;
         let status = running.exit_status()?;
-        Some(format!(
+        Some(super::ProviderError::Died(format!(
             "server {status} during the request; last log lines:\n{}",
             running.log_tail(ERROR_LOG_LINES)
-        ))
+        )))
     }
 
     fn sender(&self) -> Option<std::sync::Arc<dyn super::Concurrent>> {

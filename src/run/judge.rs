@@ -187,8 +187,8 @@ async fn ask(
         .into_iter()
         .next()
         .unwrap_or_default();
-    let mut provider = source.open(model, &variant)?;
-    provider.start(&|_| {}).await?;
+    let mut provider = source.open(model, &variant).map_err(|e| e.to_string())?;
+    provider.start(&|_| {}).await.map_err(|e| e.to_string())?;
     for (i, (key, prompt)) in prompts.iter().enumerate() {
         let request = Request {
             id: i + 1,

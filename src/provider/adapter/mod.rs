@@ -72,11 +72,14 @@ impl Command {
 }
 
 impl super::Provider for Command {
-    fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+    fn start<'a>(
+        &'a mut self,
+        _: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Started, super::ProviderError>> {
         async move {
-            let (adapter, load) = Adapter::start(&self.spec)
-                .await
-                .map_err(|err| format!("adapter `{}`: {err}", self.name))?;
+            let (adapter, load) = Adapter::start(&self.spec).await.map_err(|err| {
+                super::ProviderError::Start(format!("adapter `{}`: {err}", self.name))
+            })?;
             let started = Started {
                 load: Some(load),
                 pid: Some(adapter.pid()),
@@ -126,12 +129,12 @@ impl super::Provider for Command {
         .boxed()
     }
 
-    fn died(&mut self) -> Option<String> {
+    fn died(&mut self) -> Option<super::ProviderError> {
         let adapter = self.adapter.as_ref().filter(|_| self.exited)?;
-        Some(format!(
+        Some(super::ProviderError::Died(format!(
             "server exited during the request; last log lines:\n{}",
             adapter.log_tail(ERROR_LOG_LINES).join("\n")
-        ))
+        )))
     }
 
     fn stop(&mut self) -> BoxFuture<'_, super::Stopped> {

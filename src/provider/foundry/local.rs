@@ -143,9 +143,15 @@ impl Local {
 }
 
 impl crate::provider::Provider for Local {
-    fn start<'a>(&'a mut self, progress: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+    fn start<'a>(
+        &'a mut self,
+        progress: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Started, crate::provider::ProviderError>> {
         async move {
-            let (service, entry, was_loaded, load) = self.prepare(progress).await?;
+            let (service, entry, was_loaded, load) = self
+                .prepare(progress)
+                .await
+                .map_err(crate::provider::ProviderError::Start)?;
             let resolved = FoundryVariant {
                 variant_id: entry.id.clone(),
                 alias: entry.alias.clone(),
@@ -216,7 +222,7 @@ impl crate::provider::Provider for Local {
         .boxed()
     }
 
-    fn died(&mut self) -> Option<String> {
+    fn died(&mut self) -> Option<crate::provider::ProviderError> {
         None
     }
 

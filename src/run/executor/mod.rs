@@ -218,7 +218,7 @@ fn slots<'a>(suite: &'a Suite, cells: &'a [Cell], source: &mut dyn Source) -> Ve
         };
         let (provider, failure) = match source.open(model, cell.variant()) {
             Ok(provider) => (Some(provider), None),
-            Err(reason) => (None, Some(reason)),
+            Err(reason) => (None, Some(reason.to_string())),
         };
         slots.push(Slot {
             model,
@@ -316,7 +316,7 @@ impl Runner<'_> {
         let report = move |message: String| bar.set_message(format!("{label}: {message}"));
         let mut interrupt = self.interrupt.clone();
         let started = tokio::select! {
-            started = provider.start(&report) => started.map_err(StartError::Failed)?,
+            started = provider.start(&report) => started.map_err(|e| StartError::Failed(e.to_string()))?,
             reason = interrupt.wait() => return Err(StartError::Interrupted(reason)),
         };
         record_start(&mut slot.run, &started);
@@ -447,7 +447,8 @@ impl Runner<'_> {
         running.sent += 1;
         let died = (sample.status == Status::Error)
             .then(|| provider.died())
-            .flatten();
+            .flatten()
+            .map(|e| e.to_string());
         if let Some(message) = &died {
             sample.error_kind = Some(ErrorKind::ServerExited);
             sample.error = Some(message.clone());

@@ -56,7 +56,7 @@ impl Runner<'_> {
                 .provider
                 .as_mut()
                 .and_then(|p| p.died())
-                .map_or(Outcome::Done, Outcome::Died),
+                .map_or(Outcome::Done, |e| Outcome::Died(e.to_string())),
             other => other,
         }
     }

@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 
 use super::*;
 use crate::plan::{self, Filter};
-use crate::provider::{Progress, Stopped};
+use crate::provider::{Progress, ProviderError, Stopped};
 use crate::results::TokenSource;
 
 /// What a mock model does: its programmed timings, and when it dies.
@@ -73,13 +73,13 @@ impl Provider for Mock {
         }))
     }
 
-    fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, String>> {
+    fn start<'a>(&'a mut self, _: Progress<'a>) -> BoxFuture<'a, Result<Started, ProviderError>> {
         self.log
             .lock()
             .unwrap()
             .push(format!("start {}", self.model));
         let result = match &self.script.start_error {
-            Some(reason) => Err(reason.clone()),
+            Some(reason) => Err(ProviderError::Start(reason.clone())),
             None => Ok(Started {
                 load: Some(Duration::from_millis(250)),
                 pid: self.script.watched.then(std::process::id),
@@ -124,9 +124,9 @@ impl Provider for Mock {
         async move { measured }.boxed()
     }
 
-    fn died(&mut self) -> Option<String> {
+    fn died(&mut self) -> Option<ProviderError> {
         self.dead
-            .then(|| "server exited with status 1 during the request".to_string())
+            .then(|| ProviderError::Died("server exited with status 1 during the request".into()))
     }
 
     fn stop(&mut self) -> BoxFuture<'_, Stopped> {
@@ -158,7 +158,7 @@ struct MockSource {
 }
 
 impl Source for MockSource {
-    fn open(&mut self, model: &Model, _: &Variant) -> Result<Box<dyn Provider>, String> {
+    fn open(&mut self, model: &Model, _: &Variant) -> Result<Box<dyn Provider>, ProviderError> {
         Ok(Box::new(Mock {
             model: model.id.clone(),
             script: self.scripts.get(&model.id).cloned().unwrap_or_default(),

@@ -159,7 +159,7 @@ fn main() {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (base, _) =
-        results::load(&root.join("results/quickstart")).expect("the quickstart results load");
+        results::read(&root.join("results/quickstart")).expect("the quickstart results load");
     // `DYNO_BENCH_DIR` keeps the synthesised results there, for profiling.
     let temp = tempfile::tempdir().expect("a temporary directory");
     let dir =

@@ -1,5 +1,5 @@
 //! Client benchmark: how faithfully and how cheaply dyno's own client path
-//! (`provider::openai::chat` for sequential requests, `run::load::drive`
+//! (`provider::openai::chat` for sequential requests, `run::driver::drive`
 //! with an `HttpSender` for concurrent streams, on one thread as `dyno
 //! run` has it) times streamed responses, against the timetable fixture
 //! (`benches/support/timetable.rs`), which records when it wrote each
@@ -40,8 +40,8 @@ mod bench {
     use dyno::measure::stats::percentile;
     use dyno::provider::openai::{self, Target};
     use dyno::provider::{Concurrent, HttpSender, Measured, Request};
+    use dyno::run::driver::{self, Drive, Point};
     use dyno::run::interrupt::Interrupt;
-    use dyno::run::load::{self, Drive, Point};
     use dyno::secrets::Secrets;
     use dyno::suite::{Message, Role};
 
@@ -260,7 +260,7 @@ mod bench {
             cooldown: Duration::ZERO,
         };
         let make = move |n: u64| (0, request(timetable, first + n as u32));
-        let run = load::drive(&point, Arc::clone(sender), &make, Interrupt::never()).await;
+        let run = driver::drive(&point, Arc::clone(sender), &make, Interrupt::never()).await;
         run.sent
             .into_iter()
             .map(|s| (first + s.n as u32, s.measured))

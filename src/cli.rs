@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::plan::{self, Filter};
-use crate::suite::{self, LoadError, raw};
+use crate::suite::{self, SuiteError, raw};
 
 /// dyno: a dynamometer for language models.
 #[derive(Debug, Parser)]
@@ -330,7 +330,7 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
 /// Prints an error for the terminal: a suite's diagnostics with their
 /// source lines and carets, anything else as `error: …` with its causes.
 pub fn report(err: &anyhow::Error) {
-    let text = match err.chain().find_map(|e| e.downcast_ref::<LoadError>()) {
+    let text = match err.chain().find_map(|e| e.downcast_ref::<SuiteError>()) {
         Some(load) => load.render(),
         None => format!("error: {}\n", crate::text::error_chain(err.as_ref())),
     };
@@ -570,7 +570,7 @@ fn merge_cmd(
 ) -> anyhow::Result<u8> {
     let mut parts = Vec::new();
     for input in inputs {
-        let (doc, file) = crate::results::load(input)?;
+        let (doc, file) = crate::results::read(input)?;
         parts.push((file.display().to_string(), doc));
     }
     let (merged, warnings) = if fleet {
@@ -603,7 +603,7 @@ fn compare_cmd(
     markdown: Option<&Path>,
     across_machines: bool,
 ) -> anyhow::Result<u8> {
-    let [(base, base_label), (new, new_label)] = crate::compare::load_sides(first, second)?;
+    let [(base, base_label), (new, new_label)] = crate::compare::read_sides(first, second)?;
     let comparison =
         crate::compare::compare_across(&base, &new, &base_label, &new_label, across_machines);
     if let Some(path) = markdown {

@@ -8,6 +8,8 @@
 //! `compare`. `probe` answers `dyno models` and `dyno check` on the same
 //! providers; `cli` is the edge.
 
+#![warn(unreachable_pub)]
+
 pub mod cli;
 pub mod compare;
 mod fsutil;

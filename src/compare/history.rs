@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::sides::{LoadError, git_location, load_revision};
+use super::sides::{SideError, git_location, read_revision};
 use super::{ALPHA, Cells, Machines, Metric};
 use crate::measure::stats;
 use crate::report::charts::{self, ChartError};
@@ -59,7 +59,7 @@ fn geometric_mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 
 /// The metric across the git history of `file`, oldest first, and the
 /// indices of the commits that introduced a step (change points).
-pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<usize>), LoadError> {
+pub fn history(file: &Path, metric: Metric) -> Result<(Vec<HistoryPoint>, Vec<usize>), SideError> {
     history_with_skipped(file, metric).map(|h| (h.points, h.steps))
 }
 
@@ -76,9 +76,9 @@ pub struct History {
 }
 
 /// [`history`], with the commits it had to leave out.
-pub fn history_with_skipped(file: &Path, metric: Metric) -> Result<History, LoadError> {
+pub fn history_with_skipped(file: &Path, metric: Metric) -> Result<History, SideError> {
     let (file, dir, name) = git_location(file);
-    let commits = crate::git::log(&dir, &name).map_err(|reason| LoadError::Git {
+    let commits = crate::git::log(&dir, &name).map_err(|reason| SideError::Git {
         rev: "log".into(),
         path: file.display().to_string(),
         reason,
@@ -90,7 +90,7 @@ pub fn history_with_skipped(file: &Path, metric: Metric) -> Result<History, Load
     for (commit, subject) in commits {
         // A commit that deleted the file, cut it short or wrote another
         // format is left out, and said so.
-        let (doc, _) = match load_revision(&commit, &file) {
+        let (doc, _) = match read_revision(&commit, &file) {
             Ok(loaded) => loaded,
             Err(err) => {
                 let short: String = commit.chars().take(12).collect();

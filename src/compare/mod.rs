@@ -21,7 +21,7 @@ pub use machines::Machines;
 
 pub use quality::{CHECKS_THRESHOLD, QualityMeasure, QualityRow, SCORE_THRESHOLD, compare_quality};
 pub use render::{render_markdown, render_text};
-pub use sides::{LoadError, load_path, load_revision, load_sides};
+pub use sides::{SideError, read_path, read_revision, read_sides};
 
 use std::collections::BTreeMap;
 

@@ -8,9 +8,9 @@ use crate::results::{self, Results};
 
 /// Why a side of a comparison could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub enum SideError {
     #[error("{0}")]
-    Results(#[from] results::LoadError),
+    Results(#[from] results::ReadError),
     #[error("`{rev}` is neither a file nor a git revision holding {path}: {reason}")]
     Git {
         rev: String,
@@ -21,8 +21,8 @@ pub enum LoadError {
 
 /// Reads a side given as a path (per-request figures: a comparison reads
 /// no inter-token gaps).
-pub fn load_path(path: &Path) -> Result<(Results, String), LoadError> {
-    let (doc, file) = results::load_per_request(path)?;
+pub fn read_path(path: &Path) -> Result<(Results, String), SideError> {
+    let (doc, file) = results::read_per_request(path)?;
     Ok((doc, file.display().to_string()))
 }
 
@@ -42,9 +42,9 @@ pub(super) fn git_location(path: &Path) -> (PathBuf, PathBuf, String) {
 }
 
 /// Reads `file` as it was at git revision `rev` (no checkout).
-pub fn load_revision(rev: &str, file: &Path) -> Result<(Results, String), LoadError> {
+pub fn read_revision(rev: &str, file: &Path) -> Result<(Results, String), SideError> {
     let (file, dir, name) = git_location(file);
-    let text = crate::git::show(&dir, rev, &name).map_err(|reason| LoadError::Git {
+    let text = crate::git::show(&dir, rev, &name).map_err(|reason| SideError::Git {
         rev: rev.to_string(),
         path: file.display().to_string(),
         reason,
@@ -56,22 +56,22 @@ pub fn load_revision(rev: &str, file: &Path) -> Result<(Results, String), LoadEr
 /// Resolves the command's arguments: `compare NEW` (base = `HEAD` version of
 /// NEW), `compare BASE NEW` with paths, or a revision for BASE. The two
 /// sides are read side by side, each on its own thread.
-pub fn load_sides(first: &str, second: Option<&str>) -> Result<[(Results, String); 2], LoadError> {
+pub fn read_sides(first: &str, second: Option<&str>) -> Result<[(Results, String); 2], SideError> {
     let (base_from, new_from) = match second {
         None => (Path::new(first), Path::new(first)),
         Some(second) => (Path::new(first), Path::new(second)),
     };
     let base = || {
         if second.is_some() && base_from.exists() {
-            load_path(base_from)
+            read_path(base_from)
         } else {
             let rev = if second.is_some() { first } else { "HEAD" };
-            load_revision(rev, new_from)
+            read_revision(rev, new_from)
         }
     };
     std::thread::scope(|scope| {
         let base = scope.spawn(|| results::on_one_thread(base));
-        let new = results::on_one_thread(|| load_path(new_from));
+        let new = results::on_one_thread(|| read_path(new_from));
         let base = base
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));

@@ -82,14 +82,14 @@ fn linux() -> (String, u64, String) {
 }
 
 /// Now, as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     utc(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()))
 }
 
 /// `secs` seconds after 1970-01-01T00:00:00Z, as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn utc(secs: u64) -> String {
+pub(crate) fn utc(secs: u64) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -110,7 +110,7 @@ pub fn utc(secs: u64) -> String {
 }
 
 /// This machine's default name in a fleet: its host name and CPU.
-pub fn name() -> String {
+pub(crate) fn name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

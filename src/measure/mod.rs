@@ -6,7 +6,7 @@
 //! Linux is read through `/proc`; macOS and Windows through the `sysinfo`
 //! crate (`portable`), behind the same functions.
 
-pub mod machine;
+pub(crate) mod machine;
 pub mod noise;
 #[cfg(any(not(target_os = "linux"), test))]
 mod portable;

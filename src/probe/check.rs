@@ -18,7 +18,7 @@ use crate::provider::openai::Target;
 use crate::provider::{Measured, Providers, Request, Source as _};
 use crate::run::executor::timeout;
 use crate::suite::{
-    self, Endpoint, EndpointKind, LoadError, Message, Model, Role, ServedBy, Suite,
+    self, Endpoint, EndpointKind, Message, Model, Role, ServedBy, Suite, SuiteError,
 };
 use crate::text::first_line;
 
@@ -83,7 +83,7 @@ enum Reached {
 /// every managed server starts; one chat per model (1 token, not
 /// streamed, temperature 0) succeeds. Servers, adapters and Foundry models
 /// are started through the same providers a run uses.
-pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, LoadError> {
+pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, SuiteError> {
     let suite = Arc::new(suite::load(file, ctx.env)?);
     let mut clients = Clients::default();
     let mut lines = vec![CheckLine::pass(
@@ -124,7 +124,7 @@ pub async fn check(file: &Path, ctx: &Context<'_>) -> Result<Vec<CheckLine>, Loa
 
     // Server logs; kept when a server failed, since its error names the log.
     let work_dir = tempfile::tempdir().map_err(|err| {
-        LoadError::io(
+        SuiteError::io(
             file,
             &std::io::Error::other(format!(
                 "cannot create a temporary directory for server logs: {err}; check that TMPDIR is writable"

@@ -14,7 +14,7 @@ use crate::provider::foundry::{self, CatalogEntry, Discovered, Foundry, FoundryE
 use crate::provider::http::{Clients, Purpose};
 use crate::provider::openai::{self, Target};
 use crate::results::EngineBuild;
-use crate::suite::{self, EndpointKind, LoadError};
+use crate::suite::{self, EndpointKind, SuiteError};
 
 /// The kind of service behind a URL given to `dyno models`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -445,7 +445,7 @@ impl Inventory {
 
 /// What every endpoint of the suite at `file` serves, and the model files
 /// of its managed servers (which are not started).
-pub async fn list_suite(file: &Path, ctx: &Context<'_>) -> Result<Inventory, LoadError> {
+pub async fn list_suite(file: &Path, ctx: &Context<'_>) -> Result<Inventory, SuiteError> {
     let suite = suite::load(file, ctx.env)?;
     let mut clients = Clients::default();
     let mut inventory = Inventory::default();

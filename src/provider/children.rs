@@ -34,14 +34,9 @@ pub(crate) fn register(kill: impl Fn() + Send + Sync + 'static) -> Registration 
     Registration(id)
 }
 
-/// How many groups are on the list.
-pub fn count() -> usize {
-    live().len()
-}
-
 /// Ends every group on the list at once (for an exit that runs no
 /// destructors).
-pub fn kill_all() {
+pub(crate) fn kill_all() {
     let kills: Vec<Kill> = live().values().cloned().collect();
     for kill in kills {
         kill();
@@ -49,7 +44,7 @@ pub fn kill_all() {
 }
 
 /// Makes a panic anywhere end every child first, then report as usual.
-pub fn kill_on_panic() {
+pub(crate) fn kill_on_panic() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         kill_all();

@@ -13,8 +13,8 @@
 //! A new kind (say, Ollama's native API) is a file here with a type that
 //! implements [`Provider`], and one arm in [`Providers::open`].
 
-pub mod adapter;
-pub mod children;
+pub(crate) mod adapter;
+pub(crate) mod children;
 mod endpoint;
 pub(crate) mod engine;
 mod error;

@@ -50,7 +50,7 @@ const METRICS: [Metric; 3] = [
 ];
 
 /// The fleet charts of `doc`; none unless it is a fleet.
-pub fn render_fleet(doc: &Results) -> Result<Vec<Chart>, ChartError> {
+pub(crate) fn render_fleet(doc: &Results) -> Result<Vec<Chart>, ChartError> {
     let Some(fleet) = &doc.fleet else {
         return Ok(Vec::new());
     };

@@ -8,10 +8,10 @@
 
 /// What the formatters print for a missing (null, undefined or non-finite)
 /// value.
-pub const MISSING: &str = "–";
+pub(crate) const MISSING: &str = "–";
 
 /// `x` with `decimals` fixed decimals; never `-0.0`.
-pub fn fixed(x: f64, decimals: usize) -> String {
+pub(crate) fn fixed(x: f64, decimals: usize) -> String {
     let s = format!("{x:.decimals$}");
     match s.strip_prefix('-') {
         Some(rest) if rest.bytes().all(|b| b == b'0' || b == b'.') => rest.to_string(),
@@ -21,7 +21,7 @@ pub fn fixed(x: f64, decimals: usize) -> String {
 
 /// [`fixed`] for a value that may be missing: `–` when it is `None` or not
 /// finite.
-pub fn fixed_or_missing(value: Option<f64>, decimals: usize) -> String {
+pub(crate) fn fixed_or_missing(value: Option<f64>, decimals: usize) -> String {
     match value {
         Some(x) if x.is_finite() => fixed(x, decimals),
         _ => MISSING.to_string(),
@@ -69,7 +69,7 @@ const SCIENTIFIC_FROM: f64 = 1e15;
 
 /// A chart axis tick, with a precision suited to the axis span; from
 /// `1e15` on in scientific notation (`4.5e307`).
-pub fn axis_tick(value: f64, span: f64) -> String {
+pub(crate) fn axis_tick(value: f64, span: f64) -> String {
     if value.abs() >= SCIENTIFIC_FROM {
         return format!("{value:.1e}");
     }

@@ -18,7 +18,7 @@ struct Line {
 }
 
 /// The load charts of a run (none without load points).
-pub fn render_load(load: &[LoadStats]) -> Result<Vec<Chart>, ChartError> {
+pub(crate) fn render_load(load: &[LoadStats]) -> Result<Vec<Chart>, ChartError> {
     if load.is_empty() {
         return Ok(Vec::new());
     }

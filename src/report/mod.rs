@@ -11,11 +11,11 @@
 //! through one of the fixed-format filters, from [`format`](mod@format)
 //! (which formats every number dyno prints), so output is byte-stable.
 
-pub mod charts;
+pub(crate) mod charts;
 pub mod context;
-pub mod fleet_charts;
-pub mod format;
-pub mod load_charts;
+pub(crate) mod fleet_charts;
+pub(crate) mod format;
+pub(crate) mod load_charts;
 
 use std::path::{Path, PathBuf};
 
@@ -169,11 +169,14 @@ fn environment(override_dir: Option<PathBuf>) -> Environment<'static> {
     env.add_filter("md", md);
     env.add_filter("csv", csv);
     env.add_filter("fence", fence);
-    env.set_loader(move |name| load(name, override_dir.as_deref()));
+    env.set_loader(move |name| template_source(name, override_dir.as_deref()));
     env
 }
 
-fn load(name: &str, override_dir: Option<&Path>) -> Result<Option<String>, minijinja::Error> {
+fn template_source(
+    name: &str,
+    override_dir: Option<&Path>,
+) -> Result<Option<String>, minijinja::Error> {
     if !is_plain_name(name) {
         return Ok(None);
     }

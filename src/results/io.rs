@@ -12,7 +12,7 @@ pub const RESULTS_FILE: &str = "results.json";
 
 /// Why a results document could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub enum ReadError {
     #[error("cannot read {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -44,7 +44,7 @@ pub(super) const MAX_FIGURE: f64 = 1e9;
 
 /// Every sample's times and speeds are finite and in `0..=MAX_FIGURE`:
 /// what compare, history and the reports compute with.
-fn check_figures(doc: &Results, what: &str) -> Result<(), LoadError> {
+fn check_figures(doc: &Results, what: &str) -> Result<(), ReadError> {
     for s in &doc.samples {
         let fields = [
             ("ttft_ms", s.ttft_ms),
@@ -57,7 +57,7 @@ fn check_figures(doc: &Results, what: &str) -> Result<(), LoadError> {
             if let Some(value) = value
                 && !(value.is_finite() && (0.0..=MAX_FIGURE).contains(&value))
             {
-                return Err(LoadError::Value {
+                return Err(ReadError::Value {
                     what: what.to_string(),
                     index: s.index,
                     field,
@@ -82,18 +82,18 @@ pub fn results_file(path: &Path) -> PathBuf {
 /// another format says so rather than failing on a field: its version is
 /// read when the document does not parse (and checked when it does), so a
 /// readable document is parsed once.
-pub fn parse(text: &str, what: &str) -> Result<Results, LoadError> {
+pub fn parse(text: &str, what: &str) -> Result<Results, ReadError> {
     parse_as(text, what, false)
 }
 
 /// [`parse`], reading every sample's inter-token gaps or (`per_request`)
 /// none.
-fn parse_as(text: &str, what: &str, per_request: bool) -> Result<Results, LoadError> {
+fn parse_as(text: &str, what: &str, per_request: bool) -> Result<Results, ReadError> {
     #[derive(Deserialize)]
     struct Version {
         format_version: u32,
     }
-    let unreadable = |found: u32| LoadError::Format {
+    let unreadable = |found: u32| ReadError::Format {
         what: what.to_string(),
         found,
     };
@@ -114,7 +114,7 @@ fn parse_as(text: &str, what: &str, per_request: bool) -> Result<Results, LoadEr
             Ok(v) if !READABLE_FORMATS.contains(&v.format_version) => {
                 Err(unreadable(v.format_version))
             }
-            _ => Err(LoadError::Parse {
+            _ => Err(ReadError::Parse {
                 what: what.to_string(),
                 reason: err.to_string(),
             }),
@@ -127,7 +127,7 @@ fn parse_as(text: &str, what: &str, per_request: bool) -> Result<Results, LoadEr
 /// empty, which makes a streamed run's results about twice as fast to
 /// read. Aggregates already in the document (cells, summaries, load
 /// points) keep their inter-token figures.
-pub fn parse_per_request(text: &str, what: &str) -> Result<Results, LoadError> {
+pub fn parse_per_request(text: &str, what: &str) -> Result<Results, ReadError> {
     parse_as(text, what, true)
 }
 
@@ -137,22 +137,22 @@ const MAX_RESULTS_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Reads the results at `path` (a file, or a directory holding
 /// `results.json`); returns them with the file they came from.
-pub fn load(path: &Path) -> Result<(Results, PathBuf), LoadError> {
+pub fn read(path: &Path) -> Result<(Results, PathBuf), ReadError> {
     load_with(path, parse)
 }
 
 /// [`load`] through [`parse_per_request`].
-pub fn load_per_request(path: &Path) -> Result<(Results, PathBuf), LoadError> {
+pub fn read_per_request(path: &Path) -> Result<(Results, PathBuf), ReadError> {
     load_with(path, parse_per_request)
 }
 
 fn load_with(
     path: &Path,
-    parse: fn(&str, &str) -> Result<Results, LoadError>,
-) -> Result<(Results, PathBuf), LoadError> {
+    parse: fn(&str, &str) -> Result<Results, ReadError>,
+) -> Result<(Results, PathBuf), ReadError> {
     let file = results_file(path);
     let text =
-        crate::fsutil::read_text(&file, MAX_RESULTS_BYTES).map_err(|source| LoadError::Io {
+        crate::fsutil::read_text(&file, MAX_RESULTS_BYTES).map_err(|source| ReadError::Io {
             path: file.clone(),
             source,
         })?;

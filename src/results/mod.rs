@@ -17,10 +17,10 @@ use crate::measure::resources::GpuSnapshot;
 mod engine;
 mod identity;
 mod io;
-mod load;
 mod merge;
 mod mode;
 mod parts;
+mod point;
 mod summary;
 
 pub use engine::{EngineBuild, EngineSetup};
@@ -30,12 +30,12 @@ pub use merge::{
     Fleet, FleetMachine, FleetRow, MergeError, Shard, machine, merge_fleet, merge_shards,
 };
 
-pub use load::{
+pub use point::{
     CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, Slo, SweepResult, load_stats,
 };
 
 pub use io::{
-    LoadError, RESULTS_FILE, load, load_per_request, parse, parse_per_request, results_file,
+    RESULTS_FILE, ReadError, parse, parse_per_request, read, read_per_request, results_file,
     to_json,
 };
 pub use mode::on_one_thread;

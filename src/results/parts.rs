@@ -88,7 +88,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/results/quickstart/results.json"
         );
-        let (mut doc, _) = super::super::load(std::path::Path::new(path)).expect("quickstart");
+        let (mut doc, _) = super::super::read(std::path::Path::new(path)).expect("quickstart");
         let one = doc.samples.clone();
         while doc.samples.len() < 40 * one.len() {
             doc.samples.extend(one.iter().cloned());

@@ -2,12 +2,12 @@
 //! executor that sends the plan's cells through providers (`executor`), and
 //! the judge that scores outputs after the timed cells (`judge`).
 
-pub mod executor;
+pub mod driver;
+pub(crate) mod executor;
 pub mod interrupt;
 pub mod journal;
 pub(crate) mod judge;
-pub mod load;
-pub mod pipeline;
+pub(crate) mod pipeline;
 
 pub use pipeline::{
     ANNOTATIONS_FILE, RunError, RunOptions, RunSummary, annotate, rerender, run_suite,

@@ -21,13 +21,13 @@ use crate::results::{
     self, Environment, ErrorKind, LoadStats, ModelRun, Partial, Results, Sample, Status,
     SuiteRecord, SweepResult,
 };
-use crate::suite::{self, LoadError};
+use crate::suite::{self, SuiteError};
 
 /// Why a run, a report or an annotation file could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("the suite has errors")]
-    Suite(#[from] LoadError),
+    Suite(#[from] SuiteError),
     #[error("{0}")]
     Plan(#[from] PlanError),
     #[error("cannot write {}: {source}", path.display())]
@@ -45,7 +45,7 @@ pub enum RunError {
     #[error("{0}")]
     Chart(#[from] charts::ChartError),
     #[error("{0}")]
-    Results(#[from] results::LoadError),
+    Results(#[from] results::ReadError),
     #[error("{}: {source}", path.display())]
     Annotations {
         path: PathBuf,
@@ -95,10 +95,10 @@ impl RunError {
 }
 
 /// Holds an output directory while a run writes to it.
-pub const LOCK_FILE: &str = ".dyno.lock";
+pub(crate) const LOCK_FILE: &str = ".dyno.lock";
 
 /// The results a run replaced.
-pub const PREVIOUS_RESULTS_FILE: &str = "results.previous.json";
+pub(crate) const PREVIOUS_RESULTS_FILE: &str = "results.previous.json";
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     write_atomic(path, bytes).map_err(|source| RunError::Write {
@@ -639,7 +639,7 @@ pub const ANNOTATIONS_FILE: &str = "annotations.csv";
 /// model × prompt × distinct output with empty `score` and `note` columns.
 /// Rows already there keep their ratings; outputs no longer produced stay.
 pub fn annotate(results: &Path) -> Result<PathBuf, RunError> {
-    let (doc, file) = results::load(results)?;
+    let (doc, file) = results::read(results)?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let path = dir.join(ANNOTATIONS_FILE);
     let mut rows = read_annotations(&path)?;
@@ -802,8 +802,8 @@ pub fn rerender(results: &Path, override_dir: Option<&Path>) -> Result<Vec<PathB
     // The built-in templates and charts read no inter-token gaps of single
     // requests; templates of the user's may.
     let (doc, file) = match override_dir {
-        None => results::load_per_request(results)?,
-        Some(_) => results::load(results)?,
+        None => results::read_per_request(results)?,
+        Some(_) => results::read(results)?,
     };
     let templates: Vec<String> = doc
         .suite

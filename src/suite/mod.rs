@@ -4,10 +4,10 @@
 
 pub(crate) mod diag;
 pub(crate) mod files;
-mod load;
 pub(crate) mod node;
+mod parse;
 pub mod raw;
-pub mod raw_load;
+pub(crate) mod raw_load;
 mod resolve;
 pub mod workload;
 
@@ -18,8 +18,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use diag::Diagnostic;
-use load::{Loader, OutputsCheck};
 use node::Pos;
+use parse::{Loader, OutputsCheck};
 use raw::RawParams;
 pub use raw::{EndpointKind, Order, Role};
 
@@ -413,14 +413,14 @@ impl From<Device> for String {
 /// Everything wrong with a suite, with the text of every file it points into.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", self.render())]
-pub struct LoadError {
+pub struct SuiteError {
     pub diagnostics: Vec<Diagnostic>,
     sources: BTreeMap<PathBuf, String>,
 }
 
-impl LoadError {
-    pub(crate) fn io(file: &Path, err: &std::io::Error) -> LoadError {
-        LoadError {
+impl SuiteError {
+    pub(crate) fn io(file: &Path, err: &std::io::Error) -> SuiteError {
+        SuiteError {
             diagnostics: vec![Diagnostic::new(
                 format!("cannot read {}: {err}", file.display()),
                 file,
@@ -474,7 +474,7 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 /// Reads, validates and resolves the suite at `file`.
-pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Suite, LoadError> {
+pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Suite, SuiteError> {
     load_with(file, env, OutputsCheck::Skip)
 }
 
@@ -501,7 +501,7 @@ pub fn load_checked(
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     templates: TemplateCheck<'_>,
-) -> Result<Suite, LoadError> {
+) -> Result<Suite, SuiteError> {
     load_with(file, env, OutputsCheck::Check { templates })
 }
 
@@ -509,9 +509,9 @@ fn load_with(
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     outputs: OutputsCheck<'_>,
-) -> Result<Suite, LoadError> {
+) -> Result<Suite, SuiteError> {
     let text = crate::fsutil::read_text(file, crate::fsutil::MAX_INPUT_BYTES)
-        .map_err(|e| LoadError::io(file, &e))?;
+        .map_err(|e| SuiteError::io(file, &e))?;
     let mut loader = Loader {
         env,
         diagnostics: Vec::new(),
@@ -532,7 +532,7 @@ fn load_with(
                 d.message = secrets.redact(&d.message);
                 d.hint = d.hint.as_deref().map(|h| secrets.redact(h));
             }
-            Err(LoadError {
+            Err(SuiteError {
                 diagnostics,
                 sources: loader.sources,
             })

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::diag::Diagnostic;
-use super::load::{Loader, OutputsCheck};
 use super::node::{Node, Pos};
+use super::parse::{Loader, OutputsCheck};
 use super::raw::{self, RawMessage, RawPrompt, RawPromptItem, RawSuite};
 use super::raw_load::{RawLength, RawLoad, RawPercentile};
 use super::workload::{Drive, Length, Point, Slo, Sweep, Synthetic, Workload};

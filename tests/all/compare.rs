@@ -40,7 +40,7 @@ async fn same_configuration_is_no_regression_and_a_slower_first_token_is() {
     std::fs::create_dir_all(&a2_dir).unwrap();
     let a2 = run(&base_url, "timetable", &a2_dir).await;
     let slow = run(&base_url, "slower-first-token", tree.dir.path()).await;
-    let load = |p: &Path| compare::load_path(p).unwrap().0;
+    let load = |p: &Path| compare::read_path(p).unwrap().0;
 
     let same = compare::compare(&load(&a), &load(&a2), "a", "a2");
     assert!(!same.regressed(), "{}", compare::render_text(&same));

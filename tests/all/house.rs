@@ -1,7 +1,8 @@
 //! The house as `docs/architecture.md` describes it: no import cycle
 //! between the files of `src/`, none between its top-level modules (a
 //! folder, or a file directly under `src/`), and `results/` imports no
-//! stage. A file's imports are the `crate::`, `super::` and `self::` paths
+//! stage, and each top-level module imports only from the modules listed
+//! above it in the order the document gives. A file's imports are the `crate::`, `super::` and `self::` paths
 //! it names anywhere before its `#[cfg(test)] mod tests` (doc links
 //! included), and the names of a `use crate::{…}`, `use super::{…}` or
 //! `use self::{…}` group; each reaches the file of the longest module path
@@ -303,6 +304,47 @@ fn results_imports_of_stages(imports: &[Import]) -> String {
         .collect()
 }
 
+/// The layers `docs/architecture.md` lists, top to bottom: each numbered
+/// line's backquoted module names (`1. the leaves …: \`text\`, …`).
+fn documented_layers() -> Vec<Vec<String>> {
+    let doc = std::fs::read_to_string(repo_root().join("docs/architecture.md"))
+        .expect("docs/architecture.md");
+    let item = Regex::new(r"^\d+\. ").expect("regex");
+    let name = Regex::new(r"`([a-z_]+)`").expect("regex");
+    let mut layers: Vec<Vec<String>> = Vec::new();
+    let mut in_list = false;
+    for line in doc.lines() {
+        if item.is_match(line) {
+            in_list = true;
+            layers.push(Vec::new());
+        } else if line.trim().is_empty() || !line.starts_with("   ") {
+            if in_list && !layers.is_empty() && line.trim().is_empty() {
+                break;
+            }
+            continue;
+        }
+        if let Some(layer) = layers.last_mut() {
+            layer.extend(name.captures_iter(line).map(|c| c[1].to_string()));
+        }
+    }
+    layers
+}
+
+/// The imports that go from a module to one on its own line of the
+/// documented order or a line below it.
+fn imports_against_the_order(imports: &[Import], layers: &[Vec<String>]) -> String {
+    let layer_of = |module: &str| layers.iter().position(|l| l.iter().any(|m| m == module));
+    imports
+        .iter()
+        .filter(|i| top(&i.from) != top(&i.to))
+        .filter(|i| match (layer_of(&top(&i.from)), layer_of(&top(&i.to))) {
+            (Some(from), Some(to)) => to >= from,
+            _ => true,
+        })
+        .map(|i| format!("  {i}\n"))
+        .collect()
+}
+
 fn house() -> Vec<Import> {
     let src = repo_root().join("src");
     let mut files = Vec::new();
@@ -384,5 +426,32 @@ fn the_reader_finds_cycles_through_every_kind_of_path() {
         "import cycle through b, results:\n  \
          src/b.rs:2 `crate::results::R` imports results/mod.rs\n  \
          src/results/mod.rs:1 `crate::b::B` imports b.rs\n"
+    );
+}
+
+#[test]
+fn every_module_imports_only_from_the_lines_above_it_in_the_documented_order() {
+    let layers = documented_layers();
+    let listed: BTreeSet<&str> = layers.iter().flatten().map(String::as_str).collect();
+    let src = repo_root().join("src");
+    let mut files = Vec::new();
+    sources(&src, &src, &mut files);
+    let modules: BTreeSet<String> = files
+        .iter()
+        .map(|(f, _)| top(f))
+        .filter(|m| m != "(crate root)")
+        .collect();
+    let missing: Vec<&String> = modules
+        .iter()
+        .filter(|m| !listed.contains(m.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "modules missing from the order in docs/architecture.md: {missing:?} (layers read: {layers:?})"
+    );
+    let wrong = imports_against_the_order(&house(), &layers);
+    assert!(
+        wrong.is_empty(),
+        "imports against the order docs/architecture.md gives ({layers:?}):\n{wrong}"
     );
 }

@@ -31,7 +31,7 @@ fn errors(yaml: &str, extra: &[(&str, &str)]) -> String {
 pub(crate) fn errors_with(
     yaml: &str,
     extra: &[(&str, &str)],
-    load: &dyn Fn(&Path) -> Result<suite::Suite, suite::LoadError>,
+    load: &dyn Fn(&Path) -> Result<suite::Suite, suite::SuiteError>,
 ) -> String {
     let mut files = vec![("s.yaml", yaml)];
     files.extend_from_slice(extra);

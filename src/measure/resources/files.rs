@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Size in bytes of each path (symlinks followed); `None` for paths that are
 /// missing, unreadable or not regular files.
-pub fn file_bytes(paths: &[PathBuf]) -> Vec<(PathBuf, Option<u64>)> {
+pub(crate) fn file_bytes(paths: &[PathBuf]) -> Vec<(PathBuf, Option<u64>)> {
     paths
         .iter()
         .map(|p| {
@@ -22,7 +22,7 @@ pub fn file_bytes(paths: &[PathBuf]) -> Vec<(PathBuf, Option<u64>)> {
 /// `--model PATH`, `--model=PATH` and `-m=PATH`, in order. Other files
 /// (`--mmproj`, `--lora`, draft models) are not models for this purpose.
 /// A flag with no value after it is ignored.
-pub fn model_files_in_command(args: &[String]) -> Vec<String> {
+pub(crate) fn model_files_in_command(args: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {

@@ -32,7 +32,7 @@ fn parse_number(s: &str) -> Option<f64> {
 /// --format=csv,noheader,nounits`: one `name, MiB, percent` line per GPU.
 /// Values like `[N/A]` are left out of the sum / average; lines that do not
 /// have three fields are ignored. `None` when no GPU line is found.
-pub fn parse_nvidia_smi(text: &str) -> Option<GpuSnapshot> {
+pub(crate) fn parse_nvidia_smi(text: &str) -> Option<GpuSnapshot> {
     let mut names: Vec<&str> = Vec::new();
     let mut gpus = 0;
     let mut memory: Option<f64> = None;

@@ -18,12 +18,12 @@
 //! `/proc`), `sampler` (the 20 Hz background reader and its
 //! windows), `rapl`, `gpu` and `files`.
 
-pub mod files;
-pub mod gpu;
-pub mod own;
-pub mod proc;
-pub mod rapl;
-pub mod sampler;
+pub(crate) mod files;
+pub(crate) mod gpu;
+pub(crate) mod own;
+pub(crate) mod proc;
+pub(crate) mod rapl;
+pub(crate) mod sampler;
 pub mod tree;
 pub(crate) mod usage;
 

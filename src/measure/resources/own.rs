@@ -4,7 +4,7 @@
 //! Windows (millisecond resolution).
 
 /// CPU seconds dyno has used so far, user and system, all threads.
-pub fn own_cpu_s() -> Option<f64> {
+pub(crate) fn own_cpu_s() -> Option<f64> {
     #[cfg(unix)]
     {
         // SAFETY: getrusage writes one `rusage` into the zeroed struct we

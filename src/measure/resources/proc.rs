@@ -11,7 +11,7 @@ use super::usage::PidUsage;
 
 /// The fields of `/proc/<pid>/stat` this module uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcStat {
+pub(crate) struct ProcStat {
     pub pid: u32,
     /// Command name as the kernel reports it (field 2, without parentheses).
     pub comm: String,
@@ -33,7 +33,7 @@ pub struct ProcStat {
 /// The command name (field 2) is in parentheses and may itself contain
 /// spaces and `)`, so the remaining fields are taken after the *last* `)`.
 /// Returns `None` when the text is malformed or truncated before `stime`.
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
+pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     if close < open {
@@ -65,7 +65,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
 /// Reads the `VmRSS:` line of `/proc/<pid>/status`, in kB (kibibytes, as
 /// the kernel writes it). `None` when absent — zombies and kernel threads
 /// have no `VmRSS` line.
-pub fn parse_status_rss_kb(text: &str) -> Option<u64> {
+pub(crate) fn parse_status_rss_kb(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// after `max_range`: `after - before`, or, when the counter went down,
 /// the distance to the wrap plus `after`. Assumes at most one wrap in
 /// between (RAPL package counters take tens of minutes to wrap).
-pub fn energy_delta_uj(before: u64, after: u64, max_range: u64) -> u64 {
+pub(crate) fn energy_delta_uj(before: u64, after: u64, max_range: u64) -> u64 {
     if after >= before {
         after - before
     } else {

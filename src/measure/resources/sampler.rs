@@ -26,7 +26,7 @@ const MIN_PERIOD: Duration = Duration::from_millis(1);
 
 /// One sample of a process tree.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Point {
+pub(crate) struct Point {
     pub at: Instant,
     pub rss_bytes: u64,
     pub cpu_s: f64,
@@ -81,7 +81,7 @@ fn cpu_increase(totals: impl IntoIterator<Item = f64>) -> Option<f64> {
 
 /// Statistics over `samples` (in time order). `wall_s` is the span from the
 /// first to the last sample.
-pub fn window_stats(samples: &[Point]) -> Window {
+pub(crate) fn window_stats(samples: &[Point]) -> Window {
     let rss: Vec<f64> = samples.iter().map(|p| p.rss_bytes as f64).collect();
     let wall_s = match (samples.first(), samples.last()) {
         (Some(first), Some(last)) => last.at.saturating_duration_since(first.at).as_secs_f64(),

@@ -24,8 +24,8 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-pub use protocol::{GenerateParams, Message, PROTOCOL_VERSION};
-pub use session::{Adapter, AdapterError, AdapterSpec, Stopped};
+pub(crate) use protocol::{GenerateParams, Message};
+pub(crate) use session::{Adapter, AdapterSpec};
 
 use super::{Measured, Progress, Request, Started};
 use crate::results::ErrorKind;
@@ -34,7 +34,7 @@ use session::ERROR_LOG_LINES;
 /// How dyno starts the adapter of a `command` endpoint: in the suite
 /// file's directory, with the endpoint's weights and load parameters. The
 /// weights path is made absolute, since the adapter runs elsewhere.
-pub fn spec(endpoint: &crate::suite::Endpoint) -> AdapterSpec {
+pub(crate) fn spec(endpoint: &crate::suite::Endpoint) -> AdapterSpec {
     AdapterSpec {
         command: endpoint.command.clone(),
         weights_path: endpoint.weights.as_ref().map(|w| {
@@ -52,7 +52,7 @@ pub fn spec(endpoint: &crate::suite::Endpoint) -> AdapterSpec {
 
 /// A `command` endpoint's adapter as a [`super::Provider`]: one process
 /// per launch, timed from spawn to `loaded`, its process tree sampled.
-pub struct Command {
+pub(crate) struct Command {
     name: String,
     spec: AdapterSpec,
     adapter: Option<Adapter>,
@@ -61,7 +61,7 @@ pub struct Command {
 }
 
 impl Command {
-    pub fn new(name: &str, spec: AdapterSpec) -> Command {
+    pub(crate) fn new(name: &str, spec: AdapterSpec) -> Command {
         Command {
             name: name.to_string(),
             spec,

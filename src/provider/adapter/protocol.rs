@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 /// The protocol version this module speaks (the `protocol` field of `hello`
 /// and `load`).
-pub const PROTOCOL_VERSION: u64 = 1;
+pub(crate) const PROTOCOL_VERSION: u64 = 1;
 
 /// A stdout line longer than this is a protocol error (and is not kept).
 pub(super) const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
@@ -17,7 +17,7 @@ pub(super) const EXCERPT_CHARS: usize = 200;
 
 /// One chat message, sent as `{"role": ..., "content": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Message {
+pub(crate) struct Message {
     /// `system`, `user` or `assistant`.
     pub role: String,
     pub content: String,
@@ -26,7 +26,7 @@ pub struct Message {
 /// Sampling parameters of one generation. Unset fields are left out of the
 /// `params` object of the `generate` message.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct GenerateParams {
+pub(crate) struct GenerateParams {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
     pub seed: Option<u64>,

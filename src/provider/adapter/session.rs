@@ -56,7 +56,7 @@ pub(super) const KILL_WAIT: Duration = Duration::from_secs(2);
 
 /// What to run and how to load it.
 #[derive(Debug, Clone)]
-pub struct AdapterSpec {
+pub(crate) struct AdapterSpec {
     /// Program and arguments, e.g. `["python3", "adapter.py"]`.
     pub command: Vec<String>,
     /// Sent as `weights_path` in the `load` message (`null` when `None`).
@@ -74,7 +74,7 @@ pub struct AdapterSpec {
 
 /// How an adapter ended after [`Adapter::stop`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stopped {
+pub(crate) struct Stopped {
     /// It exited with status 0 on its own after `shutdown`.
     pub clean: bool,
     /// "exited with status 0", "killed by signal 9 (SIGKILL)", ...
@@ -85,7 +85,7 @@ pub struct Stopped {
 /// for the user; the ones after `Spawn` include the adapter's last stderr
 /// lines. The process group is killed before any of them is returned.
 #[derive(Debug, thiserror::Error)]
-pub enum AdapterError {
+pub(crate) enum AdapterError {
     #[error("adapter: the command is empty")]
     EmptyCommand,
     #[error(
@@ -132,7 +132,7 @@ pub enum AdapterError {
 /// A running adapter process. Dropping it without [`Adapter::stop`]
 /// SIGKILLs its process group.
 #[derive(Debug)]
-pub struct Adapter {
+pub(crate) struct Adapter {
     program: String,
     pid: u32,
     /// The adapter leads its own process group.
@@ -221,7 +221,7 @@ impl Adapter {
     /// `loaded`. Returns the adapter and its load time: from just before
     /// spawn to the arrival of `loaded`. All of it must happen within
     /// `spec.load_timeout`; on any failure the process group is killed.
-    pub async fn start(spec: &AdapterSpec) -> Result<(Adapter, Duration), AdapterError> {
+    pub(crate) async fn start(spec: &AdapterSpec) -> Result<(Adapter, Duration), AdapterError> {
         let started = Instant::now();
         let deadline = started + spec.load_timeout;
         let mut adapter = Adapter::spawn(spec)?;
@@ -389,7 +389,7 @@ impl Adapter {
     /// `id` must be unique for this adapter. After a timeout or a bad
     /// message dyno sends `cancel` for the request and skips its late
     /// events; after the process is gone every call fails at once.
-    pub async fn generate(
+    pub(crate) async fn generate(
         &mut self,
         id: &str,
         messages: &[Message],
@@ -469,7 +469,7 @@ impl Adapter {
     /// exit, else SIGKILLs its whole process group and reaps it. Whenever
     /// the adapter exits, anything it left in its group is `SIGKILLed` at
     /// once. Never panics.
-    pub async fn stop(mut self) -> Stopped {
+    pub(crate) async fn stop(mut self) -> Stopped {
         self.check_abandoned_write();
         if self.dead.is_none() {
             let _ =
@@ -499,7 +499,7 @@ impl Adapter {
 
     /// The last `lines` lines the adapter wrote to stderr (at most 50 are
     /// kept; long lines are cut to 4 KiB), oldest first.
-    pub fn log_tail(&self, lines: usize) -> Vec<String> {
+    pub(crate) fn log_tail(&self, lines: usize) -> Vec<String> {
         self.log
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -507,12 +507,12 @@ impl Adapter {
     }
 
     /// The `info` object of the adapter's `loaded` message, if it sent one.
-    pub fn info(&self) -> Option<&Value> {
+    pub(crate) fn info(&self) -> Option<&Value> {
         self.info.as_ref()
     }
 
     /// The adapter's pid (also its process group id).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
 

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::protocol::Outgoing;
-use super::session::{LOG_RING_LINES, MAX_LOG_LINE_BYTES};
+use super::session::{AdapterError, LOG_RING_LINES, MAX_LOG_LINE_BYTES};
 use super::*;
 use crate::results::{ErrorKind, TokenSource};
 

@@ -23,7 +23,7 @@ use crate::measure::stats;
 
 /// Samples for one model (or model/variant) shown as one series in every chart.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Series {
+pub(crate) struct Series {
     /// Human-readable series name, e.g. `"smollm2 threads=2"`.
     pub label: String,
     /// Time to first token per request, in milliseconds.
@@ -36,7 +36,7 @@ pub struct Series {
 
 /// One rendered chart.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chart {
+pub(crate) struct Chart {
     /// File name the caller should store the chart under, e.g. `"latency.svg"`.
     pub file: String,
     /// Short title, usable as Markdown alt text.
@@ -114,7 +114,7 @@ pub(super) type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 /// `<text>` element in each chart, even when that series has no usable
 /// samples, unless it coincides with fixed chart text such as `"TTFT"`.
 /// Non-finite samples are ignored; a chart without any data shows "no data".
-pub fn render_all(series: &[Series]) -> Result<Vec<Chart>, ChartError> {
+pub(crate) fn render_all(series: &[Series]) -> Result<Vec<Chart>, ChartError> {
     Ok(vec![
         render_latency(series)?,
         render_decode_tps(series)?,
@@ -757,7 +757,7 @@ fn render_ttft_vs_tps(series: &[Series]) -> Result<Chart, ChartError> {
 /// Values that are not finite are skipped and extreme ones clamped to the
 /// edge of the axis; steps outside `points` are ignored; a history without
 /// values shows "no data". The same input always gives the same bytes.
-pub fn history(
+pub(crate) fn history(
     metric: &str,
     points: &[(&str, Option<f64>)],
     steps: &[usize],

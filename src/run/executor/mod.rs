@@ -25,7 +25,7 @@ use crate::text::first_line;
 mod points;
 
 /// The longest a request may take, whatever the suite says: a day.
-pub const MAX_TIMEOUT: Duration = Duration::from_hours(24);
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_hours(24);
 
 /// The longest wait before trying a request again.
 const MAX_RETRY_WAIT: Duration = Duration::from_mins(1);
@@ -34,7 +34,7 @@ const MAX_RETRY_WAIT: Duration = Duration::from_mins(1);
 const ERRORS_SHOWN_PER_CELL: usize = 3;
 
 /// How the executor reports and records.
-pub struct Options<'a> {
+pub(crate) struct Options<'a> {
     /// No progress bar.
     pub quiet: bool,
     /// Where every sample is appended as it is measured.
@@ -47,7 +47,7 @@ pub struct Options<'a> {
 
 /// What a run of the executor measured.
 #[derive(Debug)]
-pub struct Executed {
+pub(crate) struct Executed {
     /// Every request sent or skipped, in plan order.
     pub samples: Vec<Sample>,
     /// Each model (in each variant) the run reached.
@@ -122,7 +122,7 @@ struct Running {
 /// cell (again before each round with `cold_start`) and stops after its
 /// last, so model-major plans run one model at a time, and interleaved
 /// plans keep every model up and rotate between them.
-pub async fn execute(
+pub(crate) async fn execute(
     suite: &Suite,
     cells: &[Cell],
     options: Options<'_>,
@@ -573,7 +573,7 @@ fn launch(
 }
 
 /// The request of `cell`: its prompt's messages with the cell's parameters.
-pub fn request(suite: &Suite, cell: &Cell) -> Request {
+pub(crate) fn request(suite: &Suite, cell: &Cell) -> Request {
     Request {
         id: cell.index,
         model: suite
@@ -600,13 +600,13 @@ pub fn request(suite: &Suite, cell: &Cell) -> Request {
 }
 
 /// `seconds` as a timeout, at most [`MAX_TIMEOUT`].
-pub fn timeout(seconds: f64) -> Duration {
+pub(crate) fn timeout(seconds: f64) -> Duration {
     Duration::try_from_secs_f64(seconds).map_or(MAX_TIMEOUT, |d| d.min(MAX_TIMEOUT))
 }
 
 /// The sample of `cell` from what its request measured: the one place a
 /// measurement becomes a sample.
-pub fn sample(cell: &Cell, measured: Measured) -> Sample {
+pub(crate) fn sample(cell: &Cell, measured: Measured) -> Sample {
     let Measured {
         error,
         ttft_ms,

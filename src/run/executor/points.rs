@@ -9,7 +9,7 @@ use super::{Runner, Sent as Outcome, Slot, sample};
 use crate::plan::{Cell, LoadTarget, Round};
 use crate::provider::{Concurrent, Request};
 use crate::results::{ClientCost, LoadStats, PointLabel, Sample, SweepResult, load_stats};
-use crate::run::load::{self, Phase, PointRun};
+use crate::run::driver::{self, Phase, PointRun};
 use crate::suite::Suite;
 use crate::suite::workload::{Drive, Point, Sweep, Synthetic, Workload};
 
@@ -75,7 +75,7 @@ impl Runner<'_> {
             .set_message(format!("{key}: driving {}", point.drive.label()));
         let make = |n: u64| prompts.request(n);
         let run: PointRun =
-            load::drive(point, Arc::clone(sender), &make, self.interrupt.clone()).await;
+            driver::drive(point, Arc::clone(sender), &make, self.interrupt.clone()).await;
         let samples: Vec<Sample> = run
             .sent
             .iter()
@@ -189,7 +189,7 @@ impl Runner<'_> {
                 let rate = f64::midpoint(low, high);
                 let drive = Drive::Rate {
                     per_s: (rate * 1000.0).round() / 1000.0,
-                    arrival: load::Arrival::Poisson,
+                    arrival: driver::Arrival::Poisson,
                 };
                 let stats = match self
                     .sweep_point(cell, result, drive, workload, prompts, sender)

@@ -186,13 +186,13 @@ pub enum Command {
 
 /// Exit codes are API: 0 fine, 1 regression or failure, 2 usage, config or
 /// input error, 3 a run's output could not be written (a full disk).
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FAILED: u8 = 1;
-pub const EXIT_ERROR: u8 = 2;
-pub const EXIT_WRITE: u8 = 3;
+pub(crate) const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_ERROR: u8 = 2;
+pub(crate) const EXIT_WRITE: u8 = 3;
 
 /// Exit status of a run that was interrupted (and wrote what it measured).
-pub const EXIT_INTERRUPTED: u8 = 130;
+pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// Which part of a suite `dyno plan` and `dyno run` take, and in what order.
 #[derive(Debug, clap::Args)]

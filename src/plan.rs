@@ -106,7 +106,7 @@ pub enum LoadTarget {
 }
 
 /// The prompt of a load cell: every prompt of the suite, drawn in turn.
-pub const ALL_PROMPTS: &str = "*";
+pub(crate) const ALL_PROMPTS: &str = "*";
 
 /// What a model runs under; each distinct variant is its own launch (a
 /// server started with these values, a Foundry model loaded for this device).
@@ -160,7 +160,7 @@ impl Cell {
 
     /// `stream=false,max_tokens=64`: the axis values as one label, `None`
     /// without axes. Summary rows are per model, variant and this label.
-    pub fn axes_label(&self) -> Option<String> {
+    pub(crate) fn axes_label(&self) -> Option<String> {
         let axes = self.axes();
         (!axes.is_empty()).then(|| axes.join(","))
     }
@@ -170,7 +170,7 @@ impl Variant {
     /// Every variant of `model`: each combination of its server's variant
     /// values (the last fastest), or each of its Foundry devices; one
     /// [`Variant::Default`] when there is nothing to choose.
-    pub fn of_model(suite: &Suite, model: &Model) -> Vec<Variant> {
+    pub(crate) fn of_model(suite: &Suite, model: &Model) -> Vec<Variant> {
         match &model.served_by {
             ServedBy::Server(name) => suite
                 .servers
@@ -185,7 +185,7 @@ impl Variant {
 
     /// How many variants [`Variant::of_model`] gives, without building
     /// them (saturating).
-    pub fn count_of_model(suite: &Suite, model: &Model) -> u64 {
+    pub(crate) fn count_of_model(suite: &Suite, model: &Model) -> u64 {
         match &model.served_by {
             ServedBy::Server(name) => suite.servers.get(name).map_or(1, Variant::count_of_server),
             ServedBy::Endpoint(_) => (model.devices.len() as u64).max(1),
@@ -193,7 +193,7 @@ impl Variant {
     }
 
     /// How many variants [`Variant::of_server`] gives (saturating).
-    pub fn count_of_server(server: &Server) -> u64 {
+    pub(crate) fn count_of_server(server: &Server) -> u64 {
         server
             .variants
             .iter()
@@ -202,7 +202,7 @@ impl Variant {
 
     /// Every combination of `server`'s variant values, the last variant
     /// fastest; one [`Variant::Default`] when it declares none.
-    pub fn of_server(server: &Server) -> Vec<Variant> {
+    pub(crate) fn of_server(server: &Server) -> Vec<Variant> {
         if server.variants.is_empty() {
             return vec![Variant::Default];
         }
@@ -279,9 +279,9 @@ pub enum Origin {
 
 /// The variable that selects models when `--models` is absent, like the
 /// workshop's `BENCH_MODELS` (`qwen2.5-0.5b,phi-4-mini`).
-pub const MODELS_ENV: &str = "DYNO_MODELS";
+pub(crate) const MODELS_ENV: &str = "DYNO_MODELS";
 /// The variable that selects prompts when `--prompts` is absent.
-pub const PROMPTS_ENV: &str = "DYNO_PROMPTS";
+pub(crate) const PROMPTS_ENV: &str = "DYNO_PROMPTS";
 
 impl Filter {
     /// The filter of the command line: each `--models` / `--prompts` value
@@ -965,7 +965,7 @@ pub fn derive_seed(suite_seed: u32, key: &str) -> u32 {
 
 /// The plan as an aligned text table, one line per cell, written to `out`
 /// as it goes.
-pub fn write_text(cells: &[Cell], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+pub(crate) fn write_text(cells: &[Cell], out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let width = |f: &dyn Fn(&Cell) -> usize| cells.iter().map(f).max().unwrap_or(0);
     let w_index = width(&|c| c.index.to_string().len()).max(1);
     let w_key = width(&|c| c.key.len()).max(4);

@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 
 /// What a secret is replaced with.
-pub const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// Shorter values are not redacted (see the module documentation).
 const MIN_LEN: usize = 4;
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Secrets {
 /// Whether an environment variable, header or flag named `name` holds a
 /// secret: it contains `KEY`, `TOKEN` (not `TOKENS`, a count), `SECRET`,
 /// `PASSWORD`, `PASSWD` or `CREDENTIAL`, ignoring case.
-pub fn looks_secret(name: &str) -> bool {
+pub(crate) fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     let token = upper
         .match_indices("TOKEN")
@@ -52,7 +52,7 @@ pub fn looks_secret(name: &str) -> bool {
 }
 
 /// Whether an HTTP header named `name` carries a credential.
-pub fn looks_secret_header(name: &str) -> bool {
+pub(crate) fn looks_secret_header(name: &str) -> bool {
     looks_secret(name)
         || ["authorization", "proxy-authorization", "cookie"]
             .iter()
@@ -70,7 +70,7 @@ impl Secrets {
 
     /// Adds a header value, and the credential after its scheme
     /// (`Bearer sk-…` adds both the whole value and `sk-…`).
-    pub fn add_header(&mut self, value: &str) {
+    pub(crate) fn add_header(&mut self, value: &str) {
         self.add(value);
         if let Some((_, credential)) = value.trim().split_once(' ') {
             self.add(credential);
@@ -79,7 +79,7 @@ impl Secrets {
 
     /// Adds the secrets of a URL: its password (else its user name) and the
     /// value of every query parameter, as written and decoded.
-    pub fn add_url(&mut self, url: &str) {
+    pub(crate) fn add_url(&mut self, url: &str) {
         let Ok(parsed) = reqwest::Url::parse(url.trim()) else {
             return;
         };
@@ -99,7 +99,7 @@ impl Secrets {
     /// The secrets of a server command: every argument after a flag whose
     /// name looks secret (`--api-key VALUE`), and the value of
     /// `--api-key=VALUE`.
-    pub fn add_command(&mut self, command: &[String]) {
+    pub(crate) fn add_command(&mut self, command: &[String]) {
         for (i, arg) in command.iter().enumerate() {
             let Some(flag) = arg.strip_prefix('-') else {
                 continue;
@@ -127,7 +127,7 @@ impl Secrets {
 
     /// `text` with every secret replaced by [`REDACTED`], longest first, so
     /// a secret that contains another is replaced whole.
-    pub fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for value in self.longest_first() {
             if out.contains(value) {
@@ -138,7 +138,7 @@ impl Secrets {
     }
 
     /// Redacts every string (not the keys) of a JSON value in place.
-    pub fn redact_json(&self, value: &mut serde_json::Value) {
+    pub(crate) fn redact_json(&self, value: &mut serde_json::Value) {
         use serde_json::Value;
         match value {
             Value::String(s) if self.longest_first().any(|secret| s.contains(secret)) => {
@@ -158,7 +158,7 @@ impl Secrets {
 }
 
 /// The secrets of one URL (for a URL given on the command line).
-pub fn of_url(url: &str) -> Secrets {
+pub(crate) fn of_url(url: &str) -> Secrets {
     let mut secrets = Secrets::default();
     secrets.add_url(url);
     secrets

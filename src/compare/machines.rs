@@ -55,12 +55,12 @@ impl Machines {
     }
 
     /// Whether `model` ran on another machine or engine in the new run.
-    pub fn differ_for(&self, model: &str) -> bool {
+    pub(crate) fn differ_for(&self, model: &str) -> bool {
         self.host.is_some() || self.engines.contains_key(model)
     }
 
     /// What differs, in one line; `None` when nothing does.
-    pub fn describe(&self) -> Option<String> {
+    pub(crate) fn describe(&self) -> Option<String> {
         let mut parts: Vec<String> = self.host.iter().cloned().collect();
         parts.extend(
             self.engines

@@ -43,7 +43,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 4] = [
+    pub(crate) const ALL: [Metric; 4] = [
         Metric::TtftMs,
         Metric::E2eMs,
         Metric::TpotMs,
@@ -94,7 +94,7 @@ impl Metric {
 }
 
 /// Significance level for history's change points.
-pub const ALPHA: f64 = 0.05;
+pub(crate) const ALPHA: f64 = 0.05;
 
 /// One cell × metric.
 #[derive(Debug, Clone, Serialize)]
@@ -238,7 +238,7 @@ impl<'a> Cells<'a> {
 }
 
 /// The compare settings recorded with a run's suite (defaults when absent).
-pub fn settings_of(doc: &Results) -> CompareSettings {
+pub(crate) fn settings_of(doc: &Results) -> CompareSettings {
     doc.suite
         .resolved
         .get("compare")
@@ -335,7 +335,7 @@ pub fn compare(base: &Results, new: &Results, base_label: &str, new_label: &str)
 
 /// [`compare`]; with `across_machines`, runs on different machines are
 /// compared like any others (their shifts are verdicts and gate).
-pub fn compare_across(
+pub(crate) fn compare_across(
     base: &Results,
     new: &Results,
     base_label: &str,

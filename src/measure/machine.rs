@@ -21,14 +21,14 @@ pub struct Environment {
 
 impl Environment {
     /// Whether both runs ran on the same kind of machine.
-    pub fn same_machine(&self, other: &Environment) -> bool {
+    pub(crate) fn same_machine(&self, other: &Environment) -> bool {
         (&self.cpu, self.cores, self.ram_mb, &self.os)
             == (&other.cpu, other.cores, other.ram_mb, &other.os)
     }
 
     /// Reads the machine's description; `unknown` (or 0 MB) for what
     /// cannot be read.
-    pub fn detect() -> Environment {
+    pub(crate) fn detect() -> Environment {
         #[cfg(target_os = "linux")]
         let (cpu, ram_mb, os) = linux();
         #[cfg(not(target_os = "linux"))]

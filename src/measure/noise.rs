@@ -27,7 +27,7 @@ use super::stats;
 
 /// A request measured while other processes kept more than this many cores
 /// busy is marked noisy (the default of `compare.noisy_cores`).
-pub const DEFAULT_NOISY_CORES: f64 = 0.5;
+pub(crate) const DEFAULT_NOISY_CORES: f64 = 0.5;
 
 /// One reading of the machine.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,7 +142,7 @@ impl State {
 
 /// Reads the machine in a background thread until dropped.
 #[derive(Debug)]
-pub struct Monitor {
+pub(crate) struct Monitor {
     state: Arc<Mutex<State>>,
     stop_tx: Option<mpsc::Sender<()>>,
     handle: Option<JoinHandle<()>>,
@@ -157,7 +157,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Monitor {
     /// Starts reading every `period`; `None` where the machine cannot be
     /// read.
-    pub fn start(period: Duration) -> Option<Monitor> {
+    pub(crate) fn start(period: Duration) -> Option<Monitor> {
         #[cfg(target_os = "linux")]
         let machine = Machine::Proc;
         #[cfg(not(target_os = "linux"))]
@@ -193,7 +193,7 @@ impl Monitor {
     }
 
     /// Takes a reading now and returns its position.
-    pub fn mark(&self) -> Mark {
+    pub(crate) fn mark(&self) -> Mark {
         let mut state = lock(&self.state);
         state.take();
         Mark(state.readings.len().saturating_sub(1))
@@ -202,7 +202,7 @@ impl Monitor {
     /// From `mark` to now (a reading is taken): the cores other processes
     /// kept busy, not counting dyno and `tree_cpu_s`, the CPU seconds of
     /// the measured process tree over the same window.
-    pub fn window(&self, mark: Mark, tree_cpu_s: Option<f64>) -> Option<Busy> {
+    pub(crate) fn window(&self, mark: Mark, tree_cpu_s: Option<f64>) -> Option<Busy> {
         let end = self.mark();
         let state = lock(&self.state);
         busy(
@@ -213,7 +213,7 @@ impl Monitor {
     }
 
     /// The run's summary, given the per-request figures.
-    pub fn summary(&self, per_request: &[f64], noisy_cores: f64) -> NoiseSummary {
+    pub(crate) fn summary(&self, per_request: &[f64], noisy_cores: f64) -> NoiseSummary {
         let state = lock(&self.state);
         summarize(&state.readings, per_request, noisy_cores)
     }
@@ -328,7 +328,7 @@ fn read_proc() -> Option<Reading> {
 
 /// Busy and steal CPU seconds from the aggregate `cpu` line of `/proc/stat`
 /// (`user nice system idle iowait irq softirq steal …`, in clock ticks).
-pub fn parse_proc_stat(text: &str) -> Option<(f64, f64)> {
+pub(crate) fn parse_proc_stat(text: &str) -> Option<(f64, f64)> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
     let ticks: Vec<f64> = line
         .split_whitespace()
@@ -360,7 +360,7 @@ fn pressure(path: &str) -> Option<f64> {
 }
 
 /// `some avg10=1.23 …` → 1.23.
-pub fn parse_pressure(text: &str) -> Option<f64> {
+pub(crate) fn parse_pressure(text: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with("some "))?;
     line.split_whitespace()
         .find_map(|f| f.strip_prefix("avg10="))?

@@ -48,7 +48,7 @@ use crate::measure::stats::{self, Comparison, HodgesLehmann};
 /// when every stratum is a single pair, the normal approximation is badly
 /// anti-conservative (four one-against-one strata reach `p = 0.046` where
 /// the exact sign test gives 0.125).
-pub const MIN_ROUNDS_IN_A_STRATUM: usize = 2;
+pub(crate) const MIN_ROUNDS_IN_A_STRATUM: usize = 2;
 
 /// Bisection stops when the bracket is narrower than this, relative to
 /// `1 + |Δ|` (shifts are differences of logs).
@@ -65,7 +65,7 @@ const EXACT_SCALE_LIMIT: u64 = 1 << 50;
 
 /// Result of [`van_elteren`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct VanElteren {
+pub(crate) struct VanElteren {
     /// `T = Σ U_i/(N_i+1)`.
     pub statistic: f64,
     /// `E[T]` under the null.
@@ -90,6 +90,7 @@ pub struct StratifiedComparison {
     pub strata: usize,
 }
 
+#[cfg(test)]
 /// Van Elteren's stratified Wilcoxon–Mann–Whitney test of new against base,
 /// each element of `strata` being one stratum's `(base, new)` values. Rank
 /// based, so any monotone transform of all values (such as `ln`) leaves it
@@ -97,10 +98,11 @@ pub struct StratifiedComparison {
 ///
 /// Returns `None` when a value is non-finite, when no stratum has both sides
 /// non-empty, or when `Var[T] = 0` (every stratum constant).
-pub fn van_elteren(strata: &[(Vec<f64>, Vec<f64>)]) -> Option<VanElteren> {
+pub(crate) fn van_elteren(strata: &[(Vec<f64>, Vec<f64>)]) -> Option<VanElteren> {
     Blocks::new(strata.to_vec())?.test()
 }
 
+#[cfg(test)]
 /// Pooled ratio of new over base across strata with its CI at level
 /// `1 − alpha`: `exp` of the shift that inverts [`van_elteren`] on logs (see
 /// the module documentation). With one stratum the ratio is, to bisection
@@ -110,7 +112,7 @@ pub fn van_elteren(strata: &[(Vec<f64>, Vec<f64>)]) -> Option<VanElteren> {
 /// has both sides non-empty. When every stratum is constant the ratio is 1
 /// with CI `[1, 1]`. `ci` is `None` for `alpha ∉ (0, 1)` or when even complete
 /// separation in every stratum would not be significant at `alpha`.
-pub fn stratified_hodges_lehmann_ratio(
+pub(crate) fn stratified_hodges_lehmann_ratio(
     strata: &[(Vec<f64>, Vec<f64>)],
     alpha: f64,
 ) -> Option<HodgesLehmann> {
@@ -173,7 +175,7 @@ pub fn compare_strata(
 /// Returns `relative` unchanged when `floor` is not positive or `base_level`
 /// is not a positive finite number (no level to scale the floor by), or when
 /// `relative` is NaN (so an invalid threshold still reaches the decision).
-pub fn effective_noise(relative: f64, floor: f64, base_level: f64) -> f64 {
+pub(crate) fn effective_noise(relative: f64, floor: f64, base_level: f64) -> f64 {
     let scalable = floor > 0.0 && base_level.is_finite() && base_level > 0.0;
     if scalable && !relative.is_nan() {
         relative.max(floor / base_level)

@@ -33,7 +33,7 @@ pub enum ProviderError {
 impl ProviderError {
     /// The same error with every secret of the suite masked.
     #[must_use]
-    pub fn redact(self, secrets: &Secrets) -> ProviderError {
+    pub(crate) fn redact(self, secrets: &Secrets) -> ProviderError {
         let mask = |text: String| secrets.redact(&text);
         match self {
             ProviderError::Undefined(m) => ProviderError::Undefined(mask(m)),

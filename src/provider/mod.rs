@@ -146,7 +146,7 @@ pub struct Stopped {
 }
 
 /// Reports progress while a provider starts (`downloading 40%`).
-pub type Progress<'a> = &'a (dyn Fn(String) + Send + Sync);
+pub(crate) type Progress<'a> = &'a (dyn Fn(String) + Send + Sync);
 
 /// What stands behind one model in one variant. Calls come in order:
 /// `start`, any number of `measure`, `stop`; `start` again after `stop`
@@ -251,7 +251,7 @@ pub trait Source {
 
 /// The providers a suite declares: endpoints, managed servers, adapters and
 /// Foundry Local services (each service discovered once per run).
-pub struct Providers {
+pub(crate) struct Providers {
     suite: Arc<Suite>,
     /// Where server logs go (`logs/` below it).
     work_dir: PathBuf,
@@ -263,7 +263,7 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub fn new(suite: Arc<Suite>, work_dir: PathBuf) -> Providers {
+    pub(crate) fn new(suite: Arc<Suite>, work_dir: PathBuf) -> Providers {
         Providers {
             suite,
             work_dir,
@@ -274,7 +274,7 @@ impl Providers {
     }
 
     /// Providers for probes: like a run's, but nothing is downloaded.
-    pub fn for_probe(suite: Arc<Suite>, work_dir: PathBuf) -> Providers {
+    pub(crate) fn for_probe(suite: Arc<Suite>, work_dir: PathBuf) -> Providers {
         Providers {
             probing: true,
             ..Providers::new(suite, work_dir)

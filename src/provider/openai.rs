@@ -81,7 +81,7 @@ impl Target {
 
     /// `text` (a server's error body) with the key and every secret of
     /// the suite redacted; scrub before cutting, so no part of a key stays.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         let mut secrets = self.secrets.clone();
         if let Some(key) = &self.api_key {
             secrets.add(key);
@@ -111,13 +111,13 @@ impl Target {
     }
 
     /// `path` below the `/v1` root (`models`), keeping the base URL's query.
-    pub fn v1_url(&self, path: &str) -> String {
+    pub(crate) fn v1_url(&self, path: &str) -> String {
         self.join(true, path)
     }
 
     /// `path` below the server root, without `/v1` (llama.cpp's `tokenize`
     /// and `props`), keeping the base URL's query.
-    pub fn root_url(&self, path: &str) -> String {
+    pub(crate) fn root_url(&self, path: &str) -> String {
         self.join(false, path)
     }
 
@@ -149,7 +149,7 @@ impl Target {
 
     /// The base URL with its path ending in `/v1` (appended when absent),
     /// query kept.
-    pub fn v1_root(&self) -> String {
+    pub(crate) fn v1_root(&self) -> String {
         self.join(true, "")
     }
 }
@@ -162,7 +162,7 @@ pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
 const MAX_EVENT: usize = 1024 * 1024;
 /// The largest token count dyno believes: more than any context window; a
 /// larger `usage` count is bad data and fails the request.
-pub const MAX_TOKEN_COUNT: u64 = 10_000_000;
+pub(crate) const MAX_TOKEN_COUNT: u64 = 10_000_000;
 
 /// Up to `limit` bytes of `response`'s body, and whether there was more
 /// (the rest is never read).
@@ -877,7 +877,7 @@ pub(crate) fn hint_foundry(m: &mut Measured) {
 }
 
 /// The `message` of an OpenAI-style error body, else the body clipped.
-pub fn error_text(body: &str) -> String {
+pub(crate) fn error_text(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let message = parsed.as_ref().and_then(|v| {
         v.pointer("/error/message")

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 /// Key of an output text in annotation files: the first 16 hex digits of
 /// its SHA-256.
-pub fn text_hash(text: &str) -> String {
+pub(crate) fn text_hash(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -52,16 +52,17 @@ impl AnnotationRow {
         }
     }
 
+    #[cfg(test)]
     /// Whether `output_hash` is still the hash of `output` (an annotator may
     /// have edited the text).
-    pub fn hash_matches(&self) -> bool {
+    pub(crate) fn hash_matches(&self) -> bool {
         self.output_hash == text_hash(&self.output)
     }
 }
 
 /// The annotation CSV's columns, in written order. `prompt_text` and
 /// `rubric` may be absent from a file (older files lack them).
-pub const ANNOTATION_COLUMNS: [&str; 8] = [
+pub(crate) const ANNOTATION_COLUMNS: [&str; 8] = [
     "model",
     "prompt",
     "prompt_text",

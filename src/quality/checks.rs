@@ -213,9 +213,10 @@ impl CheckSpec {
         out
     }
 
+    #[cfg(test)]
     /// The check kind's key (`"contains"`, `"regex"`, …): the first one
     /// present, or `None` for an item without one.
-    pub fn kind_key(&self) -> Option<&'static str> {
+    pub(crate) fn kind_key(&self) -> Option<&'static str> {
         self.kinds().first().map(Kind::key)
     }
 
@@ -699,7 +700,7 @@ fn sole_fence(text: &str) -> Option<&str> {
 /// The weighted share of passed checks (0–1); `None` when there are no
 /// results or their weights sum to zero. Negative or non-finite weights
 /// count as zero.
-pub fn pass_rate(results: &[CheckResult]) -> Option<f64> {
+pub(crate) fn pass_rate(results: &[CheckResult]) -> Option<f64> {
     let weight = |r: &CheckResult| {
         if r.weight.is_finite() && r.weight > 0.0 {
             r.weight

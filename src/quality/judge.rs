@@ -48,7 +48,7 @@ impl JudgeScale {
     /// constrain output (llama-server turns the schema into a grammar)
     /// make even a 135M judge answer parseably; [`parse_judge_reply`]
     /// reads the JSON.
-    pub fn reply_format(&self) -> Value {
+    pub(crate) fn reply_format(self) -> Value {
         let scores: Vec<u32> = (self.min..=self.max).collect();
         serde_json::json!({
             "type": "json_schema",

@@ -27,7 +27,7 @@ use format::MISSING;
 pub use format::{ms, num, pct};
 
 /// The built-in templates: `(name, source)`.
-pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
+pub(crate) const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     ("report.md", include_str!("../../templates/report.md.j2")),
     (
         "results.csv",
@@ -71,7 +71,7 @@ impl From<ReportError> for crate::suite::TemplateFault {
 /// the quickstart run (64 requests), so this leaves room for runs thousands
 /// of times larger, while a template that loops without end stops after
 /// seconds and at most about 3 GB of template data.
-pub const FUEL: u64 = 50_000_000;
+pub(crate) const FUEL: u64 = 50_000_000;
 
 /// Checks that `name` can be rendered: it is a built-in template or a
 /// `<name>.j2` in `override_dir`, and it (with everything it includes)
@@ -84,7 +84,7 @@ pub fn check(name: &str, override_dir: Option<&Path>) -> Result<(), ReportError>
 /// What a run checks before its first request: the reports' directory can
 /// be written (or created) and every template in `templates` can be
 /// rendered (see [`check`]).
-pub fn preflight(
+pub(crate) fn preflight(
     dir: &Path,
     templates: &[String],
     override_dir: Option<&Path>,

@@ -50,7 +50,7 @@ impl EngineBuild {
     /// `b11434 0a1b2c3 (native build: -DGGML_NATIVE=ON): AVX AVX2 …`, for
     /// tables and messages; two engines that read the same are the same
     /// engine to a comparison (build, commit, setup and features).
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut head = self.build.clone().unwrap_or_else(|| "unknown build".into());
         if let Some(commit) = &self.commit {
             head.push_str(&format!(" {commit}"));
@@ -75,7 +75,7 @@ impl EngineSetup {
     /// The flags that choose instruction sets (`-DGGML_NATIVE=ON`,
     /// `-DGGML_AVX2=OFF`, `-DCMAKE_C_FLAGS=-mno-amx-tile …`): what tells one
     /// kind of build from another.
-    pub fn isa_flags(&self) -> Vec<&str> {
+    pub(crate) fn isa_flags(&self) -> Vec<&str> {
         self.cmake_flags
             .iter()
             .map(String::as_str)

@@ -35,7 +35,10 @@ impl VariantLabel {
     }
 
     /// `variant` (or the default) measured on `machine`.
-    pub fn on_machine(variant: Option<&VariantLabel>, machine: &MachineLabel) -> VariantLabel {
+    pub(crate) fn on_machine(
+        variant: Option<&VariantLabel>,
+        machine: &MachineLabel,
+    ) -> VariantLabel {
         let part = format!("{MACHINE}={machine}");
         VariantLabel(match variant {
             Some(v) => format!("{},{part}", v.0),
@@ -49,13 +52,13 @@ impl VariantLabel {
     }
 
     /// Whether this variant was measured on `machine` (a fleet row).
-    pub fn is_on(&self, machine: &MachineLabel) -> bool {
+    pub(crate) fn is_on(&self, machine: &MachineLabel) -> bool {
         let part = format!("{MACHINE}={machine}");
         self.parts().any(|p| p == part)
     }
 
     /// The variant without its machine part; `None` when nothing is left.
-    pub fn without_machine(&self) -> Option<VariantLabel> {
+    pub(crate) fn without_machine(&self) -> Option<VariantLabel> {
         let prefix = format!("{MACHINE}=");
         VariantLabel::of(
             self.parts()
@@ -98,7 +101,7 @@ impl PointLabel {
     }
 
     /// A point a sweep drove at `drive`.
-    pub fn in_sweep(drive: &str) -> PointLabel {
+    pub(crate) fn in_sweep(drive: &str) -> PointLabel {
         PointLabel(format!("sweep-{drive}"))
     }
 

@@ -49,7 +49,7 @@ pub use summary::{
 pub const FORMAT_VERSION: u32 = 2;
 
 /// Formats this version reads: format 2 only added fields (with defaults).
-pub const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
+pub(crate) const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 /// Where an output-token count came from, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -297,7 +297,7 @@ impl Sample {
 
     /// The summary row this sample belongs to, as reports name it:
     /// `smollm2 [threads=2,stream=false]`.
-    pub fn row_label(&self) -> String {
+    pub(crate) fn row_label(&self) -> String {
         row_label(&self.model, self.variant.as_deref(), self.axes.as_deref())
     }
 
@@ -393,7 +393,7 @@ pub fn label(model: &str, variant: Option<&str>) -> String {
 /// `model`, `model [variant]`, `model [axes]` or `model [variant,axes]`:
 /// how reports name a summary row (a model in one variant and one
 /// combination of axis values).
-pub fn row_label(model: &str, variant: Option<&str>, axes: Option<&str>) -> String {
+pub(crate) fn row_label(model: &str, variant: Option<&str>, axes: Option<&str>) -> String {
     match (variant, axes) {
         (Some(v), Some(a)) => label(model, Some(&format!("{v},{a}"))),
         (v, a) => label(model, v.or(a)),
@@ -440,7 +440,7 @@ pub struct FileSize {
 
 impl Footprint {
     /// A size known from a catalog or the suite, without files to measure.
-    pub fn declared(mb: f64) -> Footprint {
+    pub(crate) fn declared(mb: f64) -> Footprint {
         Footprint {
             files: Vec::new(),
             bytes: (mb * MB).round() as u64,
@@ -450,7 +450,7 @@ impl Footprint {
 
     /// The footprint of files with their sizes (`None` where unreadable);
     /// `None` when there are no files.
-    pub fn from_sizes(sizes: Vec<(PathBuf, Option<u64>)>) -> Option<Footprint> {
+    pub(crate) fn from_sizes(sizes: Vec<(PathBuf, Option<u64>)>) -> Option<Footprint> {
         if sizes.is_empty() {
             return None;
         }
@@ -502,7 +502,7 @@ struct MessageRecord {
 
 impl PromptRecord {
     /// The user message(s), blank-line separated: what the output answers.
-    pub fn question(&self) -> String {
+    pub(crate) fn question(&self) -> String {
         self.messages
             .iter()
             .filter(|m| m.role == "user")
@@ -576,6 +576,6 @@ pub struct Results {
 }
 
 /// The JSON schema of `results.json`, as committed in `schemas/results.schema.json`.
-pub fn results_schema() -> serde_json::Value {
+pub(crate) fn results_schema() -> serde_json::Value {
     serde_json::Value::from(schemars::schema_for!(Results))
 }

@@ -273,14 +273,14 @@ async fn schedule(shared: &Shared, sender: &dyn Concurrent, requests: Requests<'
 
 /// The gaps between arrivals at `per_s` requests per second: exponential
 /// (seeded) or equal.
-pub struct Gaps {
+pub(crate) struct Gaps {
     mean_s: f64,
     arrival: Arrival,
     state: u64,
 }
 
 impl Gaps {
-    pub fn new(per_s: f64, arrival: Arrival, seed: u64) -> Gaps {
+    pub(crate) fn new(per_s: f64, arrival: Arrival, seed: u64) -> Gaps {
         Gaps {
             mean_s: if per_s > 0.0 { 1.0 / per_s } else { f64::MAX },
             arrival,

@@ -30,14 +30,15 @@ impl Interrupt {
         Interrupt { rx }
     }
 
+    #[cfg(test)]
     /// A manual interrupt and its trigger (tests).
-    pub fn manual() -> (watch::Sender<Option<String>>, Interrupt) {
+    pub(crate) fn manual() -> (watch::Sender<Option<String>>, Interrupt) {
         let (tx, rx) = watch::channel(None);
         (tx, Interrupt { rx })
     }
 
     /// Listens for Ctrl-C and SIGTERM on the current runtime.
-    pub fn listen() -> Interrupt {
+    pub(crate) fn listen() -> Interrupt {
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
             let Some(first) = next_signal().await else {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::results::{LoadStats, ModelRun, Sample, SweepResult};
 
 /// The journal's name inside a run's output directory.
-pub const JOURNAL_FILE: &str = "journal.jsonl";
+pub(crate) const JOURNAL_FILE: &str = "journal.jsonl";
 
 /// What a journal belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ pub struct Contents {
 }
 
 /// An open journal: lines go to its writer thread.
-pub struct Journal {
+pub(crate) struct Journal {
     lines: Option<std::sync::mpsc::Sender<Line>>,
     writer: Option<std::thread::JoinHandle<()>>,
     /// The first write that failed, set by the writer thread, which then
@@ -72,7 +72,7 @@ impl Drop for Journal {
 
 impl Journal {
     /// Starts the journal at `path` (replacing one there) with `header`.
-    pub fn create(path: &Path, header: &Header) -> Journal {
+    pub(crate) fn create(path: &Path, header: &Header) -> Journal {
         let file = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
@@ -87,7 +87,7 @@ impl Journal {
     /// Goes on writing the journal at `path` (a resumed run), on a line of
     /// its own: a last line cut short is left as it is, and skipped when
     /// read.
-    pub fn append_to(path: &Path) -> Journal {
+    pub(crate) fn append_to(path: &Path) -> Journal {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
@@ -141,7 +141,7 @@ impl Journal {
     }
 
     /// A journal that records nothing (tests, dry runs).
-    pub fn none() -> Journal {
+    pub(crate) fn none() -> Journal {
         Journal {
             lines: None,
             writer: None,
@@ -150,13 +150,13 @@ impl Journal {
     }
 
     /// Why the journal stopped being written, once a write failed.
-    pub fn failure(&self) -> Option<String> {
+    pub(crate) fn failure(&self) -> Option<String> {
         self.failed.get().cloned()
     }
 
     /// Writes every line sent so far and closes the journal; why a write
     /// failed, if one did.
-    pub fn finish(mut self) -> Option<String> {
+    pub(crate) fn finish(mut self) -> Option<String> {
         self.lines = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
@@ -165,26 +165,26 @@ impl Journal {
     }
 
     /// Appends one sample.
-    pub fn sample(&mut self, sample: &Sample) {
+    pub(crate) fn sample(&mut self, sample: &Sample) {
         self.line(Line::Sample(Box::new(sample.clone())));
     }
 
     /// Appends how one model fared.
-    pub fn run(&mut self, run: &ModelRun) {
+    pub(crate) fn run(&mut self, run: &ModelRun) {
         self.line(Line::Run {
             model_run: Box::new(run.clone()),
         });
     }
 
     /// Appends what a load point measured.
-    pub fn load(&mut self, stats: &LoadStats) {
+    pub(crate) fn load(&mut self, stats: &LoadStats) {
         self.line(Line::Load {
             load_point: Box::new(stats.clone()),
         });
     }
 
     /// Appends what a sweep found.
-    pub fn sweep(&mut self, sweep: &SweepResult) {
+    pub(crate) fn sweep(&mut self, sweep: &SweepResult) {
         self.line(Line::Sweep {
             sweep: Box::new(sweep.clone()),
         });

@@ -89,7 +89,7 @@ pub enum RunError {
 impl RunError {
     /// Whether this is a failure to write (a full disk, a read-only
     /// directory) rather than a mistake in the suite or the command.
-    pub fn is_write_failure(&self) -> bool {
+    pub(crate) fn is_write_failure(&self) -> bool {
         matches!(self, RunError::Write { .. } | RunError::Journal { .. })
     }
 }

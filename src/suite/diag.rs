@@ -26,7 +26,7 @@ impl Diagnostic {
     }
 
     #[must_use]
-    pub fn with_hint(mut self, hint: Option<String>) -> Diagnostic {
+    pub(crate) fn with_hint(mut self, hint: Option<String>) -> Diagnostic {
         self.hint = hint;
         self
     }

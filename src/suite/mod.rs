@@ -52,7 +52,7 @@ pub struct Suite {
 }
 
 /// Judge replies are one line ("Score: 4"); this leaves room for a reason.
-pub const DEFAULT_JUDGE_MAX_TOKENS: u32 = 48;
+pub(crate) const DEFAULT_JUDGE_MAX_TOKENS: u32 = 48;
 
 /// The judge model and its scale.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -261,7 +261,7 @@ impl Serialize for Statuses {
 }
 
 impl Params {
-    pub const BUILT_IN: Params = Params {
+    pub(crate) const BUILT_IN: Params = Params {
         rounds: 5,
         warmup: 1,
         temperature: 0.0,
@@ -490,7 +490,7 @@ pub enum TemplateFault {
 
 /// What checks one name of `outputs.templates` for [`load_checked`]; the
 /// renderer's check, passed in so that suites need not know the renderer.
-pub type TemplateCheck<'a> = &'a dyn Fn(&str) -> Result<(), TemplateFault>;
+pub(crate) type TemplateCheck<'a> = &'a dyn Fn(&str) -> Result<(), TemplateFault>;
 
 /// [`load`], and checks the outputs as a run needs them: `outputs.dir` is
 /// a directory that can be written (or created), and `templates` finds

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "dyno suite (format version 1)")]
-pub struct RawSuite {
+pub(crate) struct RawSuite {
     /// Suite name; also names the default results directory `results/<name>`.
     #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"))]
     pub name: String,
@@ -90,7 +90,7 @@ impl std::str::FromStr for Order {
 /// How outputs are scored besides their speed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawQuality {
+pub(crate) struct RawQuality {
     /// Checks applied to every prompt's outputs, before the prompt's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::quality::CheckSpec>,
@@ -103,7 +103,7 @@ pub struct RawQuality {
 /// distinct output against the prompt's `rubric`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawJudge {
+pub(crate) struct RawJudge {
     /// The judging model (an `id` of `models`). A model's own `judge` overrides it.
     pub model: String,
     /// Score scale, `"min-max"` (default `"1-5"`).
@@ -120,7 +120,7 @@ pub struct RawJudge {
 /// `watts` × the request's wall time.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawEnergy {
+pub(crate) struct RawEnergy {
     /// Average power of the machine while it serves, in watts (used without
     /// RAPL; at most 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,7 +142,7 @@ pub struct RawEnergy {
 /// Settings of `dyno compare`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawCompare {
+pub(crate) struct RawCompare {
     /// Significance level of each test and false-discovery rate (default 0.05).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0001, max = 0.5))]
@@ -166,7 +166,7 @@ pub struct RawCompare {
 /// Per-metric absolute floors of the noise band, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawFloor {
+pub(crate) struct RawFloor {
     /// Time to first token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 86400000.0))]
@@ -184,7 +184,7 @@ pub struct RawFloor {
 /// Per-metric noise thresholds, written as percentages (`"10%"`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawNoise {
+pub(crate) struct RawNoise {
     /// Time to first token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?%$"))]
@@ -220,7 +220,7 @@ pub enum EndpointKind {
 /// An OpenAI-compatible HTTP endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawEndpoint {
+pub(crate) struct RawEndpoint {
     /// The kind of service (default `openai`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<EndpointKind>,
@@ -264,7 +264,7 @@ pub struct RawEndpoint {
 /// it and stops after the last.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawServer {
+pub(crate) struct RawServer {
     /// Program and arguments; `{port}` is replaced by a free port chosen by
     /// dyno. It must appear here or in an `env` value.
     #[schemars(length(min = 1))]
@@ -297,7 +297,7 @@ pub struct RawServer {
 /// One value of a server variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
-pub enum VariantValue {
+pub(crate) enum VariantValue {
     Integer(i64),
     Number(f64),
     Bool(bool),
@@ -318,7 +318,7 @@ impl std::fmt::Display for VariantValue {
 /// One model to measure, served by an endpoint or by a managed server.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawModel {
+pub(crate) struct RawModel {
     /// Identifier used in results, reports and filters.
     #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"))]
     pub id: String,
@@ -376,7 +376,7 @@ pub struct RawModel {
 /// `messages`) or `include:` of prompt files.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawPrompt {
+pub(crate) struct RawPrompt {
     /// Identifier used in results, reports and filters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"))]
@@ -411,7 +411,7 @@ pub struct RawPrompt {
 /// the second string of `prompts.json` is `prompts-2`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum RawPromptItem {
+pub(crate) enum RawPromptItem {
     /// The user message alone; the id derives from the file and position.
     Text(String),
     /// A prompt with its id, text or messages, checks and rubric.
@@ -440,7 +440,7 @@ impl JsonSchema for RawPromptItem {
 /// One chat message.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawMessage {
+pub(crate) struct RawMessage {
     /// Who speaks.
     pub role: Role,
     /// What is said.
@@ -471,7 +471,7 @@ impl Role {
 /// `defaults` → built-in defaults).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawParams {
+pub(crate) struct RawParams {
     /// Measured rounds per cell (default 5; at most 100,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
@@ -522,7 +522,7 @@ pub struct RawParams {
 /// When and how often a request is tried again.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawRetry {
+pub(crate) struct RawRetry {
     /// More attempts after the first (0: never retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 20))]
@@ -540,12 +540,12 @@ pub struct RawRetry {
 /// An HTTP status from 400 to 599.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct RetryStatus(#[schemars(range(min = 400, max = 599))] pub u16);
+pub(crate) struct RetryStatus(#[schemars(range(min = 400, max = 599))] pub u16);
 
 /// Extra axes. Each listed value is its own set of cells; axes multiply.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawMatrix {
+pub(crate) struct RawMatrix {
     /// Streaming on and/or off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
@@ -563,7 +563,7 @@ pub struct RawMatrix {
 /// Where results and reports go.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawOutputs {
+pub(crate) struct RawOutputs {
     /// Results directory, relative to the suite file (default `../results/<name>`
     /// for suites in `suites/`, else `results/<name>` beside the suite).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -575,13 +575,13 @@ pub struct RawOutputs {
 
 /// The JSON schema of a suite file (draft 2020-12), as committed in
 /// `schemas/suite.schema.json`.
-pub fn suite_schema() -> serde_json::Value {
+pub(crate) fn suite_schema() -> serde_json::Value {
     without_null(serde_json::Value::from(schemars::schema_for!(RawSuite)))
 }
 
 /// The JSON schema of an included prompt file: a list of prompts, each a
 /// prompt object or a string.
-pub fn prompt_file_schema() -> serde_json::Value {
+pub(crate) fn prompt_file_schema() -> serde_json::Value {
     without_null(serde_json::Value::from(schemars::schema_for!(
         Vec<RawPromptItem>
     )))

@@ -13,7 +13,7 @@ use super::workload::Arrival;
 /// not counted.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawLoad {
+pub(crate) struct RawLoad {
     /// Closed loop: this many streams, each sending its next request when
     /// the last finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,17 +63,17 @@ pub struct RawLoad {
 /// Streams of a closed loop.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct RawStreams(#[schemars(range(min = 1, max = 4096))] pub u32);
+pub(crate) struct RawStreams(#[schemars(range(min = 1, max = 4096))] pub u32);
 
 /// Requests per second of an open loop.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct RawRate(#[schemars(range(min = 0.001, max = 1_000_000.0))] pub f64);
+pub(crate) struct RawRate(#[schemars(range(min = 0.001, max = 1_000_000.0))] pub f64);
 
 /// How far a sweep goes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawSweep {
+pub(crate) struct RawSweep {
     /// The most streams tried (default 256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 4096))]
@@ -93,7 +93,7 @@ pub struct RawSweep {
 /// Latency targets, each optional.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawSlo {
+pub(crate) struct RawSlo {
     /// Time to first token, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 86400000.0))]
@@ -116,10 +116,10 @@ pub struct RawSlo {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 #[schemars(extend("enum" = [50, 90, 95, 99]))]
-pub struct RawPercentile(pub u8);
+pub(crate) struct RawPercentile(pub u8);
 
 impl RawPercentile {
-    pub fn value(self) -> f64 {
+    pub(crate) fn value(self) -> f64 {
         f64::from(self.0)
     }
 }
@@ -127,7 +127,7 @@ impl RawPercentile {
 /// Input and output lengths, in tokens.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawSynthetic {
+pub(crate) struct RawSynthetic {
     pub input_tokens: RawLength,
     pub output_tokens: RawLength,
     /// Seeds the lengths (default 42).
@@ -138,7 +138,7 @@ pub struct RawSynthetic {
 /// A length drawn from a normal distribution.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawLength {
+pub(crate) struct RawLength {
     #[schemars(range(min = 1.0, max = 1_000_000.0))]
     pub mean: f64,
     /// Default 0: every request the same length.

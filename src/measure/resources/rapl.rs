@@ -34,7 +34,7 @@ fn read_u64(path: &Path) -> Option<u64> {
 
 impl Rapl {
     /// Where the kernel exposes powercap zones.
-    pub const DEFAULT_DIR: &'static str = "/sys/class/powercap";
+    pub(crate) const DEFAULT_DIR: &'static str = "/sys/class/powercap";
 
     /// Opens the package domains under [`DEFAULT_DIR`](Self::DEFAULT_DIR);
     /// `None` off Linux, without RAPL, or when the counters are not readable
@@ -51,7 +51,7 @@ impl Rapl {
     /// parts of a package and are skipped, as are zones whose `name` file
     /// does not start with `package`, such as `psys`, which would double
     /// count). `None` when there is none or any of them cannot be read.
-    pub fn open_at(dir: &Path) -> Option<Rapl> {
+    pub(crate) fn open_at(dir: &Path) -> Option<Rapl> {
         let mut domains = Vec::new();
         for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
             let name = entry.file_name();
@@ -85,8 +85,9 @@ impl Rapl {
         Some(Rapl { domains })
     }
 
+    #[cfg(test)]
     /// Number of package domains (sockets).
-    pub fn domain_count(&self) -> usize {
+    pub(crate) fn domain_count(&self) -> usize {
         self.domains.len()
     }
 
@@ -100,7 +101,7 @@ impl Rapl {
     }
 
     /// Each package counter, in µJ, in domain order.
-    pub fn read_domains(&self) -> Option<Vec<u64>> {
+    pub(crate) fn read_domains(&self) -> Option<Vec<u64>> {
         self.domains
             .iter()
             .map(|d| read_u64(&d.energy_path))
@@ -110,7 +111,7 @@ impl Rapl {
     /// Energy in µJ between two [`read_domains`](Self::read_domains)
     /// readings, wrap-around handled per domain. `None` if the readings do
     /// not match this machine's domain count.
-    pub fn delta_uj(&self, before: &[u64], after: &[u64]) -> Option<u64> {
+    pub(crate) fn delta_uj(&self, before: &[u64], after: &[u64]) -> Option<u64> {
         if before.len() != self.domains.len() || after.len() != self.domains.len() {
             return None;
         }

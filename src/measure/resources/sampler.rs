@@ -153,8 +153,9 @@ impl Sampler {
         }
     }
 
+    #[cfg(test)]
     /// The root pid being sampled.
-    pub fn root_pid(&self) -> u32 {
+    pub(crate) fn root_pid(&self) -> u32 {
         self.root
     }
 

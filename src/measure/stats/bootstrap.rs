@@ -1,8 +1,11 @@
 //! The seeded percentile bootstrap of a quantile ratio, and its RNG
 //! (xoshiro256**); never seeded from the clock.
 
-use super::{all_positive_finite, in_open_unit, percentile_by_selection, percentile_of_sorted};
+use super::{all_positive_finite, in_open_unit};
+#[cfg(test)]
+use super::{percentile_by_selection, percentile_of_sorted};
 
+#[cfg(test)]
 /// Percentile-bootstrap CI (level `1 − alpha`) of the ratio
 /// `quantile_q(new) / quantile_q(base)`: each of `resamples` rounds draws
 /// `base` then `new` with replacement (xoshiro256** seeded through
@@ -11,7 +14,7 @@ use super::{all_positive_finite, in_open_unit, percentile_by_selection, percenti
 ///
 /// Returns `None` when either side is empty or holds a non-positive or
 /// non-finite value, `resamples == 0`, `q ∉ [0, 1]` or `alpha ∉ (0, 1)`.
-pub fn bootstrap_quantile_ratio_ci(
+pub(crate) fn bootstrap_quantile_ratio_ci(
     base: &[f64],
     new: &[f64],
     q: f64,
@@ -45,11 +48,13 @@ pub fn bootstrap_quantile_ratio_ci(
     ))
 }
 
+#[cfg(test)]
 /// xoshiro256** (Blackman & Vigna), state filled by splitmix64.
 pub(crate) struct Xoshiro256StarStar {
     pub(super) s: [u64; 4],
 }
 
+#[cfg(test)]
 impl Xoshiro256StarStar {
     pub(crate) fn new(seed: u64) -> Self {
         let mut state = seed;
@@ -85,6 +90,7 @@ impl Xoshiro256StarStar {
     }
 }
 
+#[cfg(test)]
 pub(super) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -110,7 +116,7 @@ pub(super) fn splitmix64(state: &mut u64) -> u64 {
 /// `alpha/2` and `1 − alpha/2` quantiles are found by bisection.
 ///
 /// Returns `None` on the inputs [`bootstrap_quantile_ratio_ci`] refuses.
-pub fn exact_quantile_ratio_ci(
+pub(crate) fn exact_quantile_ratio_ci(
     base: &[f64],
     new: &[f64],
     q: f64,

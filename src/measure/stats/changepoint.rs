@@ -8,7 +8,7 @@ use super::{MIN_ROUNDS, mann_whitney_u};
 /// on ties) is accepted when that p, Bonferroni-corrected for the number of
 /// candidate splits in the segment, is below `alpha`, and both halves are
 /// searched again. Returns sorted indices of the first value after each step.
-pub fn change_points(series: &[f64], alpha: f64) -> Vec<usize> {
+pub(crate) fn change_points(series: &[f64], alpha: f64) -> Vec<usize> {
     let mut found = Vec::new();
     split_segment(series, 0, alpha, &mut found);
     found.sort_unstable();

@@ -12,16 +12,16 @@
 
 /// Fewest rounds per side for a verdict (and per segment for a change point):
 /// with 3 a side the smallest exact two-sided p is 0.1, so no test can fire.
-pub const MIN_ROUNDS: usize = 4;
+pub(crate) const MIN_ROUNDS: usize = 4;
 
 /// Largest `m·n` for which the exact Mann–Whitney null distribution is used.
-pub const EXACT_MWU_MAX_CELLS: usize = 2500;
+pub(crate) const EXACT_MWU_MAX_CELLS: usize = 2500;
 
 /// Largest number of non-zero differences for the exact Wilcoxon distribution.
-pub const EXACT_WILCOXON_MAX_N: usize = 20;
+pub(crate) const EXACT_WILCOXON_MAX_N: usize = 20;
 
 /// Confidence used by [`percentile_is_bounded`].
-pub const BOUND_CONFIDENCE: f64 = 0.95;
+pub(crate) const BOUND_CONFIDENCE: f64 = 0.95;
 
 mod bootstrap;
 mod changepoint;
@@ -31,11 +31,11 @@ mod paired;
 mod tests;
 mod twosample;
 
-pub use bootstrap::*;
-pub use changepoint::*;
+pub(crate) use bootstrap::*;
+pub(crate) use changepoint::*;
 use null::{NullCounts, normal_two_sided_p};
 pub(crate) use null::{midranks, normal_cdf};
-pub use paired::*;
+pub(crate) use paired::*;
 pub use twosample::*;
 
 /// Summary of one sample; percentiles use linear interpolation (numpy's default).
@@ -93,7 +93,7 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
 /// confidence (59 for p95 at 95%).
 ///
 /// Returns `None` unless `0 ≤ q < 1` and `0 < confidence < 1`.
-pub fn min_samples_for_upper_bound(q: f64, confidence: f64) -> Option<usize> {
+pub(crate) fn min_samples_for_upper_bound(q: f64, confidence: f64) -> Option<usize> {
     if !(0.0..1.0).contains(&q) || !in_open_unit(confidence) {
         return None;
     }
@@ -108,7 +108,7 @@ pub fn min_samples_for_upper_bound(q: f64, confidence: f64) -> Option<usize> {
 
 /// Whether `n` samples suffice for the sample maximum to bound the
 /// `q`-quantile from above with [`BOUND_CONFIDENCE`] (95%); e.g. p95 needs 59.
-pub fn percentile_is_bounded(n: usize, q: f64) -> bool {
+pub(crate) fn percentile_is_bounded(n: usize, q: f64) -> bool {
     min_samples_for_upper_bound(q, BOUND_CONFIDENCE).is_some_and(|needed| n >= needed)
 }
 
@@ -133,12 +133,13 @@ fn sorted_copy(values: &[f64]) -> Vec<f64> {
 /// `[a, b]`). Saves the copy and sort when one sample gives many quantiles.
 ///
 /// Returns `None` for an empty slice or `q` outside `[0, 1]`.
-pub fn percentile_of_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+pub(crate) fn percentile_of_sorted(sorted: &[f64], q: f64) -> Option<f64> {
     let (lo, t) = quantile_position(sorted.len(), q)?;
     let a = *sorted.get(lo)?;
     Some(sorted.get(lo + 1).map_or(a, |&b| lerp(a, b, t)))
 }
 
+#[cfg(test)]
 /// [`percentile_of_sorted`] without sorting: the two order statistics it
 /// interpolates between, by selection in O(n). Reorders `values`.
 fn percentile_by_selection(values: &mut [f64], q: f64) -> Option<f64> {

@@ -8,7 +8,7 @@ use std::f64::consts::LN_2;
 
 /// Benjamini–Hochberg adjusted p values and rejections, in input order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BenjaminiHochberg {
+pub(crate) struct BenjaminiHochberg {
     /// Adjusted p values (`min over j ≥ i of p_(j)·m/j`, capped at 1).
     pub adjusted: Vec<f64>,
     /// `adjusted ≤ q`.
@@ -17,7 +17,7 @@ pub struct BenjaminiHochberg {
 
 /// Benjamini–Hochberg step-up procedure at false discovery rate `q`.
 /// A NaN p value is adjusted to 1 and never rejected.
-pub fn benjamini_hochberg(p_values: &[f64], q: f64) -> BenjaminiHochberg {
+pub(crate) fn benjamini_hochberg(p_values: &[f64], q: f64) -> BenjaminiHochberg {
     let m = p_values.len() as f64;
     let mut order: Vec<usize> = (0..p_values.len()).collect();
     order.sort_by(|&a, &b| p_values[a].total_cmp(&p_values[b]));
@@ -34,7 +34,7 @@ pub fn benjamini_hochberg(p_values: &[f64], q: f64) -> BenjaminiHochberg {
 /// Exact McNemar test: `b` = base pass / new fail, `c` = base fail / new pass.
 /// Two-sided binomial p `min(1, 2·P(X ≤ min(b,c)))` with `X ~ Bin(b+c, ½)`;
 /// 1 when there are no discordant pairs.
-pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+pub(crate) fn mcnemar_exact(b: usize, c: usize) -> f64 {
     let n = b as f64 + c as f64;
     let ln_half_n = -n * LN_2;
     let mut ln_choose = 0.0;
@@ -49,7 +49,7 @@ pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
 
 /// Result of [`wilcoxon_signed_rank`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Wilcoxon {
+pub(crate) struct Wilcoxon {
     /// Sum of midranks of |d| over positive differences `d = new − base`.
     pub w_plus: f64,
     /// Sum of midranks of |d| over negative differences.
@@ -68,7 +68,7 @@ pub struct Wilcoxon {
 /// approximation (`σ² = n(n+1)(2n+1)/24 − Σ(t³−t)/48`, continuity correction).
 ///
 /// Returns `None` when the lengths differ or a value is non-finite.
-pub fn wilcoxon_signed_rank(base: &[f64], new: &[f64]) -> Option<Wilcoxon> {
+pub(crate) fn wilcoxon_signed_rank(base: &[f64], new: &[f64]) -> Option<Wilcoxon> {
     if base.len() != new.len() || !all_finite(base) || !all_finite(new) {
         return None;
     }

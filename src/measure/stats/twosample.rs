@@ -9,7 +9,7 @@ use super::{
 
 /// How a p value was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TestMethod {
+pub(crate) enum TestMethod {
     /// Exact null distribution.
     Exact,
     /// Normal approximation with tie and continuity correction.
@@ -18,7 +18,7 @@ pub enum TestMethod {
 
 /// Result of [`mann_whitney_u`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MannWhitney {
+pub(crate) struct MannWhitney {
     /// `U = #{y_j > x_i} + ½·#{y_j = x_i}` (x = base, y = new).
     pub u: f64,
     /// Two-sided p value.
@@ -29,7 +29,7 @@ pub struct MannWhitney {
 
 /// Hodges–Lehmann ratio and its confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HodgesLehmann {
+pub(crate) struct HodgesLehmann {
     /// `exp(median of all m·n differences ln y_j − ln x_i)`.
     pub ratio: f64,
     /// `[exp D_(c+1), exp D_(mn−c)]`; `None` when no `c` exists at this alpha.
@@ -86,7 +86,7 @@ pub struct Comparison {
 /// approximation with tie and continuity correction.
 ///
 /// Returns `None` when either side is empty or holds a non-finite value.
-pub fn mann_whitney_u(base: &[f64], new: &[f64]) -> Option<MannWhitney> {
+pub(crate) fn mann_whitney_u(base: &[f64], new: &[f64]) -> Option<MannWhitney> {
     if base.is_empty() || new.is_empty() || !all_finite(base) || !all_finite(new) {
         return None;
     }
@@ -109,6 +109,7 @@ pub fn mann_whitney_u(base: &[f64], new: &[f64]) -> Option<MannWhitney> {
     })
 }
 
+#[cfg(test)]
 /// Hodges–Lehmann ratio of `new` over `base` on log values, with the
 /// distribution-free CI `[exp D_(c+1), exp D_(mn−c)]` at level `1 − alpha`,
 /// `c = max{u : P(U≤u) ≤ alpha/2}` under the exact Mann–Whitney null
@@ -117,7 +118,7 @@ pub fn mann_whitney_u(base: &[f64], new: &[f64]) -> Option<MannWhitney> {
 ///
 /// Returns `None` when either side is empty or holds a non-positive or
 /// non-finite value; `ci` is `None` when no such `c` exists.
-pub fn hodges_lehmann_ratio(base: &[f64], new: &[f64], alpha: f64) -> Option<HodgesLehmann> {
+pub(crate) fn hodges_lehmann_ratio(base: &[f64], new: &[f64], alpha: f64) -> Option<HodgesLehmann> {
     hodges_lehmann_on_logs(&log_values(base, false)?, &log_values(new, false)?, alpha)
 }
 

@@ -29,7 +29,7 @@ pub struct CatalogEntry {
 /// Parses a catalog response of either generation: a bare array, `{models:
 /// [...]}` or an OpenAI list `{data: [...]}`, with items carrying `name` or
 /// `id`. Items without an id are skipped.
-pub fn parse_catalog(body: &Value) -> Vec<CatalogEntry> {
+pub(crate) fn parse_catalog(body: &Value) -> Vec<CatalogEntry> {
     list_items(body)
         .iter()
         .filter_map(parse_catalog_entry)

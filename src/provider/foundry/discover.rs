@@ -230,7 +230,7 @@ pub(super) fn explicit(url: &str, source: DiscoverySource) -> Result<Discovered,
 /// the pid the CLI reported; else the process listening on the service's
 /// port on this machine (Linux); else the pid `foundry server status -o
 /// json` reports when it names the same service. `None` when none says.
-pub async fn service_pid(discovered: &Discovered, cli: &dyn CliRunner) -> Option<u32> {
+pub(crate) async fn service_pid(discovered: &Discovered, cli: &dyn CliRunner) -> Option<u32> {
     if discovered.pid.is_some() {
         return discovered.pid;
     }
@@ -251,7 +251,7 @@ pub async fn service_pid(discovered: &Discovered, cli: &dyn CliRunner) -> Option
 
 /// The `pid` of `foundry server status -o json` output (at any depth, key
 /// case ignored).
-pub fn parse_server_status_pid(stdout: &str) -> Option<u32> {
+pub(crate) fn parse_server_status_pid(stdout: &str) -> Option<u32> {
     fn find(value: &Value) -> Option<u32> {
         let map = value.as_object()?;
         map.iter()
@@ -305,7 +305,7 @@ pub(super) fn first_line(text: &str) -> String {
 /// Turns a user- or CLI-supplied URL into the service root: scheme and host
 /// kept, `/v1` (or a pasted `/openai/status`) and trailing slashes removed,
 /// `http://` added when no scheme is given. `Err` says why it is unusable.
-pub fn normalize_base_url(input: &str) -> Result<String, String> {
+pub(crate) fn normalize_base_url(input: &str) -> Result<String, String> {
     let trimmed = input.trim();
     if trimmed.is_empty() {
         return Err("it is empty".to_string());
@@ -339,7 +339,7 @@ pub fn normalize_base_url(input: &str) -> Result<String, String> {
 /// first connectable entry of `webUrls` (a string or an array; searched at
 /// any depth, key case ignored). Text around the JSON object is tolerated.
 /// Wildcard bind addresses (`0.0.0.0`, `[::]`) become `127.0.0.1`.
-pub fn parse_server_status_json(stdout: &str) -> Option<String> {
+pub(crate) fn parse_server_status_json(stdout: &str) -> Option<String> {
     let value = parse_embedded_json(stdout)?;
     let mut candidates = Vec::new();
     collect_web_urls(&value, &mut candidates);
@@ -383,7 +383,7 @@ pub(super) fn collect_web_urls(value: &Value, out: &mut Vec<String>) {
 /// Reads the service URL from the older `foundry service status` text, e.g.
 /// `🟢 Model management service is running on http://127.0.0.1:5273/openai/status`.
 /// Only scheme, host and port are kept.
-pub fn parse_service_status_text(text: &str) -> Option<String> {
+pub(crate) fn parse_service_status_text(text: &str) -> Option<String> {
     let mut rest = text;
     while let Some(at) = find_url_start(rest) {
         let candidate: String = rest[at..]

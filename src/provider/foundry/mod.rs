@@ -29,13 +29,13 @@ pub use service::*;
 pub use crate::suite::Device;
 
 /// Environment variable holding an explicit service URL.
-pub const ENDPOINT_ENV: &str = "FOUNDRY_LOCAL_ENDPOINT";
+pub(crate) const ENDPOINT_ENV: &str = "FOUNDRY_LOCAL_ENDPOINT";
 /// How long one `foundry` CLI call may take before it is killed.
-pub const DEFAULT_CLI_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_CLI_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a load may take: first loads of large models take minutes.
-pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_mins(20);
+pub(crate) const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_mins(20);
 /// Idle time after which the service may unload a model we loaded.
-pub const DEFAULT_LOAD_TTL: Duration = Duration::from_mins(10);
+pub(crate) const DEFAULT_LOAD_TTL: Duration = Duration::from_mins(10);
 
 /// Timeout of the generation probes made by [`Foundry::connect`].
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -122,7 +122,7 @@ impl Foundry {
 
     /// Says which process serves the service.
     #[must_use]
-    pub fn with_pid(mut self, pid: Option<u32>) -> Foundry {
+    pub(crate) fn with_pid(mut self, pid: Option<u32>) -> Foundry {
         self.pid = pid;
         self
     }
@@ -134,16 +134,8 @@ impl Foundry {
 
     /// Changes how long [`Foundry::load`] may take.
     #[must_use]
-    pub fn with_load_timeout(mut self, timeout: Duration) -> Foundry {
+    pub(crate) fn with_load_timeout(mut self, timeout: Duration) -> Foundry {
         self.load_timeout = timeout;
-        self
-    }
-
-    /// Changes the idle time after which the service may unload a model
-    /// loaded by [`Foundry::load`] (first generation only).
-    #[must_use]
-    pub fn with_load_ttl(mut self, ttl: Duration) -> Foundry {
-        self.load_ttl = ttl;
         self
     }
 

@@ -2,11 +2,11 @@
 //! between the files of `src/`, none between its top-level modules (a
 //! folder, or a file directly under `src/`), and `results/` imports no
 //! stage, and each top-level module imports only from the modules listed
-//! above it in the order the document gives. A file's imports are the `crate::`, `super::` and `self::` paths
-//! it names anywhere before its `#[cfg(test)] mod tests` (doc links
-//! included), and the names of a `use crate::{…}`, `use super::{…}` or
-//! `use self::{…}` group; each reaches the file of the longest module path
-//! it starts with.
+//! above it in the order the document gives. A file's imports are the
+//! `crate::`, `super::` and `self::` paths it names anywhere before its
+//! `#[cfg(test)] mod tests` (doc links included), and the names of a
+//! `use crate::{…}`, `use super::{…}` or `use self::{…}` group; each
+//! reaches the file of the longest module path it starts with.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -16,6 +16,7 @@ use crate::measure::resources::GpuSnapshot;
 
 mod engine;
 mod io;
+mod judging;
 mod load;
 mod merge;
 mod mode;
@@ -27,6 +28,8 @@ pub use engine::{EngineBuild, EngineSetup};
 pub use merge::{
     Fleet, FleetMachine, FleetRow, MergeError, Shard, machine, merge_fleet, merge_shards,
 };
+
+pub use judging::{JudgeSignal, NIL_AGREEMENT, judge_signal};
 
 pub use load::{
     CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, Slo, SweepResult, load_stats,

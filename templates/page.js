@@ -235,5 +235,6 @@
     tip.style.left = Math.min(e.clientX + 12, window.innerWidth - 260) + "px";
     tip.style.top = (e.clientY + 12) + "px";
   });
+  document.body.setAttribute("data-ready-ms", String(Math.round(performance.now())));
   document.body.setAttribute("data-ready", "1");
 })();

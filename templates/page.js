@@ -25,7 +25,7 @@
   }
   function ticks(lo, hi, n, log) {
     var out = [];
-    if (log) {
+    if (log && hi / lo >= 10) {
       for (var e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
         [1, 2, 5].forEach(function (m) { var t = m * Math.pow(10, e); if (t >= lo && t <= hi) { out.push(t); } });
       }
@@ -162,7 +162,7 @@
   };
   // Ratio and 95% CI per row on a log axis, the noise band shaded.
   draw.forest = function (host) {
-    var rows = (DATA.forest || []).filter(function (r) { return r.ratio !== null && r.ratio > 0; });
+    var rows = (DATA[host.getAttribute("data-set")] || []).filter(function (r) { return r.ratio !== null && r.ratio > 0; });
     var vals = [];
     rows.forEach(function (r) { vals.push(r.ratio, r.lo || r.ratio, r.hi || r.ratio, 1 + r.noise, 1 / (1 + r.noise)); });
     var x = extent(vals.filter(function (v) { return v > 0; }));

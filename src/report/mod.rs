@@ -42,6 +42,10 @@ pub const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
         "report.html",
         include_str!("../../templates/report.html.j2"),
     ),
+    (
+        "compare.html",
+        include_str!("../../templates/compare.html.j2"),
+    ),
     ("page.css", include_str!("../../templates/page.css")),
     ("page.js", include_str!("../../templates/page.js")),
 ];
@@ -749,7 +753,7 @@ mod tests {
                     assert_eq!(n, name);
                     assert_eq!(
                         available,
-                        "compare.md, judge.md, load.md, mine.txt, page.css, page.js, report.html, report.md, results.csv"
+                        "compare.html, compare.md, judge.md, load.md, mine.txt, page.css, page.js, report.html, report.md, results.csv"
                     );
                 }
                 other => panic!("unexpected {other:?}"),
@@ -758,7 +762,7 @@ mod tests {
         let err = render("nope.md", &json!({}), None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown template `nope.md` (available: compare.md, judge.md, load.md, page.css, page.js, report.html, report.md, results.csv)"
+            "unknown template `nope.md` (available: compare.html, compare.md, judge.md, load.md, page.css, page.js, report.html, report.md, results.csv)"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -31,7 +31,14 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and the Chromium it started: they share the
+    /// process group chromedriver leads, so a failed test leaves none.
     fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Ok(group) = i32::try_from(self.driver.id()) {
+            // SAFETY: kill(2) with a process group id this test created.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -68,7 +75,10 @@ async fn browser() -> Option<Browser> {
         .local_addr()
         .unwrap()
         .port();
-    let driver = Command::new(&driver)
+    let mut command = Command::new(&driver);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let driver = command
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -350,7 +360,6 @@ async fn the_quickstart_page_in_a_browser() {
 async fn the_load_page_in_a_browser_has_one_bar_per_request() {
     let _engine = crate::engine::ENGINE.lock().await;
     let _one = BROWSER.lock().await;
-    let Some(b) = browser().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let suite = crate::engine::suite_variant(
         "load.yaml",
@@ -363,6 +372,7 @@ async fn the_load_page_in_a_browser_has_one_bar_per_request() {
     );
     let out = dir.path().join("out");
     let (_, doc) = crate::run_and_load(&suite, &dyno::plan::Filter::default(), &out).await;
+    let Some(b) = browser().await else { return };
     let loaded = open(&b, &out.join("report.html"), "load").await;
     assert_drawn(&loaded);
     assert_eq!(doc.load.len(), 2, "{:?}", doc.load);
@@ -520,4 +530,163 @@ fn big_run() -> dyno::results::Results {
     doc.highlights = results::highlights(&doc.summaries, &samples);
     doc.samples = samples;
     doc
+}
+
+/// `dyno compare BASE NEW --html FILE` on the committed quickstart and a
+/// copy whose Gemma TTFTs are 30% longer: the forest plot draws every
+/// model row, hovering one shows its verdict and ratio, the cell rows open
+/// behind their toggle, and the REGRESSED rows are marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_comparison_page_in_a_browser() {
+    let _one = BROWSER.lock().await;
+    let committed = repo_root().join("results/quickstart/results.json");
+    let (mut slower, _) = dyno::results::load(&committed).unwrap();
+    for s in slower
+        .samples
+        .iter_mut()
+        .filter(|s| s.model == "gemma3-270m")
+    {
+        s.ttft_ms = s.ttft_ms.map(|t| t * 1.3);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("new")).unwrap();
+    std::fs::write(
+        dir.path().join("new/results.json"),
+        dyno::results::to_json(&slower).unwrap(),
+    )
+    .unwrap();
+    let page = dir.path().join("compare.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_dyno"))
+        .arg("compare")
+        .arg(&committed)
+        .arg(dir.path().join("new"))
+        .arg("--html")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&page).unwrap();
+    assert!(text.contains("REGRESSED (confirmed)"), "{text}");
+    let Some(b) = browser().await else { return };
+    let loaded = open(&b, &page, "compare").await;
+    assert_drawn(&loaded);
+    let marks: Vec<u64> = loaded.charts.iter().map(|c| c.2).collect();
+    assert_eq!(marks, [16, 64], "{loaded:?}");
+    let shown = assert_hover(&b, "forest").await;
+    assert!(shown.contains("UNCHANGED: 1.000×"), "{shown}");
+    // The ratio column sorts; the regressed rows end up last going up.
+    assert_sorts(&b, "t-models", 4).await;
+    let verdicts = b
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('#t-models tbody tr td.verdict')).map(function (c) { return c.textContent; });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let verdicts: Vec<String> = serde_json::from_value(verdicts).unwrap();
+    assert_eq!(
+        verdicts
+            .iter()
+            .filter(|v| v.starts_with("REGRESSED"))
+            .count(),
+        2,
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts[0].starts_with("REGRESSED"),
+        "sorted descending by ratio: {verdicts:?}"
+    );
+    let cells = b
+        .client
+        .find(Locator::Css("#cells-toggle summary"))
+        .await
+        .unwrap();
+    cells.click().await.unwrap();
+    let open_chart = b
+        .client
+        .find(Locator::Css("[data-set=\"cells\"] svg"))
+        .await
+        .unwrap();
+    assert!(
+        open_chart.is_displayed().await.unwrap(),
+        "the cell rows did not open"
+    );
+    let shot = b.client.screenshot().await.unwrap();
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("pages/compare-cells.png"),
+        shot,
+    )
+    .unwrap();
+}
+
+/// `dyno merge --fleet` of the quickstart as measured on two machines: the
+/// page shows both side by side, each with its own selection table, and
+/// the CDFs carry a line per machine and model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_page_in_a_browser_puts_machines_side_by_side() {
+    let _one = BROWSER.lock().await;
+    let committed = repo_root().join("results/quickstart/results.json");
+    let dir = tempfile::tempdir().unwrap();
+    let mut parts = Vec::new();
+    for name in ["laptop", "ci"] {
+        let (mut doc, _) = dyno::results::load(&committed).unwrap();
+        doc.environment.machine = Some(name.into());
+        let part = dir.path().join(name);
+        std::fs::create_dir(&part).unwrap();
+        std::fs::write(
+            part.join("results.json"),
+            dyno::results::to_json(&doc).unwrap(),
+        )
+        .unwrap();
+        parts.push(part);
+    }
+    let fleet = dir.path().join("fleet");
+    let out = Command::new(env!("CARGO_BIN_EXE_dyno"))
+        .args(["merge", "--fleet", "--out"])
+        .arg(&fleet)
+        .args(&parts)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let Some(b) = browser().await else { return };
+    let loaded = open(&b, &fleet.join("report.html"), "fleet").await;
+    assert_drawn(&loaded);
+    let side = b
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('.side > div')).map(function (d) {
+                return [d.querySelector('h3').textContent, d.querySelectorAll('table.selection thead th').length - 2,
+                        Math.round(d.getBoundingClientRect().top)]; });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let side: Vec<(String, u64, i64)> = serde_json::from_value(side).unwrap();
+    assert_eq!(side.len(), 2, "{side:?}");
+    assert_eq!(
+        (side[0].0.as_str(), side[1].0.as_str()),
+        ("ci", "laptop"),
+        "{side:?}"
+    );
+    assert!(
+        side.iter().all(|m| m.1 == 4),
+        "four rows a machine: {side:?}"
+    );
+    let lines = b
+        .client
+        .execute("return document.querySelectorAll('[data-chart=\"cdf-ttft\"] path[stroke-width]').length;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(lines, json!(8), "a CDF line per machine and row");
 }

@@ -118,7 +118,8 @@
   draw["latency-bars"] = function (host) {
     var rows = (DATA.rows || []).filter(function (r) { return r.e2e_p50 !== null; });
     var hi = Math.max.apply(null, rows.map(function (r) { return r.e2e_p95 || r.e2e_p50; }).concat([1]));
-    var f = frame(host, { x: [0, hi * 1.05], y: [0, rows.length], ycats: true, left: 170, height: 60 + rows.length * 28, xlabel: "E2E latency: bar p50, whisker p95", ylabel: "", xfmt: function (t) { return fmt(t, "ms"); } });
+    var longest = Math.max.apply(null, rows.map(function (r) { return r.label.length; }).concat([8]));
+    var f = frame(host, { x: [0, hi * 1.05], y: [0, rows.length], ycats: true, left: Math.min(320, 16 + 6.4 * longest), width: 540 + Math.max(0, 6.4 * longest - 154), height: 60 + rows.length * 28, xlabel: "E2E latency: bar p50, whisker p95", ylabel: "", xfmt: function (t) { return fmt(t, "ms"); } });
     rows.forEach(function (r, i) {
       var y = f.sy(rows.length - i) + 4, color = COLORS[i % COLORS.length];
       el("text", { x: f.m.l - 6, y: y + 12, "text-anchor": "end" }, f.svg).textContent = r.label;

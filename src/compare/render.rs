@@ -34,15 +34,20 @@ pub fn render_markdown(
     c: &Comparison,
     override_dir: Option<&Path>,
 ) -> Result<String, crate::report::ReportError> {
+    crate::report::render("compare.md", &context(c), override_dir)
+}
+
+/// What the comparison templates see: the comparison, each row's verdict
+/// as printed, and whether it gates.
+fn context(c: &Comparison) -> serde_json::Value {
     let verdicts: Vec<String> = c.rows.iter().map(verdict_text).collect();
     let model_verdicts: Vec<String> = c.models.iter().map(verdict_text).collect();
-    let ctx = serde_json::json!({
+    serde_json::json!({
         "comparison": c,
         "verdicts": verdicts,
         "model_verdicts": model_verdicts,
         "regressed": c.regressed(),
-    });
-    crate::report::render("compare.md", &ctx, override_dir)
+    })
 }
 
 /// One row of the forest plot: the ratio new/base and its 95% interval,
@@ -84,17 +89,10 @@ pub fn render_html(
     settings: &CompareSettings,
     override_dir: Option<&Path>,
 ) -> Result<String, crate::report::ReportError> {
-    let verdicts: Vec<String> = c.rows.iter().map(verdict_text).collect();
-    let model_verdicts: Vec<String> = c.models.iter().map(verdict_text).collect();
-    let ctx = serde_json::json!({
-        "comparison": c,
-        "verdicts": verdicts,
-        "model_verdicts": model_verdicts,
-        "regressed": c.regressed(),
-        "page": {
-            "forest": forest(&c.models, settings),
-            "cells": forest(&c.rows, settings),
-        },
+    let mut ctx = context(c);
+    ctx["page"] = serde_json::json!({
+        "forest": forest(&c.models, settings),
+        "cells": forest(&c.rows, settings),
     });
     crate::report::render("compare.html", &ctx, override_dir)
 }

@@ -530,6 +530,23 @@ mod tests {
     }
 
     #[test]
+    fn html_and_json_filters_keep_hostile_text_inert() {
+        let text = "</script><b onload='x'>&amp; \"q\"";
+        assert_eq!(
+            html(&Value::from(text)).unwrap(),
+            "&lt;/script&gt;&lt;b onload=&#39;x&#39;&gt;&amp;amp; &quot;q&quot;"
+        );
+        assert_eq!(html(&Value::from(())).unwrap(), "–");
+        let embedded = json(&Value::from(Serde(json!({"t": text, "n": 1.5})))).unwrap();
+        assert!(
+            !embedded.contains('<') && !embedded.contains('>'),
+            "{embedded}"
+        );
+        let back: Json = serde_json::from_str(&embedded).unwrap();
+        assert_eq!(back, json!({"t": text, "n": 1.5}));
+    }
+
+    #[test]
     fn fence_filter() {
         assert_eq!(fence(&Value::from("no ticks")).unwrap(), "```");
         assert_eq!(fence(&Value::from("a ``` b ```` c")).unwrap(), "`````");

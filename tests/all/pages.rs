@@ -392,6 +392,17 @@ async fn the_load_page_in_a_browser_has_one_bar_per_request() {
     }
     let shown = assert_hover(&b, "timeline").await;
     assert!(shown.starts_with("request 1 ("), "{shown}");
+    // A second screenshot with the timelines in view.
+    b.client
+        .execute("document.getElementById('load').scrollIntoView();", vec![])
+        .await
+        .unwrap();
+    let shot = b.client.screenshot().await.unwrap();
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("pages/load-timeline.png"),
+        shot,
+    )
+    .unwrap();
     let shown = assert_hover(&b, "latency-throughput").await;
     assert!(shown.contains("tok/s"), "{shown}");
 }
@@ -572,6 +583,21 @@ async fn the_comparison_page_in_a_browser() {
     );
     let text = std::fs::read_to_string(&page).unwrap();
     assert!(text.contains("REGRESSED (confirmed)"), "{text}");
+    // The same comparison gives the same bytes.
+    let again = dir.path().join("again.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_dyno"))
+        .arg("compare")
+        .arg(&committed)
+        .arg(dir.path().join("new"))
+        .arg("--html")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        std::fs::read_to_string(&again).unwrap() == text,
+        "two renders differ"
+    );
     let Some(b) = browser().await else { return };
     let loaded = open(&b, &page, "compare").await;
     assert_drawn(&loaded);

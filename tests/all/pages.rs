@@ -709,6 +709,23 @@ async fn the_fleet_page_in_a_browser_puts_machines_side_by_side() {
         side.iter().all(|m| m.1 == 4),
         "four rows a machine: {side:?}"
     );
+    assert_eq!(
+        side[0].2, side[1].2,
+        "the machines are not side by side: {side:?}"
+    );
+    b.client
+        .execute(
+            "document.getElementById('machines').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let shot = b.client.screenshot().await.unwrap();
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("pages/fleet-machines.png"),
+        shot,
+    )
+    .unwrap();
     let lines = b
         .client
         .execute("return document.querySelectorAll('[data-chart=\"cdf-ttft\"] path[stroke-width]').length;", vec![])

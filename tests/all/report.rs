@@ -479,3 +479,34 @@ fn a_judge_that_ignores_the_checks_is_called_out() {
         "{following:?}"
     );
 }
+
+/// The page renders from every document the Markdown report does: failed
+/// models, errors by kind, a busy machine, retries, a partial run.
+#[test]
+fn the_page_renders_wherever_the_markdown_report_does() {
+    let mut doc = synthetic();
+    doc.environment.noise = Some(dyno::measure::noise::summarize(&[], &[0.1, 1.6], 0.5));
+    doc.cells[1].host_busy_cores = Some(1.6);
+    doc.cells[0].retried = 2;
+    doc.partial = Some(results::Partial {
+        reason: "interrupted by SIGINT (Ctrl-C)".into(),
+        sent: 3,
+        planned: 8,
+    });
+    let ctx = dyno::report::context::of_results(doc);
+    let page = dyno::report::render_value("report.html", ctx.clone(), None).unwrap();
+    assert_eq!(
+        page,
+        dyno::report::render_value("report.html", ctx, None).unwrap()
+    );
+    for part in [
+        "<b>Partial run:</b>",
+        "<h2 id=\"retries\">Retries</h2>",
+        "<h2 id=\"noise\">Machine during the run</h2>",
+        "<h2 id=\"failures\">Failures</h2>",
+        "⚠</span>",
+    ] {
+        assert!(page.contains(part), "{part} missing");
+    }
+    assert!(!page.contains(HOSTILE), "model output must be escaped");
+}

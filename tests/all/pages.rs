@@ -150,6 +150,15 @@ struct Loaded {
     usable_ms: f64,
 }
 
+/// Keeps a screenshot of what `b` shows now as `name.png`; returns its path.
+async fn screenshot(b: &Browser, name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pages");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, b.client.screenshot().await.unwrap()).unwrap();
+    path
+}
+
 /// Opens `page`, waits for its script to finish, and keeps a screenshot
 /// as `name.png`.
 async fn open(b: &Browser, page: &Path, name: &str) -> Loaded {
@@ -193,14 +202,11 @@ async fn open(b: &Browser, page: &Path, name: &str) -> Loaded {
                 .collect()
         })
         .unwrap_or_default();
-    let shot = b.client.screenshot().await.unwrap();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pages");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("{name}.png")), shot).unwrap();
+    let shot = screenshot(b, name).await;
     eprintln!(
         "{name}: {} bytes, usable after {usable_ms:.0} ms, screenshot {}",
         std::fs::metadata(page).unwrap().len(),
-        dir.join(format!("{name}.png")).display()
+        shot.display()
     );
     Loaded {
         severe,
@@ -397,12 +403,7 @@ async fn the_load_page_in_a_browser_has_one_bar_per_request() {
         .execute("document.getElementById('load').scrollIntoView();", vec![])
         .await
         .unwrap();
-    let shot = b.client.screenshot().await.unwrap();
-    std::fs::write(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("pages/load-timeline.png"),
-        shot,
-    )
-    .unwrap();
+    screenshot(&b, "load-timeline").await;
     let shown = assert_hover(&b, "latency-throughput").await;
     assert!(shown.contains("tok/s"), "{shown}");
 }
@@ -643,12 +644,7 @@ async fn the_comparison_page_in_a_browser() {
         open_chart.is_displayed().await.unwrap(),
         "the cell rows did not open"
     );
-    let shot = b.client.screenshot().await.unwrap();
-    std::fs::write(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("pages/compare-cells.png"),
-        shot,
-    )
-    .unwrap();
+    screenshot(&b, "compare-cells").await;
 }
 
 /// `dyno merge --fleet` of the quickstart as measured on two machines: the
@@ -720,12 +716,7 @@ async fn the_fleet_page_in_a_browser_puts_machines_side_by_side() {
         )
         .await
         .unwrap();
-    let shot = b.client.screenshot().await.unwrap();
-    std::fs::write(
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("pages/fleet-machines.png"),
-        shot,
-    )
-    .unwrap();
+    screenshot(&b, "fleet-machines").await;
     let lines = b
         .client
         .execute("return document.querySelectorAll('[data-chart=\"cdf-ttft\"] path[stroke-width]').length;", vec![])

@@ -149,6 +149,10 @@ pub enum Command {
         /// Also write the comparison as Markdown (for a pull-request comment).
         #[arg(long, value_name = "FILE")]
         markdown: Option<PathBuf>,
+        /// Also write the comparison as one self-contained HTML page: a
+        /// forest plot of every model and metric, the cells behind a toggle.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Runs from different machines (CPU model, core count, a model's
         /// engine build or CPU features) are compared like any others: their
         /// shifts are verdicts and fail the comparison (otherwise MACHINE).
@@ -288,12 +292,13 @@ pub fn run(cli: Cli) -> ExitCode {
             second,
             json,
             markdown,
+            html,
             across_machines,
         } => compare_cmd(
             &first,
             second.as_deref(),
             json,
-            markdown.as_deref(),
+            [markdown.as_deref(), html.as_deref()],
             across_machines,
         ),
         Command::History {
@@ -600,14 +605,24 @@ fn compare_cmd(
     first: &str,
     second: Option<&str>,
     json: bool,
-    markdown: Option<&Path>,
+    [markdown, html]: [Option<&Path>; 2],
     across_machines: bool,
 ) -> anyhow::Result<u8> {
     let [(base, base_label), (new, new_label)] = crate::compare::read_sides(first, second)?;
     let comparison =
         crate::compare::compare_across(&base, &new, &base_label, &new_label, across_machines);
+    let mut pages = Vec::new();
     if let Some(path) = markdown {
-        let text = crate::compare::render_markdown(&comparison, None)?;
+        pages.push((path, crate::compare::render_markdown(&comparison, None)?));
+    }
+    if let Some(path) = html {
+        let settings = crate::compare::settings_of(&new);
+        pages.push((
+            path,
+            crate::compare::render_html(&comparison, &settings, None)?,
+        ));
+    }
+    for (path, text) in pages {
         crate::fsutil::write_atomic(path, text.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }

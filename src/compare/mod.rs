@@ -20,7 +20,7 @@ pub use history::{
 pub use machines::Machines;
 
 pub use quality::{CHECKS_THRESHOLD, QualityMeasure, QualityRow, SCORE_THRESHOLD, compare_quality};
-pub use render::{render_markdown, render_text};
+pub use render::{render_html, render_markdown, render_text};
 pub use sides::{SideError, read_path, read_revision, read_sides};
 
 use std::collections::BTreeMap;

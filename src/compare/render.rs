@@ -1,5 +1,7 @@
-//! A comparison as text: the terminal table and the Markdown of
-//! `templates/compare.md.j2`. Pure: comparison in, text out.
+//! A comparison as text: the terminal table, the Markdown of
+//! `templates/compare.md.j2` and the page of `templates/compare.html.j2`
+//! (a forest plot of every model and cell row). Pure: comparison in, text
+//! out.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,6 +10,7 @@ use super::Comparison;
 use super::Row;
 use crate::measure::stats::Verdict;
 use crate::report::format::{fixed, fixed_or_missing};
+use crate::suite::CompareSettings;
 
 fn verdict_text(row: &Row) -> String {
     let name = match row.verdict {
@@ -31,15 +34,67 @@ pub fn render_markdown(
     c: &Comparison,
     override_dir: Option<&Path>,
 ) -> Result<String, crate::report::ReportError> {
+    crate::report::render("compare.md", &context(c), override_dir)
+}
+
+/// What the comparison templates see: the comparison, each row's verdict
+/// as printed, and whether it gates.
+fn context(c: &Comparison) -> serde_json::Value {
     let verdicts: Vec<String> = c.rows.iter().map(verdict_text).collect();
     let model_verdicts: Vec<String> = c.models.iter().map(verdict_text).collect();
-    let ctx = serde_json::json!({
+    serde_json::json!({
         "comparison": c,
         "verdicts": verdicts,
         "model_verdicts": model_verdicts,
         "regressed": c.regressed(),
+    })
+}
+
+/// One row of the forest plot: the ratio new/base and its 95% interval,
+/// the noise band of its metric (a fraction) and its verdict.
+#[derive(serde::Serialize)]
+struct ForestRow {
+    label: String,
+    verdict: String,
+    ratio: Option<f64>,
+    lo: Option<f64>,
+    hi: Option<f64>,
+    noise: f64,
+}
+
+fn forest(rows: &[Row], settings: &CompareSettings) -> Vec<ForestRow> {
+    rows.iter()
+        .map(|r| ForestRow {
+            label: format!("{} · {}", r.key, r.metric.name()),
+            verdict: verdict_text(r)
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            ratio: r.ratio,
+            lo: r.ci.map(|c| c.0),
+            hi: r.ci.map(|c| c.1),
+            noise: r.metric.noise(settings),
+        })
+        .collect()
+}
+
+/// The comparison as one self-contained HTML page
+/// (`templates/compare.html.j2`, overridable): a forest plot of the model
+/// rows, the cell rows behind a toggle, the quality rows. `settings` are
+/// the ones the comparison used (`settings_of` the new side), for the
+/// noise band each row is judged against.
+pub fn render_html(
+    c: &Comparison,
+    settings: &CompareSettings,
+    override_dir: Option<&Path>,
+) -> Result<String, crate::report::ReportError> {
+    let mut ctx = context(c);
+    ctx["page"] = serde_json::json!({
+        "forest": forest(&c.models, settings),
+        "cells": forest(&c.rows, settings),
     });
-    crate::report::render("compare.md", &ctx, override_dir)
+    crate::report::render("compare.html", &ctx, override_dir)
 }
 
 /// Rows as an aligned table whose first column is headed `what`.

@@ -2,7 +2,9 @@
 //! `results.json`; each cell also carries `sample_text`, the output of its
 //! first successful measured request (what the reports print), found in one
 //! pass here rather than by a template filtering every sample for every
-//! cell. `samples` is turned into template values only when a template
+//! cell, and `judge_signal` says whether the judge's scores can rank models
+//! (`results::judge_signal`), and `page` is the data the HTML page's
+//! charts draw (`report::page`). `samples` is turned into template values only when a template
 //! reads it, so the built-in templates cost the same for 100 samples or
 //! 100,000.
 
@@ -16,7 +18,9 @@ use crate::results::{CellStats, Results, Sample, Status};
 
 /// The template context of `doc`.
 pub fn of_results(mut doc: Results) -> Value {
+    let page = Value::from(Serde(super::page::of_results(&doc)));
     let samples = std::mem::take(&mut doc.samples);
+    let judge_signal = Value::from(Serde(crate::results::judge_signal(&samples)));
     let texts = first_outputs(&samples);
     let cells: Vec<CellView<'_>> = doc
         .cells
@@ -28,11 +32,14 @@ pub fn of_results(mut doc: Results) -> Value {
         .collect();
     let cells = Value::from(Serde(&cells));
     let head = Value::from(Serde(&doc));
-    let keys = head.try_iter().map(Iterator::collect).unwrap_or_default();
+    let mut keys: Vec<Value> = head.try_iter().map(Iterator::collect).unwrap_or_default();
+    keys.extend([Value::from("judge_signal"), Value::from("page")]);
     Value::from_object(ResultsContext {
         head,
         keys,
         cells,
+        judge_signal,
+        page,
         samples,
         samples_value: OnceLock::new(),
     })
@@ -67,6 +74,10 @@ struct ResultsContext {
     keys: Vec<Value>,
     /// The cells, with their sample text.
     cells: Value,
+    /// What the judge's scores show (`results::JudgeSignal`), or none.
+    judge_signal: Value,
+    /// What the HTML page's charts draw (`report::page`).
+    page: Value,
     samples: Vec<Sample>,
     /// `samples` as template values, made on first use.
     samples_value: OnceLock<Value>,
@@ -81,6 +92,8 @@ impl Object for ResultsContext {
                     .clone(),
             ),
             "cells" => Some(self.cells.clone()),
+            "judge_signal" => Some(self.judge_signal.clone()),
+            "page" => Some(self.page.clone()),
             name => self.head.get_attr(name).ok().filter(|v| !v.is_undefined()),
         }
     }

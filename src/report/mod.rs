@@ -7,7 +7,8 @@
 //! (the outputs are Markdown and CSV), uses `trim_blocks`, `lstrip_blocks`
 //! and `keep_trailing_newline`, runs on a fuel budget (a template that loops
 //! without end fails with a clear error instead of hanging), and adds the filters `ms`, `num`, `pct`,
-//! `md`, `csv` and `fence`. Every number a default template prints goes
+//! `md`, `csv`, `fence`, and for the HTML pages `html` (text escaped for
+//! HTML) and `json` (a value as JSON that is safe inside a `<script>`). Every number a default template prints goes
 //! through one of the fixed-format filters, from [`format`](mod@format)
 //! (which formats every number dyno prints), so output is byte-stable.
 
@@ -16,6 +17,7 @@ pub mod context;
 pub(crate) mod fleet_charts;
 pub(crate) mod format;
 pub(crate) mod load_charts;
+pub(crate) mod page;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +38,16 @@ pub(crate) const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
     ("compare.md", include_str!("../../templates/compare.md.j2")),
     ("judge.md", include_str!("../../templates/judge.md.j2")),
     ("load.md", include_str!("../../templates/load.md.j2")),
+    (
+        "report.html",
+        include_str!("../../templates/report.html.j2"),
+    ),
+    (
+        "compare.html",
+        include_str!("../../templates/compare.html.j2"),
+    ),
+    ("page.css", include_str!("../../templates/page.css")),
+    ("page.js", include_str!("../../templates/page.js")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +76,20 @@ impl From<ReportError> for crate::suite::TemplateFault {
             _ => Self::Broken(err.to_string()),
         }
     }
+}
+
+/// The templates a run renders: `templates`, with `report.html` after
+/// `report.md` where it is not named already, so the page is written next
+/// to the Markdown report by default.
+pub fn with_pages(templates: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(templates.len() + 1);
+    for name in templates {
+        out.push(name.clone());
+        if name == "report.md" && !templates.iter().any(|t| t == "report.html") {
+            out.push("report.html".to_string());
+        }
+    }
+    out
 }
 
 /// The work one render may do, in minijinja fuel (about one instruction,
@@ -169,6 +195,8 @@ fn environment(override_dir: Option<PathBuf>) -> Environment<'static> {
     env.add_filter("md", md);
     env.add_filter("csv", csv);
     env.add_filter("fence", fence);
+    env.add_filter("html", html);
+    env.add_filter("json", json);
     env.set_loader(move |name| template_source(name, override_dir.as_deref()));
     env
 }
@@ -332,6 +360,42 @@ fn csv_field(text: &str) -> Result<String, Box<dyn std::error::Error>> {
     Ok(field)
 }
 
+/// Text escaped for HTML content and quoted attributes; null/undefined → `–`.
+pub fn html(value: &Value) -> Result<String, minijinja::Error> {
+    let Some(text) = scalar_text("html", value)? else {
+        return Ok(MISSING.to_string());
+    };
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// A value as compact JSON with `<`, `>` and `&` written as `\u00XX`
+/// escapes, so a page can embed it in a `<script type="application/json">`
+/// (no `</script>` can end it early). Maps keep their order, floats are
+/// written shortest-exact: the same value gives the same bytes.
+pub fn json(value: &Value) -> Result<String, minijinja::Error> {
+    let text = serde_json::to_string(value).map_err(|e| {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("cannot write JSON: {e}"),
+        )
+    })?;
+    Ok(text
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026"))
+}
+
 /// A backtick fence longer than any backtick run in the text (at least 3),
 /// so the text can sit inside a fenced code block.
 pub fn fence(value: &Value) -> Result<String, minijinja::Error> {
@@ -466,6 +530,23 @@ mod tests {
             record.iter().collect::<Vec<_>>(),
             vec![escaped.as_str(), "x"]
         );
+    }
+
+    #[test]
+    fn html_and_json_filters_keep_hostile_text_inert() {
+        let text = "</script><b onload='x'>&amp; \"q\"";
+        assert_eq!(
+            html(&Value::from(text)).unwrap(),
+            "&lt;/script&gt;&lt;b onload=&#39;x&#39;&gt;&amp;amp; &quot;q&quot;"
+        );
+        assert_eq!(html(&Value::from(())).unwrap(), "–");
+        let embedded = json(&Value::from(Serde(json!({"t": text, "n": 1.5})))).unwrap();
+        assert!(
+            !embedded.contains('<') && !embedded.contains('>'),
+            "{embedded}"
+        );
+        let back: Json = serde_json::from_str(&embedded).unwrap();
+        assert_eq!(back, json!({"t": text, "n": 1.5}));
     }
 
     #[test]
@@ -692,7 +773,7 @@ mod tests {
                     assert_eq!(n, name);
                     assert_eq!(
                         available,
-                        "compare.md, judge.md, load.md, mine.txt, report.md, results.csv"
+                        "compare.html, compare.md, judge.md, load.md, mine.txt, page.css, page.js, report.html, report.md, results.csv"
                     );
                 }
                 other => panic!("unexpected {other:?}"),
@@ -701,7 +782,7 @@ mod tests {
         let err = render("nope.md", &json!({}), None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown template `nope.md` (available: compare.md, judge.md, load.md, report.md, results.csv)"
+            "unknown template `nope.md` (available: compare.html, compare.md, judge.md, load.md, page.css, page.js, report.html, report.md, results.csv)"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -17,6 +17,7 @@ use crate::measure::resources::GpuSnapshot;
 mod engine;
 mod identity;
 mod io;
+mod judging;
 mod merge;
 mod mode;
 mod parts;
@@ -29,6 +30,8 @@ pub use identity::{MachineLabel, PointLabel, VariantLabel};
 pub use merge::{
     Fleet, FleetMachine, FleetRow, MergeError, Shard, machine, merge_fleet, merge_shards,
 };
+
+pub use judging::{JudgeSignal, NIL_AGREEMENT, judge_signal};
 
 pub use point::{
     CLIENT_BOUND_CORES, CLIENT_BOUND_LAG_MS, ClientCost, LoadStats, Slo, SweepResult, load_stats,

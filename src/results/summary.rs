@@ -562,7 +562,8 @@ const RANKED: [Ranked; 5] = [
 
 /// Fastest TTFT, highest decode tok/s, smallest memory and best quality
 /// among `summaries`, each against the runner-up with a Mann–Whitney U test
-/// on their per-request values.
+/// on their per-request values; no judge highlight when the judge's scores
+/// cannot rank models (see [`judge_signal`](super::judge_signal)).
 pub fn highlights(summaries: &[ModelSummary], samples: &[Sample]) -> Vec<Highlight> {
     let values = |m: &ModelSummary, r: &Ranked| -> Vec<f64> {
         samples
@@ -572,8 +573,11 @@ pub fn highlights(summaries: &[ModelSummary], samples: &[Sample]) -> Vec<Highlig
             .filter_map(r.per_request)
             .collect()
     };
+    // A judge whose scores cannot rank models names no best model.
+    let judge_ranks = super::judge_signal(samples).is_none_or(|j| j.uninformative.is_none());
     RANKED
         .iter()
+        .filter(|r| judge_ranks || r.metric != "judge_score_mean")
         .filter_map(|r| {
             let (title, metric, unit, higher_is_better, value) =
                 (r.title, r.metric, r.unit, r.higher_is_better, r.value);

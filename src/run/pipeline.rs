@@ -779,7 +779,7 @@ fn write_reports(
     charts.extend(crate::report::load_charts::render_load(&doc.load)?);
     charts.extend(crate::report::fleet_charts::render_fleet(&doc)?);
     let ctx = report::context::of_results(doc);
-    let mut rendered = templates
+    let mut rendered = report::with_pages(templates)
         .iter()
         .map(|name| {
             report::render_value(name, ctx.clone(), override_dir).map(|text| (dir.join(name), text))

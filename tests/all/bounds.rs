@@ -262,7 +262,7 @@ fn unknown_template_is_refused_at_its_line() {
     assert_eq!(
         errors(&yaml, &[]),
         "\
-error: unknown template `reprot.md` (available: compare.md, judge.md, load.md, report.md, results.csv)
+error: unknown template `reprot.md` (available: compare.html, compare.md, judge.md, load.md, page.css, page.js, report.html, report.md, results.csv)
   --> DIR/s.yaml:14:26
    |
 14 |   templates: [report.md, reprot.md]

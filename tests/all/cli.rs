@@ -168,6 +168,7 @@ fn report_reproduces_the_committed_quickstart_report_byte_for_byte() {
         for name in [
             "report.md",
             "results.csv",
+            "report.html",
             "charts/latency.svg",
             "charts/decode-tps.svg",
             "charts/ttft-vs-tps.svg",

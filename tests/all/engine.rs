@@ -25,7 +25,7 @@ pub(crate) fn quickstart_variant(
 
 /// `suites/{suite}` with each `(from, to)` replacement applied, written
 /// into `dir` as `name`.
-fn suite_variant(
+pub(crate) fn suite_variant(
     suite: &str,
     dir: &std::path::Path,
     name: &str,

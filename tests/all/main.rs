@@ -14,6 +14,7 @@ mod foundry_fixture;
 mod fuzz;
 mod house;
 mod load;
+mod pages;
 // SIGINT to a run and its children, found in `/proc`.
 #[cfg(target_os = "linux")]
 mod interrupt;

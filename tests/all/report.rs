@@ -407,3 +407,111 @@ fn requests_sent_again_get_their_section() {
     assert!(report.contains("## Retries"), "{report}");
     assert!(report.contains(&format!("| `{key}` | 2 |")), "{report}");
 }
+
+/// The quickstart's judge (Gemma 3 270M) gives every output the same
+/// score: the report names no quality winner from it and says why, and the
+/// highlights computed from the same samples leave it out.
+#[test]
+fn a_judge_without_spread_names_no_quality_winner() {
+    let (doc, _) =
+        dyno::results::read(&crate::repo_root().join("results/quickstart/results.json")).unwrap();
+    let signal = dyno::results::judge_signal(&doc.samples);
+    assert_eq!(
+        signal.as_ref().and_then(|s| s.uninformative),
+        Some("same_score"),
+        "{signal:?}"
+    );
+    let highlights = dyno::results::highlights(&doc.summaries, &doc.samples);
+    let metrics: Vec<&str> = highlights.iter().map(|h| h.metric.as_str()).collect();
+    assert!(!metrics.contains(&"judge_score_mean"), "{metrics:?}");
+    assert!(metrics.contains(&"check_pass_rate"), "{metrics:?}");
+    let report =
+        dyno::report::render_value("report.md", dyno::report::context::of_results(doc), None)
+            .unwrap();
+    assert!(!report.contains("Best quality (judge)"), "{report}");
+    assert!(
+        report.contains("- **Quality (judge):** no winner named. The judge gave every one of the 80 outputs it scored 1.0 points"),
+        "{report}"
+    );
+}
+
+/// A judge whose scores spread but have nothing to do with the checks'
+/// pass rates is called out (`nil_agreement`); one whose scores follow
+/// them ranks models.
+#[test]
+fn a_judge_that_ignores_the_checks_is_called_out() {
+    let mut doc = synthetic();
+    let check = |passed: bool| dyno::quality::CheckResult {
+        check: "c".into(),
+        passed,
+        reason: String::new(),
+        weight: 1.0,
+    };
+    let judgement = |score: f64| results::Judgement {
+        model: "judge".into(),
+        score: Some(score),
+        parse: dyno::quality::parse_judge_reply("3", (1, 5)),
+        reply: String::new(),
+    };
+    // Passes 1,0,1,0,…; scores 1,1,5,5,1,1,5,5,…: rank correlation 0.
+    let measured: Vec<usize> = (0..doc.samples.len())
+        .filter(|&i| !doc.samples[i].warmup && doc.samples[i].status == Status::Ok)
+        .collect();
+    assert!(measured.len() >= 8, "{}", measured.len());
+    let measured = &measured[..8];
+    for s in &mut doc.samples {
+        s.judge = None;
+    }
+    for (n, &i) in measured.iter().enumerate() {
+        doc.samples[i].checks = vec![check(n % 2 == 0)];
+        doc.samples[i].judge = Some(judgement(if (n / 2) % 2 == 0 { 1.0 } else { 5.0 }));
+    }
+    let ignoring = dyno::results::judge_signal(&doc.samples);
+    assert_eq!(
+        ignoring.as_ref().map(|j| (j.uninformative, j.agreement_n)),
+        Some((Some("nil_agreement"), 8)),
+        "{ignoring:?}"
+    );
+    // The same outputs, scored as the checks go.
+    for &i in measured {
+        let pass = doc.samples[i].checks[0].passed;
+        doc.samples[i].judge = Some(judgement(if pass { 5.0 } else { 1.0 }));
+    }
+    let following = dyno::results::judge_signal(&doc.samples);
+    assert_eq!(
+        following.as_ref().map(|j| (j.uninformative, j.agreement)),
+        Some((None, Some(1.0))),
+        "{following:?}"
+    );
+}
+
+/// The page renders from every document the Markdown report does: failed
+/// models, errors by kind, a busy machine, retries, a partial run.
+#[test]
+fn the_page_renders_wherever_the_markdown_report_does() {
+    let mut doc = synthetic();
+    doc.environment.noise = Some(dyno::measure::noise::summarize(&[], &[0.1, 1.6], 0.5));
+    doc.cells[1].host_busy_cores = Some(1.6);
+    doc.cells[0].retried = 2;
+    doc.partial = Some(results::Partial {
+        reason: "interrupted by SIGINT (Ctrl-C)".into(),
+        sent: 3,
+        planned: 8,
+    });
+    let ctx = dyno::report::context::of_results(doc);
+    let page = dyno::report::render_value("report.html", ctx.clone(), None).unwrap();
+    assert_eq!(
+        page,
+        dyno::report::render_value("report.html", ctx, None).unwrap()
+    );
+    for part in [
+        "<b>Partial run:</b>",
+        "<h2 id=\"retries\">Retries</h2>",
+        "<h2 id=\"noise\">Machine during the run</h2>",
+        "<h2 id=\"failures\">Failures</h2>",
+        "⚠</span>",
+    ] {
+        assert!(page.contains(part), "{part} missing");
+    }
+    assert!(!page.contains(HOSTILE), "model output must be escaped");
+}

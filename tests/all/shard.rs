@@ -223,6 +223,15 @@ async fn three_shards_merge_into_the_unsharded_run() {
     for heading in ["## Machines", "### ci", "### laptop"] {
         assert!(report.contains(heading), "{heading} missing:\n{report}");
     }
+    // The page puts the machines side by side too.
+    let page = std::fs::read_to_string(fleet.join("report.html")).unwrap();
+    for heading in [
+        "<h2 id=\"machines\">Machines</h2>",
+        "<h3>ci</h3>",
+        "<h3>laptop</h3>",
+    ] {
+        assert!(page.contains(heading), "{heading} missing from report.html");
+    }
     for chart in ["fleet-ttft.svg", "fleet-e2e.svg", "fleet-decode-tps.svg"] {
         let svg = std::fs::read_to_string(fleet.join("charts").join(chart)).unwrap();
         assert!(

@@ -22,6 +22,7 @@ pub(crate) mod http;
 pub mod openai;
 pub(crate) mod orphans;
 pub(crate) mod process;
+pub mod reasoning;
 pub(crate) mod server;
 pub(crate) mod sse;
 #[cfg(not(any(windows, target_vendor = "apple")))]
@@ -75,7 +76,8 @@ pub struct Measured {
     pub error: Option<(ErrorKind, String)>,
     /// First content (a non-empty `content` delta, or adapter token).
     pub ttft_ms: Option<f64>,
-    /// First non-empty `reasoning_content`, when the model reasons.
+    /// First reasoning (`reasoning_content`, `reasoning`, or text inside
+    /// `<think>`), when the model reasons.
     pub ttfo_reasoning_ms: Option<f64>,
     pub e2e_ms: Option<f64>,
     /// Gaps between consecutive content-bearing events.
@@ -84,7 +86,10 @@ pub struct Measured {
     pub prompt_tokens: Option<u64>,
     pub token_source: Option<TokenSource>,
     pub finish_reason: Option<String>,
+    /// The answer (without the reasoning).
     pub text: String,
+    /// The reasoning, told apart from the answer as it came.
+    pub reasoning: reasoning::Thought,
     /// The server's own timings (llama.cpp `timings`), as sent.
     pub server_timings: Option<BTreeMap<String, f64>>,
     /// The HTTP status of a response that was not a success.

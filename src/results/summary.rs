@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EngineBuild, ErrorKind, ModelRun, Sample, Status};
+use super::{EngineBuild, ErrorKind, ModelRun, ReasoningStats, Sample, Status};
 use crate::measure::stats;
 
 /// Distribution of one metric over a cell's measured rounds.
@@ -82,6 +82,9 @@ pub struct CellStats {
     /// again (`retry:`), warmup and cold requests included.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retried: usize,
+    /// The reasoning figures of the cell's requests that reasoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningStats>,
 }
 
 /// One distinct error of a cell's requests.
@@ -190,6 +193,7 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                     .reduce(f64::max),
                 failures: failures(failed.get(key).into_iter().flatten().copied()),
                 retried: retried.get(key).copied().unwrap_or(0),
+                reasoning: ReasoningStats::of(ok.iter().map(|s| **s)),
             })
         })
         .collect()
@@ -281,6 +285,9 @@ pub struct ModelSummary {
     pub status: Status,
     #[serde(flatten)]
     pub quality: QualitySummary,
+    /// The reasoning figures of the warm requests that reasoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningStats>,
 }
 
 /// Quality of a model's measured, successful outputs.
@@ -474,6 +481,7 @@ pub fn summarize_models(
                 engine: launches.iter().find_map(|l| l.engine.clone()),
                 status: run.status,
                 quality: QualitySummary::of(mine.iter().copied()),
+                reasoning: ReasoningStats::of(warm.iter().copied()),
             }
         })
         .collect()

@@ -617,6 +617,7 @@ pub fn sample(cell: &Cell, measured: Measured) -> Sample {
         token_source,
         finish_reason,
         text,
+        reasoning,
         server_timings,
         http_status: _,
         retry_after: _,
@@ -647,6 +648,12 @@ pub fn sample(cell: &Cell, measured: Measured) -> Sample {
     sample.text = text;
     sample.server_timings = server_timings;
     sample.new_connection = new_connection;
+    sample.reasoning = reasoning.finish(
+        sample.ttft_ms,
+        sample.ttfo_reasoning_ms,
+        output_tokens,
+        token_source,
+    );
     if sample.status == Status::Ok {
         sample.derive_rates();
     }

@@ -11,7 +11,7 @@ use dyno::suite::{Message, Role};
 
 use crate::fixture;
 
-async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measured {
+pub(crate) async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measured {
     ask_with(base, model, stream, timeout_ms, BTreeMap::new()).await
 }
 

@@ -20,6 +20,7 @@ mod interrupt;
 mod plan;
 mod probe;
 mod quality;
+mod reasoning;
 mod recipes;
 mod report;
 mod rows;

@@ -823,6 +823,7 @@ enum AxisValue {
     Stream(bool),
     Temperature(f64),
     MaxTokens(u32),
+    ReasoningEffort(crate::suite::ReasoningEffort),
 }
 
 impl AxisValue {
@@ -832,6 +833,7 @@ impl AxisValue {
             AxisValue::Stream(v) => format!("stream={v}"),
             AxisValue::Temperature(v) => format!("temperature={v}"),
             AxisValue::MaxTokens(v) => format!("max_tokens={v}"),
+            AxisValue::ReasoningEffort(v) => format!("reasoning_effort={}", v.name()),
         }
     }
 
@@ -841,6 +843,7 @@ impl AxisValue {
             AxisValue::Stream(v) => params.stream = v,
             AxisValue::Temperature(v) => params.temperature = v,
             AxisValue::MaxTokens(v) => params.max_tokens = v,
+            AxisValue::ReasoningEffort(v) => params.reasoning_effort = Some(v),
         }
         self.label()
     }
@@ -852,6 +855,7 @@ fn axis_values(axis: &Axis) -> Vec<AxisValue> {
         Axis::Stream(v) => v.iter().copied().map(AxisValue::Stream).collect(),
         Axis::Temperature(v) => v.iter().copied().map(AxisValue::Temperature).collect(),
         Axis::MaxTokens(v) => v.iter().copied().map(AxisValue::MaxTokens).collect(),
+        Axis::ReasoningEffort(v) => v.iter().copied().map(AxisValue::ReasoningEffort).collect(),
     }
 }
 

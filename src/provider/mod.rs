@@ -65,6 +65,33 @@ pub struct Request {
     /// it into a grammar); `None` for free text. The judge asks for its score
     /// this way, so that even a tiny judge model answers parseably.
     pub response_format: Option<serde_json::Value>,
+    /// How hard a reasoning model thinks, in the endpoint's own field;
+    /// `None` sends nothing.
+    pub thinking: Option<Thinking>,
+}
+
+/// A reasoning effort as one endpoint takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Thinking {
+    /// `reasoning_effort: <effort>`.
+    Effort(crate::suite::ReasoningEffort),
+    /// `chat_template_kwargs: {enable_thinking: <bool>}`.
+    Enable(bool),
+}
+
+impl Thinking {
+    /// `effort` in the field `control` names.
+    pub fn of(
+        effort: crate::suite::ReasoningEffort,
+        control: crate::suite::ReasoningControl,
+    ) -> Thinking {
+        match control {
+            crate::suite::ReasoningControl::ReasoningEffort => Thinking::Effort(effort),
+            crate::suite::ReasoningControl::EnableThinking => {
+                Thinking::Enable(effort != crate::suite::ReasoningEffort::None)
+            }
+        }
+    }
 }
 
 /// What one request measured, whichever provider sent it. Times are

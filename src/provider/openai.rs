@@ -234,6 +234,13 @@ pub fn body(model: &str, request: &Request) -> Value {
     if let Some(format) = &request.response_format {
         body["response_format"] = format.clone();
     }
+    match request.thinking {
+        Some(super::Thinking::Effort(effort)) => body["reasoning_effort"] = json!(effort.name()),
+        Some(super::Thinking::Enable(on)) => {
+            body["chat_template_kwargs"] = json!({ "enable_thinking": on });
+        }
+        None => {}
+    }
     if request.stream {
         body["stream_options"] = json!({ "include_usage": true });
     }
@@ -1146,6 +1153,7 @@ mod tests {
             ignore_eos: false,
             timeout: Duration::from_secs(1),
             response_format: None,
+            thinking: None,
         };
         let body = body("m", &req);
         assert_eq!(body["stream_options"]["include_usage"], true);

@@ -21,7 +21,7 @@ use diag::Diagnostic;
 use load::{Loader, OutputsCheck};
 use node::Pos;
 use raw::RawParams;
-pub use raw::{EndpointKind, Order, Role};
+pub use raw::{EndpointKind, Order, ReasoningControl, ReasoningEffort, Role};
 
 pub use crate::results::EnergySettings;
 use crate::results::SuiteRecord;
@@ -145,6 +145,9 @@ pub struct Endpoint {
     pub load_timeout_s: u32,
     /// Where a `command` adapter runs: the suite file's directory.
     pub dir: PathBuf,
+    /// How the endpoint takes a reasoning effort, when the suite says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_control: Option<ReasoningControl>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -207,6 +210,9 @@ pub struct Params {
     /// suite's hash while false, so existing suites keep theirs).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reuse_connections: bool,
+    /// How hard a reasoning model thinks; not sent when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
 }
 
 /// Retrying a request the server turned away for now (429, 503): at most
@@ -276,6 +282,7 @@ impl Params {
             on: Statuses::of(&[429, 503]),
         },
         reuse_connections: false,
+        reasoning_effort: None,
     };
 
     pub(crate) fn overlay(self, raw: Option<&RawParams>) -> Params {
@@ -297,6 +304,7 @@ impl Params {
                 }),
             }),
             reuse_connections: raw.reuse_connections.unwrap_or(self.reuse_connections),
+            reasoning_effort: raw.reasoning_effort.or(self.reasoning_effort),
         }
     }
 }
@@ -328,6 +336,7 @@ pub enum Axis {
     Stream(Vec<bool>),
     Temperature(Vec<f64>),
     MaxTokens(Vec<u32>),
+    ReasoningEffort(Vec<ReasoningEffort>),
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -54,6 +54,7 @@ impl Loader<'_> {
             axes.extend(m.stream.map(Axis::Stream));
             axes.extend(m.temperature.map(Axis::Temperature));
             axes.extend(m.max_tokens.map(Axis::MaxTokens));
+            axes.extend(m.reasoning_effort.map(Axis::ReasoningEffort));
             axes
         });
         let outputs = raw.outputs.clone().unwrap_or_default();
@@ -213,6 +214,7 @@ impl Loader<'_> {
                     params: e.params.clone(),
                     load_timeout_s: e.load_timeout_s.unwrap_or(120),
                     dir: doc.dir.clone(),
+                    reasoning_control: e.reasoning_control,
                 };
                 (name.clone(), endpoint)
             })

@@ -31,6 +31,10 @@ pub(crate) static WRITTEN: std::sync::Mutex<
     std::collections::BTreeMap<String, Vec<std::time::Instant>>,
 > = std::sync::Mutex::new(std::collections::BTreeMap::new());
 
+/// Every request body the fixture took, by model name, in order.
+pub(crate) static BODIES: std::sync::Mutex<std::collections::BTreeMap<String, Vec<Value>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// Every model name the fixture answers to, as `GET /v1/models` lists them.
 pub(crate) const MODELS: &[&str] = &[
     "timetable",
@@ -152,8 +156,10 @@ fn script(model: &str) -> Option<Vec<Step>> {
         "timetable" => timetable(150, true),
         "slower-first-token" => timetable(200, true),
         "no-usage" => timetable(150, false),
-        "reasoning-content" => reasoning(false),
-        "think-tags" => reasoning(true),
+        // Names that begin so (`reasoning-content-run`) keep one test's
+        // stamps apart from another's.
+        m if m.starts_with("reasoning-content") => reasoning(false),
+        m if m.starts_with("think-tags") => reasoning(true),
         "timings-only" => {
             let mut steps = timetable(150, false);
             let timings = json!({ "choices": [], "timings": { "predicted_n": 20, "predicted_per_second": 50.0 } });
@@ -191,6 +197,12 @@ fn script(model: &str) -> Option<Vec<Step>> {
 async fn chat(body: String) -> Response {
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let model = request["model"].as_str().unwrap_or("").to_string();
+    BODIES
+        .lock()
+        .unwrap()
+        .entry(model.clone())
+        .or_default()
+        .push(request.clone());
     match model.as_str() {
         "http-500" => {
             return (

@@ -15,11 +15,11 @@ use super::journal::Journal;
 use crate::measure::noise::Monitor;
 use crate::measure::resources::{DEFAULT_PERIOD, Mark, Rapl, Sampler, Window, files};
 use crate::plan::{Cell, Round, Variant};
-use crate::provider::{Measured, Provider, Request, Source, Started};
+use crate::provider::{Measured, Provider, Request, Source, Started, Thinking};
 use crate::results::{
     EngineBuild, ErrorKind, Footprint, Launch, LoadStats, MB, ModelRun, Sample, Status, SweepResult,
 };
-use crate::suite::{Model, Suite};
+use crate::suite::{Model, ReasoningControl, ServedBy, Suite};
 use crate::text::first_line;
 
 mod points;
@@ -595,6 +595,30 @@ pub fn request(suite: &Suite, cell: &Cell) -> Request {
         ignore_eos: false,
         timeout: timeout(cell.params().timeout_s),
         response_format: None,
+        thinking: cell
+            .params()
+            .reasoning_effort
+            .map(|effort| Thinking::of(effort, reasoning_control(suite, cell.model()))),
+    }
+}
+
+/// How the endpoint behind `model` takes a reasoning effort: as its suite
+/// entry says, else `enable_thinking` for a managed server (llama-server)
+/// and `reasoning_effort` for an endpoint.
+fn reasoning_control(suite: &Suite, model: &str) -> ReasoningControl {
+    let served = suite
+        .models
+        .iter()
+        .find(|m| m.id == model)
+        .map(|m| &m.served_by);
+    match served {
+        Some(ServedBy::Server(_)) => ReasoningControl::EnableThinking,
+        Some(ServedBy::Endpoint(name)) => suite
+            .endpoints
+            .get(name)
+            .and_then(|e| e.reasoning_control)
+            .unwrap_or(ReasoningControl::ReasoningEffort),
+        None => ReasoningControl::ReasoningEffort,
     }
 }
 

@@ -824,6 +824,7 @@ enum AxisValue {
     Temperature(f64),
     MaxTokens(u32),
     ReasoningEffort(crate::suite::ReasoningEffort),
+    ResponseFormat(crate::suite::FormatChoice),
 }
 
 impl AxisValue {
@@ -834,6 +835,13 @@ impl AxisValue {
             AxisValue::Temperature(v) => format!("temperature={v}"),
             AxisValue::MaxTokens(v) => format!("max_tokens={v}"),
             AxisValue::ReasoningEffort(v) => format!("reasoning_effort={}", v.name()),
+            AxisValue::ResponseFormat(v) => format!(
+                "response_format={}",
+                match v {
+                    crate::suite::FormatChoice::None => "none",
+                    crate::suite::FormatChoice::JsonSchema => "json_schema",
+                }
+            ),
         }
     }
 
@@ -844,6 +852,7 @@ impl AxisValue {
             AxisValue::Temperature(v) => params.temperature = v,
             AxisValue::MaxTokens(v) => params.max_tokens = v,
             AxisValue::ReasoningEffort(v) => params.reasoning_effort = Some(v),
+            AxisValue::ResponseFormat(v) => params.response_format = Some(v),
         }
         self.label()
     }
@@ -856,6 +865,7 @@ fn axis_values(axis: &Axis) -> Vec<AxisValue> {
         Axis::Temperature(v) => v.iter().copied().map(AxisValue::Temperature).collect(),
         Axis::MaxTokens(v) => v.iter().copied().map(AxisValue::MaxTokens).collect(),
         Axis::ReasoningEffort(v) => v.iter().copied().map(AxisValue::ReasoningEffort).collect(),
+        Axis::ResponseFormat(v) => v.iter().copied().map(AxisValue::ResponseFormat).collect(),
     }
 }
 

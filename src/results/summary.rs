@@ -85,6 +85,28 @@ pub struct CellStats {
     /// The reasoning figures of the cell's requests that reasoned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<ReasoningStats>,
+    /// Schema conformance: the share of the cell's successful outputs
+    /// that passed their `json_schema` checks, over those that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema_conformance: Option<f64>,
+}
+
+/// The share of `samples` whose `json_schema` checks all passed, over
+/// those with such a check (answer or reasoning); `None` without any.
+fn json_schema_conformance<'a>(samples: impl Iterator<Item = &'a Sample>) -> Option<f64> {
+    let verdicts: Vec<bool> = samples
+        .filter_map(|s| {
+            let mut schema = s
+                .checks
+                .iter()
+                .filter(|c| c.check.ends_with("json_schema"))
+                .peekable();
+            schema.peek()?;
+            Some(schema.all(|c| c.passed))
+        })
+        .collect();
+    (!verdicts.is_empty())
+        .then(|| verdicts.iter().filter(|v| **v).count() as f64 / verdicts.len() as f64)
 }
 
 /// One distinct error of a cell's requests.
@@ -194,6 +216,7 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                 failures: failures(failed.get(key).into_iter().flatten().copied()),
                 retried: retried.get(key).copied().unwrap_or(0),
                 reasoning: ReasoningStats::of(ok.iter().map(|s| **s)),
+                json_schema_conformance: json_schema_conformance(ok.iter().map(|s| **s)),
             })
         })
         .collect()

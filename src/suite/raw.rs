@@ -445,6 +445,46 @@ pub struct RawPrompt {
     /// What a good answer covers, for the judge model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rubric: Option<String>,
+    /// The shape the reply must take, sent as the request's
+    /// `response_format` (llama-server enforces a JSON schema with a
+    /// grammar: constrained decoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<RawResponseFormat>,
+}
+
+/// A structured-output request: `{type: json_schema, schema: {...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponseFormat {
+    /// `json_schema`: the reply is JSON valid against `schema`.
+    #[serde(rename = "type")]
+    pub kind: ResponseFormatKind,
+    /// The JSON schema: written inline, or `{file: PATH}` (relative to the
+    /// file it is written in).
+    #[schemars(extend("type" = "object"))]
+    pub schema: serde_json::Value,
+    /// The schema's name in the request (default: the prompt's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
+    pub name: Option<String>,
+}
+
+/// The kinds of structured output dyno asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormatKind {
+    JsonSchema,
+}
+
+/// A value of the `response_format` matrix axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatChoice {
+    /// Send no `response_format`: free decoding.
+    None,
+    /// Send the prompt's `response_format`, else the schema of its
+    /// `json_schema` check (a prompt with neither sends none).
+    JsonSchema,
 }
 
 /// One item of an included prompt file: a prompt object, or just the user
@@ -611,6 +651,11 @@ pub struct RawMatrix {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub reasoning_effort: Option<Vec<ReasoningEffort>>,
+    /// Structured output off and on (`[none, json_schema]`: what
+    /// constrained decoding costs in decode speed, and buys in valid JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub response_format: Option<Vec<FormatChoice>>,
 }
 
 /// Where results and reports go.

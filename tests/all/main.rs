@@ -29,6 +29,7 @@ mod secrets;
 #[cfg(unix)]
 mod setup;
 mod shard;
+mod structured;
 mod suite;
 // The client speaks rustls there; elsewhere the system's TLS, and the
 // fixture's certificate tools would need a C compiler for the target.

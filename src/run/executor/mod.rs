@@ -573,6 +573,7 @@ fn launch(
 
 /// The request of `cell`: its prompt's messages with the cell's parameters.
 pub fn request(suite: &Suite, cell: &Cell) -> Request {
+    let prompt = suite.prompts.iter().find(|p| *p.id == *cell.prompt);
     Request {
         id: cell.index,
         model: suite
@@ -581,12 +582,7 @@ pub fn request(suite: &Suite, cell: &Cell) -> Request {
             .find(|m| m.id == cell.model())
             .map(|m| m.api_model.clone())
             .unwrap_or_default(),
-        messages: suite
-            .prompts
-            .iter()
-            .find(|p| *p.id == *cell.prompt)
-            .map(|p| p.messages.clone())
-            .unwrap_or_default(),
+        messages: prompt.map(|p| p.messages.clone()).unwrap_or_default(),
         temperature: cell.params().temperature,
         top_p: cell.params().top_p,
         max_tokens: cell.params().max_tokens,
@@ -594,7 +590,9 @@ pub fn request(suite: &Suite, cell: &Cell) -> Request {
         stream: cell.params().stream,
         ignore_eos: false,
         timeout: timeout(cell.params().timeout_s),
-        response_format: None,
+        response_format: prompt
+            .and_then(|p| p.format(cell.params().response_format))
+            .map(|f| f.body()),
         thinking: cell
             .params()
             .reasoning_effort

@@ -1049,6 +1049,7 @@ mod tests {
             r#"{"choices":[{"index":0,"delta":{"content":"Hé\n\"llo\" \ud83d\udc4b"},"finish_reason":null}]}"#,
             r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}},{"delta":{"content":""}}]}"#,
             r#"{"choices":[{"delta":{"reasoning_content":"hmm","content":null}}],"error":null}"#,
+            r#"{"choices":[{"delta":{"reasoning":"and so"}}]}"#,
             r#"{"choices":[{"delta":{"content":["not","text"]}}]}"#,
             r#"{"choices":{"not":"a list"},"id":"x"}"#,
             r#"{"choices":null}"#,
@@ -1085,7 +1086,9 @@ mod tests {
         assert_eq!(content_events, 5);
         assert_eq!(m.ttft_ms, Some(20.0));
         assert_eq!(m.ttfo_reasoning_ms, Some(40.0));
-        assert_eq!(m.itl_ms, vec![10.0, 0.0, 50.0, 10.0]);
+        assert_eq!(m.itl_ms, vec![10.0, 0.0, 60.0, 10.0]);
+        assert_eq!(m.reasoning.text, "hmmand so");
+        assert_eq!(m.reasoning.events, 2);
         assert_eq!(m.finish_reason.as_deref(), Some("stop"));
         assert_eq!(m.output_tokens, Some(4));
         assert_eq!(
@@ -1160,6 +1163,70 @@ mod tests {
         assert_eq!(body["seed"], 3);
         assert!(body.get("top_p").is_none());
         assert!(body.get("response_format").is_none());
+        assert!(
+            body.get("reasoning_effort").is_none() && body.get("chat_template_kwargs").is_none()
+        );
+        use crate::suite::{ReasoningControl, ReasoningEffort};
+        let with = |effort, control| {
+            let req = Request {
+                thinking: Some(super::super::Thinking::of(effort, control)),
+                ..req.clone()
+            };
+            super::body("m", &req)
+        };
+        let hosted = with(ReasoningEffort::High, ReasoningControl::ReasoningEffort);
+        assert_eq!(hosted["reasoning_effort"], "high", "{hosted}");
+        let off = with(ReasoningEffort::None, ReasoningControl::EnableThinking);
+        assert_eq!(
+            off["chat_template_kwargs"],
+            json!({"enable_thinking": false}),
+            "{off}"
+        );
+        assert!(off.get("reasoning_effort").is_none(), "{off}");
+        let on = with(ReasoningEffort::Low, ReasoningControl::EnableThinking);
+        assert_eq!(
+            on["chat_template_kwargs"],
+            json!({"enable_thinking": true}),
+            "{on}"
+        );
+    }
+
+    #[test]
+    fn a_whole_response_keeps_its_reasoning_apart() {
+        let t = target("http://h");
+        for (message, form) in [
+            (
+                json!({"reasoning_content": "hmm", "content": "Paris"}),
+                ReasoningForm::ReasoningContent,
+            ),
+            (
+                json!({"reasoning": "hmm", "content": "Paris"}),
+                ReasoningForm::Reasoning,
+            ),
+            (
+                json!({"content": "<think>hmm</think>\n\nParis"}),
+                ReasoningForm::ThinkTags,
+            ),
+        ] {
+            let mut m = Measured::default();
+            let body = json!({"choices": [{"message": message, "finish_reason": "stop"}],
+                "usage": {"completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 3}}});
+            absorb_final(&body, &mut m, &t).unwrap();
+            assert_eq!(
+                (m.text.as_str(), m.reasoning.text.as_str()),
+                ("Paris", "hmm"),
+                "{body}"
+            );
+            let r = m
+                .reasoning
+                .finish(None, None, m.output_tokens, m.token_source)
+                .unwrap();
+            assert_eq!(
+                (r.form, r.tokens, r.answer_tokens),
+                (form, Some(3), Some(2)),
+                "{body}"
+            );
+        }
     }
 
     #[test]

@@ -725,7 +725,11 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// Reads a non-streaming response body.
-fn absorb_final(value: &Value, m: &mut Measured, target: &Target) -> Result<(), Failure> {
+pub(super) fn absorb_final(
+    value: &Value,
+    m: &mut Measured,
+    target: &Target,
+) -> Result<(), Failure> {
     if let Some(error) = value.get("error") {
         let error = target.scrub(&error.to_string());
         return Err((ErrorKind::ServerError, error_text(&error)));
@@ -1163,70 +1167,6 @@ mod tests {
         assert_eq!(body["seed"], 3);
         assert!(body.get("top_p").is_none());
         assert!(body.get("response_format").is_none());
-        assert!(
-            body.get("reasoning_effort").is_none() && body.get("chat_template_kwargs").is_none()
-        );
-        use crate::suite::{ReasoningControl, ReasoningEffort};
-        let with = |effort, control| {
-            let req = Request {
-                thinking: Some(super::super::Thinking::of(effort, control)),
-                ..req.clone()
-            };
-            super::body("m", &req)
-        };
-        let hosted = with(ReasoningEffort::High, ReasoningControl::ReasoningEffort);
-        assert_eq!(hosted["reasoning_effort"], "high", "{hosted}");
-        let off = with(ReasoningEffort::None, ReasoningControl::EnableThinking);
-        assert_eq!(
-            off["chat_template_kwargs"],
-            json!({"enable_thinking": false}),
-            "{off}"
-        );
-        assert!(off.get("reasoning_effort").is_none(), "{off}");
-        let on = with(ReasoningEffort::Low, ReasoningControl::EnableThinking);
-        assert_eq!(
-            on["chat_template_kwargs"],
-            json!({"enable_thinking": true}),
-            "{on}"
-        );
-    }
-
-    #[test]
-    fn a_whole_response_keeps_its_reasoning_apart() {
-        let t = target("http://h");
-        for (message, form) in [
-            (
-                json!({"reasoning_content": "hmm", "content": "Paris"}),
-                ReasoningForm::ReasoningContent,
-            ),
-            (
-                json!({"reasoning": "hmm", "content": "Paris"}),
-                ReasoningForm::Reasoning,
-            ),
-            (
-                json!({"content": "<think>hmm</think>\n\nParis"}),
-                ReasoningForm::ThinkTags,
-            ),
-        ] {
-            let mut m = Measured::default();
-            let body = json!({"choices": [{"message": message, "finish_reason": "stop"}],
-                "usage": {"completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 3}}});
-            absorb_final(&body, &mut m, &t).unwrap();
-            assert_eq!(
-                (m.text.as_str(), m.reasoning.text.as_str()),
-                ("Paris", "hmm"),
-                "{body}"
-            );
-            let r = m
-                .reasoning
-                .finish(None, None, m.output_tokens, m.token_source)
-                .unwrap();
-            assert_eq!(
-                (r.form, r.tokens, r.answer_tokens),
-                (form, Some(3), Some(2)),
-                "{body}"
-            );
-        }
     }
 
     #[test]

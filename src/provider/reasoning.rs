@@ -303,4 +303,95 @@ mod tests {
         );
         assert_eq!(Thought::default().finish(None, None, Some(3), None), None);
     }
+
+    #[test]
+    fn the_effort_goes_out_in_the_endpoint_s_own_field() {
+        use crate::provider::{Request, Thinking};
+        use crate::suite::{Message, ReasoningControl, ReasoningEffort, Role};
+        use serde_json::json;
+        let req = Request {
+            id: 1,
+            model: "m".into(),
+            messages: vec![Message {
+                role: Role::User,
+                content: "hi".into(),
+            }],
+            temperature: 0.0,
+            top_p: None,
+            max_tokens: 8,
+            seed: 3,
+            stream: true,
+            ignore_eos: false,
+            timeout: std::time::Duration::from_secs(1),
+            response_format: None,
+            thinking: None,
+        };
+        let body = crate::provider::openai::body("m", &req);
+        assert!(
+            body.get("reasoning_effort").is_none() && body.get("chat_template_kwargs").is_none()
+        );
+        let with = |effort, control| {
+            let req = Request {
+                thinking: Some(Thinking::of(effort, control)),
+                ..req.clone()
+            };
+            crate::provider::openai::body("m", &req)
+        };
+        let hosted = with(ReasoningEffort::High, ReasoningControl::ReasoningEffort);
+        assert_eq!(hosted["reasoning_effort"], "high", "{hosted}");
+        let off = with(ReasoningEffort::None, ReasoningControl::EnableThinking);
+        assert_eq!(
+            off["chat_template_kwargs"],
+            json!({"enable_thinking": false}),
+            "{off}"
+        );
+        assert!(off.get("reasoning_effort").is_none(), "{off}");
+        let on = with(ReasoningEffort::Low, ReasoningControl::EnableThinking);
+        assert_eq!(
+            on["chat_template_kwargs"],
+            json!({"enable_thinking": true}),
+            "{on}"
+        );
+    }
+
+    #[test]
+    fn a_whole_response_keeps_its_reasoning_apart() {
+        use crate::provider::Measured;
+        use crate::provider::openai::{Target, absorb_final};
+        use serde_json::json;
+        let t = Target::local("http://h".into(), &crate::secrets::Secrets::default());
+        for (message, form) in [
+            (
+                json!({"reasoning_content": "hmm", "content": "Paris"}),
+                ReasoningForm::ReasoningContent,
+            ),
+            (
+                json!({"reasoning": "hmm", "content": "Paris"}),
+                ReasoningForm::Reasoning,
+            ),
+            (
+                json!({"content": "<think>hmm</think>\n\nParis"}),
+                ReasoningForm::ThinkTags,
+            ),
+        ] {
+            let mut m = Measured::default();
+            let body = json!({"choices": [{"message": message, "finish_reason": "stop"}],
+                "usage": {"completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 3}}});
+            absorb_final(&body, &mut m, &t).unwrap();
+            assert_eq!(
+                (m.text.as_str(), m.reasoning.text.as_str()),
+                ("Paris", "hmm"),
+                "{body}"
+            );
+            let r = m
+                .reasoning
+                .finish(None, None, m.output_tokens, m.token_source)
+                .unwrap();
+            assert_eq!(
+                (r.form, r.tokens, r.answer_tokens),
+                (form, Some(3), Some(2)),
+                "{body}"
+            );
+        }
+    }
 }

@@ -821,6 +821,8 @@ enum AxisValue {
     Stream(bool),
     Temperature(f64),
     MaxTokens(u32),
+    ReasoningEffort(crate::suite::ReasoningEffort),
+    ResponseFormat(crate::suite::FormatChoice),
 }
 
 impl AxisValue {
@@ -830,6 +832,14 @@ impl AxisValue {
             AxisValue::Stream(v) => format!("stream={v}"),
             AxisValue::Temperature(v) => format!("temperature={v}"),
             AxisValue::MaxTokens(v) => format!("max_tokens={v}"),
+            AxisValue::ReasoningEffort(v) => format!("reasoning_effort={}", v.name()),
+            AxisValue::ResponseFormat(v) => format!(
+                "response_format={}",
+                match v {
+                    crate::suite::FormatChoice::None => "none",
+                    crate::suite::FormatChoice::JsonSchema => "json_schema",
+                }
+            ),
         }
     }
 
@@ -839,6 +849,8 @@ impl AxisValue {
             AxisValue::Stream(v) => params.stream = v,
             AxisValue::Temperature(v) => params.temperature = v,
             AxisValue::MaxTokens(v) => params.max_tokens = v,
+            AxisValue::ReasoningEffort(v) => params.reasoning_effort = Some(v),
+            AxisValue::ResponseFormat(v) => params.response_format = Some(v),
         }
         self.label()
     }
@@ -850,6 +862,8 @@ fn axis_values(axis: &Axis) -> Vec<AxisValue> {
         Axis::Stream(v) => v.iter().copied().map(AxisValue::Stream).collect(),
         Axis::Temperature(v) => v.iter().copied().map(AxisValue::Temperature).collect(),
         Axis::MaxTokens(v) => v.iter().copied().map(AxisValue::MaxTokens).collect(),
+        Axis::ReasoningEffort(v) => v.iter().copied().map(AxisValue::ReasoningEffort).collect(),
+        Axis::ResponseFormat(v) => v.iter().copied().map(AxisValue::ResponseFormat).collect(),
     }
 }
 

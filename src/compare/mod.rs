@@ -32,7 +32,10 @@ use crate::measure::stratified;
 use crate::results::{Results, Sample, Status};
 use crate::suite::CompareSettings;
 
-/// A metric compared across runs.
+/// A metric compared across runs. The reasoning metrics have rows only
+/// where a side's requests reasoned: the reasoning time and the time to
+/// the first reasoning token are judged like TTFT (its noise and floor),
+/// reasoning tokens like E2E, whose time they make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
@@ -40,14 +43,20 @@ pub enum Metric {
     E2eMs,
     TpotMs,
     DecodeTps,
+    TtfoReasoningMs,
+    ReasoningMs,
+    ReasoningTokens,
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 4] = [
+    pub(crate) const ALL: [Metric; 7] = [
         Metric::TtftMs,
         Metric::E2eMs,
         Metric::TpotMs,
         Metric::DecodeTps,
+        Metric::TtfoReasoningMs,
+        Metric::ReasoningMs,
+        Metric::ReasoningTokens,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +65,9 @@ impl Metric {
             Metric::E2eMs => "e2e_ms",
             Metric::TpotMs => "tpot_ms",
             Metric::DecodeTps => "decode_tps",
+            Metric::TtfoReasoningMs => "ttfo_reasoning_ms",
+            Metric::ReasoningMs => "reasoning_ms",
+            Metric::ReasoningTokens => "reasoning_tokens",
         }
     }
 
@@ -65,6 +77,9 @@ impl Metric {
             Metric::E2eMs => s.e2e_ms,
             Metric::TpotMs => s.tpot_ms,
             Metric::DecodeTps => s.decode_tps,
+            Metric::TtfoReasoningMs => s.ttfo_reasoning_ms,
+            Metric::ReasoningMs => s.reasoning.as_ref()?.reasoning_ms,
+            Metric::ReasoningTokens => Some(s.reasoning.as_ref()?.tokens? as f64),
         }
     }
 
@@ -75,18 +90,20 @@ impl Metric {
     /// This metric's absolute noise floor in `settings` (times only).
     pub fn floor_ms(self, settings: &CompareSettings) -> Option<f64> {
         match self {
-            Metric::TtftMs => Some(settings.floor_ttft_ms),
+            Metric::TtftMs | Metric::TtfoReasoningMs | Metric::ReasoningMs => {
+                Some(settings.floor_ttft_ms)
+            }
             Metric::E2eMs => Some(settings.floor_e2e_ms),
             Metric::TpotMs => Some(settings.floor_tpot_ms),
-            Metric::DecodeTps => None,
+            Metric::DecodeTps | Metric::ReasoningTokens => None,
         }
     }
 
     /// This metric's noise threshold in `settings`.
     pub fn noise(self, settings: &CompareSettings) -> f64 {
         match self {
-            Metric::TtftMs => settings.noise_ttft,
-            Metric::E2eMs => settings.noise_e2e,
+            Metric::TtftMs | Metric::TtfoReasoningMs | Metric::ReasoningMs => settings.noise_ttft,
+            Metric::E2eMs | Metric::ReasoningTokens => settings.noise_e2e,
             Metric::TpotMs => settings.noise_tpot,
             Metric::DecodeTps => settings.noise_tokens_per_s,
         }

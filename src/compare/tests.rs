@@ -310,3 +310,60 @@ fn issue_22_another_engine_build_makes_its_model_machine() {
     let c = compare(&doc(&levels, 5, 1.0, None), &new, "base", "new");
     assert_eq!(model_row(&c, Metric::TtftMs).verdict, Verdict::Regressed);
 }
+
+/// `doc`'s results with every request reasoning before it answers: the
+/// first reasoning token at 40 ms, `think` ms of reasoning (nudged like
+/// the rounds), `tokens` reasoning tokens, the first answer token after it.
+fn reasoning_doc(think: f64, tokens: u64) -> Results {
+    let mut d = doc(&[200.0, 450.0, 800.0, 1500.0], 3, 1.0, None);
+    for s in &mut d.samples {
+        let nudge = s.ttft_ms.unwrap_or(0.0) / 1000.0;
+        let reasoning_ms = think * (1.0 + nudge / 50.0);
+        s.ttfo_reasoning_ms = Some(40.0);
+        s.ttft_ms = Some(40.0 + reasoning_ms);
+        s.reasoning = Some(results::Reasoning {
+            form: results::ReasoningForm::ReasoningContent,
+            tokens: Some(tokens),
+            token_source: Some(results::TokenSource::Usage),
+            reasoning_ms: Some(reasoning_ms),
+            answer_tokens: Some(20),
+            text: "hmm".into(),
+        });
+    }
+    d
+}
+
+#[test]
+fn issue_25_a_reasoning_time_regression_is_caught_at_model_level() {
+    let base = reasoning_doc(300.0, 60);
+    let slower = reasoning_doc(450.0, 90);
+    let c = compare(&base, &slower, "base", "new");
+    let text = render_text(&c);
+    println!("{text}");
+    for metric in [Metric::ReasoningMs, Metric::ReasoningTokens, Metric::TtftMs] {
+        let row = model_row(&c, metric);
+        assert_eq!(row.verdict, Verdict::Regressed, "{metric:?}: {text}");
+        assert!(row.gates, "{metric:?}: {text}");
+    }
+    assert_eq!(
+        model_row(&c, Metric::TtfoReasoningMs).verdict,
+        Verdict::Unchanged,
+        "{text}"
+    );
+    assert!(c.regressed(), "{text}");
+    assert!(
+        c.rows.iter().any(|r| r.metric == Metric::ReasoningTokens),
+        "cell rows carry reasoning: {text}"
+    );
+    // Runs that never reasoned have no reasoning rows.
+    let plain = doc(&[200.0], 3, 1.0, None);
+    let c = compare(&plain, &plain, "a", "b");
+    assert!(
+        c.models
+            .iter()
+            .chain(&c.rows)
+            .all(|r| !matches!(r.metric, Metric::ReasoningMs | Metric::ReasoningTokens)),
+        "{}",
+        render_text(&c)
+    );
+}

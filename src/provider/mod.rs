@@ -23,6 +23,7 @@ pub(crate) mod http;
 pub mod openai;
 pub(crate) mod orphans;
 pub(crate) mod process;
+pub mod reasoning;
 pub(crate) mod server;
 pub(crate) mod sse;
 #[cfg(not(any(windows, target_vendor = "apple")))]
@@ -67,6 +68,33 @@ pub struct Request {
     /// it into a grammar); `None` for free text. The judge asks for its score
     /// this way, so that even a tiny judge model answers parseably.
     pub response_format: Option<serde_json::Value>,
+    /// How hard a reasoning model thinks, in the endpoint's own field;
+    /// `None` sends nothing.
+    pub thinking: Option<Thinking>,
+}
+
+/// A reasoning effort as one endpoint takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Thinking {
+    /// `reasoning_effort: <effort>`.
+    Effort(crate::suite::ReasoningEffort),
+    /// `chat_template_kwargs: {enable_thinking: <bool>}`.
+    Enable(bool),
+}
+
+impl Thinking {
+    /// `effort` in the field `control` names.
+    pub fn of(
+        effort: crate::suite::ReasoningEffort,
+        control: crate::suite::ReasoningControl,
+    ) -> Thinking {
+        match control {
+            crate::suite::ReasoningControl::ReasoningEffort => Thinking::Effort(effort),
+            crate::suite::ReasoningControl::EnableThinking => {
+                Thinking::Enable(effort != crate::suite::ReasoningEffort::None)
+            }
+        }
+    }
 }
 
 /// What one request measured, whichever provider sent it. Times are
@@ -78,7 +106,8 @@ pub struct Measured {
     pub error: Option<(ErrorKind, String)>,
     /// First content (a non-empty `content` delta, or adapter token).
     pub ttft_ms: Option<f64>,
-    /// First non-empty `reasoning_content`, when the model reasons.
+    /// First reasoning (`reasoning_content`, `reasoning`, or text inside
+    /// `<think>`), when the model reasons.
     pub ttfo_reasoning_ms: Option<f64>,
     pub e2e_ms: Option<f64>,
     /// Gaps between consecutive content-bearing events.
@@ -87,7 +116,10 @@ pub struct Measured {
     pub prompt_tokens: Option<u64>,
     pub token_source: Option<TokenSource>,
     pub finish_reason: Option<String>,
+    /// The answer (without the reasoning).
     pub text: String,
+    /// The reasoning, told apart from the answer as it came.
+    pub reasoning: reasoning::Thought,
     /// The server's own timings (llama.cpp `timings`), as sent.
     pub server_timings: Option<BTreeMap<String, f64>>,
     /// The HTTP status of a response that was not a success.

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use super::sse::SseFramer;
 use super::{Measured, Request};
-use crate::results::{ErrorKind, TokenSource};
+use crate::results::{ErrorKind, ReasoningForm, TokenSource};
 use crate::secrets::Secrets;
 use crate::text::{clip, root_cause};
 
@@ -234,6 +234,13 @@ pub fn body(model: &str, request: &Request) -> Value {
     if let Some(format) = &request.response_format {
         body["response_format"] = format.clone();
     }
+    match request.thinking {
+        Some(super::Thinking::Effort(effort)) => body["reasoning_effort"] = json!(effort.name()),
+        Some(super::Thinking::Enable(on)) => {
+            body["chat_template_kwargs"] = json!({ "enable_thinking": on });
+        }
+        None => {}
+    }
     if request.stream {
         body["stream_options"] = json!({ "include_usage": true });
     }
@@ -289,6 +296,9 @@ pub async fn chat(
             ));
         }
     }
+    // What a tag under way held back when the stream ended.
+    let held = m.reasoning.flush();
+    m.text.push_str(&held);
     if m.error.is_none() {
         count_tokens(client, target, &mut m, content_events).await;
     }
@@ -471,10 +481,14 @@ impl Streamed {
         m: &mut Measured,
         content_events: &mut u64,
     ) -> Result<(), Failure> {
-        if choices.reasoning && m.ttfo_reasoning_ms.is_none() {
+        let field = choices.reasoning.as_ref().map(|(t, f)| (&**t, *f));
+        let (content, with_content, reasoned) =
+            m.reasoning
+                .take(field, choices.content, choices.with_content);
+        if reasoned && m.ttfo_reasoning_ms.is_none() {
             m.ttfo_reasoning_ms = Some(ms(self.start, self.now));
         }
-        for _ in 0..choices.with_content {
+        for _ in 0..with_content {
             match self.last_content {
                 None => m.ttft_ms = Some(ms(self.start, self.now)),
                 Some(previous) => m.itl_ms.push(ms(previous, self.now)),
@@ -482,8 +496,8 @@ impl Streamed {
             self.last_content = Some(self.now);
             *content_events += 1;
         }
-        m.text.push_str(&choices.content);
-        if m.text.len() > MAX_BODY {
+        m.text.push_str(&content);
+        if m.text.len() + m.reasoning.text.len() > MAX_BODY {
             return Err(too_large("the output", MAX_BODY));
         }
         if let Some(reason) = choices.finish_reason {
@@ -522,8 +536,10 @@ struct Choices<'a> {
     content: Cow<'a, str>,
     /// Choices with non-empty content.
     with_content: u32,
-    /// Some choice has non-empty `reasoning_content`.
-    reasoning: bool,
+    /// The reasoning of every choice that has some, in order, and the form
+    /// of the first (`reasoning_content` is preferred over `reasoning`
+    /// when a server sends both).
+    reasoning: Option<(Cow<'a, str>, ReasoningForm)>,
     /// The last `finish_reason` given.
     finish_reason: Option<Cow<'a, str>>,
 }
@@ -532,7 +548,7 @@ impl<'a> Choices<'a> {
     fn add(
         &mut self,
         content: Option<Text<'a>>,
-        reasoning: Option<&str>,
+        reasoning: Option<(Text<'a>, ReasoningForm)>,
         finish: Option<Text<'a>>,
     ) {
         if let Some(Text(content)) = content.filter(|c| !c.0.is_empty()) {
@@ -543,7 +559,12 @@ impl<'a> Choices<'a> {
                 self.content.to_mut().push_str(&content);
             }
         }
-        self.reasoning |= reasoning.is_some_and(|r| !r.is_empty());
+        if let Some((Text(text), form)) = reasoning.filter(|(r, _)| !r.0.is_empty()) {
+            match &mut self.reasoning {
+                None => self.reasoning = Some((text, form)),
+                Some((all, _)) => all.to_mut().push_str(&text),
+            }
+        }
         if let Some(Text(reason)) = finish {
             self.finish_reason = Some(reason);
         }
@@ -559,10 +580,19 @@ impl<'a> Choices<'a> {
             .flatten()
         {
             let delta = choice.get("delta");
-            let text = |field: &str| delta.and_then(|d| d.get(field)).and_then(Value::as_str);
+            let text = |field: &str| {
+                delta
+                    .and_then(|d| d.get(field))
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| Text(Cow::Borrowed(t)))
+            };
+            let reasoning = text("reasoning_content")
+                .map(|t| (t, ReasoningForm::ReasoningContent))
+                .or_else(|| text("reasoning").map(|t| (t, ReasoningForm::Reasoning)));
             choices.add(
-                text("content").map(|c| Text(Cow::Borrowed(c))),
-                text("reasoning_content"),
+                text("content"),
+                reasoning,
                 choice
                     .get("finish_reason")
                     .and_then(Value::as_str)
@@ -589,14 +619,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Choices<'a> {
             ) -> Result<Choices<'de>, S::Error> {
                 let mut choices = Choices::default();
                 while let Some(choice) = seq.next_element::<Choice<'de>>()? {
-                    let (content, reasoning) = choice
-                        .delta
-                        .map_or((None, None), |d| (d.content, d.reasoning_content));
-                    choices.add(
-                        content,
-                        reasoning.as_ref().map(|r| &*r.0),
-                        choice.finish_reason,
-                    );
+                    let (content, reasoning) = choice.delta.map_or((None, None), Delta::parts);
+                    choices.add(content, reasoning, choice.finish_reason);
                 }
                 Ok(choices)
             }
@@ -620,6 +644,25 @@ struct Delta<'a> {
     content: Option<Text<'a>>,
     #[serde(default, borrow)]
     reasoning_content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Text<'a>>,
+}
+
+impl<'a> Delta<'a> {
+    /// Its content, and its reasoning with the form it came in (non-empty
+    /// `reasoning_content` first, else `reasoning`).
+    fn parts(self) -> (Option<Text<'a>>, Option<(Text<'a>, ReasoningForm)>) {
+        let reasoning = self
+            .reasoning_content
+            .filter(|t| !t.0.is_empty())
+            .map(|t| (t, ReasoningForm::ReasoningContent))
+            .or_else(|| {
+                self.reasoning
+                    .filter(|t| !t.0.is_empty())
+                    .map(|t| (t, ReasoningForm::Reasoning))
+            });
+        (self.content, reasoning)
+    }
 }
 
 /// A JSON string, borrowed from the input unless it had escapes (serde's
@@ -682,7 +725,11 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// Reads a non-streaming response body.
-fn absorb_final(value: &Value, m: &mut Measured, target: &Target) -> Result<(), Failure> {
+pub(super) fn absorb_final(
+    value: &Value,
+    m: &mut Measured,
+    target: &Target,
+) -> Result<(), Failure> {
     if let Some(error) = value.get("error") {
         let error = target.scrub(&error.to_string());
         return Err((ErrorKind::ServerError, error_text(&error)));
@@ -692,11 +739,17 @@ fn absorb_final(value: &Value, m: &mut Measured, target: &Target) -> Result<(), 
         .and_then(Value::as_array)
         .and_then(|c| c.first())
         .ok_or_else(|| (ErrorKind::BadSse, "response has no choices".to_string()))?;
-    m.text = choice
-        .pointer("/message/content")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let text = |field: &str| {
+        choice
+            .get("message")
+            .and_then(|m| m.get(field))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+    };
+    let field = text("reasoning_content")
+        .map(|t| (t, ReasoningForm::ReasoningContent))
+        .or_else(|| text("reasoning").map(|t| (t, ReasoningForm::Reasoning)));
+    m.text = m.reasoning.take_whole(field, text("content").unwrap_or(""));
     m.finish_reason = choice
         .get("finish_reason")
         .and_then(Value::as_str)
@@ -709,8 +762,10 @@ fn absorb_final(value: &Value, m: &mut Measured, target: &Target) -> Result<(), 
 /// fails (`bad_sse`) rather than record it.
 fn absorb_usage(value: &Value, m: &mut Measured) -> Result<(), Failure> {
     if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
+        // `field` is a dotted path below `usage`.
         let count = |field: &str| -> Result<Option<u64>, Failure> {
-            match usage.get(field).and_then(Value::as_u64) {
+            let pointer = format!("/{}", field.replace('.', "/"));
+            match usage.pointer(&pointer).and_then(Value::as_u64) {
                 Some(n) if n > MAX_TOKEN_COUNT => Err((
                     ErrorKind::BadSse,
                     format!(
@@ -726,6 +781,9 @@ fn absorb_usage(value: &Value, m: &mut Measured) -> Result<(), Failure> {
         }
         if let Some(n) = count("prompt_tokens")? {
             m.prompt_tokens = Some(n);
+        }
+        if let Some(n) = count("completion_tokens_details.reasoning_tokens")? {
+            m.reasoning.usage_tokens = Some(n);
         }
     }
     if let Some(timings) = value.get("timings").and_then(Value::as_object) {
@@ -759,15 +817,22 @@ async fn count_tokens(
         m.token_source = Some(TokenSource::ServerTimings);
         return;
     }
-    if !m.text.is_empty()
-        && let Some(n) = tokenize(client, target, &m.text).await
+    // Every generated token: the reasoning's and the answer's.
+    let generated = if m.reasoning.text.is_empty() {
+        Cow::Borrowed(m.text.as_str())
+    } else {
+        Cow::Owned(format!("{}{}", m.reasoning.text, m.text))
+    };
+    if !generated.is_empty()
+        && let Some(n) = tokenize(client, target, &generated).await
     {
         m.output_tokens = Some(n);
         m.token_source = Some(TokenSource::Tokenize);
         return;
     }
-    m.output_tokens = Some(if content_events > 0 {
-        content_events
+    let events = content_events + m.reasoning.events;
+    m.output_tokens = Some(if events > 0 {
+        events
     } else {
         // About four characters per token for English text.
         (m.text.chars().count() as u64).div_ceil(4)
@@ -988,6 +1053,7 @@ mod tests {
             r#"{"choices":[{"index":0,"delta":{"content":"Hé\n\"llo\" \ud83d\udc4b"},"finish_reason":null}]}"#,
             r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}},{"delta":{"content":""}}]}"#,
             r#"{"choices":[{"delta":{"reasoning_content":"hmm","content":null}}],"error":null}"#,
+            r#"{"choices":[{"delta":{"reasoning":"and so"}}]}"#,
             r#"{"choices":[{"delta":{"content":["not","text"]}}]}"#,
             r#"{"choices":{"not":"a list"},"id":"x"}"#,
             r#"{"choices":null}"#,
@@ -1024,7 +1090,9 @@ mod tests {
         assert_eq!(content_events, 5);
         assert_eq!(m.ttft_ms, Some(20.0));
         assert_eq!(m.ttfo_reasoning_ms, Some(40.0));
-        assert_eq!(m.itl_ms, vec![10.0, 0.0, 50.0, 10.0]);
+        assert_eq!(m.itl_ms, vec![10.0, 0.0, 60.0, 10.0]);
+        assert_eq!(m.reasoning.text, "hmmand so");
+        assert_eq!(m.reasoning.events, 2);
         assert_eq!(m.finish_reason.as_deref(), Some("stop"));
         assert_eq!(m.output_tokens, Some(4));
         assert_eq!(
@@ -1092,6 +1160,7 @@ mod tests {
             ignore_eos: false,
             timeout: Duration::from_secs(1),
             response_format: None,
+            thinking: None,
         };
         let body = body("m", &req);
         assert_eq!(body["stream_options"]["include_usage"], true);

@@ -88,6 +88,22 @@ pub struct CheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1_000_000.0))]
     pub weight: Option<f64>,
+    /// What the check reads: `answer` (default), the output without a
+    /// reasoning model's thinking, or `reasoning`, the thinking alone
+    /// (empty when the model did not reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<CheckOf>,
+}
+
+/// The part of an output a check reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOf {
+    /// The answer, without the reasoning.
+    #[default]
+    Answer,
+    /// The reasoning that came before the answer.
+    Reasoning,
 }
 
 /// The check kinds, in the order they are documented.
@@ -269,10 +285,16 @@ impl CheckSpec {
         } else {
             label
         };
+        let of = self.of.unwrap_or_default();
+        let label = match of {
+            CheckOf::Answer => label,
+            CheckOf::Reasoning => format!("reasoning {label}"),
+        };
         Ok(Check {
             label,
             weight,
             rule,
+            of,
         })
     }
 }
@@ -397,6 +419,7 @@ pub struct Check {
     label: String,
     weight: f64,
     rule: Rule,
+    of: CheckOf,
 }
 
 #[derive(Debug, Clone)]
@@ -500,6 +523,11 @@ impl Check {
     /// Weight in the pass rate.
     pub fn weight(&self) -> f64 {
         self.weight
+    }
+
+    /// The part of an output the check reads.
+    pub fn of(&self) -> CheckOf {
+        self.of
     }
 
     /// Runs the check on one output text.

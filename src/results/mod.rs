@@ -22,6 +22,7 @@ mod merge;
 mod mode;
 mod parts;
 mod point;
+mod reasoning;
 mod summary;
 
 pub use engine::{EngineBuild, EngineSetup};
@@ -42,6 +43,7 @@ pub use io::{
     to_json,
 };
 pub use mode::on_one_thread;
+pub use reasoning::{Reasoning, ReasoningForm, ReasoningStats};
 
 pub use summary::{
     CellStats, Dist, EnergySettings, EnergySource, Failure, Highlight, ModelSummary,
@@ -162,7 +164,8 @@ pub struct Sample {
     pub error: Option<String>,
     /// Time to the first event carrying non-empty content (streaming only).
     pub ttft_ms: Option<f64>,
-    /// Time to the first non-empty `reasoning_content`, when the model reasons.
+    /// Time to the first reasoning token (`reasoning_content`, `reasoning`
+    /// or text inside `<think>`), when the model reasons.
     pub ttfo_reasoning_ms: Option<f64>,
     /// Time to the end of the response.
     pub e2e_ms: Option<f64>,
@@ -234,6 +237,10 @@ pub struct Sample {
     /// provider is not HTTP.
     #[serde(default)]
     pub new_connection: bool,
+    /// What the model spent reasoning before it answered, when it did;
+    /// `text` is then the answer alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Reasoning>,
 }
 
 fn one() -> u32 {
@@ -295,6 +302,7 @@ impl Sample {
             scheduled_ms: None,
             schedule_lag_ms: None,
             new_connection: false,
+            reasoning: None,
         }
     }
 
@@ -304,9 +312,15 @@ impl Sample {
         row_label(&self.model, self.variant.as_deref(), self.axes.as_deref())
     }
 
-    /// Derives TPOT and decode tokens/s from TTFT, E2E and the token count.
+    /// Derives TPOT and decode tokens/s from TTFT, E2E and the token
+    /// count: the answer's tokens when the model reasoned (the reasoning
+    /// was generated before TTFT, outside the decode window).
     pub fn derive_rates(&mut self) {
-        if let Some((tpot, tps)) = rates(self.ttft_ms, self.e2e_ms, self.output_tokens) {
+        let tokens = match &self.reasoning {
+            Some(r) => r.answer_tokens,
+            None => self.output_tokens,
+        };
+        if let Some((tpot, tps)) = rates(self.ttft_ms, self.e2e_ms, tokens) {
             self.tpot_ms = Some(tpot);
             self.decode_tps = Some(tps);
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EngineBuild, ErrorKind, ModelRun, Sample, Status};
+use super::{EngineBuild, ErrorKind, ModelRun, ReasoningStats, Sample, Status};
 use crate::measure::stats;
 
 /// Distribution of one metric over a cell's measured rounds.
@@ -82,6 +82,31 @@ pub struct CellStats {
     /// again (`retry:`), warmup and cold requests included.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retried: usize,
+    /// The reasoning figures of the cell's requests that reasoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningStats>,
+    /// Schema conformance: the share of the cell's successful outputs
+    /// that passed their `json_schema` checks, over those that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema_conformance: Option<f64>,
+}
+
+/// The share of `samples` whose `json_schema` checks all passed, over
+/// those with such a check (answer or reasoning); `None` without any.
+fn json_schema_conformance<'a>(samples: impl Iterator<Item = &'a Sample>) -> Option<f64> {
+    let verdicts: Vec<bool> = samples
+        .filter_map(|s| {
+            let mut schema = s
+                .checks
+                .iter()
+                .filter(|c| c.check.ends_with("json_schema"))
+                .peekable();
+            schema.peek()?;
+            Some(schema.all(|c| c.passed))
+        })
+        .collect();
+    (!verdicts.is_empty())
+        .then(|| verdicts.iter().filter(|v| **v).count() as f64 / verdicts.len() as f64)
 }
 
 /// One distinct error of a cell's requests.
@@ -190,6 +215,8 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                     .reduce(f64::max),
                 failures: failures(failed.get(key).into_iter().flatten().copied()),
                 retried: retried.get(key).copied().unwrap_or(0),
+                reasoning: ReasoningStats::of(ok.iter().map(|s| **s)),
+                json_schema_conformance: json_schema_conformance(ok.iter().map(|s| **s)),
             })
         })
         .collect()
@@ -281,6 +308,9 @@ pub struct ModelSummary {
     pub status: Status,
     #[serde(flatten)]
     pub quality: QualitySummary,
+    /// The reasoning figures of the warm requests that reasoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningStats>,
 }
 
 /// Quality of a model's measured, successful outputs.
@@ -474,6 +504,7 @@ pub fn summarize_models(
                 engine: launches.iter().find_map(|l| l.engine.clone()),
                 status: run.status,
                 quality: QualitySummary::of(mine.iter().copied()),
+                reasoning: ReasoningStats::of(warm.iter().copied()),
             }
         })
         .collect()

@@ -37,7 +37,15 @@ pub(crate) fn apply_checks(suite: &Suite, samples: &mut [Sample]) {
             .checks
             .iter()
             .filter_map(|spec| spec.compile().ok())
-            .map(|check| check.evaluate(&sample.text))
+            .map(|check| {
+                let text = match check.of() {
+                    quality::CheckOf::Answer => sample.text.as_str(),
+                    quality::CheckOf::Reasoning => {
+                        sample.reasoning.as_ref().map_or("", |r| r.text.as_str())
+                    }
+                };
+                check.evaluate(text)
+            })
             .collect();
     }
 }
@@ -205,6 +213,7 @@ async fn ask(
             ignore_eos: false,
             timeout: timeout(model.params.timeout_s),
             response_format: Some(settings.scale.reply_format()),
+            thinking: None,
         };
         let m = provider.measure(&request).await;
         let (reply, parse) = if let Some((kind, message)) = m.error {

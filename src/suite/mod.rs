@@ -21,7 +21,7 @@ use diag::Diagnostic;
 use node::Pos;
 use parse::{Loader, OutputsCheck};
 use raw::RawParams;
-pub use raw::{EndpointKind, Order, Role};
+pub use raw::{EndpointKind, FormatChoice, Order, ReasoningControl, ReasoningEffort, Role};
 
 pub use crate::results::EnergySettings;
 use crate::results::SuiteRecord;
@@ -145,6 +145,9 @@ pub struct Endpoint {
     pub load_timeout_s: u32,
     /// Where a `command` adapter runs: the suite file's directory.
     pub dir: PathBuf,
+    /// How the endpoint takes a reasoning effort, when the suite says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_control: Option<ReasoningControl>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -207,6 +210,13 @@ pub struct Params {
     /// suite's hash while false, so existing suites keep theirs).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reuse_connections: bool,
+    /// How hard a reasoning model thinks; not sent when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
+    /// Structured output as the `response_format` axis sets it; unset,
+    /// each prompt's own `response_format` is sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<FormatChoice>,
 }
 
 /// Retrying a request the server turned away for now (429, 503): at most
@@ -276,6 +286,8 @@ impl Params {
             on: Statuses::of(&[429, 503]),
         },
         reuse_connections: false,
+        reasoning_effort: None,
+        response_format: None,
     };
 
     pub(crate) fn overlay(self, raw: Option<&RawParams>) -> Params {
@@ -297,6 +309,8 @@ impl Params {
                 }),
             }),
             reuse_connections: raw.reuse_connections.unwrap_or(self.reuse_connections),
+            reasoning_effort: raw.reasoning_effort.or(self.reasoning_effort),
+            response_format: self.response_format,
         }
     }
 }
@@ -308,6 +322,9 @@ pub struct Prompt {
     /// The suite's checks, then the prompt's own (validated).
     pub checks: Vec<crate::quality::CheckSpec>,
     pub rubric: Option<String>,
+    /// The JSON schema the reply must meet, sent as `response_format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
     /// The file the prompt was written in.
     pub origin: PathBuf,
     /// Where its `id` stands in that file.
@@ -321,6 +338,42 @@ pub struct Message {
     pub content: String,
 }
 
+/// A JSON schema a reply must meet, with the name the request gives it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResponseFormat {
+    pub name: String,
+    pub schema: serde_json::Value,
+}
+
+impl ResponseFormat {
+    /// The OpenAI `response_format` body (llama-server and vLLM take it too).
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": "json_schema",
+            "json_schema": { "name": self.name, "strict": true, "schema": self.schema },
+        })
+    }
+}
+
+impl Prompt {
+    /// What `choice` sends for this prompt: its `response_format` (by
+    /// default, and for `json_schema`), else, for `json_schema`, the schema
+    /// of its first `json_schema` check; nothing for `none`.
+    pub fn format(&self, choice: Option<FormatChoice>) -> Option<ResponseFormat> {
+        match choice {
+            Some(FormatChoice::None) => None,
+            None => self.response_format.clone(),
+            Some(FormatChoice::JsonSchema) => self.response_format.clone().or_else(|| {
+                let schema = self.checks.iter().find_map(|c| c.json_schema.clone())?;
+                Some(ResponseFormat {
+                    name: self.id.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+                    schema,
+                })
+            }),
+        }
+    }
+}
+
 /// One matrix axis with its values, in suite order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -328,6 +381,8 @@ pub enum Axis {
     Stream(Vec<bool>),
     Temperature(Vec<f64>),
     MaxTokens(Vec<u32>),
+    ReasoningEffort(Vec<ReasoningEffort>),
+    ResponseFormat(Vec<FormatChoice>),
 }
 
 #[derive(Debug, Clone, Serialize)]

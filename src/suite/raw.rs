@@ -258,6 +258,48 @@ pub(crate) struct RawEndpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub load_timeout_s: Option<u32>,
+    /// How the endpoint takes a `reasoning_effort`: `reasoning_effort`
+    /// (the OpenAI field, sent as is; the default) or `enable_thinking`
+    /// (`chat_template_kwargs: {enable_thinking}`, as llama-server and
+    /// vLLM take it: `none` turns thinking off, any other effort on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_control: Option<ReasoningControl>,
+}
+
+/// How a reasoning model is told how hard to think.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningControl {
+    /// `reasoning_effort: low` (OpenAI and compatible hosted APIs).
+    ReasoningEffort,
+    /// `chat_template_kwargs: {enable_thinking: true|false}` (llama-server,
+    /// vLLM, for templates such as Qwen3's).
+    EnableThinking,
+}
+
+/// How hard a reasoning model should think.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningEffort {
+    /// No thinking (`enable_thinking: false`).
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+impl ReasoningEffort {
+    /// The value as suites and requests write it (`high`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReasoningEffort::None => "none",
+            ReasoningEffort::Minimal => "minimal",
+            ReasoningEffort::Low => "low",
+            ReasoningEffort::Medium => "medium",
+            ReasoningEffort::High => "high",
+        }
+    }
 }
 
 /// A local server process that dyno starts before the first cell that needs
@@ -403,6 +445,46 @@ pub(crate) struct RawPrompt {
     /// What a good answer covers, for the judge model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rubric: Option<String>,
+    /// The shape the reply must take, sent as the request's
+    /// `response_format` (llama-server enforces a JSON schema with a
+    /// grammar: constrained decoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<RawResponseFormat>,
+}
+
+/// A structured-output request: `{type: json_schema, schema: {...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponseFormat {
+    /// `json_schema`: the reply is JSON valid against `schema`.
+    #[serde(rename = "type")]
+    pub kind: ResponseFormatKind,
+    /// The JSON schema: written inline, or `{file: PATH}` (relative to the
+    /// file it is written in).
+    #[schemars(extend("type" = "object"))]
+    pub schema: serde_json::Value,
+    /// The schema's name in the request (default: the prompt's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
+    pub name: Option<String>,
+}
+
+/// The kinds of structured output dyno asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormatKind {
+    JsonSchema,
+}
+
+/// A value of the `response_format` matrix axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatChoice {
+    /// Send no `response_format`: free decoding.
+    None,
+    /// Send the prompt's `response_format`, else the schema of its
+    /// `json_schema` check (a prompt with neither sends none).
+    JsonSchema,
 }
 
 /// One item of an included prompt file: a prompt object, or just the user
@@ -517,6 +599,12 @@ pub(crate) struct RawParams {
     /// its request opened a new connection (`new_connection`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reuse_connections: Option<bool>,
+    /// How hard a reasoning model thinks (`none`, `minimal`, `low`,
+    /// `medium`, `high`), sent as the endpoint takes it (its
+    /// `reasoning_control`; managed servers: `enable_thinking`). Not sent
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
 }
 
 /// When and how often a request is tried again.
@@ -558,6 +646,16 @@ pub(crate) struct RawMatrix {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1), inner(range(min = 1, max = 1_000_000)))]
     pub max_tokens: Option<Vec<u32>>,
+    /// Reasoning efforts to try (`[none, high]`: what thinking costs and
+    /// what it buys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub reasoning_effort: Option<Vec<ReasoningEffort>>,
+    /// Structured output off and on (`[none, json_schema]`: what
+    /// constrained decoding costs in decode speed, and buys in valid JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub response_format: Option<Vec<FormatChoice>>,
 }
 
 /// Where results and reports go.

@@ -54,6 +54,8 @@ impl Loader<'_> {
             axes.extend(m.stream.map(Axis::Stream));
             axes.extend(m.temperature.map(Axis::Temperature));
             axes.extend(m.max_tokens.map(Axis::MaxTokens));
+            axes.extend(m.reasoning_effort.map(Axis::ReasoningEffort));
+            axes.extend(m.response_format.map(Axis::ResponseFormat));
             axes
         });
         let outputs = raw.outputs.clone().unwrap_or_default();
@@ -213,6 +215,7 @@ impl Loader<'_> {
                     params: e.params.clone(),
                     load_timeout_s: e.load_timeout_s.unwrap_or(120),
                     dir: doc.dir.clone(),
+                    reasoning_control: e.reasoning_control,
                 };
                 (name.clone(), endpoint)
             })
@@ -698,6 +701,41 @@ impl Loader<'_> {
         }
     }
 
+    /// Replaces a `{file: PATH}` schema (relative to `dir`) with the JSON
+    /// the file holds; a file that cannot be read, or is not JSON, is an
+    /// error at `pos` and leaves the schema `true` (reported once).
+    fn schema_file(
+        &mut self,
+        file: &Path,
+        dir: &Path,
+        schema: &mut serde_json::Value,
+        what: &str,
+        pos: Pos,
+    ) {
+        let Some(path) = schema
+            .as_object()
+            .filter(|o| o.len() == 1)
+            .and_then(|o| o.get("file")?.as_str())
+        else {
+            return;
+        };
+        let path = dir.join(path);
+        let loaded = crate::fsutil::read_text(&path, crate::fsutil::MAX_INPUT_BYTES)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|t| {
+                serde_json::from_str::<serde_json::Value>(&t)
+                    .map_err(|e| format!("{} is not JSON: {e}", path.display()))
+            });
+        *schema = match loaded {
+            Ok(loaded) => loaded,
+            Err(message) => {
+                self.diagnostics
+                    .push(Diagnostic::new(format!("{what}: {message}"), file, pos));
+                serde_json::Value::Bool(true)
+            }
+        };
+    }
+
     /// Reads `json_schema: {file: PATH}` schemas (relative to `dir`, the
     /// directory of the file they are written in) into the checks, then
     /// compiles every check (regexes, JSON schemas); a bad one is an error
@@ -711,34 +749,14 @@ impl Loader<'_> {
         at: &dyn Fn(&str) -> Pos,
     ) {
         for (j, check) in checks.iter_mut().enumerate() {
-            let Some(schema) = &check.json_schema else {
-                continue;
-            };
-            let Some(path) = schema
-                .as_object()
-                .filter(|o| o.len() == 1)
-                .and_then(|o| o.get("file")?.as_str())
-            else {
-                continue;
-            };
-            let path = dir.join(path);
-            let loaded = crate::fsutil::read_text(&path, crate::fsutil::MAX_INPUT_BYTES)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))
-                .and_then(|t| {
-                    serde_json::from_str::<serde_json::Value>(&t)
-                        .map_err(|e| format!("{} is not JSON: {e}", path.display()))
-                });
-            match loaded {
-                Ok(schema) => check.json_schema = Some(schema),
-                Err(message) => {
-                    self.diagnostics.push(Diagnostic::new(
-                        format!("{what}: {message}"),
-                        file,
-                        at(&format!("/{j}/json_schema/file")),
-                    ));
-                    // Reported here; compiling would report it again.
-                    check.json_schema = Some(serde_json::Value::Bool(true));
-                }
+            if let Some(schema) = &mut check.json_schema {
+                self.schema_file(
+                    file,
+                    dir,
+                    schema,
+                    what,
+                    at(&format!("/{j}/json_schema/file")),
+                );
             }
         }
         for (j, check) in checks.iter().enumerate() {
@@ -850,11 +868,40 @@ impl Loader<'_> {
             &format!("check of prompt `{id}`"),
             &|suffix: &str| at(&format!("/checks{suffix}")),
         );
+        let response_format = p.response_format.as_ref().map(|f| {
+            let mut schema = f.schema.clone();
+            self.schema_file(
+                file,
+                dir,
+                &mut schema,
+                &format!("response_format of prompt `{id}`"),
+                at("/response_format/schema/file"),
+            );
+            let check = crate::quality::CheckSpec {
+                json_schema: Some(schema.clone()),
+                ..crate::quality::CheckSpec::default()
+            };
+            if let Err(err) = check.compile() {
+                self.diagnostics.push(Diagnostic::new(
+                    format!("response_format of prompt `{id}`: {err}"),
+                    file,
+                    at("/response_format/schema"),
+                ));
+            }
+            crate::suite::ResponseFormat {
+                name: f
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| id.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
+                schema,
+            }
+        });
         out.push(Prompt {
             id: id.clone(),
             messages,
             checks,
             rubric: p.rubric.clone(),
+            response_format,
             origin: file.to_path_buf(),
             pos: at("/id"),
         });

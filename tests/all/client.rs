@@ -11,7 +11,7 @@ use dyno::suite::{Message, Role};
 
 use crate::fixture;
 
-async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measured {
+pub(crate) async fn ask(base: &str, model: &str, stream: bool, timeout_ms: u64) -> Measured {
     ask_with(base, model, stream, timeout_ms, BTreeMap::new()).await
 }
 
@@ -45,6 +45,7 @@ async fn ask_with(
         ignore_eos: false,
         timeout: Duration::from_millis(timeout_ms),
         response_format: None,
+        thinking: None,
     };
     client::chat(&reqwest::Client::new(), &target, model, &request).await
 }

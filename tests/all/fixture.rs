@@ -25,6 +25,16 @@ pub(crate) static ECHO_CALLS: std::sync::atomic::AtomicUsize =
 /// it sent none).
 pub(crate) static JUDGE_FORMAT: std::sync::Mutex<Value> = std::sync::Mutex::new(Value::Null);
 
+/// When the fixture wrote each step of the last streamed response of a
+/// model, by model name (the instants the client's figures are held to).
+pub(crate) static WRITTEN: std::sync::Mutex<
+    std::collections::BTreeMap<String, Vec<std::time::Instant>>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Every request body the fixture took, by model name, in order.
+pub(crate) static BODIES: std::sync::Mutex<std::collections::BTreeMap<String, Vec<Value>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// Every model name the fixture answers to, as `GET /v1/models` lists them.
 pub(crate) const MODELS: &[&str] = &[
     "timetable",
@@ -39,6 +49,8 @@ pub(crate) const MODELS: &[&str] = &[
     "http-500",
     "judge",
     "non-stream",
+    "reasoning-content",
+    "think-tags",
 ];
 // The size faults (`huge-error`, `huge-body`, `huge-event`, `huge-usage`)
 // answer too, unlisted, so listings stay as the probe tests expect.
@@ -99,11 +111,55 @@ pub(crate) fn timetable(first_token_ms: u64, with_usage: bool) -> Vec<Step> {
     steps
 }
 
+/// A reasoning model: role-only chunk at 5 ms, the first of 15 reasoning
+/// events at 100 ms and the rest 20 ms apart, the first of 20 answer
+/// tokens at 400 ms (300 ms of reasoning) and the rest 10 ms apart, then
+/// usage (35 tokens). `think_tags`: the reasoning inside `<think>…</think>`
+/// in `content`, and no reasoning count in usage; else in
+/// `reasoning_content`, counted in `completion_tokens_details`.
+pub(crate) fn reasoning(think_tags: bool) -> Vec<Step> {
+    let mut steps = vec![(
+        ms(5),
+        chunk(json!({ "role": "assistant", "content": "" }), None),
+    )];
+    for i in 0..15 {
+        let wait = if i == 0 { 95 } else { 20 };
+        let delta = match (think_tags, i) {
+            (true, 0) => json!({ "content": "<think>Let" }),
+            (true, _) => json!({ "content": format!(" r{i}") }),
+            (false, _) => json!({ "reasoning_content": format!(" r{i}"), "content": null }),
+        };
+        steps.push((ms(wait), chunk(delta, None)));
+    }
+    for i in 0..20 {
+        let wait = if i == 0 { 20 } else { 10 };
+        let text = match (think_tags, i) {
+            (true, 0) => "</think>\n\nAnswer".to_string(),
+            (_, 0) => "Answer".to_string(),
+            _ => format!(" a{i}"),
+        };
+        let finish = (i == 19).then_some("stop");
+        steps.push((ms(wait), chunk(json!({ "content": text }), finish)));
+    }
+    let mut usage = json!({ "prompt_tokens": 12, "completion_tokens": 35, "total_tokens": 47 });
+    if !think_tags {
+        usage["completion_tokens_details"] = json!({ "reasoning_tokens": 15 });
+    }
+    let last = json!({ "id": "x", "choices": [], "usage": usage });
+    steps.push((ms(0), format!("data: {last}\n\n")));
+    steps.push((ms(0), "data: [DONE]\n\n".into()));
+    steps
+}
+
 fn script(model: &str) -> Option<Vec<Step>> {
     let steps = match model {
         "timetable" => timetable(150, true),
         "slower-first-token" => timetable(200, true),
         "no-usage" => timetable(150, false),
+        // Names that begin so (`reasoning-content-run`) keep one test's
+        // stamps apart from another's.
+        m if m.starts_with("reasoning-content") => reasoning(false),
+        m if m.starts_with("think-tags") => reasoning(true),
         "timings-only" => {
             let mut steps = timetable(150, false);
             let timings = json!({ "choices": [], "timings": { "predicted_n": 20, "predicted_per_second": 50.0 } });
@@ -141,6 +197,12 @@ fn script(model: &str) -> Option<Vec<Step>> {
 async fn chat(body: String) -> Response {
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let model = request["model"].as_str().unwrap_or("").to_string();
+    BODIES
+        .lock()
+        .unwrap()
+        .entry(model.clone())
+        .or_default()
+        .push(request.clone());
     match model.as_str() {
         "http-500" => {
             return (
@@ -228,10 +290,22 @@ async fn chat(body: String) -> Response {
         )
             .into_response();
     };
-    let stream = futures_util::stream::unfold(steps.into_iter(), |mut steps| async move {
+    // Each step is due at the sum of the waits before it, counted from the
+    // response's start (no drift), and stamped as it is written.
+    WRITTEN.lock().unwrap().remove(&model);
+    let start = tokio::time::Instant::now();
+    let state = (steps.into_iter(), start, model);
+    let stream = futures_util::stream::unfold(state, |(mut steps, mut due, model)| async move {
         let (wait, bytes) = steps.next()?;
-        tokio::time::sleep(wait).await;
-        Some((Ok::<_, std::io::Error>(bytes), steps))
+        due += wait;
+        tokio::time::sleep_until(due).await;
+        WRITTEN
+            .lock()
+            .unwrap()
+            .entry(model.clone())
+            .or_default()
+            .push(std::time::Instant::now());
+        Some((Ok::<_, std::io::Error>(bytes), (steps, due, model)))
     });
     (
         [(header::CONTENT_TYPE, "text/event-stream")],

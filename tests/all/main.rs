@@ -21,6 +21,7 @@ mod interrupt;
 mod plan;
 mod probe;
 mod quality;
+mod reasoning;
 mod recipes;
 mod report;
 mod rows;
@@ -29,6 +30,7 @@ mod secrets;
 #[cfg(unix)]
 mod setup;
 mod shard;
+mod structured;
 mod suite;
 // The client speaks rustls there; elsewhere the system's TLS, and the
 // fixture's certificate tools would need a C compiler for the target.

@@ -15,11 +15,11 @@ use super::journal::Journal;
 use crate::measure::noise::Monitor;
 use crate::measure::resources::{DEFAULT_PERIOD, Mark, Rapl, Sampler, Window, files};
 use crate::plan::{Cell, Round, Variant};
-use crate::provider::{Measured, Provider, Request, Source, Started};
+use crate::provider::{Measured, Provider, Request, Source, Started, Thinking};
 use crate::results::{
     EngineBuild, ErrorKind, Footprint, Launch, LoadStats, MB, ModelRun, Sample, Status, SweepResult,
 };
-use crate::suite::{Model, Suite};
+use crate::suite::{Model, ReasoningControl, ServedBy, Suite};
 use crate::text::first_line;
 
 mod points;
@@ -574,6 +574,7 @@ fn launch(
 
 /// The request of `cell`: its prompt's messages with the cell's parameters.
 pub(crate) fn request(suite: &Suite, cell: &Cell) -> Request {
+    let prompt = suite.prompts.iter().find(|p| *p.id == *cell.prompt);
     Request {
         id: cell.index,
         model: suite
@@ -582,12 +583,7 @@ pub(crate) fn request(suite: &Suite, cell: &Cell) -> Request {
             .find(|m| m.id == cell.model())
             .map(|m| m.api_model.clone())
             .unwrap_or_default(),
-        messages: suite
-            .prompts
-            .iter()
-            .find(|p| *p.id == *cell.prompt)
-            .map(|p| p.messages.clone())
-            .unwrap_or_default(),
+        messages: prompt.map(|p| p.messages.clone()).unwrap_or_default(),
         temperature: cell.params().temperature,
         top_p: cell.params().top_p,
         max_tokens: cell.params().max_tokens,
@@ -595,7 +591,33 @@ pub(crate) fn request(suite: &Suite, cell: &Cell) -> Request {
         stream: cell.params().stream,
         ignore_eos: false,
         timeout: timeout(cell.params().timeout_s),
-        response_format: None,
+        response_format: prompt
+            .and_then(|p| p.format(cell.params().response_format))
+            .map(|f| f.body()),
+        thinking: cell
+            .params()
+            .reasoning_effort
+            .map(|effort| Thinking::of(effort, reasoning_control(suite, cell.model()))),
+    }
+}
+
+/// How the endpoint behind `model` takes a reasoning effort: as its suite
+/// entry says, else `enable_thinking` for a managed server (llama-server)
+/// and `reasoning_effort` for an endpoint.
+fn reasoning_control(suite: &Suite, model: &str) -> ReasoningControl {
+    let served = suite
+        .models
+        .iter()
+        .find(|m| m.id == model)
+        .map(|m| &m.served_by);
+    match served {
+        Some(ServedBy::Server(_)) => ReasoningControl::EnableThinking,
+        Some(ServedBy::Endpoint(name)) => suite
+            .endpoints
+            .get(name)
+            .and_then(|e| e.reasoning_control)
+            .unwrap_or(ReasoningControl::ReasoningEffort),
+        None => ReasoningControl::ReasoningEffort,
     }
 }
 
@@ -618,6 +640,7 @@ pub(crate) fn sample(cell: &Cell, measured: Measured) -> Sample {
         token_source,
         finish_reason,
         text,
+        reasoning,
         server_timings,
         http_status: _,
         retry_after: _,
@@ -648,6 +671,12 @@ pub(crate) fn sample(cell: &Cell, measured: Measured) -> Sample {
     sample.text = text;
     sample.server_timings = server_timings;
     sample.new_connection = new_connection;
+    sample.reasoning = reasoning.finish(
+        sample.ttft_ms,
+        sample.ttfo_reasoning_ms,
+        output_tokens,
+        token_source,
+    );
     if sample.status == Status::Ok {
         sample.derive_rates();
     }

@@ -286,7 +286,14 @@ impl Prompts {
             suite: suite
                 .prompts
                 .iter()
-                .map(|p| (p.id.clone(), base(p.messages.clone())))
+                .map(|p| {
+                    let format = p.format(cell.params().response_format);
+                    let request = Request {
+                        response_format: format.map(|f| f.body()),
+                        ..base(p.messages.clone())
+                    };
+                    (p.id.clone(), request)
+                })
                 .collect(),
             synthetic,
             seed: workload.template.seed,

@@ -85,6 +85,7 @@ mod bench {
             ignore_eos: false,
             timeout: Duration::from_secs(120),
             response_format: None,
+            cache: true,
         }
     }
 

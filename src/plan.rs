@@ -823,6 +823,8 @@ enum AxisValue {
     Stream(bool),
     Temperature(f64),
     MaxTokens(u32),
+    ContextTokens(u32),
+    Cache(bool),
 }
 
 impl AxisValue {
@@ -832,6 +834,8 @@ impl AxisValue {
             AxisValue::Stream(v) => format!("stream={v}"),
             AxisValue::Temperature(v) => format!("temperature={v}"),
             AxisValue::MaxTokens(v) => format!("max_tokens={v}"),
+            AxisValue::ContextTokens(v) => format!("context_tokens={v}"),
+            AxisValue::Cache(v) => format!("cache={v}"),
         }
     }
 
@@ -841,6 +845,8 @@ impl AxisValue {
             AxisValue::Stream(v) => params.stream = v,
             AxisValue::Temperature(v) => params.temperature = v,
             AxisValue::MaxTokens(v) => params.max_tokens = v,
+            AxisValue::ContextTokens(v) => params.context_tokens = v,
+            AxisValue::Cache(v) => params.cache = v,
         }
         self.label()
     }
@@ -852,6 +858,8 @@ fn axis_values(axis: &Axis) -> Vec<AxisValue> {
         Axis::Stream(v) => v.iter().copied().map(AxisValue::Stream).collect(),
         Axis::Temperature(v) => v.iter().copied().map(AxisValue::Temperature).collect(),
         Axis::MaxTokens(v) => v.iter().copied().map(AxisValue::MaxTokens).collect(),
+        Axis::ContextTokens(v) => v.iter().copied().map(AxisValue::ContextTokens).collect(),
+        Axis::Cache(v) => v.iter().copied().map(AxisValue::Cache).collect(),
     }
 }
 

@@ -582,6 +582,7 @@ fn probe_request(model: &Model) -> Request {
         ignore_eos: false,
         timeout: timeout(model.params.timeout_s),
         response_format: None,
+        cache: true,
     }
 }
 

@@ -237,6 +237,10 @@ pub fn body(model: &str, request: &Request) -> Value {
     if request.stream {
         body["stream_options"] = json!({ "include_usage": true });
     }
+    if !request.cache {
+        body["cache_prompt"] = json!(false);
+        body["cache_salt"] = json!(format!("dyno-{}-{}", request.id, request.seed));
+    }
     if request.ignore_eos {
         body["ignore_eos"] = json!(true);
         body["min_tokens"] = json!(request.max_tokens);
@@ -336,7 +340,11 @@ async fn exchange(
         m.retry_after = retry_after(response.headers());
         let body = target.scrub(&error_body(response).await);
         return Err((
-            ErrorKind::HttpStatus,
+            if too_long(&body) {
+                ErrorKind::TooLong
+            } else {
+                ErrorKind::HttpStatus
+            },
             format!("HTTP {}: {}", status.as_u16(), error_text(&body)),
         ));
     }
@@ -704,6 +712,20 @@ fn absorb_final(value: &Value, m: &mut Measured, target: &Target) -> Result<(), 
     absorb_usage(value, m)
 }
 
+/// The error body of a request longer than the model's context window:
+/// llama.cpp's `exceed_context_size_error`, OpenAI's
+/// `context_length_exceeded`, vLLM's "maximum context length".
+fn too_long(body: &str) -> bool {
+    [
+        "exceed_context_size_error",
+        "exceeds the available context size",
+        "context_length_exceeded",
+        "maximum context length",
+    ]
+    .iter()
+    .any(|marker| body.contains(marker))
+}
+
 /// Takes `usage` and llama.cpp's `timings` from a chunk or body that has
 /// them. A token count above [`MAX_TOKEN_COUNT`] is bad data: the request
 /// fails (`bad_sse`) rather than record it.
@@ -735,7 +757,20 @@ fn absorb_usage(value: &Value, m: &mut Measured) -> Result<(), Failure> {
             .collect();
         m.server_timings = Some(numbers);
     }
+    m.cached_tokens = cached_tokens(value).or(m.cached_tokens);
     Ok(())
+}
+
+/// Prompt tokens the server says it took from its cache: OpenAI's and
+/// vLLM's `usage.prompt_tokens_details.cached_tokens`, else llama.cpp's
+/// `timings.cache_n`; `None` when the chunk says neither.
+fn cached_tokens(value: &Value) -> Option<u64> {
+    let plausible = |n: u64| (n <= MAX_TOKEN_COUNT).then_some(n);
+    value
+        .pointer("/usage/prompt_tokens_details/cached_tokens")
+        .and_then(Value::as_u64)
+        .or_else(|| value.pointer("/timings/cache_n").and_then(Value::as_u64))
+        .and_then(plausible)
 }
 
 /// Output tokens when `usage` did not say: server timings, then the
@@ -1092,12 +1127,50 @@ mod tests {
             ignore_eos: false,
             timeout: Duration::from_secs(1),
             response_format: None,
+            cache: true,
         };
         let body = body("m", &req);
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["seed"], 3);
         assert!(body.get("top_p").is_none());
         assert!(body.get("response_format").is_none());
+        assert!(body.get("cache_prompt").is_none(), "{body}");
+        let cold = super::body(
+            "m",
+            &Request {
+                cache: false,
+                ..req
+            },
+        );
+        assert_eq!(cold["cache_prompt"], false, "{cold}");
+        assert_eq!(cold["cache_salt"], "dyno-1-3", "{cold}");
+    }
+
+    #[test]
+    fn cached_tokens_come_from_usage_details_else_llama_cpp_timings() {
+        let mut m = Measured::default();
+        let openai = json!({"usage": {"prompt_tokens": 90, "completion_tokens": 4,
+            "prompt_tokens_details": {"cached_tokens": 64}}});
+        absorb_usage(&openai, &mut m).unwrap();
+        assert_eq!(m.cached_tokens, Some(64), "{m:?}");
+        let mut m = Measured::default();
+        let llama = json!({"timings": {"cache_n": 37, "prompt_n": 5, "predicted_n": 4}});
+        absorb_usage(&llama, &mut m).unwrap();
+        assert_eq!(m.cached_tokens, Some(37), "{m:?}");
+        // A later chunk without either keeps what an earlier one said.
+        absorb_usage(&json!({"usage": {"completion_tokens": 4}}), &mut m).unwrap();
+        assert_eq!(m.cached_tokens, Some(37), "{m:?}");
+    }
+
+    #[test]
+    fn a_context_overflow_is_too_long_whichever_server_says_it() {
+        for body in [
+            r#"{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error","n_prompt_tokens":4121,"n_ctx":2048}}"#,
+            r#"{"error":{"message":"This model's maximum context length is 2048 tokens.","code":"context_length_exceeded"}}"#,
+        ] {
+            assert!(too_long(body), "{body}");
+        }
+        assert!(!too_long(r#"{"error":{"message":"model not found"}}"#));
     }
 
     #[test]

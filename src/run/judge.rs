@@ -205,6 +205,7 @@ async fn ask(
             ignore_eos: false,
             timeout: timeout(model.params.timeout_s),
             response_format: Some(settings.scale.reply_format()),
+            cache: true,
         };
         let m = provider.measure(&request).await;
         let (reply, parse) = if let Some((kind, message)) = m.error {

@@ -387,6 +387,7 @@ mod tests {
                 ignore_eos: false,
                 timeout: Duration::from_secs(5),
                 response_format: None,
+                cache: true,
             },
         )
     }

@@ -3,6 +3,7 @@
 //! the judge that scores outputs after the timed cells (`judge`).
 
 pub mod executor;
+pub(crate) mod filler;
 pub mod interrupt;
 pub mod journal;
 pub(crate) mod judge;

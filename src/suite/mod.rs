@@ -2,6 +2,7 @@
 //! diagnostics renderer (`diag`), and `load`, which turns a file into a
 //! resolved, validated [`Suite`]. Nothing after this module sees YAML.
 
+mod depth;
 pub(crate) mod diag;
 pub(crate) mod files;
 mod load;
@@ -167,6 +168,9 @@ pub struct Model {
     pub capabilities: Vec<String>,
     pub size_mb: Option<f64>,
     pub license: Option<String>,
+    /// The tokens its server holds per request, when declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
     /// Files whose total size is the model's footprint on disk.
     pub files: Vec<PathBuf>,
     /// Restart the managed server before every round.
@@ -207,6 +211,25 @@ pub struct Params {
     /// suite's hash while false, so existing suites keep theirs).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reuse_connections: bool,
+    /// Tokens of filler context before each prompt (left out of the hash
+    /// while 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub context_tokens: u32,
+    /// The server may reuse cached prompt tokens (left out of the hash
+    /// while true).
+    #[serde(skip_serializing_if = "is_true")]
+    pub cache: bool,
+}
+
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Retrying a request the server turned away for now (429, 503): at most
@@ -276,6 +299,8 @@ impl Params {
             on: Statuses::of(&[429, 503]),
         },
         reuse_connections: false,
+        context_tokens: 0,
+        cache: true,
     };
 
     pub(crate) fn overlay(self, raw: Option<&RawParams>) -> Params {
@@ -297,6 +322,8 @@ impl Params {
                 }),
             }),
             reuse_connections: raw.reuse_connections.unwrap_or(self.reuse_connections),
+            context_tokens: raw.context_tokens.unwrap_or(self.context_tokens),
+            cache: raw.cache.unwrap_or(self.cache),
         }
     }
 }
@@ -328,6 +355,8 @@ pub enum Axis {
     Stream(Vec<bool>),
     Temperature(Vec<f64>),
     MaxTokens(Vec<u32>),
+    ContextTokens(Vec<u32>),
+    Cache(Vec<bool>),
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -342,6 +342,12 @@ pub struct RawModel {
     /// Licence identifier (SPDX where one exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    /// The tokens the model's server holds per request (llama-server's
+    /// `--ctx-size`), when known: a `context_tokens` plus `max_tokens` that
+    /// does not fit is an error before the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub context_window: Option<u32>,
     /// The model's files on disk, whose total size is its footprint
     /// (relative to the suite file). Default for a managed server: the
     /// `-m`/`--model` arguments of its command.
@@ -517,6 +523,18 @@ pub struct RawParams {
     /// its request opened a new connection (`new_connection`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reuse_connections: Option<bool>,
+    /// Tokens of filler context put before each prompt (default 0; at most
+    /// 1,000,000), as llama-bench's `-d` does: deterministic text, different
+    /// for every request so no prefix cache holds it, sized with the
+    /// server's tokenizer where it has one (`/tokenize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1_000_000))]
+    pub context_tokens: Option<u32>,
+    /// Let the server reuse cached prompt tokens (default true). `false`
+    /// sends llama.cpp's `cache_prompt: false` and a `cache_salt` unique to
+    /// the request (vLLM), so the same work is measured cold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
 }
 
 /// When and how often a request is tried again.
@@ -558,6 +576,15 @@ pub struct RawMatrix {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1), inner(range(min = 1, max = 1_000_000)))]
     pub max_tokens: Option<Vec<u32>>,
+    /// Filler context depths to try, in tokens (each at most 1,000,000):
+    /// the `context_tokens` of each cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(range(max = 1_000_000)))]
+    pub context_tokens: Option<Vec<u32>>,
+    /// Prompt cache on and/or off: the `cache` of each cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub cache: Option<Vec<bool>>,
 }
 
 /// Where results and reports go.

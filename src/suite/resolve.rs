@@ -54,8 +54,12 @@ impl Loader<'_> {
             axes.extend(m.stream.map(Axis::Stream));
             axes.extend(m.temperature.map(Axis::Temperature));
             axes.extend(m.max_tokens.map(Axis::MaxTokens));
+            axes.extend(m.context_tokens.map(Axis::ContextTokens));
+            axes.extend(m.cache.map(Axis::Cache));
             axes
         });
+        self.diagnostics
+            .extend(super::depth::check(doc.file, doc.root, &raw, &models));
         let outputs = raw.outputs.clone().unwrap_or_default();
         let outputs = Outputs {
             dir: outputs.dir.map_or_else(
@@ -391,6 +395,7 @@ impl Loader<'_> {
                 capabilities: m.capabilities.clone(),
                 size_mb: m.size_mb,
                 license: m.license.clone(),
+                context_window: m.context_window,
                 files,
                 cold_start: m
                     .cold_start

@@ -45,6 +45,7 @@ async fn ask_with(
         ignore_eos: false,
         timeout: Duration::from_millis(timeout_ms),
         response_format: None,
+        cache: true,
     };
     client::chat(&reqwest::Client::new(), &target, model, &request).await
 }

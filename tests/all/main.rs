@@ -33,6 +33,7 @@ mod suite;
 // fixture's certificate tools would need a C compiler for the target.
 #[cfg(not(any(windows, target_vendor = "apple")))]
 mod tls;
+mod workloads;
 // The timetable fixture the client benchmark measures against.
 #[path = "../../benches/support/timetable.rs"]
 mod timetable;

@@ -13,6 +13,7 @@
 
 pub mod charts;
 pub mod context;
+pub mod context_charts;
 pub mod fleet_charts;
 pub mod format;
 pub mod load_charts;

@@ -20,6 +20,7 @@ mod load;
 mod merge;
 mod mode;
 mod parts;
+mod prompts;
 mod summary;
 
 pub use engine::{EngineBuild, EngineSetup};
@@ -37,6 +38,8 @@ pub use io::{
     to_json,
 };
 pub use mode::on_one_thread;
+
+pub use prompts::{PromptFigures, cache_hit_rate, context_tokens, prompt_tps};
 
 pub use summary::{
     CellStats, Dist, EnergySettings, EnergySource, Failure, Highlight, ModelSummary,

@@ -7,6 +7,7 @@ pub(crate) mod diag;
 pub(crate) mod files;
 mod load;
 pub(crate) mod node;
+mod prefix;
 pub mod raw;
 pub mod raw_load;
 mod resolve;

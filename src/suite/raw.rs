@@ -409,6 +409,23 @@ pub struct RawPrompt {
     /// What a good answer covers, for the judge model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rubric: Option<String>,
+    /// Text shared by this prompt (or, beside `include`, every included
+    /// prompt) and sent before it as the system message: a system prompt
+    /// or a document, as text or `{ file: PATH }` (relative to this file).
+    /// A server with a prompt cache processes it once for the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<RawPrefix>,
+}
+
+/// A shared prefix: its text, or the file that holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum RawPrefix {
+    Text(String),
+    File {
+        /// A text file, relative to the file that names it.
+        file: String,
+    },
 }
 
 /// One item of an included prompt file: a prompt object, or just the user

@@ -791,6 +791,25 @@ impl Loader<'_> {
         at: &dyn Fn(&str) -> Pos,
         out: &mut Vec<Prompt>,
     ) {
+        let before = out.len();
+        self.prompts_of(file, dir, p, at, out);
+        if let Some(prefix) = &p.prefix {
+            match super::prefix::text(prefix, file, dir, at("/prefix")) {
+                Ok(text) => super::prefix::apply(&text, &mut out[before..]),
+                Err(diagnostic) => self.diagnostics.push(diagnostic),
+            }
+        }
+    }
+
+    /// The prompts of entry `p`: itself, or those it includes.
+    fn prompts_of(
+        &mut self,
+        file: &Path,
+        dir: &Path,
+        p: &RawPrompt,
+        at: &dyn Fn(&str) -> Pos,
+        out: &mut Vec<Prompt>,
+    ) {
         if let Some(pattern) = &p.include {
             if p.id.is_some()
                 || p.text.is_some()

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod compare;
 mod engine;
+mod engine_workloads;
 mod fixture;
 mod foundry;
 mod foundry_fixture;

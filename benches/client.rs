@@ -86,6 +86,7 @@ mod bench {
             timeout: Duration::from_secs(120),
             response_format: None,
             thinking: None,
+            cache: true,
         }
     }
 

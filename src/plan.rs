@@ -823,6 +823,8 @@ enum AxisValue {
     MaxTokens(u32),
     ReasoningEffort(crate::suite::ReasoningEffort),
     ResponseFormat(crate::suite::FormatChoice),
+    ContextTokens(u32),
+    Cache(bool),
 }
 
 impl AxisValue {
@@ -840,6 +842,8 @@ impl AxisValue {
                     crate::suite::FormatChoice::JsonSchema => "json_schema",
                 }
             ),
+            AxisValue::ContextTokens(v) => format!("context_tokens={v}"),
+            AxisValue::Cache(v) => format!("cache={v}"),
         }
     }
 
@@ -851,6 +855,8 @@ impl AxisValue {
             AxisValue::MaxTokens(v) => params.max_tokens = v,
             AxisValue::ReasoningEffort(v) => params.reasoning_effort = Some(v),
             AxisValue::ResponseFormat(v) => params.response_format = Some(v),
+            AxisValue::ContextTokens(v) => params.context_tokens = v,
+            AxisValue::Cache(v) => params.cache = v,
         }
         self.label()
     }
@@ -864,6 +870,8 @@ fn axis_values(axis: &Axis) -> Vec<AxisValue> {
         Axis::MaxTokens(v) => v.iter().copied().map(AxisValue::MaxTokens).collect(),
         Axis::ReasoningEffort(v) => v.iter().copied().map(AxisValue::ReasoningEffort).collect(),
         Axis::ResponseFormat(v) => v.iter().copied().map(AxisValue::ResponseFormat).collect(),
+        Axis::ContextTokens(v) => v.iter().copied().map(AxisValue::ContextTokens).collect(),
+        Axis::Cache(v) => v.iter().copied().map(AxisValue::Cache).collect(),
     }
 }
 

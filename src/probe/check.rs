@@ -583,6 +583,7 @@ fn probe_request(model: &Model) -> Request {
         timeout: timeout(model.params.timeout_s),
         response_format: None,
         thinking: None,
+        cache: true,
     }
 }
 

@@ -68,6 +68,10 @@ pub struct Request {
     /// it into a grammar); `None` for free text. The judge asks for its score
     /// this way, so that even a tiny judge model answers parseably.
     pub response_format: Option<serde_json::Value>,
+    /// The server may reuse cached prompt tokens; `false` asks it not to
+    /// (llama.cpp `cache_prompt: false`, and a `cache_salt` of the request's
+    /// own, vLLM's per-request cache isolation).
+    pub cache: bool,
     /// How hard a reasoning model thinks, in the endpoint's own field;
     /// `None` sends nothing.
     pub thinking: Option<Thinking>,
@@ -114,6 +118,8 @@ pub struct Measured {
     pub itl_ms: Vec<f64>,
     pub output_tokens: Option<u64>,
     pub prompt_tokens: Option<u64>,
+    /// Prompt tokens the server took from its prompt cache, as it reports.
+    pub cached_tokens: Option<u64>,
     pub token_source: Option<TokenSource>,
     pub finish_reason: Option<String>,
     /// The answer (without the reasoning).

@@ -325,6 +325,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             response_format: None,
             thinking: None,
+            cache: true,
         };
         let body = crate::provider::openai::body("m", &req);
         assert!(

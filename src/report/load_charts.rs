@@ -10,11 +10,11 @@ use super::charts::{
 use crate::results::LoadStats;
 
 /// One line: its label, points (x ascending) and whether it is dashed.
-struct Line {
-    label: String,
-    points: Vec<(f64, f64)>,
-    colour: RGBColor,
-    dashed: bool,
+pub(super) struct Line {
+    pub(super) label: String,
+    pub(super) points: Vec<(f64, f64)>,
+    pub(super) colour: RGBColor,
+    pub(super) dashed: bool,
 }
 
 /// The load charts of a run (none without load points).
@@ -124,7 +124,7 @@ fn groups(load: &[LoadStats]) -> Vec<(String, Vec<&LoadStats>)> {
 }
 
 /// A line chart of `lines` with a legend.
-fn lines_chart(
+pub(super) fn lines_chart(
     file: &str,
     title: &str,
     x_desc: &str,
@@ -200,6 +200,7 @@ mod tests {
             client_us_per_chunk: None,
             client_bound: false,
             interrupted: None,
+            cache_hit_rate: None,
         }
     }
 

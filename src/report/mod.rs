@@ -14,6 +14,7 @@
 
 pub(crate) mod charts;
 pub mod context;
+pub(crate) mod context_charts;
 pub(crate) mod fleet_charts;
 pub(crate) mod format;
 pub(crate) mod load_charts;

@@ -22,6 +22,7 @@ mod merge;
 mod mode;
 mod parts;
 mod point;
+mod prompts;
 mod reasoning;
 mod summary;
 
@@ -44,6 +45,8 @@ pub use io::{
 };
 pub use mode::on_one_thread;
 pub use reasoning::{Reasoning, ReasoningForm, ReasoningStats};
+
+pub use prompts::{PromptFigures, cache_hit_rate, context_tokens, prompt_tps};
 
 pub use summary::{
     CellStats, Dist, EnergySettings, EnergySource, Failure, Highlight, ModelSummary,
@@ -102,6 +105,9 @@ pub enum ErrorKind {
     /// The response was larger than dyno reads (a body over 16 MiB, one
     /// SSE event over 1 MiB).
     TooLarge,
+    /// The prompt and its output do not fit the model's context window
+    /// (the server said so).
+    TooLong,
 }
 
 impl ErrorKind {
@@ -117,6 +123,7 @@ impl ErrorKind {
             ErrorKind::ServerExited => "server_exited",
             ErrorKind::Skipped => "skipped",
             ErrorKind::TooLarge => "too_large",
+            ErrorKind::TooLong => "too_long",
         }
     }
 }
@@ -177,6 +184,11 @@ pub struct Sample {
     pub tpot_ms: Option<f64>,
     pub output_tokens: Option<u64>,
     pub prompt_tokens: Option<u64>,
+    /// Prompt tokens the server reports it took from its prompt cache
+    /// (`usage.prompt_tokens_details.cached_tokens`, llama.cpp
+    /// `timings.cache_n`); `None` when it does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u64>,
     pub token_source: Option<TokenSource>,
     /// (`output_tokens` − 1) / (e2e − ttft), per second.
     pub decode_tps: Option<f64>,
@@ -282,6 +294,7 @@ impl Sample {
             tpot_ms: None,
             output_tokens: None,
             prompt_tokens: None,
+            cached_tokens: None,
             token_source: None,
             decode_tps: None,
             finish_reason: None,

@@ -92,6 +92,10 @@ pub struct LoadStats {
     /// figures cover the requests done by then (`--resume` drives it again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
+    /// Σ cached ÷ Σ prompt tokens of the counted requests, where the server
+    /// reported its prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_hit_rate: Option<f64>,
 }
 
 /// Latency targets a request must meet to count towards goodput.
@@ -211,6 +215,7 @@ pub fn load_stats(
             .is_some_and(|d| d.summary.p99 > CLIENT_BOUND_LAG_MS)
             || client_cores.is_some_and(|c| c > CLIENT_BOUND_CORES),
         interrupted: None,
+        cache_hit_rate: super::cache_hit_rate(ok.iter().map(|s| &**s)),
         schedule_lag_ms,
         client,
         client_cores,

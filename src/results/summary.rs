@@ -82,6 +82,10 @@ pub struct CellStats {
     /// again (`retry:`), warmup and cold requests included.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retried: usize,
+    /// Σ cached ÷ Σ prompt tokens of the cell's requests, where the server
+    /// reported its prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_hit_rate: Option<f64>,
     /// The reasoning figures of the cell's requests that reasoned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<ReasoningStats>,
@@ -217,6 +221,7 @@ pub fn aggregate(samples: &[Sample]) -> Vec<CellStats> {
                 retried: retried.get(key).copied().unwrap_or(0),
                 reasoning: ReasoningStats::of(ok.iter().map(|s| **s)),
                 json_schema_conformance: json_schema_conformance(ok.iter().map(|s| **s)),
+                cache_hit_rate: super::cache_hit_rate(ok.iter().map(|s| **s)),
             })
         })
         .collect()
@@ -306,6 +311,9 @@ pub struct ModelSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineBuild>,
     pub status: Status,
+    /// Context depth, prompt processing and the prompt cache.
+    #[serde(flatten)]
+    pub prompts: super::PromptFigures,
     #[serde(flatten)]
     pub quality: QualitySummary,
     /// The reasoning figures of the warm requests that reasoned.
@@ -456,6 +464,7 @@ pub fn summarize_models(
                 (None, None)
             };
             let launches = &run.launches;
+            let prompts = super::PromptFigures::of(axes.as_deref(), &warm);
             let median = |values: Vec<f64>| stats::summarize(&values).map(|s| s.p50);
             ModelSummary {
                 model: run.id.clone(),
@@ -503,6 +512,7 @@ pub fn summarize_models(
                 capabilities: run.capabilities.clone(),
                 engine: launches.iter().find_map(|l| l.engine.clone()),
                 status: run.status,
+                prompts,
                 quality: QualitySummary::of(mine.iter().copied()),
                 reasoning: ReasoningStats::of(warm.iter().copied()),
             }

@@ -388,6 +388,7 @@ mod tests {
                 timeout: Duration::from_secs(5),
                 response_format: None,
                 thinking: None,
+                cache: true,
             },
         )
     }

@@ -214,6 +214,7 @@ async fn ask(
             timeout: timeout(model.params.timeout_s),
             response_format: Some(settings.scale.reply_format()),
             thinking: None,
+            cache: true,
         };
         let m = provider.measure(&request).await;
         let (reply, parse) = if let Some((kind, message)) = m.error {

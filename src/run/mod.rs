@@ -4,6 +4,7 @@
 
 pub mod driver;
 pub(crate) mod executor;
+pub(crate) mod filler;
 pub mod interrupt;
 pub mod journal;
 pub(crate) mod judge;

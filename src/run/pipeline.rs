@@ -777,6 +777,9 @@ fn write_reports(
     let doc = with_annotations(&doc, dir)?.unwrap_or(doc);
     let mut charts = charts::render_all(&chart_series(&doc))?;
     charts.extend(crate::report::load_charts::render_load(&doc.load)?);
+    charts.extend(crate::report::context_charts::render_context(
+        &doc.summaries,
+    )?);
     charts.extend(crate::report::fleet_charts::render_fleet(&doc)?);
     let ctx = report::context::of_results(doc);
     let mut rendered = report::with_pages(templates)

@@ -2,10 +2,12 @@
 //! diagnostics renderer (`diag`), and `load`, which turns a file into a
 //! resolved, validated [`Suite`]. Nothing after this module sees YAML.
 
+mod depth;
 pub(crate) mod diag;
 pub(crate) mod files;
 pub(crate) mod node;
 mod parse;
+mod prefix;
 pub mod raw;
 pub(crate) mod raw_load;
 mod resolve;
@@ -170,6 +172,9 @@ pub struct Model {
     pub capabilities: Vec<String>,
     pub size_mb: Option<f64>,
     pub license: Option<String>,
+    /// The tokens its server holds per request, when declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
     /// Files whose total size is the model's footprint on disk.
     pub files: Vec<PathBuf>,
     /// Restart the managed server before every round.
@@ -217,6 +222,25 @@ pub struct Params {
     /// each prompt's own `response_format` is sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<FormatChoice>,
+    /// Tokens of filler context before each prompt (left out of the hash
+    /// while 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub context_tokens: u32,
+    /// The server may reuse cached prompt tokens (left out of the hash
+    /// while true).
+    #[serde(skip_serializing_if = "is_true")]
+    pub cache: bool,
+}
+
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Retrying a request the server turned away for now (429, 503): at most
@@ -288,6 +312,8 @@ impl Params {
         reuse_connections: false,
         reasoning_effort: None,
         response_format: None,
+        context_tokens: 0,
+        cache: true,
     };
 
     pub(crate) fn overlay(self, raw: Option<&RawParams>) -> Params {
@@ -311,6 +337,8 @@ impl Params {
             reuse_connections: raw.reuse_connections.unwrap_or(self.reuse_connections),
             reasoning_effort: raw.reasoning_effort.or(self.reasoning_effort),
             response_format: self.response_format,
+            context_tokens: raw.context_tokens.unwrap_or(self.context_tokens),
+            cache: raw.cache.unwrap_or(self.cache),
         }
     }
 }
@@ -383,6 +411,8 @@ pub enum Axis {
     MaxTokens(Vec<u32>),
     ReasoningEffort(Vec<ReasoningEffort>),
     ResponseFormat(Vec<FormatChoice>),
+    ContextTokens(Vec<u32>),
+    Cache(Vec<bool>),
 }
 
 #[derive(Debug, Clone, Serialize)]

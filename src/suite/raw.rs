@@ -384,6 +384,12 @@ pub(crate) struct RawModel {
     /// Licence identifier (SPDX where one exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    /// The tokens the model's server holds per request (llama-server's
+    /// `--ctx-size`), when known: a `context_tokens` plus `max_tokens` that
+    /// does not fit is an error before the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub context_window: Option<u32>,
     /// The model's files on disk, whose total size is its footprint
     /// (relative to the suite file). Default for a managed server: the
     /// `-m`/`--model` arguments of its command.
@@ -450,6 +456,12 @@ pub(crate) struct RawPrompt {
     /// grammar: constrained decoding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<RawResponseFormat>,
+    /// Text shared by this prompt (or, beside `include`, every included
+    /// prompt) and sent before it as the system message: a system prompt
+    /// or a document, as text or `{ file: PATH }` (relative to this file).
+    /// A server with a prompt cache processes it once for the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<RawPrefix>,
 }
 
 /// A structured-output request: `{type: json_schema, schema: {...}}`.
@@ -487,6 +499,17 @@ pub enum FormatChoice {
     JsonSchema,
 }
 
+/// A shared prefix: its text, or the file that holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum RawPrefix {
+    Text(String),
+    File {
+        /// A text file, relative to the file that names it.
+        file: String,
+    },
+}
+
 /// One item of an included prompt file: a prompt object, or just the user
 /// message as a string (the workshop's `prompts.json` is a JSON list of
 /// strings). A string's id is the file's stem and its 1-based position:
@@ -496,8 +519,9 @@ pub enum FormatChoice {
 pub(crate) enum RawPromptItem {
     /// The user message alone; the id derives from the file and position.
     Text(String),
-    /// A prompt with its id, text or messages, checks and rubric.
-    Prompt(RawPrompt),
+    /// A prompt with its id, text or messages, checks and rubric (boxed:
+    /// most items of a large file are plain strings).
+    Prompt(Box<RawPrompt>),
 }
 
 impl JsonSchema for RawPromptItem {
@@ -605,6 +629,18 @@ pub(crate) struct RawParams {
     /// when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<ReasoningEffort>,
+    /// Tokens of filler context put before each prompt (default 0; at most
+    /// 1,000,000), as llama-bench's `-d` does: deterministic text, different
+    /// for every request so no prefix cache holds it, sized with the
+    /// server's tokenizer where it has one (`/tokenize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1_000_000))]
+    pub context_tokens: Option<u32>,
+    /// Let the server reuse cached prompt tokens (default true). `false`
+    /// sends llama.cpp's `cache_prompt: false` and a `cache_salt` unique to
+    /// the request (vLLM), so the same work is measured cold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
 }
 
 /// When and how often a request is tried again.
@@ -656,6 +692,15 @@ pub(crate) struct RawMatrix {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub response_format: Option<Vec<FormatChoice>>,
+    /// Filler context depths to try, in tokens (each at most 1,000,000):
+    /// the `context_tokens` of each cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(range(max = 1_000_000)))]
+    pub context_tokens: Option<Vec<u32>>,
+    /// Prompt cache on and/or off: the `cache` of each cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub cache: Option<Vec<bool>>,
 }
 
 /// Where results and reports go.

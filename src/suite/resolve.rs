@@ -56,8 +56,12 @@ impl Loader<'_> {
             axes.extend(m.max_tokens.map(Axis::MaxTokens));
             axes.extend(m.reasoning_effort.map(Axis::ReasoningEffort));
             axes.extend(m.response_format.map(Axis::ResponseFormat));
+            axes.extend(m.context_tokens.map(Axis::ContextTokens));
+            axes.extend(m.cache.map(Axis::Cache));
             axes
         });
+        self.diagnostics
+            .extend(super::depth::check(doc.file, doc.root, &raw, &models));
         let outputs = raw.outputs.clone().unwrap_or_default();
         let outputs = Outputs {
             dir: outputs.dir.map_or_else(
@@ -394,6 +398,7 @@ impl Loader<'_> {
                 capabilities: m.capabilities.clone(),
                 size_mb: m.size_mb,
                 license: m.license.clone(),
+                context_window: m.context_window,
                 files,
                 cold_start: m
                     .cold_start
@@ -804,6 +809,25 @@ impl Loader<'_> {
         at: &dyn Fn(&str) -> Pos,
         out: &mut Vec<Prompt>,
     ) {
+        let before = out.len();
+        self.prompts_of(file, dir, p, at, out);
+        if let Some(prefix) = &p.prefix {
+            match super::prefix::text(prefix, file, dir, at("/prefix")) {
+                Ok(text) => super::prefix::apply(&text, &mut out[before..]),
+                Err(diagnostic) => self.diagnostics.push(diagnostic),
+            }
+        }
+    }
+
+    /// The prompts of entry `p`: itself, or those it includes.
+    fn prompts_of(
+        &mut self,
+        file: &Path,
+        dir: &Path,
+        p: &RawPrompt,
+        at: &dyn Fn(&str) -> Pos,
+        out: &mut Vec<Prompt>,
+    ) {
         if let Some(pattern) = &p.include {
             if p.id.is_some()
                 || p.text.is_some()
@@ -950,7 +974,7 @@ impl Loader<'_> {
                         .map_or(root.pos, |n| n.pos)
                 };
                 let p = match item {
-                    RawPromptItem::Prompt(p) => p,
+                    RawPromptItem::Prompt(p) => *p,
                     RawPromptItem::Text(text) => RawPrompt {
                         id: Some(format!("{stem}-{}", i + 1)),
                         text: Some(text),

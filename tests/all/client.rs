@@ -46,6 +46,7 @@ async fn ask_with(
         timeout: Duration::from_millis(timeout_ms),
         response_format: None,
         thinking: None,
+        cache: true,
     };
     client::chat(&reqwest::Client::new(), &target, model, &request).await
 }

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod compare;
 mod engine;
+mod engine_workloads;
 mod fixture;
 mod foundry;
 mod foundry_fixture;
@@ -36,6 +37,7 @@ mod suite;
 // fixture's certificate tools would need a C compiler for the target.
 #[cfg(not(any(windows, target_vendor = "apple")))]
 mod tls;
+mod workloads;
 // The timetable fixture the client benchmark measures against.
 #[path = "../../benches/support/timetable.rs"]
 mod timetable;

@@ -89,7 +89,7 @@ error: unknown key `temprature` in `models[0]`
   |
 8 |     temprature: 0.2
   |     ^^^^^^^^^^
-  = hint: allowed keys: capabilities, cold_start, download, endpoint, files, id, judge, license, load, model, params, server, size_mb, variants
+  = hint: allowed keys: capabilities, cold_start, context_window, download, endpoint, files, id, judge, license, load, model, params, server, size_mb, variants
 "
     );
 }

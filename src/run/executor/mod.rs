@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::filler;
 use super::interrupt::Interrupt;
 use super::journal::Journal;
 use crate::measure::noise::Monitor;
@@ -115,6 +116,9 @@ struct Running {
     round: Round,
     /// Requests sent in this launch (the first is cold when watched).
     sent: usize,
+    /// Words of filler per token on this launch's server, once a cell
+    /// with `context_tokens` asked.
+    words_per_token: Option<f64>,
 }
 
 /// Runs `cells` (in order) with providers from `source` and returns every
@@ -333,6 +337,7 @@ impl Runner<'_> {
             idle,
             round,
             sent: 0,
+            words_per_token: None,
         });
         Ok(())
     }
@@ -392,7 +397,20 @@ impl Runner<'_> {
             cell.prompt,
             cell.round
         ));
-        let request = request(self.suite, cell);
+        let mut request = request(self.suite, cell);
+        let depth = cell.params().context_tokens;
+        if depth > 0 {
+            let words_per_token = match running.words_per_token {
+                Some(known) => known,
+                None => match provider.sender() {
+                    Some(sender) => filler::words_per_token(sender.as_ref()).await,
+                    None => 1.0,
+                },
+            };
+            running.words_per_token = Some(words_per_token);
+            let seed = u64::from(cell.seed) ^ filler::mix(cell.index as u64);
+            filler::with_context(&mut request, depth, words_per_token, seed);
+        }
         let retry = cell.params().retry;
         let sampler = running.sampler.as_ref();
         let mut interrupt = self.interrupt.clone();
@@ -598,6 +616,7 @@ pub(crate) fn request(suite: &Suite, cell: &Cell) -> Request {
             .params()
             .reasoning_effort
             .map(|effort| Thinking::of(effort, reasoning_control(suite, cell.model()))),
+        cache: cell.params().cache,
     }
 }
 
@@ -637,6 +656,7 @@ pub(crate) fn sample(cell: &Cell, measured: Measured) -> Sample {
         itl_ms,
         output_tokens,
         prompt_tokens,
+        cached_tokens,
         token_source,
         finish_reason,
         text,
@@ -666,6 +686,7 @@ pub(crate) fn sample(cell: &Cell, measured: Measured) -> Sample {
         .collect();
     sample.output_tokens = output_tokens;
     sample.prompt_tokens = prompt_tokens;
+    sample.cached_tokens = cached_tokens;
     sample.token_source = token_source;
     sample.finish_reason = finish_reason;
     sample.text = text;

@@ -10,15 +10,9 @@ use crate::plan::{Cell, LoadTarget, Round};
 use crate::provider::{Concurrent, Request};
 use crate::results::{ClientCost, LoadStats, PointLabel, Sample, SweepResult, load_stats};
 use crate::run::driver::{self, Phase, PointRun};
+use crate::run::filler::{self, WORDS, mix};
 use crate::suite::Suite;
 use crate::suite::workload::{Drive, Point, Sweep, Synthetic, Workload};
-
-/// Words synthetic prompts are made of (common words: about one token each).
-const WORDS: [&str; 32] = [
-    "the", "model", "reads", "this", "text", "and", "then", "writes", "a", "long", "answer",
-    "about", "what", "it", "has", "seen", "in", "the", "prompt", "so", "that", "every", "request",
-    "has", "the", "same", "shape", "for", "the", "load", "test", "here",
-];
 
 impl Runner<'_> {
     /// Runs a load cell on `slot`'s running launch.
@@ -255,6 +249,8 @@ pub(super) struct Prompts {
     fallback: Request,
     synthetic: Option<(Synthetic, Request, f64)>,
     seed: u64,
+    /// Filler tokens before each prompt, and words per token.
+    context: (u32, f64),
 }
 
 impl Prompts {
@@ -270,18 +266,16 @@ impl Prompts {
             messages,
             ..super::request(suite, cell)
         };
-        let synthetic = match workload.synthetic {
-            Some(shape) => {
-                // Words per token, from the server's tokenizer where it has one.
-                let probe = WORDS.join(" ");
-                let tokens = sender.count_tokens(&probe).await;
-                let words_per_token = tokens
-                    .filter(|t| *t > 0)
-                    .map_or(1.0, |t| WORDS.len() as f64 / t as f64);
-                Some((shape, base(Vec::new()), words_per_token))
-            }
-            None => None,
+        // Words per token, from the server's tokenizer where it has one.
+        let calibrate = workload.synthetic.is_some() || cell.params().context_tokens > 0;
+        let words_per_token = if calibrate {
+            filler::words_per_token(sender).await
+        } else {
+            1.0
         };
+        let synthetic = workload
+            .synthetic
+            .map(|shape| (shape, base(Vec::new()), words_per_token));
         Prompts {
             suite: suite
                 .prompts
@@ -298,11 +292,21 @@ impl Prompts {
             synthetic,
             seed: workload.template.seed,
             fallback: base(Vec::new()),
+            context: (cell.params().context_tokens, words_per_token),
         }
     }
 
-    /// The `n`th request, and the index of its prompt.
+    /// The `n`th request, and the index of its prompt, with the cell's
+    /// filler context (drawn for `n`) before it.
     fn request(&self, n: u64) -> (usize, Request) {
+        let (i, mut request) = self.prompt(n);
+        let (tokens, words_per_token) = self.context;
+        filler::with_context(&mut request, tokens, words_per_token, self.seed ^ mix(n));
+        (i, request)
+    }
+
+    /// The `n`th request's prompt, and its index.
+    fn prompt(&self, n: u64) -> (usize, Request) {
         if let Some((shape, base, words_per_token)) = &self.synthetic {
             let input = draw(
                 shape.input_tokens.mean,
@@ -362,14 +366,6 @@ fn draw(mean: f64, stddev: f64, seed: u64, n: u64) -> u64 {
     let uniform = |k: u64| ((mix(seed ^ (n << 1 | k)) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
     let z = (-2.0 * uniform(0).ln()).sqrt() * (std::f64::consts::TAU * uniform(1)).cos();
     (mean + stddev * z).round().max(1.0) as u64
-}
-
-/// splitmix64's finaliser: a well-mixed 64-bit value of `x`.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

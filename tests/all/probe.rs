@@ -67,7 +67,10 @@ async fn check_passes_on_the_scripted_fixture() {
         probe::render_check_text(&lines)
     );
     assert_eq!(lines[0].detail, "1 endpoint, 0 servers, 1 model");
-    assert_eq!(lines[1].detail, format!("{base}, 12 models"));
+    assert_eq!(
+        lines[1].detail,
+        format!("{base}, {} models", fixture::MODELS.len())
+    );
     assert_eq!(lines[2].detail, "`timetable` is in /v1/models");
     // One token, not streamed: the fixture's usage says 1.
     assert!(
@@ -119,8 +122,9 @@ prompts:
         vec![
             "FAIL  endpoint down reachable: cannot reach http://127.0.0.1:9/v1/models: Connection refused (os error 111); check that the server is running and that the URL (`base_url`) is right".to_string(),
             format!(
-                "FAIL  model nope listed by fx: `nope` is not in /v1/models, which lists {} and 2 more; set the model's `model` to one of them",
-                listed.join(", ")
+                "FAIL  model nope listed by fx: `nope` is not in /v1/models, which lists {} and {} more; set the model's `model` to one of them",
+                listed.join(", "),
+                fixture::MODELS.len() - 10
             ),
             "FAIL  model lost listed by down: not checked: endpoint `down` is unreachable".to_string(),
             "FAIL  probe chat nope: HTTP 404: model 'nope' not found".to_string(),

@@ -39,7 +39,7 @@ impl VariantLabel {
         variant: Option<&VariantLabel>,
         machine: &MachineLabel,
     ) -> VariantLabel {
-        let part = format!("{MACHINE}={machine}");
+        let part = machine.part();
         VariantLabel(match variant {
             Some(v) => format!("{},{part}", v.0),
             None => part,
@@ -53,7 +53,7 @@ impl VariantLabel {
 
     /// Whether this variant was measured on `machine` (a fleet row).
     pub(crate) fn is_on(&self, machine: &MachineLabel) -> bool {
-        let part = format!("{MACHINE}={machine}");
+        let part = machine.part();
         self.parts().any(|p| p == part)
     }
 
@@ -129,6 +129,11 @@ impl MachineLabel {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// `machine=NAME`: what a fleet merge adds to a variant and a key.
+    pub(crate) fn part(&self) -> String {
+        format!("{MACHINE}={}", self.0)
     }
 }
 

@@ -267,7 +267,7 @@ fn with_label(key: &str, label: &str) -> String {
 
 /// Marks every row of `doc` as measured on `machine`.
 fn on_machine(doc: &mut Results, machine: &MachineLabel) {
-    let label = format!("machine={machine}");
+    let label = machine.part();
     let variant = |v: &mut Option<VariantLabel>| {
         *v = Some(VariantLabel::on_machine(v.as_ref(), machine));
     };

@@ -595,9 +595,7 @@ impl<'a> Choices<'a> {
                     .filter(|t| !t.is_empty())
                     .map(|t| Text(Cow::Borrowed(t)))
             };
-            let reasoning = text("reasoning_content")
-                .map(|t| (t, ReasoningForm::ReasoningContent))
-                .or_else(|| text("reasoning").map(|t| (t, ReasoningForm::Reasoning)));
+            let reasoning = reasoning_of(text("reasoning_content"), || text("reasoning"));
             choices.add(
                 text("content"),
                 reasoning,
@@ -660,16 +658,22 @@ impl<'a> Delta<'a> {
     /// Its content, and its reasoning with the form it came in (non-empty
     /// `reasoning_content` first, else `reasoning`).
     fn parts(self) -> (Option<Text<'a>>, Option<(Text<'a>, ReasoningForm)>) {
-        let reasoning = self
-            .reasoning_content
-            .filter(|t| !t.0.is_empty())
-            .map(|t| (t, ReasoningForm::ReasoningContent))
-            .or_else(|| {
-                self.reasoning
-                    .filter(|t| !t.0.is_empty())
-                    .map(|t| (t, ReasoningForm::Reasoning))
-            });
+        let said = |t: Option<Text<'a>>| t.filter(|t| !t.0.is_empty());
+        let reasoning = reasoning_of(said(self.reasoning_content), || said(self.reasoning));
         (self.content, reasoning)
+    }
+}
+
+/// The reasoning a delta or message carries, with the form it came in: a
+/// non-empty `reasoning_content` first (a server may send both), else a
+/// non-empty `reasoning` (looked up only then).
+fn reasoning_of<T>(
+    reasoning_content: Option<T>,
+    reasoning: impl FnOnce() -> Option<T>,
+) -> Option<(T, ReasoningForm)> {
+    match reasoning_content {
+        Some(t) => Some((t, ReasoningForm::ReasoningContent)),
+        None => reasoning().map(|t| (t, ReasoningForm::Reasoning)),
     }
 }
 
@@ -754,9 +758,7 @@ pub(super) fn absorb_final(
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
     };
-    let field = text("reasoning_content")
-        .map(|t| (t, ReasoningForm::ReasoningContent))
-        .or_else(|| text("reasoning").map(|t| (t, ReasoningForm::Reasoning)));
+    let field = reasoning_of(text("reasoning_content"), || text("reasoning"));
     m.text = m.reasoning.take_whole(field, text("content").unwrap_or(""));
     m.finish_reason = choice
         .get("finish_reason")

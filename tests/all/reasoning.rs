@@ -146,9 +146,11 @@ matrix: {{ reasoning_effort: [none, high] }}
         assert_eq!(checks.len(), 3, "{checks:?}");
         assert!(checks.iter().all(|(_, passed)| *passed), "{checks:?}");
         assert!(checks[2].0.starts_with("reasoning "), "{checks:?}");
-        // Decode speed counts the 20 answer tokens over 19 gaps of 10 ms.
+        // Decode speed counts the 20 answer tokens over 19 gaps of about
+        // 10 ms (≈ 100 tok/s; a busy machine bunches a few gaps). Counting
+        // all 35 output tokens would give ≈ 180 tok/s, above the bound.
         let tps = s.decode_tps.unwrap();
-        assert!((50.0..=101.0).contains(&tps), "{tps}: {s:?}");
+        assert!((50.0..=140.0).contains(&tps), "{tps}: {s:?}");
     }
     let labels: Vec<&str> = doc.summaries.iter().map(|m| m.label.as_str()).collect();
     assert_eq!(doc.summaries.len(), 4, "{labels:?}");
